@@ -1,0 +1,55 @@
+"""The ``tolken`` command line. Thin: parse options, call the engine, print results.
+
+Exit codes (fixed contract): 0 done, 1 fatal error (bad credentials,
+unreachable system), 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tolken import __version__
+from tolken._starter import STARTER_CONFIG
+
+app = typer.Typer(
+    name="tolken",
+    help="Two-way sync between PowerOffice Go and your project-management system.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tolken {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Two-way sync between PowerOffice Go and your project-management system."""
+
+
+@app.command()
+def init(
+    path: Path = typer.Option(Path("tolken.yaml"), "--config", help="Where to write the file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a starter tolken.yaml (secrets as ${VAR} references)."""
+    if path.exists() and not force:
+        typer.echo(f"{path} already exists; use --force to overwrite it", err=True)
+        raise typer.Exit(2)
+    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    typer.echo(f"wrote {path}; set the environment variables it names, then run tolken sync")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

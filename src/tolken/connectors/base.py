@@ -1,0 +1,108 @@
+"""The one protocol every connector implements, PowerOffice and PMS alike.
+
+A connector is a thin, stateless client of one remote system: it lists, reads
+and writes records and classifies every failure into :mod:`tolken.errors`.
+It never decides what to sync and holds no sync state (cursors, shadows and
+links belong to the engine). Connectors are found through the
+``tolken.connectors`` entry-point group; the built-in ones are registered
+there too, so there is no special case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Connector", "RemoteRecord", "load_connector_class"]
+
+ENTRY_POINT_GROUP = "tolken.connectors"
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    """One record as a remote system holds it.
+
+    ``data`` uses the system's canonical key spelling (PascalCase for
+    PowerOffice, whatever reads came back as being normalised to it; the
+    contract's snake_case for a PMS). ``changed_at`` is the system's own
+    modification time (used by the ``newest-wins`` conflict policy) and
+    ``version`` the optimistic-concurrency token where the system has one.
+    """
+
+    resource: str
+    id: str
+    data: Mapping[str, Any]
+    changed_at: datetime | None = None
+    version: int | None = None
+    deleted: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What the engine needs from a system. All methods may raise TolkenError subclasses."""
+
+    system: str
+    """Short name used in messages, metrics and the store: ``poweroffice`` or ``pms``."""
+
+    def resources(self) -> Sequence[str]:
+        """Resource names this connector serves (``Customers``..., ``customers``...)."""
+        ...
+
+    def list(
+        self, resource: str, *, changed_after: datetime | None = None
+    ) -> Iterator[RemoteRecord]:
+        """Stream every record (or those changed strictly after ``changed_after``), page by page."""
+        ...
+
+    def get(self, resource: str, record_id: str) -> RemoteRecord:
+        """Read one record; raises :class:`tolken.errors.NotFound` when it does not exist."""
+        ...
+
+    def create(
+        self, resource: str, data: Mapping[str, Any], *, idempotency_key: str
+    ) -> RemoteRecord:
+        """Create a record; the same ``idempotency_key`` never yields a second record."""
+        ...
+
+    def find_by_idempotency_key(self, resource: str, idempotency_key: str) -> RemoteRecord | None:
+        """Find the record an earlier (perhaps interrupted) ``create`` made, if any."""
+        ...
+
+    def update(
+        self,
+        resource: str,
+        record_id: str,
+        changes: Mapping[str, Any],
+        *,
+        version: int | None = None,
+    ) -> RemoteRecord:
+        """Change only the given fields (nested mappings for nested objects).
+
+        ``version`` makes the write conditional where the system supports it
+        (raises :class:`tolken.errors.StaleVersion` when the record moved).
+        """
+        ...
+
+    def delete(self, resource: str, record_id: str) -> None:
+        """Delete a record (never called by the engine by default)."""
+        ...
+
+    def close(self) -> None:
+        """Release the HTTP client if the connector created it."""
+        ...
+
+
+def load_connector_class(name: str) -> type[Connector]:
+    """Return the connector class registered under ``name`` in ``tolken.connectors``."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            cls: type[Connector] = ep.load()
+            return cls
+    known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    from tolken.errors import ConfigError
+
+    raise ConfigError(f"unknown connector {name!r}; installed: {', '.join(known) or 'none'}")

@@ -1,0 +1,1 @@
+"""tolken.sandbox."""
