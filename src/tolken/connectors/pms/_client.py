@@ -1,0 +1,387 @@
+"""The PMS REST-contract client (DESIGN §2).
+
+Every request goes through :meth:`PMSClient._send`, which adds the bearer key,
+classifies the response with :func:`classify_response` and retries what is
+safe to retry: 429 (honouring ``Retry-After``), 5xx and timeouts, with
+jittered, bounded backoff (the shared :class:`~tolken.connectors._http.RetryPolicy`,
+built on stamina). A request that is not idempotent
+(registering a webhook) is retried only when the server cannot have acted on
+it: a 429, or a connection that was never made. A create always carries its
+``Idempotency-Key``, so retrying it is safe: the PMS answers a repeated key
+with the record the first attempt made.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from tolken.config import PMSSettings
+from tolken.connectors._http import RetryPolicy
+from tolken.connectors.base import RemoteRecord
+from tolken.connectors.pms._errors import classify_response, classify_transport_error
+from tolken.connectors.pms._records import (
+    RESOURCES,
+    Change,
+    ChangeBatch,
+    ChangesPage,
+    collapse_changes,
+    parse_change,
+    parse_timestamp,
+    to_record,
+    tombstone,
+)
+from tolken.errors import (
+    ConfigError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TransportError,
+    Unreachable,
+    ValidationFailed,
+)
+
+__all__ = ["PMSClient"]
+
+FEED_PAGE_LIMIT = 1000
+MERGE_PATCH = "application/merge-patch+json"
+_SEQ_PREFIX = "seq:"
+_TIME_PREFIX = "updated_after:"
+
+
+@dataclass(frozen=True)
+class _UnsentOnlyPolicy(RetryPolicy):
+    """For requests that are not idempotent: retry only what the server cannot have acted on."""
+
+    def backoff(self, exc: Exception) -> bool | float:
+        if isinstance(exc, RateLimited) or isinstance(exc.__cause__, httpx.ConnectError):
+            return super().backoff(exc)
+        return False
+
+
+class PMSClient:
+    """Talks to one PMS through the REST contract; a :class:`~tolken.connectors.base.Connector`.
+
+    ``http`` lets tests hand in a client with an in-process transport (for
+    example a ``starlette.testclient.TestClient``); without it the client makes
+    and owns its own ``httpx.Client``.
+    """
+
+    system = "pms"
+
+    def __init__(self, settings: PMSSettings, *, http: httpx.Client | None = None):
+        self.settings = settings
+        self._base = settings.base_url.rstrip("/")
+        self._owns_http = http is None
+        self._http = http or httpx.Client(timeout=settings.timeout_seconds)
+        self._timeout = settings.timeout_seconds
+        self._retry = RetryPolicy()
+        self._retry_unsent = _UnsentOnlyPolicy()
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _url(self, *parts: str) -> str:
+        return "/".join([self._base, *parts])
+
+    def _check(self, resource: str) -> None:
+        if resource not in RESOURCES:
+            raise ConfigError(
+                f"the PMS has no resource {resource!r}; known: {', '.join(RESOURCES)}"
+            )
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """One logical request: auth, classification and bounded retries; raises TolkenError."""
+        all_headers = {"Authorization": f"Bearer {self.settings.api_key.get_secret_value()}"}
+        content: bytes | None = None
+        if body is not None:
+            content = json.dumps(body).encode("utf-8")
+            all_headers["Content-Type"] = content_type
+        all_headers.update(headers or {})
+
+        def once() -> httpx.Response:
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    params=dict(params) if params else None,
+                    content=content,
+                    headers=all_headers,
+                    timeout=self._timeout,
+                )
+            except httpx.TransportError as exc:
+                raise classify_transport_error(exc) from exc
+            error = classify_response(response)
+            if error is not None:
+                raise error
+            return response
+
+        policy = self._retry if idempotent else self._retry_unsent
+        try:
+            return policy.call(once)
+        except TransportError as exc:
+            if isinstance(exc.__cause__, httpx.ConnectError):
+                raise Unreachable(f"cannot reach the PMS at {self._base}", system="pms") from exc
+            raise
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ServerError(
+                f"the PMS answered {response.request.method} {response.request.url.path} "
+                f"with a body that is not JSON",
+                system="pms",
+                status=response.status_code,
+            ) from exc
+
+    # -- Connector protocol -------------------------------------------------
+
+    def resources(self) -> tuple[str, ...]:
+        """``customers`` and ``projects``."""
+        return RESOURCES
+
+    def list(
+        self, resource: str, *, changed_after: datetime | None = None
+    ) -> Iterator[RemoteRecord]:
+        """Stream every record (or those updated strictly after ``changed_after``), page by page."""
+        after = None
+        if changed_after is not None:
+            if changed_after.tzinfo is None:
+                changed_after = changed_after.replace(tzinfo=UTC)
+            after = changed_after.isoformat()
+        for item in self._list_raw(resource, after):
+            yield to_record(resource, item)
+
+    def _list_raw(
+        self, resource: str, updated_after: str | None, extra: Mapping[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        self._check(resource)
+        params: dict[str, str | int] = {"limit": self.settings.page_size, **(extra or {})}
+        if updated_after is not None:
+            params["updated_after"] = updated_after
+        seen_cursors: set[str] = set()
+        while True:
+            page = self._json(self._send("GET", self._url(resource), params=params))
+            items = page.get("items") if isinstance(page, dict) else None
+            if not isinstance(items, list):
+                raise ServerError(f"the PMS list of {resource} has no items array", system="pms")
+            yield from (item for item in items if isinstance(item, dict))
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+            if cursor in seen_cursors:
+                # A PMS bug would otherwise make us page forever.
+                raise ServerError(f"the PMS repeated the cursor {cursor!r}", system="pms")
+            seen_cursors.add(cursor)
+            params["cursor"] = str(cursor)
+
+    def get(self, resource: str, record_id: str) -> RemoteRecord:
+        """Read one record; NotFound when it does not exist."""
+        self._check(resource)
+        response = self._send("GET", self._url(resource, record_id))
+        return to_record(resource, self._json(response))
+
+    def create(
+        self, resource: str, data: Mapping[str, Any], *, idempotency_key: str
+    ) -> RemoteRecord:
+        """POST a record with ``Idempotency-Key``; the same key never makes a second record.
+
+        When ``data`` has no ``external_ref`` the key is stored there, which is
+        how :meth:`find_by_idempotency_key` finds the record after a crash.
+        """
+        self._check(resource)
+        body = dict(data)
+        body.setdefault("external_ref", idempotency_key)
+        response = self._send(
+            "POST",
+            self._url(resource),
+            body=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return to_record(resource, self._json(response))
+
+    def find_by_idempotency_key(self, resource: str, idempotency_key: str) -> RemoteRecord | None:
+        """The record an earlier ``create`` with this key made, found by its ``external_ref``.
+
+        The contract has no lookup by key, and re-POSTing would create the
+        record when the first POST never arrived. So this lists with an
+        ``external_ref`` filter (which the reference PMS honours), checks each
+        item itself (a PMS may ignore the filter), and falls back to an
+        unfiltered listing when a PMS refuses the parameter. Only needed when
+        recovering an interrupted create.
+        """
+        try:
+            found = self._find_ref(resource, idempotency_key, {"external_ref": idempotency_key})
+        except ValidationFailed:
+            found = self._find_ref(resource, idempotency_key, {})
+        return found
+
+    def _find_ref(self, resource: str, ref: str, extra: Mapping[str, str]) -> RemoteRecord | None:
+        for item in self._list_raw(resource, None, extra):
+            if item.get("external_ref") == ref:
+                return to_record(resource, item)
+        return None
+
+    def update(
+        self,
+        resource: str,
+        record_id: str,
+        changes: Mapping[str, Any],
+        *,
+        version: int | None = None,
+    ) -> RemoteRecord:
+        """PATCH as JSON Merge Patch (``None`` clears a field); ``version`` sends ``If-Match``.
+
+        Raises StaleVersion (412) when the record moved since ``version``.
+        """
+        self._check(resource)
+        headers = {"If-Match": f'"{version}"'} if version is not None else None
+        response = self._send(
+            "PATCH",
+            self._url(resource, record_id),
+            body=dict(changes),
+            headers=headers,
+            content_type=MERGE_PATCH,
+        )
+        return to_record(resource, self._json(response))
+
+    def delete(self, resource: str, record_id: str) -> None:
+        """DELETE a record (204); NotFound when it is already gone."""
+        self._check(resource)
+        self._send("DELETE", self._url(resource, record_id))
+
+    def close(self) -> None:
+        """Close the HTTP client if this connector made it."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> PMSClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- webhooks -----------------------------------------------------------
+
+    def register_webhook(self, url: str, secret: str) -> dict[str, Any]:
+        """Ask the PMS to POST each change to ``url``, signed with ``secret``; return its answer."""
+        response = self._send(
+            "POST", self._url("webhooks"), body={"url": url, "secret": secret}, idempotent=False
+        )
+        answer = self._json(response)
+        return dict(answer) if isinstance(answer, dict) else {}
+
+    # -- change capture -----------------------------------------------------
+
+    def changes(self, after: int = 0, *, limit: int = FEED_PAGE_LIMIT) -> ChangesPage:
+        """One page of the changes feed: items with ``seq`` strictly greater than ``after``."""
+        page = self._json(
+            self._send("GET", self._url("changes"), params={"after": after, "limit": limit})
+        )
+        raw = page.get("items") if isinstance(page, dict) else None
+        if not isinstance(raw, list):
+            raise ServerError("the PMS changes feed has no items array", system="pms")
+        items = tuple(parse_change(item) for item in raw if isinstance(item, dict))
+        # Continue from the last item we actually got, whatever ``last_seq``
+        # means to this PMS (last item or feed head): that never skips an item.
+        if items:
+            last = max(item.seq for item in items)
+        else:
+            reported = page.get("last_seq")
+            last = max(after, reported) if isinstance(reported, int) else after
+        return ChangesPage(items=items, last_seq=last)
+
+    def iter_changes(
+        self, after: int = 0, *, limit: int = FEED_PAGE_LIMIT
+    ) -> Iterator[ChangesPage]:
+        """Every page of the feed after ``after``, up to the current head."""
+        while True:
+            page = self.changes(after, limit=limit)
+            if page.items:
+                yield page
+            if not page.items or page.last_seq <= after:
+                return
+            after = page.last_seq
+
+    def feed_head(self) -> int:
+        """The highest ``seq`` in the feed now (0 when empty)."""
+        head = 0
+        for page in self.iter_changes(0):
+            head = page.last_seq
+        return head
+
+    def changes_since(self, resource: str, cursor: str | None) -> ChangeBatch:
+        """What changed in ``resource`` since ``cursor``, by ``settings.change_capture``.
+
+        ``cursor=None`` (or a cursor from the other mode) means a full listing.
+        ``changes`` mode reads the feed, keeps the last operation per record,
+        GETs each upserted record and returns deletes as tombstones
+        (``deleted=True``). ``polling`` mode lists with ``updated_after``; it
+        cannot see deletes (the engine's reconcile does).
+        """
+        self._check(resource)
+        if self.settings.change_capture == "changes":
+            return self._capture_from_feed(resource, cursor)
+        return self._capture_by_polling(resource, cursor)
+
+    def _capture_from_feed(self, resource: str, cursor: str | None) -> ChangeBatch:
+        if cursor is None or not cursor.startswith(_SEQ_PREFIX):
+            # Read the head first: anything changing during the listing is in
+            # the feed after it, so the next call sees it (maybe twice; the
+            # engine deduplicates by content).
+            head = self.feed_head()
+            return ChangeBatch(tuple(self.list(resource)), f"{_SEQ_PREFIX}{head}")
+        after = int(cursor.removeprefix(_SEQ_PREFIX))
+        changes: list[Change] = []
+        head = after
+        for page in self.iter_changes(after):
+            changes.extend(page.items)
+            head = page.last_seq
+        records: list[RemoteRecord] = []
+        for record_id, change in collapse_changes(changes, resource).items():
+            if change.op == "delete":
+                records.append(tombstone(resource, record_id))
+                continue
+            try:
+                records.append(self.get(resource, record_id))
+            except NotFound:
+                records.append(tombstone(resource, record_id))
+        return ChangeBatch(tuple(records), f"{_SEQ_PREFIX}{head}")
+
+    def _capture_by_polling(self, resource: str, cursor: str | None) -> ChangeBatch:
+        after = None
+        if cursor is not None and cursor.startswith(_TIME_PREFIX):
+            after = cursor.removeprefix(_TIME_PREFIX)
+        records: list[RemoteRecord] = []
+        newest_raw, newest = after, parse_timestamp(after)
+        for item in self._list_raw(resource, after):
+            record = to_record(resource, item)
+            records.append(record)
+            stamp = record.changed_at
+            if stamp is not None and (newest is None or stamp > newest):
+                # Keep the PMS's own spelling so no precision is lost on the way back.
+                newest, newest_raw = stamp, str(item["updated_at"])
+        next_cursor = f"{_TIME_PREFIX}{newest_raw}" if newest_raw is not None else ""
+        return ChangeBatch(tuple(records), next_cursor)
