@@ -50,6 +50,36 @@ def init(
     typer.echo(f"wrote {path}; set the environment variables it names, then run tolken sync")
 
 
+@app.command()
+def docs(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the RST here instead of to standard output."
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Use the mapping this tolken.yaml names (default: ./tolken.yaml if present, "
+        "else the built-in mapping). Secrets need not be set.",
+    ),
+) -> None:
+    """Write the dataflow document (RST) from the active mapping."""
+    from datetime import date
+
+    from tolken.errors import ConfigError
+    from tolken.mapping.docs import dataflow_document
+
+    try:
+        text = dataflow_document(config, generated=date.today())
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,202 @@
+"""Apply a flow's mapping to records: pure functions the engine calls.
+
+Comparison and three-way merge happen in *PMS-path space*: a flat dict
+``{"address.city": "Oslo", "active": True}`` in canonical form (empty text is
+None, dates are ``YYYY-MM-DD``). :func:`to_pms_flat` maps a PowerOffice record
+into that space, :func:`project` reads a PMS record into it, and the shadow
+stores the same shape. Merged values go back out with :func:`pms_changes`
+(nested JSON Merge Patch body) and :func:`poweroffice_changes` (nested
+PascalCase, ``MailAddress`` included).
+
+PowerOffice records arrive as dicts with PascalCase keys (read
+case-insensitively), PMS records as the contract's snake_case dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as AbcMapping
+from typing import Any
+
+from tolken.errors import RecordError
+from tolken.mapping.models import Flow, MergeRule, Property, Side
+from tolken.mapping.paths import get_path, set_path, unflatten
+from tolken.mapping.transforms import (
+    ApplyContext,
+    ReferenceResolver,
+    UnresolvedReference,
+    normalise_date,
+)
+
+__all__ = [
+    "belongs",
+    "canonical",
+    "merge_key_flat",
+    "merge_keys",
+    "pms_changes",
+    "pms_fields",
+    "poweroffice_changes",
+    "project",
+    "to_pms",
+    "to_pms_flat",
+    "to_poweroffice",
+]
+
+Record = AbcMapping[str, Any]
+
+
+def pms_fields(flow: Flow, *, writable_to: Side | None = None) -> list[str]:
+    """The flow's PMS paths; ``writable_to`` keeps those that may be written to that side."""
+    props = flow.properties
+    if writable_to == "pms":
+        props = [p for p in props if p.writes_pms]
+    elif writable_to == "poweroffice":
+        props = [p for p in props if p.writes_poweroffice]
+    return [p.pms for p in props]
+
+
+def canonical(prop: Property, value: Any) -> Any:
+    """``value`` in the canonical PMS-space form for ``prop``'s type, so equal means equal."""
+    if value is None or value == "":
+        return None
+    if prop.type == "date":
+        try:
+            return normalise_date(value)
+        except ValueError:
+            return value  # left as is: writing it to PowerOffice will park the record
+    if prop.type == "integer" and isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    if prop.type == "string" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def belongs(flow: Flow, pms_record: Record) -> bool:
+    """Whether a PMS record of the flow's resource belongs to this flow (``pms_filter``)."""
+    return all(get_path(pms_record, path) in allowed for path, allowed in flow.pms_filter.items())
+
+
+def project(flow: Flow, pms_record: Record) -> dict[str, Any]:
+    """A PMS record as ``{pms_path: canonical value}`` over every mapped property."""
+    return {p.pms: canonical(p, get_path(pms_record, p.pms)) for p in flow.properties}
+
+
+def _po_to_pms(flow: Flow, prop: Property, po_record: Record, resolver: Any) -> Any:
+    ctx = ApplyContext(flow=flow.poweroffice, field=prop.pms, resolver=resolver)
+    raw = get_path(po_record, prop.poweroffice) if prop.poweroffice else None
+    return canonical(prop, prop.converter.to_pms(raw, ctx))
+
+
+def to_pms_flat(
+    flow: Flow,
+    po_record: Record,
+    resolver: ReferenceResolver | None = None,
+    *,
+    unresolved: set[str] | None = None,
+) -> dict[str, Any]:
+    """A PowerOffice record in PMS-path space: every property written to the PMS, constants too.
+
+    A reference that is not linked yet raises
+    :class:`~tolken.mapping.transforms.UnresolvedReference`; when an
+    ``unresolved`` set is passed instead, its PMS path is added there and left
+    out of the result (the record must wait). A value that cannot be converted
+    raises :class:`~tolken.mapping.transforms.MappingValueError`.
+    """
+    out: dict[str, Any] = {}
+    for prop in flow.properties:
+        if not prop.writes_pms:
+            continue
+        try:
+            out[prop.pms] = _po_to_pms(flow, prop, po_record, resolver)
+        except UnresolvedReference:
+            if unresolved is None:
+                raise
+            unresolved.add(prop.pms)
+    return out
+
+
+def to_pms(
+    flow: Flow, po_record: Record, resolver: ReferenceResolver | None = None
+) -> dict[str, Any]:
+    """The PMS record body for a PowerOffice record (nested, e.g. ``{"address": {...}}``)."""
+    return unflatten(to_pms_flat(flow, po_record, resolver))
+
+
+def pms_changes(flow: Flow, flat_changes: AbcMapping[str, Any]) -> dict[str, Any]:
+    """A JSON Merge Patch body from PMS-path changes (properties not written to the PMS dropped)."""
+    writable = set(pms_fields(flow, writable_to="pms"))
+    unknown = set(flat_changes) - {p.pms for p in flow.properties}
+    if unknown:
+        raise KeyError(f"not mapped in this flow: {', '.join(sorted(unknown))}")
+    return unflatten({k: v for k, v in flat_changes.items() if k in writable})
+
+
+def poweroffice_changes(
+    flow: Flow, flat_changes: AbcMapping[str, Any], resolver: ReferenceResolver | None = None
+) -> dict[str, Any]:
+    """PascalCase changes for PowerOffice from PMS-path changes (nested ``MailAddress``).
+
+    Properties that are not written to PowerOffice (constants, ``to_pms``) are
+    left out; an unknown path is a KeyError.
+    """
+    out: dict[str, Any] = {}
+    for pms_path, value in flat_changes.items():
+        prop = flow.property_for(pms_path)
+        if not prop.writes_poweroffice or prop.poweroffice is None:
+            continue
+        ctx = ApplyContext(flow=flow.poweroffice, field=prop.pms, resolver=resolver)
+        set_path(out, prop.poweroffice, prop.converter.to_poweroffice(canonical(prop, value), ctx))
+    return out
+
+
+def to_poweroffice(
+    flow: Flow, pms_record: Record, resolver: ReferenceResolver | None = None
+) -> dict[str, Any]:
+    """The PowerOffice body (PascalCase, nested) for every property written to PowerOffice."""
+    return poweroffice_changes(flow, project(flow, pms_record), resolver)
+
+
+def _condition_holds(flow: Flow, rule: MergeRule, record: Record, side: Side) -> bool:
+    for path, wanted in rule.when.items():
+        prop = flow.property_for(path)
+        if side == "pms":
+            actual = canonical(prop, get_path(record, path))
+        else:
+            try:
+                actual = _po_to_pms(flow, prop, record, None)
+            except RecordError:
+                return False
+        if actual != wanted:
+            return False
+    return True
+
+
+def merge_key_flat(rule: MergeRule, values: AbcMapping[str, Any]) -> str | None:
+    """:func:`merge_keys` over a record already in PMS-path space (either side).
+
+    A PowerOffice record mapped with :func:`to_pms_flat` carries the rule's
+    value under ``rule.pms`` (converted by that property's transform), so both
+    sides are keyed the same way.
+    """
+    for path, wanted in rule.when.items():
+        if values.get(path) != wanted:
+            return None
+    return _key(rule, values.get(rule.pms))
+
+
+def _key(rule: MergeRule, value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return rule.normaliser()(text) or None
+
+
+def merge_keys(flow: Flow, rule: MergeRule, record: Record, side: Side) -> str | None:
+    """The normalised match key of ``record`` under ``rule``, or None when the rule does not apply.
+
+    ``side`` says which system the record comes from. None when the rule's
+    condition does not hold or the value is empty after normalising. The
+    engine links only when exactly one candidate has the same key.
+    """
+    if rule.when and not _condition_holds(flow, rule, record, side):
+        return None
+    return _key(rule, get_path(record, rule.poweroffice if side == "poweroffice" else rule.pms))
