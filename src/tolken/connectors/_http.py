@@ -244,10 +244,22 @@ class RetryPolicy:
             return self.retry_after_floor
         return min(self.retry_after_cap, max(self.retry_after_floor, retry_after))
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` until it succeeds, raises a non-retriable error, or the bounds run out."""
+    def call(
+        self, fn: Callable[[], T], *, retry_if: Callable[[Exception], bool] | None = None
+    ) -> T:
+        """Run ``fn`` until it succeeds, raises a non-retriable error, or the bounds run out.
+
+        ``retry_if`` narrows the policy further for one call: an error it
+        rejects is raised at once (e.g. a create that may already have happened).
+        """
+
+        def hook(exc: Exception) -> bool | float:
+            if retry_if is not None and not retry_if(exc):
+                return False
+            return self.backoff(exc)
+
         for attempt in stamina.retry_context(
-            on=self.backoff,
+            on=hook,
             attempts=self.attempts,
             timeout=self.timeout,
             wait_initial=self.wait_initial,

@@ -1,0 +1,136 @@
+"""Turning PowerOffice JSON into :class:`~tolken.connectors.base.RemoteRecord` (pure).
+
+PowerOffice answers PascalCase per the spec, but camelCase has been seen in
+nested objects and GET-by-id bodies. Keys are therefore read
+case-insensitively and normalised to the spec's spelling; keys the spec does
+not know get their first letter upper-cased (``fooBar`` -> ``FooBar``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+from tolken.connectors.base import RemoteRecord
+from tolken.connectors.poweroffice import _schema
+
+__all__ = [
+    "canonical_key",
+    "changed_at",
+    "normalise",
+    "parse_date",
+    "parse_timestamp",
+    "to_record",
+]
+
+_KNOWN: Final[dict[str, str]] = {
+    name.lower(): name
+    for spec in _schema.RESOURCES.values()
+    for table in (spec.read, spec.post, spec.patch)
+    for name in table
+} | {name.lower(): name for name in _schema.ADDRESS_READ}
+
+_DATE_FIELDS: Final = _schema.DATE_FIELDS
+
+
+def canonical_key(key: str) -> str:
+    """The spec's spelling of ``key`` whatever its casing (``mailaddress`` -> ``MailAddress``)."""
+    known = _KNOWN.get(key.lower())
+    if known is not None:
+        return known
+    return key[:1].upper() + key[1:]
+
+
+def normalise(value: Any) -> Any:
+    """Recursively re-key mappings to canonical PascalCase; date fields become ``YYYY-MM-DD``."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = canonical_key(str(key))
+            item = normalise(item)
+            if name in _DATE_FIELDS and isinstance(item, str) and item:
+                item = _date_text(item)
+            out[name] = item
+        return out
+    if isinstance(value, list):
+        return [normalise(item) for item in value]
+    return value
+
+
+_TS = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2})?)"
+    r"(?:\.(?P<frac>\d+))?\s*(?P<tz>Z|[+-]\d{2}(?::?\d{2})?)?$",
+    re.IGNORECASE,
+)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse a PowerOffice ``...DateTimeOffset`` into an aware datetime.
+
+    Accepts up to 7 (or more) fractional digits (truncated to microseconds),
+    ``Z``, ``+01:00``, ``+0100``, the spec's ``2021-09-25 08:03:00.1234567 -00:00``
+    form, and no offset at all (read as UTC). ValueError otherwise.
+    """
+    match = _TS.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a PowerOffice timestamp: {text!r}")
+    time_part = match["time"] if match["time"].count(":") == 2 else match["time"] + ":00"
+    frac = (match["frac"] or "")[:6].ljust(6, "0")
+    tz = match["tz"]
+    if tz is None or tz.upper() == "Z":
+        offset = "+00:00"
+    else:
+        digits = tz[1:].replace(":", "").ljust(4, "0")
+        offset = f"{tz[0]}{digits[:2]}:{digits[2:]}"
+    return datetime.fromisoformat(f"{match['date']}T{time_part}.{frac}{offset}")
+
+
+def parse_date(text: str) -> date:
+    """Parse a date field given as ``YYYY-MM-DD`` or with a time part (which is ignored)."""
+    head = text.strip()[:10]
+    try:
+        return date.fromisoformat(head)
+    except ValueError:
+        raise ValueError(f"not a PowerOffice date: {text!r}") from None
+
+
+def _date_text(text: str) -> str:
+    # An unparseable date is passed through untouched: the mapping reports it per record.
+    try:
+        return parse_date(text).isoformat()
+    except ValueError:
+        return text
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return parse_timestamp(value)
+
+
+def changed_at(data: Mapping[str, Any]) -> datetime | None:
+    """When the record last changed: ``LastChangedDateTimeOffset``, for a customer the later
+    of it and its ``MailAddress.LastChangedDateTimeOffset`` (an address edit does not move
+    the customer's own timestamp). ``data`` must be normalised."""
+    stamps = [_timestamp(data.get("LastChangedDateTimeOffset"))]
+    address = data.get("MailAddress")
+    if isinstance(address, Mapping):
+        stamps.append(_timestamp(address.get("LastChangedDateTimeOffset")))
+    known = [stamp.astimezone(UTC) for stamp in stamps if stamp is not None]
+    return max(known) if known else None
+
+
+def to_record(resource: str, raw: Mapping[str, Any]) -> RemoteRecord:
+    """A RemoteRecord from one raw JSON object of ``resource`` (any key casing)."""
+    data = normalise(raw)
+    record_id = data.get("Id")
+    if record_id is None:
+        raise ValueError(f"PowerOffice {resource} record without an Id")
+    return RemoteRecord(
+        resource=_schema.resource_spec(resource).name,
+        id=str(record_id),
+        data=data,
+        changed_at=changed_at(data),
+    )

@@ -1,0 +1,79 @@
+"""Page-number paging: when to stop and what to ask next."""
+
+from __future__ import annotations
+
+import json
+
+from tolken.connectors.poweroffice import Page, PageRequest, next_page, paginate
+from tolken.connectors.poweroffice._paging import parse_pagination_header
+
+FIRST = PageRequest(1, 3)
+
+
+def test_full_page_asks_for_the_next() -> None:
+    """A full page without paging header leads to the next page number."""
+    assert next_page(Page(FIRST, 200, [1, 2, 3])) == PageRequest(2, 3)
+
+
+def test_stops_on_204_empty_or_short_page() -> None:
+    """204, an empty array or a page shorter than the page size ends the listing."""
+    assert next_page(Page(FIRST, 204, [])) is None
+    assert next_page(Page(FIRST, 200, [])) is None
+    assert next_page(Page(FIRST, 200, [1, 2])) is None
+
+
+def test_next_page_link_decides_when_present() -> None:
+    """With X-Pagination, an empty nextPageLink stops and a link is followed by its numbers."""
+    stop = parse_pagination_header(json.dumps({"nextPageLink": None, "totalPages": 1}))
+    assert next_page(Page(FIRST, 200, [1, 2, 3], stop)) is None
+    header = parse_pagination_header(
+        json.dumps(
+            {"NextPageLink": "https://elsewhere.example/v2/Customers?PageNumber=2&PageSize=3"}
+        )
+    )
+    # A short page with a next link continues (the server may cap the page size).
+    assert next_page(Page(FIRST, 200, [1], header)) == PageRequest(2, 3)
+
+
+def test_a_link_that_does_not_move_forward_cannot_loop() -> None:
+    """A nextPageLink pointing at the same or an earlier page steps on by one instead."""
+    header = parse_pagination_header(json.dumps({"nextPageLink": "/v2/Customers?PageNumber=1"}))
+    assert next_page(Page(FIRST, 200, [1, 2, 3], header)) == PageRequest(2, 3)
+
+
+def test_bad_pagination_header_is_ignored() -> None:
+    """A header that is not a JSON object is treated as absent."""
+    assert parse_pagination_header("not json") is None
+    assert parse_pagination_header("[1]") is None
+    assert parse_pagination_header(None) is None
+
+
+def test_paginate_streams_until_the_short_page() -> None:
+    """The generator fetches pages lazily and stops after the short one."""
+    data = list(range(8))
+    fetched: list[int] = []
+
+    def fetch(request: PageRequest) -> Page[int]:
+        fetched.append(request.number)
+        start = (request.number - 1) * request.size
+        chunk = data[start : start + request.size]
+        return Page(request, 200 if chunk else 204, chunk)
+
+    pages = paginate(fetch, FIRST)
+    first = next(pages)
+    assert fetched == [1]
+    assert list(first.items) == [0, 1, 2]
+    assert [list(p.items) for p in pages] == [[3, 4, 5], [6, 7]]
+    assert fetched == [1, 2, 3]
+
+
+def test_paginate_exact_multiple_ends_on_204() -> None:
+    """When the count is a multiple of the page size, one more request sees 204 and stops."""
+    data = list(range(6))
+
+    def fetch(request: PageRequest) -> Page[int]:
+        start = (request.number - 1) * request.size
+        chunk = data[start : start + request.size]
+        return Page(request, 200 if chunk else 204, chunk)
+
+    assert [len(p.items) for p in paginate(fetch, FIRST)] == [3, 3, 0]
