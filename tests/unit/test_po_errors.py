@@ -61,11 +61,8 @@ def test_status_classes(status: int, cls: type[Exception]) -> None:
 
 def test_problem_details_title_and_detail_reach_the_user_verbatim() -> None:
     """ProblemDetails title and detail (any key casing) appear word for word."""
-    body = {
-        "Title": "Customer validation error(s)",
-        "DETAIL": "ExternalImportReference is already in use. 'ABC123' is used on (contact) Id = 1.",
-        "status": 400,
-    }
+    detail = "ExternalImportReference is already in use. 'ABC123' is used on (contact) Id = 1."
+    body = {"Title": "Customer validation error(s)", "DETAIL": detail, "status": 400}
     error = classify(answer(400, body))
     assert isinstance(error, ValidationFailed)
     assert str(error) == (

@@ -152,10 +152,15 @@ def test_policy_retry_if_stops_retries_for_one_call() -> None:
 
 def test_policy_returns_the_first_success() -> None:
     """A call that fails twice then succeeds returns its value after three tries."""
-    results = iter([RateLimited("slow down", retry_after=0), ServerError("x"), "ok"])
+    results: list[Exception | str] = [
+        RateLimited("slow down", retry_after=0),
+        ServerError("x"),
+        "ok",
+    ]
+    items = iter(results)
 
     def flaky() -> str:
-        item = next(results)
+        item = next(items)
         if isinstance(item, Exception):
             raise item
         return item
