@@ -134,7 +134,7 @@ def render_dataflow(mapping: Mapping, *, generated: date, source: str = "built-i
     out = _heading(TITLE, "#", over=True)
     out += [
         f":Generated: {generated.isoformat()}",
-        f":Mapping: {_esc(source)}",
+        f":Mapping: {'built-in default' if source == 'built-in' else _lit(source)}",
         "",
         "tolken keeps PowerOffice Go and the Custom PMS in two-way sync. The flows run "
         f"in this order so references resolve: {', '.join(mapping.order())}.",
