@@ -1,0 +1,330 @@
+"""The PowerOffice Go v2 simulator as an ASGI app (reference §1–10, §12; DESIGN §7).
+
+Layers, outermost first:
+
+1. `_CanonicalPath` rewrites the path to its canonical casing
+   (``/demo/V2/customers`` → ``/Demo/v2/Customers``): the real gateway matches
+   paths case-insensitively (reference §1).
+2. The shared control middleware (`tolken.sandbox.control`): statistics,
+   injected latency, drops and faults.
+3. The route handlers. Each API handler first passes the gateway checks
+   (subscription key, rate limit, bearer token; `auth`), then does the work in
+   a worker thread against SQLite (`resources`, `listing`).
+
+Responses are PascalCase like the spec. With ``camel_case`` on, the nested
+``MailAddress`` object is camelCase everywhere and GET-by-id bodies are
+camelCase throughout, as observed in the wild (reference §3.2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tolken.sandbox.control import install_control
+from tolken.sandbox.poweroffice.auth import RateLimiter, TokenIssuer, check_api_call, token_endpoint
+from tolken.sandbox.poweroffice.db import TABLES, Store
+from tolken.sandbox.poweroffice.listing import parse_list_query
+from tolken.sandbox.poweroffice.problems import ApiError, problem_response
+from tolken.sandbox.poweroffice.resources import SPECS, Resources
+from tolken.sandbox.poweroffice.seed import seed
+from tolken.sandbox.poweroffice.validation import malformed_json
+
+__all__ = ["Simulator", "create_app"]
+
+API_PREFIXES = ("/v2", "/Demo/v2")
+TOKEN_PATHS = ("/OAuth/Token", "/Demo/OAuth/Token")
+_CANONICAL = {
+    "demo": "Demo",
+    "v2": "v2",
+    "oauth": "OAuth",
+    "token": "Token",
+    **{path.lower(): path for path in TABLES},
+}
+DATABASE_NAME = "poweroffice.sqlite3"
+
+
+class _CanonicalPath:
+    """Rewrite API and token paths to canonical casing, drop a trailing slash."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = str(scope["path"])
+            segments = path.rstrip("/").split("/")
+            if len(segments) > 1 and segments[1].lower() in ("v2", "demo", "oauth"):
+                canonical = "/".join(_CANONICAL.get(s.lower(), s) for s in segments)
+                if canonical != path:
+                    scope = dict(scope, path=canonical, raw_path=canonical.encode())
+        await self.app(scope, receive, send)
+
+
+def _camel(key: str) -> str:
+    return key[:1].lower() + key[1:]
+
+
+def _camel_all(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_camel(k): _camel_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_all(v) for v in value]
+    return value
+
+
+class Simulator:
+    """State and behaviour behind one app instance."""
+
+    def __init__(
+        self,
+        data_dir: Path | None,
+        *,
+        rate_limit_per_second: float | None,
+        camel_case: bool,
+        token_ttl_seconds: int,
+    ) -> None:
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(None if data_dir is None else data_dir / DATABASE_NAME)
+        self.resources = Resources(self.store)
+        self.limiter = RateLimiter(rate_limit_per_second)
+        self.tokens = TokenIssuer(token_ttl_seconds)
+        self.camel_case = camel_case
+
+    # -- control hooks -------------------------------------------------------------
+    def reset(self) -> None:
+        """Empty every table."""
+        self.store.clear()
+
+    def seed(self, counts: dict[str, int]) -> dict[str, Any]:
+        """Add sample data."""
+        return dict(seed(self.store, counts))
+
+    def settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply runtime switches and return the current ones."""
+        unknown = set(changes) - {"camel_case", "rate_limit_per_second", "token_ttl_seconds"}
+        if unknown:
+            raise ValueError(f"Unknown settings: {', '.join(sorted(unknown))}.")
+        if "camel_case" in changes:
+            if not isinstance(changes["camel_case"], bool):
+                raise ValueError("camel_case must be a boolean.")
+            self.camel_case = changes["camel_case"]
+        if "rate_limit_per_second" in changes:
+            rate = changes["rate_limit_per_second"]
+            if rate is not None and (not isinstance(rate, int | float) or isinstance(rate, bool)):
+                raise ValueError("rate_limit_per_second must be a number or null.")
+            self.limiter.rate = None if rate is None else float(rate)
+        if "token_ttl_seconds" in changes:
+            ttl = changes["token_ttl_seconds"]
+            if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 1:
+                raise ValueError("token_ttl_seconds must be a positive integer.")
+            self.tokens.ttl_seconds = ttl
+        return {
+            "camel_case": self.camel_case,
+            "rate_limit_per_second": self.limiter.rate,
+            "token_ttl_seconds": self.tokens.ttl_seconds,
+        }
+
+    # -- rendering -----------------------------------------------------------------
+    def render(self, doc: dict[str, Any], *, by_id: bool = False) -> dict[str, Any]:
+        """A DTO as it goes on the wire under the current casing switch."""
+        if not self.camel_case:
+            return doc
+        if by_id:
+            return dict(_camel_all(doc))
+        if isinstance(doc.get("MailAddress"), dict):
+            doc = dict(doc, MailAddress=_camel_all(doc["MailAddress"]))
+        return doc
+
+    def json_response(self, body: Any, status: int = 200) -> Response:
+        """UTF-8 JSON."""
+        return Response(
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+            status_code=status,
+            media_type="application/json; charset=utf-8",
+        )
+
+    # -- handlers ---------------------------------------------------------------------
+    def list_page(self, path: str, request: Request) -> Response:
+        """GET /X: one page as a bare array, 204 when empty, X-Pagination header."""
+        spec = SPECS[path]
+        query = parse_list_query(spec, list(request.query_params.multi_items()))
+        table = TABLES[path][0]
+        where = (" WHERE " + " AND ".join(query.where)) if query.where else ""
+        if query.contact_groups:
+            known = {
+                v
+                for (v,) in self.store.query(
+                    "SELECT DISTINCT value FROM customers, json_each(customers.doc, "
+                    "'$.ContactGroupIds')"
+                )
+            }
+            missing = [str(g) for g in query.contact_groups if g not in known]
+            if missing:
+                raise ApiError(
+                    404,
+                    "Object(s) not found",
+                    f"Could not find contact group(s) with id = {', '.join(missing)}.",
+                )
+        with self.store.lock:
+            total = self.store.query(f"SELECT COUNT(*) FROM {table}{where}", query.args)[0][0]
+            offset = (query.page_number - 1) * query.page_size
+            rows = self.store.query(
+                f"SELECT doc FROM {table}{where} ORDER BY {query.order_sql} LIMIT ? OFFSET ?",
+                [*query.args, query.page_size, offset],
+            )
+        if not rows:
+            return Response(status_code=204)
+        if query.fields is None and not self.camel_case:
+            body = "[" + ",".join(row[0] for row in rows) + "]"
+        else:
+            docs = [json.loads(row[0]) for row in rows]
+            if query.fields is not None:
+                docs = [{f: d.get(f) for f in query.fields} for d in docs]
+            body = json.dumps([self.render(d) for d in docs], ensure_ascii=False)
+        pages = math.ceil(total / query.page_size)
+        paging = {
+            "totalCount": total,
+            "pageSize": query.page_size,
+            "currentPage": query.page_number,
+            "totalPages": pages,
+            "previousPageLink": _page_link(request, query.page_number - 1)
+            if query.page_number > 1
+            else None,
+            "nextPageLink": _page_link(request, query.page_number + 1)
+            if query.page_number < pages
+            else None,
+        }
+        return Response(
+            body.encode(),
+            media_type="application/json; charset=utf-8",
+            headers={"X-Pagination": json.dumps(paging, separators=(",", ":"))},
+        )
+
+
+def _page_link(request: Request, page: int) -> str:
+    items = [
+        (k, v)
+        for k, v in request.query_params.multi_items()
+        if k.lower().removeprefix("resourceparameter.") != "pagenumber"
+    ]
+    items.append(("PageNumber", str(page)))
+    return str(request.url.replace(query=urlencode(items)))
+
+
+def _entity_id(request: Request) -> int:
+    text = request.path_params["id"]
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(
+            400, "Unable to cast object(s)", f"The value '{text}' is not valid."
+        ) from None
+    return value
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise malformed_json(str(exc)) from None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _api(sim: Simulator, work: Handler) -> Handler:
+    """Gateway checks, then ``work``; ApiError and crashes become ProblemDetails."""
+
+    async def endpoint(request: Request) -> Response:
+        refused = check_api_call(request, sim.limiter, sim.tokens)
+        if refused is not None:
+            return refused
+        try:
+            return await work(request)
+        except ApiError as error:
+            return problem_response(error, request.url.path)
+        except Exception as exc:  # an unexpected bug must still look like the API's 500
+            crash = ApiError(500, "An unexpected error occurred", type(exc).__name__)
+            return problem_response(crash, request.url.path)
+
+    return endpoint
+
+
+def _routes(app: FastAPI, sim: Simulator, prefix: str, path: str) -> None:
+    async def list_items(request: Request) -> Response:
+        return await run_in_threadpool(sim.list_page, path, request)
+
+    async def create(request: Request) -> Response:
+        body = await _json_body(request)
+        doc = await run_in_threadpool(sim.resources.create, path, body)
+        return sim.json_response(sim.render(doc), 201)
+
+    async def get(request: Request) -> Response:
+        doc = await run_in_threadpool(sim.resources.get, path, _entity_id(request))
+        return sim.json_response(sim.render(doc, by_id=True))
+
+    async def patch(request: Request) -> Response:
+        entity_id = _entity_id(request)
+        body = await _json_body(request)
+        doc = await run_in_threadpool(sim.resources.patch, path, entity_id, body)
+        return sim.json_response(sim.render(doc))
+
+    async def delete(request: Request) -> Response:
+        await run_in_threadpool(sim.resources.delete, path, _entity_id(request))
+        return Response(status_code=200)
+
+    base = f"{prefix}/{path}"
+    app.add_route(base, _api(sim, list_items), methods=["GET"])
+    app.add_route(base, _api(sim, create), methods=["POST"])
+    app.add_route(base + "/{id}", _api(sim, get), methods=["GET"])
+    app.add_route(base + "/{id}", _api(sim, patch), methods=["PATCH"])
+    app.add_route(base + "/{id}", _api(sim, delete), methods=["DELETE"])
+
+
+def create_app(
+    data_dir: Path | None = None,
+    *,
+    rate_limit_per_second: float | None = 10.0,
+    camel_case: bool = False,
+    token_ttl_seconds: int = 1200,
+) -> FastAPI:
+    """The simulator app. ``data_dir=None``: fresh in-memory state; else
+    ``data_dir/poweroffice.sqlite3``, kept across restarts."""
+    sim = Simulator(
+        data_dir,
+        rate_limit_per_second=rate_limit_per_second,
+        camel_case=camel_case,
+        token_ttl_seconds=token_ttl_seconds,
+    )
+    app = FastAPI(
+        title="PowerOffice Go v2 simulator (tolken sandbox)",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.simulator = sim
+    for prefix in API_PREFIXES:
+        for path in TABLES:
+            _routes(app, sim, prefix, path)
+
+    async def token(request: Request) -> Response:
+        return await token_endpoint(request, sim.limiter, sim.tokens)
+
+    for token_path in TOKEN_PATHS:
+        app.add_route(token_path, token, methods=["POST"])
+    install_control(app, on_reset=sim.reset, on_seed=sim.seed, settings_hook=sim.settings)
+    app.add_middleware(_CanonicalPath)
+    return app
