@@ -252,3 +252,11 @@ def test_mapping_model_is_strict() -> None:
     """Unknown top-level keys are refused by the model itself."""
     with pytest.raises(ValueError, match="Extra inputs"):
         Mapping.model_validate({"flows": {}, "extra": 1})
+
+
+def test_merge_rule_must_compare_a_mapped_property(tmp_path: Path) -> None:
+    """Dropping a property that a merge rule compares is reported, not silently unmatched."""
+    text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8").replace(
+        "      - {poweroffice: OrganizationNumber, pms: organization_number, type: string}\n", ""
+    )
+    assert "merge rule OrganizationNumber = organization_number" in error_for(tmp_path, text)

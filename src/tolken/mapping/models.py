@@ -195,7 +195,15 @@ class Flow(_Strict):
                 if key in seen_po:
                     raise ValueError(f"PowerOffice property {prop.poweroffice!r} is written twice")
                 seen_po.add(key)
+        by_pms = {p.pms: p for p in self.properties}
         for rule in self.merge_rules:
+            compared = by_pms.get(rule.pms)
+            po_path = (compared.poweroffice or "") if compared else ""
+            if po_path.casefold() != rule.poweroffice.casefold():
+                raise ValueError(
+                    f"merge rule {rule.poweroffice} = {rule.pms} must compare a mapped property "
+                    f"(a property with poweroffice: {rule.poweroffice} and pms: {rule.pms})"
+                )
             for path in rule.when:
                 if path not in seen_pms:
                     raise ValueError(f"merge rule condition {path!r} is not a mapped PMS property")

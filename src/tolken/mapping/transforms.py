@@ -125,8 +125,13 @@ class Transform(Protocol):
         ...
 
 
+def _name_required(schema: dict[str, Any]) -> None:
+    # ``name`` has a default for Python callers, but in a file it picks the transform.
+    schema["required"] = ["name", *[r for r in schema.get("required", []) if r != "name"]]
+
+
 class _Builtin(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_name_required)
 
     def describe(self) -> str:
         return ""
