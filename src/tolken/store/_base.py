@@ -1,0 +1,131 @@
+"""Connections and transactions shared by the store's repositories."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from tolken.errors import Unreachable
+from tolken.store._db import READ_ONLY
+
+__all__ = ["Clock", "StoreBase", "chunked", "utcnow"]
+
+Clock = Callable[[], datetime]
+
+T = TypeVar("T")
+
+# Well below SQLite's bound-parameter limit and PostgreSQL's, for IN (...) lists.
+CHUNK = 500
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """Split ``items`` into lists of at most ``size``."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class StoreBase:
+    """Owns the engine and the current transaction of each thread.
+
+    Every public method runs in its own short transaction, unless the caller
+    opened one with :meth:`transaction`; then it joins it, so the engine can
+    commit a record's link, shadow and history together or not at all.
+    """
+
+    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._local = threading.local()
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for diagnostics and tests)."""
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        """Release every connection."""
+        self._engine.dispose()
+
+    def now(self) -> datetime:
+        """The store's clock (injectable for tests)."""
+        return self._clock()
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside ``with store.transaction():`` on this thread."""
+        return self._current() is not None
+
+    def _current(self) -> Connection | None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the enclosed store calls atomically; nested use makes a savepoint.
+
+        Leaving the block normally commits; an exception rolls everything back
+        and propagates.
+        """
+        current = self._current()
+        if current is not None:
+            with current.begin_nested():
+                yield
+            return
+        with self._connect(read_only=False) as conn, conn.begin():
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        current = self._current()
+        if current is not None:
+            yield current
+            return
+        with self._connect(read_only=False) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        current = self._current()
+        if current is not None:
+            yield current
+            return
+        with self._connect(read_only=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _connect(self, *, read_only: bool) -> Iterator[Connection]:
+        try:
+            conn = self._engine.connect()
+        except OperationalError as exc:
+            raise Unreachable(f"cannot open the store: {exc.orig or exc}", system="store") from None
+        try:
+            conn.execution_options(**{READ_ONLY: read_only})
+            yield conn
+        finally:
+            conn.close()

@@ -1,0 +1,416 @@
+"""Links, shadows and per-link history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    String,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from tolken.store._base import StoreBase, chunked
+from tolken.store.flowstate import FlowState, decode_shadow
+from tolken.store.models import FLOWS, LINK_STATES, HistoryRow, LinkRow, ShadowRow
+from tolken.store.records import (
+    FLOW_PMS_RESOURCE,
+    Direction,
+    DuplicateLink,
+    Flow,
+    HistoryEntry,
+    Link,
+    LinkState,
+    Shadow,
+    UnknownRecord,
+)
+
+__all__ = ["LinkRepository", "check_flow"]
+
+_LINK_COLUMNS = (
+    LinkRow.id,
+    LinkRow.tenant,
+    LinkRow.flow,
+    LinkRow.poweroffice_id,
+    LinkRow.pms_id,
+    LinkRow.state,
+    LinkRow.created_at,
+    LinkRow.updated_at,
+)
+# Shadow columns without result processing (JSON as text, timestamps as the
+# driver returns them); flowstate decodes them only when asked.
+_RAW_SHADOW_COLUMNS = (
+    sql_cast(ShadowRow.fields, Text),
+    ShadowRow.poweroffice_version,
+    ShadowRow.poweroffice_hash,
+    type_coerce(ShadowRow.poweroffice_changed_at, String),
+    ShadowRow.pms_version,
+    ShadowRow.pms_hash,
+    type_coerce(ShadowRow.pms_changed_at, String),
+)
+_RAW_LINK_COLUMNS = (
+    *_LINK_COLUMNS[:6],
+    type_coerce(LinkRow.created_at, String),
+    type_coerce(LinkRow.updated_at, String),
+)
+
+
+def check_flow(flow: str) -> None:
+    """Refuse an unknown flow id before it reaches the database."""
+    if flow not in FLOWS:
+        raise ValueError(f"unknown flow {flow!r}; expected one of {', '.join(FLOWS)}")
+
+
+def _link(row: Row[Any]) -> Link:
+    return Link._make(row)
+
+
+def _select_links() -> Select[Any]:
+    return select(*_LINK_COLUMNS)
+
+
+class LinkRepository(StoreBase):
+    """Links between records, their shadows, and the history of writes."""
+
+    # -- links -------------------------------------------------------------
+
+    def create_link(
+        self,
+        tenant: str,
+        flow: Flow,
+        poweroffice_id: str,
+        pms_id: str,
+        *,
+        state: LinkState = "active",
+    ) -> Link:
+        """Link two records; raises :class:`DuplicateLink` if either is already linked."""
+        return self.create_links(tenant, flow, [(poweroffice_id, pms_id)], state=state)[0]
+
+    def create_links(
+        self,
+        tenant: str,
+        flow: Flow,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        state: LinkState = "active",
+    ) -> list[Link]:
+        """Link many ``(poweroffice_id, pms_id)`` pairs in one statement, all or none."""
+        check_flow(flow)
+        if state not in LINK_STATES:
+            raise ValueError(f"unknown link state {state!r}")
+        if not pairs:
+            return []
+        now = self.now()
+        rows = [
+            {
+                "tenant": tenant,
+                "flow": flow,
+                "pms_resource": FLOW_PMS_RESOURCE[flow],
+                "poweroffice_id": str(po_id),
+                "pms_id": str(pms_id),
+                "state": state,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for po_id, pms_id in pairs
+        ]
+        with self._write() as conn:
+            try:
+                # A savepoint keeps the caller's transaction usable after a duplicate.
+                with conn.begin_nested():
+                    result = conn.execute(
+                        insert(LinkRow).returning(*_LINK_COLUMNS, sort_by_parameter_order=True),
+                        rows,
+                    )
+                    return [_link(row) for row in result]
+            except IntegrityError:
+                raise self._duplicate_error(conn, tenant, flow, pairs) from None
+
+    def _duplicate_error(
+        self, conn: Connection, tenant: str, flow: Flow, pairs: Sequence[tuple[str, str]]
+    ) -> DuplicateLink:
+        seen_po: set[str] = set()
+        seen_pms: set[str] = set()
+        for po_id, pms_id in pairs:
+            if po_id in seen_po or pms_id in seen_pms:
+                return DuplicateLink(f"{flow}: the same record appears twice in one batch of links")
+            seen_po.add(po_id)
+            seen_pms.add(pms_id)
+            existing = self._one_link(
+                conn,
+                LinkRow.tenant == tenant,
+                LinkRow.flow == flow,
+                LinkRow.poweroffice_id == po_id,
+            )
+            if existing is not None:
+                return DuplicateLink(
+                    f"{flow}: PowerOffice record {po_id} is already linked to PMS record "
+                    f"{existing.pms_id} (link {existing.id})",
+                )
+            resource = FLOW_PMS_RESOURCE[flow]
+            existing = self._one_link(
+                conn,
+                LinkRow.tenant == tenant,
+                LinkRow.pms_resource == resource,
+                LinkRow.pms_id == pms_id,
+            )
+            if existing is not None:
+                return DuplicateLink(
+                    f"{flow}: PMS {resource} record {pms_id} is already linked to PowerOffice "
+                    f"{existing.flow} record {existing.poweroffice_id} (link {existing.id})",
+                )
+        # Another writer committed the duplicate and then removed it; still a duplicate.
+        return DuplicateLink(f"{flow}: a record in this batch is already linked")
+
+    def _one_link(self, conn: Connection, *where: Any) -> Link | None:
+        row = conn.execute(_select_links().where(*where)).first()
+        return _link(row) if row is not None else None
+
+    def get_link(self, link_id: int) -> Link | None:
+        """The link with this id, or ``None``."""
+        with self._read() as conn:
+            return self._one_link(conn, LinkRow.id == link_id)
+
+    def get_link_by_po(self, tenant: str, flow: Flow, poweroffice_id: str) -> Link | None:
+        """The link of a PowerOffice record in a flow, or ``None``."""
+        with self._read() as conn:
+            return self._one_link(
+                conn,
+                LinkRow.tenant == tenant,
+                LinkRow.flow == flow,
+                LinkRow.poweroffice_id == str(poweroffice_id),
+            )
+
+    def get_link_by_pms(self, tenant: str, flow: Flow, pms_id: str) -> Link | None:
+        """The link of a PMS record in a flow, or ``None``."""
+        with self._read() as conn:
+            return self._one_link(
+                conn,
+                LinkRow.tenant == tenant,
+                LinkRow.flow == flow,
+                LinkRow.pms_id == str(pms_id),
+            )
+
+    def get_link_by_pms_resource(self, tenant: str, resource: str, pms_id: str) -> Link | None:
+        """The link of a PMS record by resource (``customers``/``projects``), whatever the flow.
+
+        A PMS change feed names only the resource; this tells a department from a customer.
+        """
+        with self._read() as conn:
+            return self._one_link(
+                conn,
+                LinkRow.tenant == tenant,
+                LinkRow.pms_resource == resource,
+                LinkRow.pms_id == str(pms_id),
+            )
+
+    def links_by_po(
+        self, tenant: str, flow: Flow, poweroffice_ids: Iterable[str]
+    ) -> dict[str, Link]:
+        """Links of many PowerOffice records, keyed by PowerOffice id (missing ids left out)."""
+        return self._links_by(tenant, flow, LinkRow.poweroffice_id, poweroffice_ids, 3)
+
+    def links_by_pms(self, tenant: str, flow: Flow, pms_ids: Iterable[str]) -> dict[str, Link]:
+        """Links of many PMS records, keyed by PMS id (missing ids left out)."""
+        return self._links_by(tenant, flow, LinkRow.pms_id, pms_ids, 4)
+
+    def _links_by(
+        self, tenant: str, flow: Flow, column: Any, ids: Iterable[str], key_index: int
+    ) -> dict[str, Link]:
+        found: dict[str, Link] = {}
+        with self._read() as conn:
+            for batch in chunked(dict.fromkeys(str(i) for i in ids)):
+                stmt = _select_links().where(
+                    LinkRow.tenant == tenant, LinkRow.flow == flow, column.in_(batch)
+                )
+                for row in conn.execute(stmt):
+                    found[row[key_index]] = _link(row)
+        return found
+
+    def list_links(
+        self,
+        tenant: str,
+        flow: Flow | None = None,
+        *,
+        state: LinkState | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Link]:
+        """Links of a tenant ordered by id, optionally of one flow and state."""
+        stmt = _select_links().where(LinkRow.tenant == tenant).order_by(LinkRow.id)
+        if flow is not None:
+            stmt = stmt.where(LinkRow.flow == flow)
+        if state is not None:
+            stmt = stmt.where(LinkRow.state == state)
+        stmt = stmt.limit(limit).offset(offset)
+        with self._read() as conn:
+            return [_link(row) for row in conn.execute(stmt)]
+
+    def set_link_state(self, link_id: int, state: LinkState) -> Link:
+        """Mark a link ``active``, ``source-deleted`` or ``pms-deleted``."""
+        if state not in LINK_STATES:
+            raise ValueError(f"unknown link state {state!r}")
+        with self._write() as conn:
+            row = conn.execute(
+                update(LinkRow)
+                .where(LinkRow.id == link_id)
+                .values(state=state, updated_at=self.now())
+                .returning(*_LINK_COLUMNS)
+            ).first()
+        if row is None:
+            raise UnknownRecord(f"no link {link_id}")
+        return _link(row)
+
+    def delete_link(self, link_id: int) -> None:
+        """Forget a link (``tolken link`` re-pointing a record); its shadow and history go too."""
+        with self._write() as conn:
+            result = conn.execute(delete(LinkRow).where(LinkRow.id == link_id))
+        if result.rowcount == 0:
+            raise UnknownRecord(f"no link {link_id}")
+
+    def link_counts(self, tenant: str) -> dict[str, dict[str, int]]:
+        """``{flow: {state: count}}`` for a tenant."""
+        stmt = (
+            select(LinkRow.flow, LinkRow.state, func.count())
+            .where(LinkRow.tenant == tenant)
+            .group_by(LinkRow.flow, LinkRow.state)
+        )
+        counts: dict[str, dict[str, int]] = {}
+        with self._read() as conn:
+            for flow, state, n in conn.execute(stmt):
+                counts.setdefault(flow, {})[state] = n
+        return counts
+
+    # -- shadows -----------------------------------------------------------
+
+    def load_shadow(self, link_id: int) -> Shadow | None:
+        """The shadow of a link, or ``None`` before its first synchronisation."""
+        return self.load_shadows([link_id]).get(link_id)
+
+    def load_shadows(self, link_ids: Iterable[int]) -> dict[int, Shadow]:
+        """Shadows of many links, keyed by link id (links without one left out)."""
+        found: dict[int, Shadow] = {}
+        with self._read() as conn:
+            for batch in chunked(dict.fromkeys(link_ids)):
+                stmt = select(ShadowRow.link_id, *_RAW_SHADOW_COLUMNS).where(
+                    ShadowRow.link_id.in_(batch)
+                )
+                for row in conn.execute(stmt):
+                    found[row[0]] = decode_shadow(row[1:])
+        return found
+
+    def save_shadow(self, link_id: int, shadow: Shadow) -> None:
+        """Replace the shadow of a link."""
+        self.save_shadows({link_id: shadow})
+
+    def save_shadows(self, shadows: Mapping[int, Shadow]) -> None:
+        """Replace the shadows of many links in batched statements."""
+        if not shadows:
+            return
+        now = self.now()
+        rows = [
+            {"link_id": link_id, **shadow._asdict(), "updated_at": now}
+            for link_id, shadow in shadows.items()
+        ]
+        with self._write() as conn:
+            insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            for batch in chunked(rows):
+                stmt = insert_fn(ShadowRow)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[ShadowRow.link_id],
+                    set_={name: stmt.excluded[name] for name in rows[0] if name != "link_id"},
+                )
+                conn.execute(stmt, batch)
+
+    def load_flow_state(self, tenant: str, flow: Flow) -> FlowState:
+        """Every link of a flow with its (lazily decoded) shadow, in one query."""
+        check_flow(flow)
+        stmt = (
+            select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
+            .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
+            .where(LinkRow.tenant == tenant, LinkRow.flow == flow)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return FlowState(tenant, flow, rows)
+
+    def link_map(self, tenant: str, flow: Flow) -> dict[str, str]:
+        """``{poweroffice_id: pms_id}`` for every link of a flow (reference translation)."""
+        stmt = select(LinkRow.poweroffice_id, LinkRow.pms_id).where(
+            LinkRow.tenant == tenant, LinkRow.flow == flow
+        )
+        with self._read() as conn:
+            mapping: dict[str, str] = dict(conn.execute(stmt).tuples().all())
+            return mapping
+
+    # -- history -----------------------------------------------------------
+
+    def add_history(
+        self,
+        link_id: int,
+        direction: Direction,
+        action: str,
+        fields: Mapping[str, Any],
+        reason: str,
+        *,
+        run_id: int | None = None,
+    ) -> None:
+        """Record one write tolken made for a link (``action``: create, link, update, ...)."""
+        self.add_history_many(
+            [HistoryEntry(link_id, direction, action, dict(fields), reason, run_id=run_id)]
+        )
+
+    def add_history_many(self, entries: Iterable[HistoryEntry]) -> None:
+        """Record many writes in batched statements (``at`` defaults to now)."""
+        now = self.now()
+        rows = [
+            {
+                "link_id": e.link_id,
+                "direction": e.direction,
+                "action": e.action,
+                "fields": dict(e.fields),
+                "reason": e.reason,
+                "run_id": e.run_id,
+                "at": e.at or now,
+            }
+            for e in entries
+        ]
+        if not rows:
+            return
+        with self._write() as conn:
+            for batch in chunked(rows):
+                conn.execute(insert(HistoryRow), batch)
+
+    def history_for_link(self, link_id: int, *, limit: int | None = None) -> list[HistoryEntry]:
+        """The writes made for a link, oldest first (the newest ``limit`` when given)."""
+        stmt = (
+            select(
+                HistoryRow.link_id,
+                HistoryRow.direction,
+                HistoryRow.action,
+                HistoryRow.fields,
+                HistoryRow.reason,
+                HistoryRow.run_id,
+                HistoryRow.at,
+                HistoryRow.id,
+            )
+            .where(HistoryRow.link_id == link_id)
+            .order_by(HistoryRow.at.desc(), HistoryRow.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [HistoryEntry(*row) for row in reversed(rows)]

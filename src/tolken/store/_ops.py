@@ -1,0 +1,262 @@
+"""Cursors, pending creates and runs: the bookkeeping around each sync cycle."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from tolken.store._base import StoreBase
+from tolken.store._links import check_flow
+from tolken.store.models import (
+    RUN_STATUSES,
+    SIDES,
+    CursorRow,
+    LinkRow,
+    PendingCreateRow,
+    RunRow,
+)
+from tolken.store.records import (
+    DuplicatePendingCreate,
+    Flow,
+    PendingCreate,
+    Run,
+    RunStatus,
+    Side,
+    UnknownRecord,
+)
+
+__all__ = ["OpsRepository"]
+
+_PENDING_COLUMNS = (
+    PendingCreateRow.id,
+    PendingCreateRow.tenant,
+    PendingCreateRow.flow,
+    PendingCreateRow.target,
+    PendingCreateRow.source_id,
+    PendingCreateRow.idempotency_key,
+    PendingCreateRow.state,
+    PendingCreateRow.created_id,
+    PendingCreateRow.created_at,
+    PendingCreateRow.resolved_at,
+)
+_RUN_COLUMNS = (
+    RunRow.id,
+    RunRow.tenant,
+    RunRow.started_at,
+    RunRow.finished_at,
+    RunRow.status,
+    RunRow.counts,
+    RunRow.requests,
+    RunRow.error,
+)
+
+
+class OpsRepository(StoreBase):
+    """Change-capture cursors, creates in flight and the record of runs."""
+
+    # -- cursors -----------------------------------------------------------
+
+    def get_cursor(self, tenant: str, system: str, resource: str) -> str | None:
+        """The stored change-capture position, or ``None`` before the first run."""
+        stmt = select(CursorRow.value).where(
+            CursorRow.tenant == tenant, CursorRow.system == system, CursorRow.resource == resource
+        )
+        with self._read() as conn:
+            value: str | None = conn.execute(stmt).scalar_one_or_none()
+            return value
+
+    def set_cursor(self, tenant: str, system: str, resource: str, value: str) -> None:
+        """Store a change-capture position (insert or replace)."""
+        row = {
+            "tenant": tenant,
+            "system": system,
+            "resource": resource,
+            "value": value,
+            "updated_at": self.now(),
+        }
+        with self._write() as conn:
+            insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            stmt = insert_fn(CursorRow).values(row)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[CursorRow.tenant, CursorRow.system, CursorRow.resource],
+                set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+            )
+            conn.execute(stmt)
+
+    def cursors(self, tenant: str) -> dict[tuple[str, str], str]:
+        """Every cursor of a tenant, keyed by ``(system, resource)``."""
+        stmt = select(CursorRow.system, CursorRow.resource, CursorRow.value).where(
+            CursorRow.tenant == tenant
+        )
+        with self._read() as conn:
+            return {(system, resource): value for system, resource, value in conn.execute(stmt)}
+
+    # -- pending creates ---------------------------------------------------
+
+    def add_pending_create(
+        self,
+        tenant: str,
+        flow: Flow,
+        target: Side,
+        source_id: str,
+        idempotency_key: str | None = None,
+    ) -> PendingCreate:
+        """Record a create before its POST and return it (with a fresh key unless given).
+
+        Commit this (outside any transaction, or by leaving ``transaction()``)
+        before sending the request. Raises :class:`DuplicatePendingCreate` when a
+        create for the same source record is already pending.
+        """
+        check_flow(flow)
+        if target not in SIDES:
+            raise ValueError(f"unknown side {target!r}")
+        key = idempotency_key or f"tolken-{uuid.uuid4()}"
+        row = {
+            "tenant": tenant,
+            "flow": flow,
+            "target": target,
+            "source_id": str(source_id),
+            "idempotency_key": key,
+            "state": "pending",
+            "created_at": self.now(),
+        }
+        with self._write() as conn:
+            try:
+                with conn.begin_nested():
+                    created = conn.execute(
+                        insert(PendingCreateRow).values(row).returning(*_PENDING_COLUMNS)
+                    ).one()
+            except IntegrityError:
+                raise DuplicatePendingCreate(
+                    f"{flow}: a create in {target} for record {source_id} is already pending "
+                    f"(or idempotency key {key!r} was used before)",
+                ) from None
+        return PendingCreate(*created)
+
+    def get_pending_create(self, idempotency_key: str) -> PendingCreate | None:
+        """The pending create with this key, whatever its state."""
+        stmt = select(*_PENDING_COLUMNS).where(PendingCreateRow.idempotency_key == idempotency_key)
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return PendingCreate(*row) if row is not None else None
+
+    def pending_create_for(
+        self, tenant: str, flow: Flow, target: Side, source_id: str
+    ) -> PendingCreate | None:
+        """The create still pending for a source record (an earlier run crashed), or ``None``."""
+        stmt = select(*_PENDING_COLUMNS).where(
+            PendingCreateRow.tenant == tenant,
+            PendingCreateRow.flow == flow,
+            PendingCreateRow.target == target,
+            PendingCreateRow.source_id == str(source_id),
+            PendingCreateRow.state == "pending",
+        )
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return PendingCreate(*row) if row is not None else None
+
+    def pending_creates(self, tenant: str, flow: Flow | None = None) -> list[PendingCreate]:
+        """Creates still pending (oldest first): after a crash, look each up by its key."""
+        stmt = (
+            select(*_PENDING_COLUMNS)
+            .where(PendingCreateRow.tenant == tenant, PendingCreateRow.state == "pending")
+            .order_by(PendingCreateRow.id)
+        )
+        if flow is not None:
+            stmt = stmt.where(PendingCreateRow.flow == flow)
+        with self._read() as conn:
+            return [PendingCreate(*row) for row in conn.execute(stmt)]
+
+    def resolve_pending_create(self, idempotency_key: str, created_id: str) -> PendingCreate:
+        """Mark a create done, remembering the id of the record it made."""
+        return self._finish_pending(idempotency_key, "done", str(created_id))
+
+    def abandon_pending_create(self, idempotency_key: str) -> PendingCreate:
+        """Give up a create that never reached the remote system (nothing was made)."""
+        return self._finish_pending(idempotency_key, "abandoned", None)
+
+    def _finish_pending(self, key: str, state: str, created_id: str | None) -> PendingCreate:
+        with self._write() as conn:
+            row = conn.execute(
+                update(PendingCreateRow)
+                .where(PendingCreateRow.idempotency_key == key)
+                .values(state=state, created_id=created_id, resolved_at=self.now())
+                .returning(*_PENDING_COLUMNS)
+            ).first()
+        if row is None:
+            raise UnknownRecord(f"no pending create with key {key!r}")
+        return PendingCreate(*row)
+
+    # -- runs --------------------------------------------------------------
+
+    def start_run(self, tenant: str) -> int:
+        """Record the start of a sync cycle and return its id."""
+        with self._write() as conn:
+            run_id: int = conn.execute(
+                insert(RunRow)
+                .values(
+                    tenant=tenant, started_at=self.now(), status="running", counts={}, requests={}
+                )
+                .returning(RunRow.id)
+            ).scalar_one()
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        *,
+        counts: Mapping[str, Mapping[str, int]],
+        requests: Mapping[str, int],
+        error: str | None = None,
+    ) -> Run:
+        """Record the end of a cycle: ``ok``, ``failed`` or ``stopped`` (mass-delete breaker)."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        values: dict[str, Any] = {
+            "status": status,
+            "finished_at": self.now(),
+            "counts": {flow: dict(c) for flow, c in counts.items()},
+            "requests": dict(requests),
+            "error": error,
+        }
+        with self._write() as conn:
+            row = conn.execute(
+                update(RunRow).where(RunRow.id == run_id).values(values).returning(*_RUN_COLUMNS)
+            ).first()
+        if row is None:
+            raise UnknownRecord(f"no run {run_id}")
+        return Run(*row)
+
+    def get_run(self, run_id: int) -> Run | None:
+        """One run, or ``None``."""
+        with self._read() as conn:
+            row = conn.execute(select(*_RUN_COLUMNS).where(RunRow.id == run_id)).first()
+        return Run(*row) if row is not None else None
+
+    def last_runs(self, tenant: str, limit: int = 20) -> list[Run]:
+        """The newest runs of a tenant, newest first."""
+        stmt = (
+            select(*_RUN_COLUMNS)
+            .where(RunRow.tenant == tenant)
+            .order_by(RunRow.started_at.desc(), RunRow.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [Run(*row) for row in conn.execute(stmt)]
+
+    def tenants(self) -> list[str]:
+        """Every tenant the store has seen (links or runs), sorted."""
+        with self._read() as conn:
+            return _tenants(conn)
+
+
+def _tenants(conn: Connection) -> list[str]:
+    stmt = select(LinkRow.tenant).union(select(RunRow.tenant))
+    return sorted(str(t) for t in conn.execute(stmt).scalars())

@@ -1,0 +1,138 @@
+"""All links and shadows of one flow, for a reconcile over 100,000 records.
+
+Loading is the hot path of a reconcile, so rows are kept as the database
+returned them and turned into :class:`Link` and :class:`Shadow` values only when
+asked for: comparing content hashes (:meth:`FlowState.hashes`) and translating
+ids touch neither JSON nor timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, KeysView, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tolken.store.records import Flow, Link, Shadow
+
+__all__ = ["FlowState", "to_utc"]
+
+# Positions in a raw row: the link's columns, then the shadow's.
+_ID, _PO, _PMS, _STATE = 0, 3, 4, 5
+_FIELDS = 8
+_PO_HASH, _PMS_HASH = 10, 13
+_TIMES = (6, 7)
+
+
+def to_utc(value: Any) -> datetime | None:
+    """A timestamp as a driver returned it without type processing, as aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite stores naive UTC text
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    raise TypeError(f"not a timestamp: {value!r}")
+
+
+class FlowState:
+    """Every link of one tenant's flow with its shadow, loaded in one query."""
+
+    __slots__ = ("_by_pms", "_by_po", "_links", "_rows", "_shadows", "flow", "tenant")
+
+    def __init__(self, tenant: str, flow: Flow, rows: Sequence[Sequence[Any]]) -> None:
+        self.tenant = tenant
+        self.flow = flow
+        self._rows: dict[int, Sequence[Any]] = {row[_ID]: row for row in rows}
+        self._by_po: dict[str, int] = {row[_PO]: row[_ID] for row in rows}
+        self._by_pms: dict[str, int] = {row[_PMS]: row[_ID] for row in rows}
+        self._links: dict[int, Link] = {}
+        self._shadows: dict[int, Shadow] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[Link]:
+        """Every link, in no particular order."""
+        for link_id in self._rows:
+            link = self.get(link_id)
+            if link is not None:
+                yield link
+
+    def __contains__(self, link_id: object) -> bool:
+        return link_id in self._rows
+
+    def get(self, link_id: int) -> Link | None:
+        """The link with this id, if it belongs to this flow."""
+        link = self._links.get(link_id)
+        if link is None:
+            row = self._rows.get(link_id)
+            if row is None:
+                return None
+            created, updated = (to_utc(row[i]) for i in _TIMES)
+            link = self._links[link_id] = Link._make((*row[:6], created, updated))
+        return link
+
+    def by_po(self, poweroffice_id: str) -> Link | None:
+        """The link of a PowerOffice record, or ``None``."""
+        link_id = self._by_po.get(poweroffice_id)
+        return None if link_id is None else self.get(link_id)
+
+    def by_pms(self, pms_id: str) -> Link | None:
+        """The link of a PMS record, or ``None``."""
+        link_id = self._by_pms.get(pms_id)
+        return None if link_id is None else self.get(link_id)
+
+    def poweroffice_ids(self) -> KeysView[str]:
+        """Linked PowerOffice ids (a reconcile finds the ones gone from a full listing)."""
+        return self._by_po.keys()
+
+    def pms_ids(self) -> KeysView[str]:
+        """Linked PMS ids."""
+        return self._by_pms.keys()
+
+    def pms_id_for(self, poweroffice_id: str) -> str | None:
+        """Translate a PowerOffice id to the linked PMS id (references between flows)."""
+        link_id = self._by_po.get(poweroffice_id)
+        return None if link_id is None else str(self._rows[link_id][_PMS])
+
+    def poweroffice_id_for(self, pms_id: str) -> str | None:
+        """Translate a PMS id to the linked PowerOffice id."""
+        link_id = self._by_pms.get(pms_id)
+        return None if link_id is None else str(self._rows[link_id][_PO])
+
+    def state_of(self, link_id: int) -> str | None:
+        """The link's state (``active``, ``source-deleted``, ``pms-deleted``)."""
+        row = self._rows.get(link_id)
+        return None if row is None else str(row[_STATE])
+
+    def hashes(self, link_id: int) -> tuple[str | None, str | None]:
+        """``(poweroffice_hash, pms_hash)`` of the shadow, without decoding its fields."""
+        row = self._rows.get(link_id)
+        if row is None or row[_FIELDS] is None:
+            return (None, None)
+        return (row[_PO_HASH], row[_PMS_HASH])
+
+    def shadow(self, link_id: int) -> Shadow | None:
+        """The shadow of a link, or ``None`` when nothing was synchronised yet."""
+        shadow = self._shadows.get(link_id)
+        if shadow is None:
+            row = self._rows.get(link_id)
+            if row is None or row[_FIELDS] is None:
+                return None
+            shadow = self._shadows[link_id] = decode_shadow(row[_FIELDS:])
+        return shadow
+
+
+def decode_shadow(raw: Sequence[Any]) -> Shadow:
+    """A shadow from ``(fields_json, po_version, po_hash, po_changed_at, pms_...)``."""
+    fields = raw[0]
+    return Shadow(
+        json.loads(fields) if isinstance(fields, str) else dict(fields),
+        raw[1],
+        raw[2],
+        to_utc(raw[3]),
+        raw[4],
+        raw[5],
+        to_utc(raw[6]),
+    )

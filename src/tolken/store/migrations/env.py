@@ -1,0 +1,51 @@
+"""Alembic environment: runs on the connection tolken hands over (see ``tolken.store.migrate``).
+
+Developers can also run ``alembic`` by hand with ``-x url=sqlite:///dev.db`` and
+the ``script_location`` pointing here, e.g. to autogenerate a new revision.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from tolken.store._db import make_engine
+from tolken.store.models import Base
+
+config = context.config
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        # SQLite cannot ALTER most things; batch mode rebuilds tables instead.
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+        "sqlalchemy.url"
+    )
+    if not url:
+        raise SystemExit("pass the database with: alembic -x url=sqlite:///dev.db ...")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("tolken migrations run online only")
+run_migrations_online()

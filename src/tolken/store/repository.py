@@ -1,0 +1,56 @@
+"""The :class:`Store`: one object the engine, CLI and dashboard share."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+
+from tolken.errors import Unreachable
+from tolken.store._base import Clock, utcnow
+from tolken.store._db import make_engine
+from tolken.store._issues import IssueRepository
+from tolken.store._ops import OpsRepository
+from tolken.store.migrate import upgrade
+
+__all__ = ["Store", "open_store"]
+
+
+class Store(IssueRepository, OpsRepository):
+    """Links, shadows, cursors, pending creates, failures, conflicts, runs and history.
+
+    Every call takes the tenant it is about, so one store serves many PowerOffice
+    clients. Calls are thread-safe; each runs in its own transaction unless made
+    inside ``with store.transaction():``.
+    """
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_store(url: str | URL | Engine, *, clock: Clock = utcnow, migrate: bool = True) -> Store:
+    """Open (and by default migrate) the store at ``url``.
+
+    ``sqlite:///tolken.db`` (the default; WAL, foreign keys, busy timeout) or
+    ``postgresql+psycopg://user:pass@host/db``. Raises :class:`tolken.errors.ConfigError`
+    for a malformed or unsupported URL and :class:`tolken.errors.Unreachable`
+    when the database cannot be reached.
+    """
+    engine = url if isinstance(url, Engine) else make_engine(url)
+    if migrate:
+        try:
+            upgrade(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            raise Unreachable(f"cannot open the store: {exc.orig or exc}", system="store") from None
+    return Store(engine, clock)

@@ -1,0 +1,236 @@
+"""Links, shadows, history and transactions, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tolken.store import DuplicateLink, HistoryEntry, Shadow, Store, UnknownRecord, open_store
+
+T0 = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with open_store(store_url) as s:
+        yield s
+
+
+def test_link_is_found_from_either_side(store: Store) -> None:
+    """A link is found by its PowerOffice id, its PMS id and its PMS resource."""
+    link = store.create_link("acme", "departments", "7", "c-dep")
+    assert store.get_link_by_po("acme", "departments", "7") == link
+    assert store.get_link_by_pms("acme", "departments", "c-dep") == link
+    assert store.get_link_by_pms_resource("acme", "customers", "c-dep") == link
+    assert store.get_link(link.id) == link
+    assert link.state == "active"
+    assert link.created_at.tzinfo is not None
+    assert store.get_link_by_po("acme", "customers", "7") is None
+
+
+def test_linking_a_poweroffice_record_twice_is_refused(store: Store) -> None:
+    """A second link for the same PowerOffice record raises DuplicateLink naming the first."""
+    first = store.create_link("acme", "customers", "10001", "c-1")
+    with pytest.raises(DuplicateLink) as info:
+        store.create_link("acme", "customers", "10001", "c-2")
+    assert f"link {first.id}" in str(info.value)
+    assert "PowerOffice record 10001" in str(info.value)
+    assert store.get_link_by_pms("acme", "customers", "c-2") is None
+
+
+def test_linking_a_pms_customer_twice_is_refused_across_flows(store: Store) -> None:
+    """A PMS customer linked as a department cannot also be linked as a customer."""
+    store.create_link("acme", "departments", "3", "c-1")
+    with pytest.raises(DuplicateLink) as info:
+        store.create_link("acme", "customers", "10001", "c-1")
+    assert "PMS customers record c-1" in str(info.value)
+    # Projects live in another PMS resource, so the same id string is a different record.
+    store.create_link("acme", "projects", "55", "c-1")
+
+
+def test_duplicate_in_a_batch_links_none_of_it(store: Store) -> None:
+    """A batch of links with one duplicate is refused whole."""
+    store.create_link("acme", "customers", "1", "a")
+    with pytest.raises(DuplicateLink):
+        store.create_links("acme", "customers", [("2", "b"), ("3", "a")])
+    with pytest.raises(DuplicateLink):
+        store.create_links("acme", "customers", [("4", "d"), ("4", "e")])
+    assert [ln.poweroffice_id for ln in store.list_links("acme")] == ["1"]
+
+
+def test_duplicate_inside_a_transaction_leaves_it_usable(store: Store) -> None:
+    """After a refused duplicate, the rest of the transaction still commits."""
+    store.create_link("acme", "customers", "1", "a")
+    with store.transaction():
+        with pytest.raises(DuplicateLink):
+            store.create_link("acme", "customers", "1", "b")
+        store.create_link("acme", "customers", "2", "b")
+    assert store.get_link_by_po("acme", "customers", "2") is not None
+
+
+def test_transaction_commits_link_shadow_and_history_together(store: Store) -> None:
+    """An error inside a transaction leaves no link, shadow or history behind."""
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.transaction():
+        link = store.create_link("acme", "customers", "1", "a")
+        store.save_shadow(link.id, Shadow({"name": "Acme"}))
+        store.add_history(link.id, "to_pms", "create", {"name": "Acme"}, "new in poweroffice")
+        assert store.in_transaction
+        raise Boom
+    assert not store.in_transaction
+    assert store.get_link_by_po("acme", "customers", "1") is None
+    assert store.load_shadow(link.id) is None
+    assert store.history_for_link(link.id) == []
+
+    with store.transaction():
+        link = store.create_link("acme", "customers", "1", "a")
+        store.save_shadow(link.id, Shadow({"name": "Acme"}))
+    assert store.load_shadow(link.id) == Shadow({"name": "Acme"})
+
+
+def test_tenants_are_isolated(store: Store) -> None:
+    """The same ids in two tenants are two links, and no lookup crosses tenants."""
+    a = store.create_link("alpha", "customers", "10001", "c-1")
+    b = store.create_link("beta", "customers", "10001", "c-1")
+    assert a.id != b.id
+    assert store.get_link_by_po("alpha", "customers", "10001") == a
+    assert store.get_link_by_pms("beta", "customers", "c-1") == b
+    store.create_link("beta", "customers", "10002", "c-2")
+    assert len(store.load_flow_state("alpha", "customers")) == 1
+    assert store.links_by_po("alpha", "customers", ["10002"]) == {}
+    assert store.link_counts("beta") == {"customers": {"active": 2}}
+    assert store.tenants() == ["alpha", "beta"]
+
+
+def test_shadow_round_trips_json_values(store: Store) -> None:
+    """A shadow comes back with the same values, versions, hashes and aware timestamps."""
+    link = store.create_link("acme", "customers", "1", "a")
+    shadow = Shadow(
+        {"name": "Ærlig AS", "address.city": None, "active": True, "progress": 40, "tags": [1]},
+        poweroffice_version=None,
+        poweroffice_hash="po-hash",
+        poweroffice_changed_at=T0,
+        pms_version=7,
+        pms_hash="pms-hash",
+        pms_changed_at=T0 + timedelta(seconds=1),
+    )
+    store.save_shadow(link.id, shadow)
+    assert store.load_shadow(link.id) == shadow
+    replaced = shadow._replace(fields={"name": "Ny AS"}, pms_version=8)
+    store.save_shadow(link.id, replaced)
+    assert store.load_shadow(link.id) == replaced
+    assert store.load_shadows([link.id, 999]) == {link.id: replaced}
+
+
+def test_naive_timestamps_are_refused(store: Store) -> None:
+    """A modification time without a timezone is an error, not a silent guess."""
+    link = store.create_link("acme", "customers", "1", "a")
+    with pytest.raises(Exception, match="naive datetime"):
+        store.save_shadow(link.id, Shadow({}, pms_changed_at=datetime(2026, 1, 1)))  # noqa: DTZ001
+
+
+def test_flow_state_loads_every_link_with_its_shadow(store: Store) -> None:
+    """load_flow_state returns each link of the flow, its shadow and hashes, by either id."""
+    links = store.create_links("acme", "customers", [(str(i), f"c-{i}") for i in range(1200)])
+    store.create_link("acme", "departments", "d1", "dep-1")
+    store.save_shadows(
+        {
+            link.id: Shadow({"n": i}, poweroffice_hash=f"p{i}", pms_hash=f"m{i}", pms_changed_at=T0)
+            for i, link in enumerate(links)
+            if i % 2 == 0
+        }
+    )
+    state = store.load_flow_state("acme", "customers")
+    assert len(state) == 1200
+    assert {link.id for link in state} == {link.id for link in links}
+    link = state.by_po("10")
+    assert link == links[10]
+    assert state.by_pms("c-10") == link
+    assert state.hashes(link.id) == ("p10", "m10")
+    shadow = state.shadow(link.id)
+    assert shadow is not None
+    assert shadow.fields == {"n": 10}
+    assert shadow.pms_changed_at == T0
+    assert state.shadow(links[11].id) is None
+    assert state.hashes(links[11].id) == (None, None)
+    assert state.pms_id_for("11") == "c-11"
+    assert state.poweroffice_id_for("c-11") == "11"
+    assert "d1" not in state.poweroffice_ids()
+    assert store.link_map("acme", "departments") == {"d1": "dep-1"}
+
+
+def test_batched_lookups_cover_more_ids_than_one_query_takes(store: Store) -> None:
+    """links_by_po and links_by_pms find every link even for thousands of ids."""
+    store.create_links("acme", "projects", [(str(i), f"p-{i}") for i in range(1500)])
+    wanted = [str(i) for i in range(0, 1500, 2)] + ["missing"]
+    found = store.links_by_po("acme", "projects", wanted)
+    assert set(found) == set(wanted) - {"missing"}
+    by_pms = store.links_by_pms("acme", "projects", [f"p-{i}" for i in range(700)])
+    assert len(by_pms) == 700
+    assert by_pms["p-3"].poweroffice_id == "3"
+
+
+def test_link_state_changes_are_stored(store: Store) -> None:
+    """A link can be marked source-deleted or pms-deleted and listed by state."""
+    link = store.create_link("acme", "customers", "1", "a")
+    store.create_link("acme", "customers", "2", "b")
+    changed = store.set_link_state(link.id, "source-deleted")
+    assert changed.state == "source-deleted"
+    assert changed.updated_at >= link.updated_at
+    assert store.list_links("acme", "customers", state="source-deleted") == [changed]
+    assert store.link_counts("acme") == {"customers": {"active": 1, "source-deleted": 1}}
+    with pytest.raises(ValueError, match="unknown link state"):
+        store.set_link_state(link.id, "gone")  # type: ignore[arg-type]
+    with pytest.raises(UnknownRecord):
+        store.set_link_state(999_999, "active")
+
+
+def test_unknown_flow_is_refused(store: Store) -> None:
+    """A flow id that does not exist is a programming error caught before the database."""
+    with pytest.raises(ValueError, match="unknown flow"):
+        store.create_link("acme", "invoices", "1", "a")  # type: ignore[arg-type]
+
+
+def test_history_is_kept_per_link_in_order(store: Store) -> None:
+    """History lists what was written where and why, oldest first; limit keeps the newest."""
+    link = store.create_link("acme", "customers", "1", "a")
+    other = store.create_link("acme", "customers", "2", "b")
+    run_id = store.start_run("acme")
+    store.add_history(link.id, "to_pms", "create", {"name": "A"}, "new in poweroffice")
+    store.add_history_many(
+        [
+            HistoryEntry(link.id, "to_poweroffice", "update", {"email": "x@y.no"}, "pms edit"),
+            HistoryEntry(other.id, "to_pms", "link", {}, "merge rule: number"),
+            HistoryEntry(
+                link.id, "to_pms", "update", {"name": "B"}, "conflict: newest-wins", run_id=run_id
+            ),
+        ]
+    )
+    entries = store.history_for_link(link.id)
+    assert [(e.action, e.direction, e.reason) for e in entries] == [
+        ("create", "to_pms", "new in poweroffice"),
+        ("update", "to_poweroffice", "pms edit"),
+        ("update", "to_pms", "conflict: newest-wins"),
+    ]
+    assert entries[2].fields == {"name": "B"}
+    assert entries[2].run_id == run_id
+    assert [e.reason for e in store.history_for_link(link.id, limit=1)] == ["conflict: newest-wins"]
+
+
+def test_deleting_a_link_frees_both_records(store: Store) -> None:
+    """An unlinked pair can be linked again, and its shadow and history are gone."""
+    link = store.create_link("acme", "customers", "1", "a")
+    store.save_shadow(link.id, Shadow({"name": "A"}))
+    store.add_history(link.id, "to_pms", "link", {}, "manual")
+    store.delete_link(link.id)
+    assert store.load_shadow(link.id) is None
+    assert store.history_for_link(link.id) == []
+    relinked = store.create_link("acme", "customers", "1", "b")
+    assert relinked.pms_id == "b"
+    with pytest.raises(UnknownRecord):
+        store.delete_link(link.id)
