@@ -76,16 +76,22 @@ def test_transaction_commits_link_shadow_and_history_together(store: Store) -> N
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom), store.transaction():
-        link = store.create_link("acme", "customers", "1", "a")
-        store.save_shadow(link.id, Shadow({"name": "Acme"}))
-        store.add_history(link.id, "to_pms", "create", {"name": "Acme"}, "new in poweroffice")
-        assert store.in_transaction
-        raise Boom
+    def write_then_fail() -> int:
+        with store.transaction():
+            link = store.create_link("acme", "customers", "1", "a")
+            store.save_shadow(link.id, Shadow({"name": "Acme"}))
+            store.add_history(link.id, "to_pms", "create", {"name": "Acme"}, "new in poweroffice")
+            assert store.in_transaction
+            raise Boom(link.id)
+
+    with pytest.raises(Boom) as info:
+        write_then_fail()
+    link_id = info.value.args[0]
     assert not store.in_transaction
     assert store.get_link_by_po("acme", "customers", "1") is None
-    assert store.load_shadow(link.id) is None
-    assert store.history_for_link(link.id) == []
+    assert store.get_link(link_id) is None
+    assert store.load_shadow(link_id) is None
+    assert store.history_for_link(link_id) == []
 
     with store.transaction():
         link = store.create_link("acme", "customers", "1", "a")
@@ -130,8 +136,9 @@ def test_shadow_round_trips_json_values(store: Store) -> None:
 def test_naive_timestamps_are_refused(store: Store) -> None:
     """A modification time without a timezone is an error, not a silent guess."""
     link = store.create_link("acme", "customers", "1", "a")
-    with pytest.raises(Exception, match="naive datetime"):
-        store.save_shadow(link.id, Shadow({}, pms_changed_at=datetime(2026, 1, 1)))  # noqa: DTZ001
+    naive = datetime(2026, 1, 1)
+    with pytest.raises(ValueError, match="naive datetime"):
+        store.save_shadow(link.id, Shadow({}, pms_changed_at=naive))
 
 
 def test_flow_state_loads_every_link_with_its_shadow(store: Store) -> None:

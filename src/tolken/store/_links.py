@@ -320,6 +320,10 @@ class LinkRepository(StoreBase):
         """Replace the shadows of many links in batched statements."""
         if not shadows:
             return
+        for shadow in shadows.values():
+            for moment in (shadow.poweroffice_changed_at, shadow.pms_changed_at):
+                if moment is not None and moment.tzinfo is None:
+                    raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware time")
         now = self.now()
         rows = [
             {"link_id": link_id, **shadow._asdict(), "updated_at": now}
