@@ -139,6 +139,13 @@ def render_dataflow(mapping: Mapping, *, generated: date, source: str = "built-i
         "tolken keeps PowerOffice Go and the Custom PMS in two-way sync. The flows run "
         f"in this order so references resolve: {', '.join(mapping.order())}.",
         "",
+        "A field changed on one side only reaches the other side; a field changed on both "
+        "sides is a conflict, settled by the flow's conflict policy with the losing value "
+        "recorded. Nothing is hard-deleted: a record deleted in PowerOffice Go makes its PMS "
+        "record inactive, and a PMS delete is reported without touching accounting data. "
+        "PMS-only records are created in PowerOffice Go only where ``create_in_poweroffice`` "
+        "is switched on for the flow.",
+        "",
     ]
     for flow_id in mapping.order():
         out += _flow_section(flow_id, mapping.flows[flow_id])
