@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tolken.errors import ConfigError
-from tolken.mapping import Flow, Mapping, Property, load_mapping, to_pms, to_poweroffice
+from tolken.mapping import (
+    Flow,
+    Mapping,
+    Property,
+    load_mapping,
+    register_transform,
+    to_pms,
+    to_pms_flat,
+    to_poweroffice,
+)
 from tolken.mapping.load import DEFAULT_MAPPING_PATH, mapping_path_from_config
 from tolken.mapping.transforms import (
+    _CUSTOM,
     ConstantTransform,
     EnumTransform,
     InvertTransform,
@@ -260,3 +271,32 @@ def test_merge_rule_must_compare_a_mapped_property(tmp_path: Path) -> None:
         "      - {poweroffice: OrganizationNumber, pms: organization_number, type: string}\n", ""
     )
     assert "merge rule OrganizationNumber = organization_number" in error_for(tmp_path, text)
+
+
+def test_registered_transform_is_picked_by_name(tmp_path: Path) -> None:
+    """A transform registered from Python can be named in a mapping file, with its parameters."""
+
+    class Prefix:
+        def __init__(self, params: dict[str, Any]) -> None:
+            self.prefix = str(params.get("prefix", ""))
+
+        def to_pms(self, value: Any, ctx: Any) -> Any:
+            return None if value is None else f"{self.prefix}{value}"
+
+        def to_poweroffice(self, value: Any, ctx: Any) -> Any:
+            return None if value is None else str(value).removeprefix(self.prefix)
+
+        def describe(self) -> str:
+            return f"prefixed {self.prefix}"
+
+    register_transform("prefix", Prefix)
+    try:
+        text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8").replace(
+            "{poweroffice: Code, pms: code, type: string}",
+            "{poweroffice: Code, pms: code, type: string, transform: {name: prefix, prefix: PO-}}",
+        )
+        flow = load_mapping(write(tmp_path, text)).flow("projects")
+        assert to_pms_flat(flow, {"Code": "7"}, unresolved=set())["code"] == "PO-7"
+        assert to_poweroffice(flow, {"code": "PO-7"})["Code"] == "7"
+    finally:
+        _CUSTOM.pop("prefix")
