@@ -1,0 +1,298 @@
+"""Cursors, pending creates, failures, conflicts and runs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tolken.errors import FieldError, NotFound, ValidationFailed
+from tolken.store import DuplicatePendingCreate, Store, UnknownRecord, open_store
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(store_url: str, clock: FakeClock) -> Iterator[Store]:
+    with open_store(store_url, clock=clock) as s:
+        yield s
+
+
+# -- cursors -------------------------------------------------------------------
+
+
+def test_cursor_is_stored_replaced_and_kept_per_tenant(store: Store) -> None:
+    """A cursor starts empty, keeps the last value set, and belongs to one tenant."""
+    assert store.get_cursor("acme", "poweroffice", "Customers") is None
+    store.set_cursor("acme", "poweroffice", "Customers", "2026-03-01T11:58:00+00:00")
+    store.set_cursor("acme", "poweroffice", "Customers", "2026-03-01T12:00:00+00:00")
+    store.set_cursor("acme", "pms", "changes", "42")
+    store.set_cursor("other", "pms", "changes", "7")
+    assert store.get_cursor("acme", "poweroffice", "Customers") == "2026-03-01T12:00:00+00:00"
+    assert store.cursors("acme") == {
+        ("poweroffice", "Customers"): "2026-03-01T12:00:00+00:00",
+        ("pms", "changes"): "42",
+    }
+    assert store.get_cursor("other", "pms", "changes") == "7"
+
+
+def test_cursor_set_in_a_rolled_back_transaction_is_not_kept(store: Store) -> None:
+    """A cursor moves only when the work it covers is committed."""
+    store.set_cursor("acme", "pms", "changes", "10")
+
+    def advance_then_crash() -> None:
+        with store.transaction():
+            store.set_cursor("acme", "pms", "changes", "11")
+            raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        advance_then_crash()
+    assert store.get_cursor("acme", "pms", "changes") == "10"
+
+
+# -- pending creates ---------------------------------------------------------------
+
+CRASHING_WORKER = textwrap.dedent(
+    """
+    import os, sys
+    from tolken.store import open_store
+    store = open_store(sys.argv[1])
+    pending = store.add_pending_create("acme", "customers", "pms", "10001", "key-10001")
+    print(pending.idempotency_key, flush=True)
+    os._exit(9)  # killed while the POST is in flight: no close, no cleanup
+    """
+)
+
+
+def test_pending_create_survives_a_crash(store_url: str) -> None:
+    """A create recorded before a crash is found by a new process by its idempotency key."""
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_WORKER, store_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 9, done.stderr
+    assert done.stdout.strip() == "key-10001"
+    with open_store(store_url) as store:
+        [pending] = store.pending_creates("acme")
+        assert pending.idempotency_key == "key-10001"
+        assert (pending.flow, pending.target, pending.source_id) == ("customers", "pms", "10001")
+        assert store.pending_create_for("acme", "customers", "pms", "10001") == pending
+        resolved = store.resolve_pending_create("key-10001", "c-77")
+        assert resolved.state == "done"
+        assert resolved.created_id == "c-77"
+        assert store.pending_creates("acme") == []
+        assert store.get_pending_create("key-10001") == resolved
+
+
+def test_one_pending_create_per_source_record(store: Store) -> None:
+    """A second create for a record still pending is refused; after it resolves, allowed."""
+    first = store.add_pending_create("acme", "projects", "pms", "55")
+    assert first.idempotency_key.startswith("tolken-")
+    with pytest.raises(DuplicatePendingCreate):
+        store.add_pending_create("acme", "projects", "pms", "55")
+    with pytest.raises(DuplicatePendingCreate):
+        store.add_pending_create("acme", "projects", "pms", "56", first.idempotency_key)
+    store.add_pending_create("acme", "projects", "poweroffice", "55")
+    store.add_pending_create("other", "projects", "pms", "55")
+    store.abandon_pending_create(first.idempotency_key)
+    again = store.add_pending_create("acme", "projects", "pms", "55")
+    assert again.idempotency_key != first.idempotency_key
+    assert [p.target for p in store.pending_creates("acme", "projects")] == ["poweroffice", "pms"]
+    with pytest.raises(UnknownRecord):
+        store.resolve_pending_create("no-such-key", "x")
+
+
+# -- failures ----------------------------------------------------------------------
+
+
+def test_failures_back_off_and_come_due_in_order(store: Store, clock: FakeClock) -> None:
+    """A parked record waits longer after each failure; due ones come longest-waiting first."""
+    a = store.record_failure("acme", "customers", "poweroffice", "1", "ValidationFailed", "bad")
+    assert a.attempts == 1
+    assert a.next_attempt_at == T0 + timedelta(seconds=60)
+    clock.advance(10)
+    store.record_failure("acme", "projects", "poweroffice", "9", "NotFound", "customer 3 missing")
+    clock.advance(60)
+    a = store.record_failure("acme", "customers", "poweroffice", "1", "ValidationFailed", "bad 2")
+    assert a.attempts == 2
+    assert a.message == "bad 2"
+    assert a.first_seen == T0
+    assert a.next_attempt_at == clock.now + timedelta(seconds=120)
+    a = store.record_failure("acme", "customers", "poweroffice", "1", "ValidationFailed", "bad 3")
+    assert a.next_attempt_at == clock.now + timedelta(seconds=240)
+    assert len(store.list_failures("acme")) == 2
+
+    assert [f.record_id for f in store.due_failures("acme")] == ["9"]
+    clock.advance(240)
+    assert [f.record_id for f in store.due_failures("acme")] == ["9", "1"]
+    assert [f.record_id for f in store.due_failures("acme", "customers")] == ["1"]
+    assert store.due_failures("other") == []
+
+
+def test_backoff_is_capped(store: Store) -> None:
+    """However often a record fails, the next attempt is at most the cap away."""
+    for _ in range(30):
+        failure = store.record_failure(
+            "acme", "customers", "pms", "c-1", "ServerError", "boom", retry_max_seconds=3600
+        )
+    assert failure.attempts == 30
+    assert failure.next_attempt_at == T0 + timedelta(hours=1)
+
+
+def test_resolved_failure_leaves_the_list_and_a_new_one_starts_over(store: Store) -> None:
+    """A record that syncs again is no longer listed; failing later counts from one."""
+    store.record_failure("acme", "customers", "pms", "c-1", "NotFound", "gone")
+    store.record_failure("acme", "customers", "pms", "c-1", "NotFound", "gone")
+    assert store.resolve_failure("acme", "customers", "pms", "c-1") is True
+    assert store.resolve_failure("acme", "customers", "pms", "c-1") is False
+    assert store.list_failures("acme") == []
+    assert len(store.list_failures("acme", include_resolved=True)) == 1
+    again = store.record_failure("acme", "customers", "pms", "c-1", "NotFound", "gone")
+    assert again.attempts == 1
+
+
+def test_retry_now_makes_parked_records_due(store: Store, clock: FakeClock) -> None:
+    """``tolken retry`` makes every parked record (or the chosen ones) due at once."""
+    a = store.record_failure("acme", "customers", "pms", "c-1", "NotFound", "gone")
+    store.record_failure("acme", "customers", "pms", "c-2", "NotFound", "gone")
+    assert store.due_failures("acme") == []
+    assert store.retry_failures_now("acme", [a.id]) == 1
+    assert [f.record_id for f in store.due_failures("acme")] == ["c-1"]
+    assert store.retry_failures_now("acme") == 2
+    assert len(store.due_failures("acme")) == 2
+
+
+def test_record_error_keeps_the_remote_message_verbatim(store: Store) -> None:
+    """A parked error keeps its class, status, message and field errors word for word."""
+    error = ValidationFailed(
+        "Organisasjonsnummeret er ugyldig",
+        system="poweroffice",
+        status=400,
+        field_errors=[FieldError("OrganizationNumber", "må være 9 siffer")],
+    )
+    failure = store.record_error("acme", "customers", "poweroffice", "10001", error)
+    assert failure.error_class == "ValidationFailed"
+    assert failure.message == "Organisasjonsnummeret er ugyldig"
+    assert failure.status == 400
+    assert failure.details is not None
+    assert failure.details["field_errors"] == [
+        {"field": "OrganizationNumber", "message": "må være 9 siffer"}
+    ]
+    plain = store.record_error("acme", "projects", "pms", "p-1", NotFound("no such customer"))
+    assert plain.details is None
+
+
+# -- conflicts -----------------------------------------------------------------------
+
+
+def test_conflicts_keep_both_values_and_manual_ones_wait(store: Store, clock: FakeClock) -> None:
+    """Every conflict keeps both sides and the shadow; parked ones wait for a person."""
+    link = store.create_link("acme", "customers", "1", "c-1")
+    run_id = store.start_run("acme")
+    won = store.record_conflict(
+        "acme",
+        "customers",
+        link.id,
+        "email",
+        poweroffice_value="po@acme.no",
+        pms_value="pms@acme.no",
+        shadow_value="old@acme.no",
+        policy="newest-wins",
+        winner="pms",
+        run_id=run_id,
+    )
+    assert won.resolved
+    clock.advance(1)
+    parked = store.record_conflict(
+        "acme",
+        "customers",
+        link.id,
+        "address.city",
+        poweroffice_value="Oslo",
+        pms_value=None,
+        shadow_value={"nested": [1, 2]},
+        policy="manual",
+        winner="parked",
+    )
+    assert not parked.resolved
+    assert parked.pms_value is None
+    assert parked.shadow_value == {"nested": [1, 2]}
+    assert [c.field for c in store.list_conflicts("acme")] == ["address.city", "email"]
+    assert store.list_conflicts("acme", parked_only=True) == [parked]
+    assert store.list_conflicts("acme", link_id=link.id + 1) == []
+    assert store.flow_counts("acme")["customers"].parked_conflicts == 1
+
+    settled = store.resolve_conflict(parked.id, "poweroffice")
+    assert (settled.winner, settled.resolved) == ("poweroffice", True)
+    assert store.list_conflicts("acme", parked_only=True) == []
+    with pytest.raises(ValueError, match="settled for"):
+        store.resolve_conflict(parked.id, "parked")  # type: ignore[arg-type]
+
+
+# -- runs and the dashboard -------------------------------------------------------------
+
+
+def test_runs_are_listed_newest_first_with_counts(store: Store, clock: FakeClock) -> None:
+    """A finished run keeps its status, per-flow counts and requests per system."""
+    first = store.start_run("acme")
+    store.finish_run(first, "failed", counts={}, requests={"poweroffice": 1}, error="bad key")
+    clock.advance(60)
+    second = store.start_run("acme")
+    running = store.get_run(second)
+    assert running is not None
+    assert running.status == "running"
+    assert running.finished_at is None
+    clock.advance(5)
+    counts = {"customers": {"created": 2, "linked": 1, "updated": 0, "conflicts": 0}}
+    run = store.finish_run(second, "ok", counts=counts, requests={"poweroffice": 4, "pms": 9})
+    assert run.counts == counts
+    assert run.requests == {"poweroffice": 4, "pms": 9}
+    assert run.finished_at == T0 + timedelta(seconds=65)
+    assert [r.id for r in store.last_runs("acme")] == [second, first]
+    assert store.last_runs("acme", limit=1)[0].status == "ok"
+    assert store.last_runs("other") == []
+    with pytest.raises(UnknownRecord):
+        store.finish_run(999_999, "ok", counts={}, requests={})
+
+
+def test_flow_counts_summarise_each_flow(store: Store) -> None:
+    """The dashboard counts links by state, open failures and pending creates per flow."""
+    store.create_links("acme", "customers", [("1", "a"), ("2", "b")])
+    link = store.create_link("acme", "departments", "d", "dep")
+    store.set_link_state(link.id, "pms-deleted")
+    store.record_failure("acme", "projects", "poweroffice", "9", "NotFound", "missing customer")
+    store.add_pending_create("acme", "customers", "pms", "3")
+    store.create_link("other", "customers", "1", "a")
+    counts = store.flow_counts("acme")
+    assert set(counts) == {"customers", "departments", "projects"}
+    assert counts["customers"].links == {"active": 2}
+    assert counts["customers"].active_links == 2
+    assert counts["customers"].pending_creates == 1
+    assert counts["departments"].links == {"pms-deleted": 1}
+    assert counts["projects"].open_failures == 1
+    assert counts["projects"].links == {}
