@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from tolken.connectors.base import RemoteRecord
@@ -69,7 +69,10 @@ _TS = re.compile(
 def parse_timestamp(text: str) -> datetime:
     """Parse a PowerOffice ``...DateTimeOffset`` into an aware datetime.
 
-    Accepts up to 7 (or more) fractional digits (truncated to microseconds),
+    Accepts up to 7 (or more) fractional digits, rounded *up* to the microsecond
+    (Python's resolution): a record stamped ``.1234567`` reads as ``.123457``, so
+    ``lastChangedDateTimeOffsetGreaterThan`` that value (strictly greater) does
+    not return the record again. Also accepts
     ``Z``, ``+01:00``, ``+0100``, the spec's ``2021-09-25 08:03:00.1234567 -00:00``
     form, and no offset at all (read as UTC). ValueError otherwise.
     """
@@ -77,14 +80,17 @@ def parse_timestamp(text: str) -> datetime:
     if match is None:
         raise ValueError(f"not a PowerOffice timestamp: {text!r}")
     time_part = match["time"] if match["time"].count(":") == 2 else match["time"] + ":00"
-    frac = (match["frac"] or "")[:6].ljust(6, "0")
+    digits = match["frac"] or ""
+    frac = digits[:6].ljust(6, "0")
+    round_up = any(d != "0" for d in digits[6:])
     tz = match["tz"]
     if tz is None or tz.upper() == "Z":
         offset = "+00:00"
     else:
         digits = tz[1:].replace(":", "").ljust(4, "0")
         offset = f"{tz[0]}{digits[:2]}:{digits[2:]}"
-    return datetime.fromisoformat(f"{match['date']}T{time_part}.{frac}{offset}")
+    parsed = datetime.fromisoformat(f"{match['date']}T{time_part}.{frac}{offset}")
+    return parsed + timedelta(microseconds=1) if round_up else parsed
 
 
 def parse_date(text: str) -> date:
