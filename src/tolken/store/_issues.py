@@ -176,13 +176,17 @@ class IssueRepository(LinkRepository):
         self, conn: Connection, tenant: str, flow: str, side: str, record_id: str
     ) -> Failure | None:
         row = conn.execute(
-            select(*_FAILURE_COLUMNS).where(
+            select(*_FAILURE_COLUMNS)
+            .where(
                 FailureRow.tenant == tenant,
                 FailureRow.flow == flow,
                 FailureRow.side == side,
                 FailureRow.record_id == record_id,
                 FailureRow.resolved == false(),
             )
+            # Lock the row (PostgreSQL) so concurrent workers count every attempt;
+            # SQLite's BEGIN IMMEDIATE already serialises writers.
+            .with_for_update()
         ).first()
         return Failure(*row) if row is not None else None
 
