@@ -35,7 +35,10 @@ def _commands(group: Any, prefix: str) -> list[tuple[str, Any]]:
 
 def _option_line(param: Any) -> str:
     if param.param_type_name == "argument":
-        return f"- `{param.human_readable_name}` (argument)"
+        # typer's TyperArgument has no human_readable_name; it keeps the help text itself.
+        label = (param.metavar or param.name or "").upper()
+        help_text = (getattr(param, "help", None) or "").strip()
+        return f"- `{label}` (argument): {help_text}".rstrip(": ")
     names = ", ".join(f"`{n}`" for n in [*param.opts, *param.secondary_opts])
     help_text = (param.help or "").strip()
     default = ""

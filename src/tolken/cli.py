@@ -80,6 +80,55 @@ def docs(
         typer.echo(f"wrote {output}", err=True)
 
 
+@app.command("check-pms")
+def check_pms(
+    url: str = typer.Argument(
+        ..., help="The PMS API root, e.g. https://pms.example.com/api/v1 (bare host: + /api/v1)."
+    ),
+    api_key: str = typer.Option(
+        ..., "--api-key", envvar="PMS_API_KEY", help="The PMS API key (or set PMS_API_KEY)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+    rule: list[str] | None = typer.Option(None, "--rule", help="Run only this rule (repeatable)."),
+    webhook_host: str = typer.Option(
+        "127.0.0.1", "--webhook-host", help="Interface the check's webhook receiver listens on."
+    ),
+    webhook_port: int = typer.Option(
+        0, "--webhook-port", help="Port of the webhook receiver (0: any free port)."
+    ),
+    webhook_public_url: str | None = typer.Option(
+        None,
+        "--webhook-public-url",
+        help="URL the PMS should post webhooks to, when it reaches the receiver through a proxy "
+        "or tunnel (a remote PMS).",
+    ),
+) -> None:
+    """Check a PMS against the REST contract: one PASS/FAIL line per rule (exit 1 if any fail)."""
+    import json
+
+    from tolken.conformance import format_report, run_conformance
+    from tolken.errors import ConfigError
+
+    try:
+        report = run_conformance(
+            url,
+            api_key,
+            rules=rule or None,
+            webhook_host=webhook_host,
+            webhook_port=webhook_port,
+            webhook_public_url=webhook_public_url,
+        )
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in format_report(report):
+            typer.echo(line)
+    raise typer.Exit(0 if report.passed else 1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
