@@ -180,6 +180,13 @@ def test_batched_lookups_cover_more_ids_than_one_query_takes(store: Store) -> No
     by_pms = store.links_by_pms("acme", "projects", [f"p-{i}" for i in range(700)])
     assert len(by_pms) == 700
     assert by_pms["p-3"].poweroffice_id == "3"
+    store.create_link("acme", "departments", "d", "c-dep")
+    store.create_link("acme", "customers", "10001", "c-cust")
+    by_resource = store.links_by_pms_resource("acme", "customers", ["c-dep", "c-cust", "p-3"])
+    assert {pms_id: ln.flow for pms_id, ln in by_resource.items()} == {
+        "c-dep": "departments",
+        "c-cust": "customers",
+    }
 
 
 def test_link_state_changes_are_stored(store: Store) -> None:

@@ -221,21 +221,29 @@ class LinkRepository(StoreBase):
         self, tenant: str, flow: Flow, poweroffice_ids: Iterable[str]
     ) -> dict[str, Link]:
         """Links of many PowerOffice records, keyed by PowerOffice id (missing ids left out)."""
-        return self._links_by(tenant, flow, LinkRow.poweroffice_id, poweroffice_ids, 3)
+        return self._links_by(LinkRow.flow == flow, tenant, LinkRow.poweroffice_id, poweroffice_ids)
 
     def links_by_pms(self, tenant: str, flow: Flow, pms_ids: Iterable[str]) -> dict[str, Link]:
         """Links of many PMS records, keyed by PMS id (missing ids left out)."""
-        return self._links_by(tenant, flow, LinkRow.pms_id, pms_ids, 4)
+        return self._links_by(LinkRow.flow == flow, tenant, LinkRow.pms_id, pms_ids)
+
+    def links_by_pms_resource(
+        self, tenant: str, resource: str, pms_ids: Iterable[str]
+    ) -> dict[str, Link]:
+        """Links of many PMS records of a resource (``customers``/``projects``), any flow.
+
+        For a batch of PMS change-feed items, which name only the resource.
+        """
+        return self._links_by(LinkRow.pms_resource == resource, tenant, LinkRow.pms_id, pms_ids)
 
     def _links_by(
-        self, tenant: str, flow: Flow, column: Any, ids: Iterable[str], key_index: int
+        self, scope: Any, tenant: str, column: Any, ids: Iterable[str]
     ) -> dict[str, Link]:
+        key_index = 3 if column is LinkRow.poweroffice_id else 4
         found: dict[str, Link] = {}
         with self._read() as conn:
             for batch in chunked(dict.fromkeys(str(i) for i in ids)):
-                stmt = _select_links().where(
-                    LinkRow.tenant == tenant, LinkRow.flow == flow, column.in_(batch)
-                )
+                stmt = _select_links().where(LinkRow.tenant == tenant, scope, column.in_(batch))
                 for row in conn.execute(stmt):
                     found[row[key_index]] = _link(row)
         return found
