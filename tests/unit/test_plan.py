@@ -296,7 +296,8 @@ def test_missing_side_without_shadow_is_fetched() -> None:
     actions = plan_flow(CUSTOMERS, po_changes=[rec("1", ACME)], pms_changes=[], links=[link])
     assert len(actions) == 1
     assert isinstance(actions[0], Fetch)
-    assert (actions[0].side, actions[0].record_id) == ("pms", "m1")
+    assert actions[0] == Fetch("1", "m1", "pms", actions[0].reason)
+    assert "email" in actions[0].reason
 
 
 def test_hand_made_link_merges_with_first_link_rules() -> None:

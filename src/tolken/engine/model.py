@@ -44,6 +44,7 @@ __all__ = [
     "SourceOutage",
     "Unchanged",
     "UpdatePMS",
+    "UpdateParked",
     "UpdatePowerOffice",
     "Values",
     "Wait",
@@ -89,6 +90,9 @@ class LinkedPair:
     by ``tolken link``) gets first-link semantics: an empty value never
     overwrites a non-empty one. ``pms_version`` is the PMS version stored at
     the last sync; it is the ``If-Match`` value when the PMS record was not re-read.
+    ``parked`` names the fields with an open ``manual`` conflict (kept up to date
+    by :class:`UpdateParked`): there the two sides differ from each other and
+    from the shadow, so the shadow cannot stand in for a side that was not read.
     """
 
     po_id: str
@@ -96,6 +100,7 @@ class LinkedPair:
     shadow: Values | None = None
     status: LinkStatus = "active"
     pms_version: int | None = None
+    parked: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,18 @@ class SaveShadow:
 
 
 @dataclass(frozen=True)
+class UpdateParked:
+    """The pair's set of fields parked by a ``manual`` conflict changed: store ``fields``.
+
+    Fields that left the set are settled; their open conflicts can be closed.
+    """
+
+    po_id: str
+    pms_id: str
+    fields: frozenset[str]
+
+
+@dataclass(frozen=True)
 class RecordConflict:
     """Record a field conflict (both values). Planned before the writes, so no loser is lost.
 
@@ -305,8 +322,9 @@ class Wait:
 class Fetch:
     """The planner needs the current record of ``side`` for the pair: read it, plan again."""
 
+    po_id: str
+    pms_id: str
     side: Side
-    record_id: str
     reason: str
 
 
@@ -334,6 +352,7 @@ Action = (
     | UpdatePMS
     | UpdatePowerOffice
     | SaveShadow
+    | UpdateParked
     | RecordConflict
     | DeactivateInPMS
     | MarkPMSDeleted

@@ -9,7 +9,8 @@ Order of a flow's plan: first the linked pairs that changed (sorted by
 PowerOffice id), then unlinked PowerOffice records (link to a match, or
 create in the PMS), then unlinked PMS records (link, create in PowerOffice
 when the flow allows it, or skip). For one pair the order is
-``RecordConflict``\\* → ``UpdatePMS`` → ``UpdatePowerOffice`` → ``SaveShadow``:
+``RecordConflict``\\* → ``UpdatePMS`` → ``UpdatePowerOffice`` → ``SaveShadow`` →
+``UpdateParked``:
 conflicts are stored before a write overwrites a losing value, and the
 conditional PMS write goes first so a stale version costs no PowerOffice write.
 """
@@ -45,6 +46,7 @@ from tolken.engine.model import (
     Skipped,
     SourceOutage,
     Unchanged,
+    UpdateParked,
     UpdatePMS,
     UpdatePowerOffice,
     Values,
@@ -126,7 +128,10 @@ def plan_link(
         unknown = sorted(name for name in present.values if name not in shadow)
         if unknown:
             reason = f"no last synchronised value for {', '.join(unknown)}"
-            return [Fetch(missing, po_id if po is None else pms_id, reason)]
+            return [Fetch(po_id, pms_id, missing, reason)]
+        if link.parked:
+            reason = f"open manual conflict on {', '.join(sorted(link.parked))}"
+            return [Fetch(po_id, pms_id, missing, reason)]
         stand_in = ProjectedRecord(
             id=po_id if po is None else pms_id,
             values={name: shadow[name] for name in present.values},
@@ -150,6 +155,9 @@ def plan_link(
         actions.append(UpdatePowerOffice(po_id, pms_id, result.to_poweroffice))
     if result.settled:
         actions.append(SaveShadow(po_id, pms_id, result.settled))
+    parked = frozenset(c.field for c in result.conflicts if c.winner is None)
+    if parked != link.parked:
+        actions.append(UpdateParked(po_id, pms_id, parked))
     return actions or [Unchanged(po_id, pms_id)]
 
 
