@@ -234,6 +234,12 @@ def test_history_is_kept_per_link_in_order(store: Store) -> None:
     assert entries[2].fields == {"name": "B"}
     assert entries[2].run_id == run_id
     assert [e.reason for e in store.history_for_link(link.id, limit=1)] == ["conflict: newest-wins"]
+    recent = store.recent_history("acme", limit=2)
+    assert [(e.link_id, e.reason) for e in recent] == [
+        (link.id, "conflict: newest-wins"),
+        (other.id, "merge rule: number"),
+    ]
+    assert store.recent_history("other") == []
 
 
 def test_deleting_a_link_frees_both_records(store: Store) -> None:
@@ -248,3 +254,28 @@ def test_deleting_a_link_frees_both_records(store: Store) -> None:
     assert relinked.pms_id == "b"
     with pytest.raises(UnknownRecord):
         store.delete_link(link.id)
+
+
+def test_bulk_reads_take_a_constant_number_of_queries(store: Store) -> None:
+    """Loading a flow is one query however many links it has; batched lookups are chunked."""
+    from sqlalchemy import event
+
+    links = store.create_links("acme", "customers", [(str(i), f"c-{i}") for i in range(2000)])
+    store.save_shadows({link.id: Shadow({"n": link.id}) for link in links})
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        state = store.load_flow_state("acme", "customers")
+        assert len(statements) == 1
+        assert len(state) == 2000
+        statements.clear()
+        store.links_by_po("acme", "customers", [str(i) for i in range(2000)])
+        store.load_shadows(link.id for link in links)
+        assert len(statements) == 8  # 500 ids per query
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)

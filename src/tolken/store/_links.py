@@ -61,6 +61,16 @@ _RAW_SHADOW_COLUMNS = (
     ShadowRow.pms_hash,
     type_coerce(ShadowRow.pms_changed_at, String),
 )
+_HISTORY_COLUMNS = (
+    HistoryRow.link_id,
+    HistoryRow.direction,
+    HistoryRow.action,
+    HistoryRow.fields,
+    HistoryRow.reason,
+    HistoryRow.run_id,
+    HistoryRow.at,
+    HistoryRow.id,
+)
 _RAW_LINK_COLUMNS = (
     *_LINK_COLUMNS[:6],
     type_coerce(LinkRow.created_at, String),
@@ -409,16 +419,7 @@ class LinkRepository(StoreBase):
     def history_for_link(self, link_id: int, *, limit: int | None = None) -> list[HistoryEntry]:
         """The writes made for a link, oldest first (the newest ``limit`` when given)."""
         stmt = (
-            select(
-                HistoryRow.link_id,
-                HistoryRow.direction,
-                HistoryRow.action,
-                HistoryRow.fields,
-                HistoryRow.reason,
-                HistoryRow.run_id,
-                HistoryRow.at,
-                HistoryRow.id,
-            )
+            select(*_HISTORY_COLUMNS)
             .where(HistoryRow.link_id == link_id)
             .order_by(HistoryRow.at.desc(), HistoryRow.id.desc())
             .limit(limit)
@@ -426,3 +427,19 @@ class LinkRepository(StoreBase):
         with self._read() as conn:
             rows = conn.execute(stmt).all()
         return [HistoryEntry(*row) for row in reversed(rows)]
+
+    def recent_history(
+        self, tenant: str, flow: Flow | None = None, *, limit: int = 50
+    ) -> list[HistoryEntry]:
+        """The newest writes across a tenant's links (the dashboard's activity), newest first."""
+        stmt = (
+            select(*_HISTORY_COLUMNS)
+            .join(LinkRow, LinkRow.id == HistoryRow.link_id)
+            .where(LinkRow.tenant == tenant)
+            .order_by(HistoryRow.at.desc(), HistoryRow.id.desc())
+            .limit(limit)
+        )
+        if flow is not None:
+            stmt = stmt.where(LinkRow.flow == flow)
+        with self._read() as conn:
+            return [HistoryEntry(*row) for row in conn.execute(stmt)]
