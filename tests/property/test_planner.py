@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tolken.engine.match import DEFAULT_RULES, NORMALISERS
@@ -453,6 +453,16 @@ def test_planner_is_idempotent(
     st.lists(world_record_st, max_size=5),
     policy_st,
     st.lists(edit_st, max_size=25),
+)
+@example(  # found by Hypothesis: a parked manual conflict must not be settled from the shadow
+    po_records=[{"organization_number": "912345678", "name": "Oslo"}],
+    pms_records=[],
+    policy="manual",
+    steps=[
+        ("edit-po", 0, "organization_number", None),
+        ("edit-po", 0, "name", None),
+        ("edit-pms", 0, "organization_number", "Oslo"),
+    ],
 )
 def test_random_interleaved_edits_converge(
     po_records: list[dict[str, Any]],

@@ -21,6 +21,7 @@ from tolken.engine.model import (
     SaveShadow,
     Skipped,
     Unchanged,
+    UpdateParked,
     UpdatePMS,
     UpdatePowerOffice,
     Wait,
@@ -298,6 +299,43 @@ def test_missing_side_without_shadow_is_fetched() -> None:
     assert isinstance(actions[0], Fetch)
     assert actions[0] == Fetch("1", "m1", "pms", actions[0].reason)
     assert "email" in actions[0].reason
+
+
+def test_parked_conflict_needs_both_sides() -> None:
+    """With a manual conflict open, a change from one side fetches the other, not the shadow."""
+    link = LinkedPair("1", "m1", shadow=ACME, parked=frozenset({"name"}))
+    actions = plan_flow(CUSTOMERS, po_changes=[], pms_changes=[rec("m1", ACME)], links=[link])
+    assert len(actions) == 1
+    assert isinstance(actions[0], Fetch)
+    assert actions[0].side == "poweroffice"
+
+
+def test_manual_conflict_parks_the_field_on_the_link() -> None:
+    """A manual conflict is recorded, nothing is written, and the field is parked on the link."""
+    ctx = FlowContext("t1", "customers", policy="manual")
+    link = LinkedPair("1", "m1", shadow=ACME)
+    actions = plan_flow(
+        ctx,
+        po_changes=[rec("1", {**ACME, "name": "A"})],
+        pms_changes=[rec("m1", {**ACME, "name": "B"})],
+        links=[link],
+    )
+    assert kinds(actions) == ["RecordConflict", "UpdateParked"]
+    assert actions[1] == UpdateParked("1", "m1", frozenset({"name"}))
+
+
+def test_settled_parked_conflict_unparks_the_field() -> None:
+    """When a person makes both sides agree, the field leaves the parked set."""
+    ctx = FlowContext("t1", "customers", policy="manual")
+    link = LinkedPair("1", "m1", shadow=ACME, parked=frozenset({"name"}))
+    same = {**ACME, "name": "B"}
+    actions = plan_flow(
+        ctx, po_changes=[rec("1", same)], pms_changes=[rec("m1", same)], links=[link]
+    )
+    assert actions == [
+        SaveShadow("1", "m1", {"name": "B"}),
+        UpdateParked("1", "m1", frozenset()),
+    ]
 
 
 def test_hand_made_link_merges_with_first_link_rules() -> None:
