@@ -70,7 +70,8 @@ class PMSClient:
 
     ``http`` lets tests hand in a client with an in-process transport (for
     example a ``starlette.testclient.TestClient``); without it the client makes
-    and owns its own ``httpx.Client``.
+    and owns its own ``httpx.Client`` with ``settings.timeout_seconds`` (a client
+    handed in keeps its own timeout).
     """
 
     system = "pms"
@@ -80,7 +81,6 @@ class PMSClient:
         self._base = settings.base_url.rstrip("/")
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
-        self._timeout = settings.timeout_seconds
         self._retry = RetryPolicy()
         self._retry_unsent = _UnsentOnlyPolicy()
 
@@ -122,7 +122,6 @@ class PMSClient:
                     params=dict(params) if params else None,
                     content=content,
                     headers=all_headers,
-                    timeout=self._timeout,
                 )
             except httpx.TransportError as exc:
                 raise classify_transport_error(exc) from exc
