@@ -22,6 +22,8 @@ from typing import Any
 
 from tolken.engine.merge import comparison_key, values_equal
 from tolken.engine.model import ProjectedRecord, Side, Values
+from tolken.mapping.apply import merge_key_flat
+from tolken.mapping.models import Flow
 
 __all__ = [
     "DEFAULT_RULES",
@@ -32,6 +34,7 @@ __all__ = [
     "MatchResult",
     "MatchRule",
     "Normaliser",
+    "rules_from_mapping",
 ]
 
 Normaliser = Callable[[Any], Any]
@@ -215,3 +218,25 @@ DEFAULT_RULES: Mapping[str, tuple[MatchRule, ...]] = {
     "projects": (MatchRule("project-code", "code", "code", "exact"),),
 }
 """The merge rules of DESIGN §3, in the flat PMS-path space of the default mapping."""
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def rules_from_mapping(flow: Flow) -> tuple[MatchRule, ...]:
+    """A mapping flow's ``merge_rules:`` (from the YAML) as :class:`MatchRule` values.
+
+    Both sides are projected to PMS paths, so one key function (the mapping's
+    own :func:`tolken.mapping.apply.merge_key_flat`, which applies the rule's
+    ``when`` condition and normaliser) serves both sides.
+    """
+    rules: list[MatchRule] = []
+    for rule in flow.merge_rules:
+
+        def key(values: Values, rule: Any = rule) -> Any:
+            return merge_key_flat(rule, values)
+
+        name = f"{rule.poweroffice} = {rule.pms}"
+        rules.append(MatchRule(name, po_key=key, pms_key=key, normalise=_identity))
+    return tuple(rules)
