@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
-from tolken.errors import ConfigError, Unreachable
+from tolken.errors import ConfigError, Fatal, Unreachable
 from tolken.store import open_store
 from tolken.store._db import make_engine
 from tolken.store.migrate import alembic_config, current_revision, head_revision, schema_diff
@@ -59,6 +59,14 @@ def test_migrations_downgrade_to_empty_and_up_again(store_url: str) -> None:
         assert set(inspect(store.engine).get_table_names()) & TABLES == set()
     with open_store(store_url) as store:
         assert schema_diff(store.engine) == []
+
+
+def test_store_from_a_newer_tolken_is_refused(store_url: str) -> None:
+    """A store migrated by a newer tolken is not touched; the error says to upgrade."""
+    with open_store(store_url) as store, store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    with pytest.raises(Fatal, match="newer than this tolken knows"):
+        open_store(store_url)
 
 
 def test_workers_starting_together_migrate_once(store_url: str) -> None:

@@ -14,8 +14,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
+from tolken.errors import Fatal
 from tolken.store.models import Base
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "schema_diff", "upgrade"]
@@ -58,8 +60,23 @@ def upgrade(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             # Held until commit; the loser of a race waits, then finds nothing to do.
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        if current_revision(conn) != head:
-            command.upgrade(alembic_config(conn), "head")
+        current = current_revision(conn)
+        if current == head:
+            return
+        if current is not None and not _known(current):
+            raise Fatal(
+                f"the store is at schema revision {current!r}, newer than this tolken knows "
+                f"(newest {head!r}): upgrade tolken",
+                system="store",
+            )
+        command.upgrade(alembic_config(conn), "head")
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def schema_diff(engine: Engine) -> list[object]:

@@ -46,11 +46,17 @@ def open_store(url: str | URL | Engine, *, clock: Clock = utcnow, migrate: bool 
     for a malformed or unsupported URL and :class:`tolken.errors.Unreachable`
     when the database cannot be reached.
     """
+    owned = not isinstance(url, Engine)
     engine = url if isinstance(url, Engine) else make_engine(url)
     if migrate:
         try:
-            upgrade(engine)
-        except OperationalError as exc:
-            engine.dispose()
-            raise Unreachable(f"cannot open the store: {exc.orig or exc}", system="store") from None
+            try:
+                upgrade(engine)
+            except OperationalError as exc:
+                message = f"cannot open the store: {exc.orig or exc}"
+                raise Unreachable(message, system="store") from None
+        except BaseException:
+            if owned:  # a caller's engine is the caller's to dispose
+                engine.dispose()
+            raise
     return Store(engine, clock)
