@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,15 @@ _FIRST: dict[str, int] = {
 }
 
 
+@lru_cache(maxsize=256)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def format_ticks(ticks: int) -> str:
     """``2026-11-25T10:00:00.1234567+00:00`` for 100 ns ticks since the epoch."""
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{fraction:07d}+00:00"
+    return f"{_second(seconds)}.{fraction:07d}+00:00"
 
 
 class Clock:
