@@ -106,3 +106,35 @@ def test_departments_and_customers_share_the_pms_customer_resource() -> None:
         "customers": "customers",
         "projects": "projects",
     }
+
+
+def test_store_package_exports_exactly_its_api() -> None:
+    """tolken.store exports the Store, its opener and its value types, nothing else."""
+    import tolken.store
+
+    assert set(tolken.store.__all__) == {
+        "FLOW_PMS_RESOURCE",
+        "ConflictRecord",
+        "Direction",
+        "DuplicateLink",
+        "DuplicatePendingCreate",
+        "Failure",
+        "Flow",
+        "FlowCounts",
+        "FlowState",
+        "HistoryEntry",
+        "Link",
+        "LinkState",
+        "PendingCreate",
+        "PendingState",
+        "Run",
+        "RunStatus",
+        "Shadow",
+        "Side",
+        "Store",
+        "UnknownRecord",
+        "Winner",
+        "open_store",
+    }
+    for name in tolken.store.__all__:
+        assert hasattr(tolken.store, name)
