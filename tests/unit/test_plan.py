@@ -310,6 +310,14 @@ def test_parked_conflict_needs_both_sides() -> None:
     assert actions[0].side == "poweroffice"
 
 
+def test_manual_policy_never_trusts_the_shadow_for_an_unread_side() -> None:
+    """Under manual, a one-sided change fetches the other side even if nothing is known parked."""
+    ctx = FlowContext("t1", "customers", policy="manual")
+    link = LinkedPair("1", "m1", shadow=ACME)
+    actions = plan_flow(ctx, po_changes=[rec("1", ACME)], pms_changes=[], links=[link])
+    assert [type(a) for a in actions] == [Fetch]
+
+
 def test_manual_conflict_parks_the_field_on_the_link() -> None:
     """A manual conflict is recorded, nothing is written, and the field is parked on the link."""
     ctx = FlowContext("t1", "customers", policy="manual")

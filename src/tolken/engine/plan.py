@@ -10,9 +10,9 @@ PowerOffice id), then unlinked PowerOffice records (link to a match, or
 create in the PMS), then unlinked PMS records (link, create in PowerOffice
 when the flow allows it, or skip). For one pair the order is
 ``RecordConflict``\\* → ``UpdatePMS`` → ``UpdatePowerOffice`` → ``SaveShadow`` →
-``UpdateParked``:
-conflicts are stored before a write overwrites a losing value, and the
-conditional PMS write goes first so a stale version costs no PowerOffice write.
+``UpdateParked``: conflicts are stored before a write overwrites a losing value,
+and the conditional PMS write goes first so a stale version costs no
+PowerOffice write.
 """
 
 from __future__ import annotations
@@ -106,8 +106,9 @@ def plan_link(
     """The actions for one linked pair; pass the side(s) that changed (or were re-read).
 
     A side passed as None is taken to be unchanged since the last sync, i.e.
-    equal to the shadow; when the shadow cannot stand in for it (no shadow
-    for some field yet), the plan is a :class:`Fetch` of that side.
+    equal to the shadow; when the shadow cannot stand in for it (no shadow for
+    some field yet, or a ``manual`` conflict may be parked), the plan is a
+    :class:`Fetch` of that side.
     """
     po_id, pms_id = link.po_id, link.pms_id
     if link.status != "active":
@@ -129,8 +130,10 @@ def plan_link(
         if unknown:
             reason = f"no last synchronised value for {', '.join(unknown)}"
             return [Fetch(po_id, pms_id, missing, reason)]
-        if link.parked:
-            reason = f"open manual conflict on {', '.join(sorted(link.parked))}"
+        if link.parked or policy == "manual":
+            # A parked field differs on both sides and from the shadow, so the shadow cannot
+            # stand in; under ``manual`` fetch anyway, should the executor not track ``parked``.
+            reason = "a manual conflict may be open; both sides are needed"
             return [Fetch(po_id, pms_id, missing, reason)]
         stand_in = ProjectedRecord(
             id=po_id if po is None else pms_id,
