@@ -233,6 +233,19 @@ def test_read_pms_version_beats_stored_version() -> None:
     assert actions == [UpdatePMS("1", "m1", {"name": "New"}, 6)]
 
 
+def test_replan_after_stale_version_keeps_the_concurrent_pms_edit() -> None:
+    """After a 412 the pair is planned again from the fresh PMS record: both edits survive."""
+    link = LinkedPair("1", "m1", shadow=ACME, pms_version=4)
+    po = rec("1", {**ACME, "name": "Acme Holding AS"})
+    (stale,) = plan_link(link, po, None)
+    assert stale == UpdatePMS("1", "m1", {"name": "Acme Holding AS"}, 4)
+    fresh = rec("m1", {**ACME, "email": "new@acme.no"}, version=5)
+    assert plan_link(link, po, fresh) == [
+        UpdatePMS("1", "m1", {"name": "Acme Holding AS"}, 5),
+        UpdatePowerOffice("1", "m1", {"email": "new@acme.no"}),
+    ]
+
+
 def test_pms_edit_of_linked_pair_updates_poweroffice() -> None:
     """A PMS edit reaches PowerOffice."""
     link = LinkedPair("1", "m1", shadow=ACME)
@@ -274,6 +287,14 @@ def test_pms_tombstone_marks_link_and_spares_poweroffice() -> None:
         CUSTOMERS, po_changes=[rec("1", {**ACME, "name": "X"})], pms_changes=[tomb], links=[link]
     )
     assert actions == [MarkPMSDeleted("1", "m1")]
+
+
+def test_poweroffice_tombstone_never_blanks_the_pms_record() -> None:
+    """A deleted PowerOffice record passed as a change writes nothing (the reconcile handles it)."""
+    link = LinkedPair("1", "m1", shadow=ACME)
+    tomb = ProjectedRecord("1", {}, deleted=True)
+    actions = plan_flow(CUSTOMERS, po_changes=[tomb], pms_changes=[rec("m1", ACME)], links=[link])
+    assert kinds(actions) == ["Skipped"]
 
 
 def test_tombstone_of_unlinked_pms_record_does_nothing() -> None:

@@ -115,6 +115,10 @@ def plan_link(
         return [Skipped(po_id, pms_id, f"link is {link.status}")]
     if pms is not None and pms.deleted:
         return [MarkPMSDeleted(po_id, pms_id)]
+    if po is not None and po.deleted:
+        # Never merge a tombstone's empty values into the PMS; deletes go through the
+        # reconcile (GET 404, breaker) and end as a deactivation, not as blanked fields.
+        return [Skipped(po_id, pms_id, "deleted in PowerOffice; the reconcile deactivates it")]
     if po is not None and po.unresolved:
         return [Wait("poweroffice", po_id, _unresolved_reason(po))]
     if pms is not None and pms.unresolved:
