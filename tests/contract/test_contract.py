@@ -73,11 +73,14 @@ def test_paging_returns_every_record_exactly_once(
 
 
 def test_listing_streams_page_by_page(handle: SubjectHandle, case: ResourceCase) -> None:
-    """Reading the first record fetches only the first page (memory stays flat)."""
-    handle.control.seed(case.resource, 12)
+    """Reading the first record fetches the first page and at most one more (memory stays
+    flat), not the whole listing."""
+    handle.control.seed(case.resource, 23)
     records = handle.connect(page_size=5).list(case.resource)
     next(records)
-    assert handle.control.requests("GET", case.resource) == 1
+    time.sleep(0.05)  # let a read-ahead, if the connector has one, reach the server
+    assert 1 <= handle.control.requests("GET", case.resource) <= 2
+    records.close()
 
 
 def test_changed_since_is_strict_and_incremental(handle: SubjectHandle, case: ResourceCase) -> None:

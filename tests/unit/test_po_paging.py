@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tolken.connectors.poweroffice import Page, PageRequest, next_page, paginate
-from tolken.connectors.poweroffice._paging import parse_pagination_header
+from tolken.connectors.poweroffice._paging import paginate_ahead, parse_pagination_header
 
 FIRST = PageRequest(1, 3)
 
@@ -77,3 +79,35 @@ def test_paginate_exact_multiple_ends_on_204() -> None:
         return Page(request, 200 if chunk else 204, chunk)
 
     assert [len(p.items) for p in paginate(fetch, FIRST)] == [3, 3, 0]
+
+
+def test_read_ahead_yields_the_same_pages_and_fetches_one_ahead() -> None:
+    """The read-ahead pager gives the same pages in order, fetching at most one page early."""
+    data = list(range(8))
+    fetched: list[int] = []
+
+    def fetch(request: PageRequest) -> Page[int]:
+        fetched.append(request.number)
+        start = (request.number - 1) * request.size
+        chunk = data[start : start + request.size]
+        return Page(request, 200 if chunk else 204, chunk)
+
+    pages = paginate_ahead(fetch, FIRST)
+    first = next(pages)
+    assert list(first.items) == [0, 1, 2]
+    assert [list(p.items) for p in pages] == [[3, 4, 5], [6, 7]]
+    assert fetched == [1, 2, 3]
+
+
+def test_read_ahead_raises_a_failed_page_in_order() -> None:
+    """An error fetching page 2 surfaces after page 1 was yielded, not before."""
+
+    def fetch(request: PageRequest) -> Page[int]:
+        if request.number == 2:
+            raise RuntimeError("page 2 failed")
+        return Page(request, 200, [1, 2, 3])
+
+    pages = paginate_ahead(fetch, FIRST)
+    assert list(next(pages).items) == [1, 2, 3]
+    with pytest.raises(RuntimeError, match="page 2"):
+        next(pages)

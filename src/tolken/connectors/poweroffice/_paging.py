@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Page", "PageRequest", "next_page", "paginate", "parse_pagination_header"]
+__all__ = [
+    "Page",
+    "PageRequest",
+    "next_page",
+    "paginate",
+    "paginate_ahead",
+    "parse_pagination_header",
+]
 
 T = TypeVar("T")
 
@@ -90,3 +98,23 @@ def paginate(fetch: Callable[[PageRequest], Page[T]], first: PageRequest) -> Ite
         page = fetch(request)
         yield page
         request = next_page(page)
+
+
+def paginate_ahead(
+    fetch: Callable[[PageRequest], Page[T]], first: PageRequest
+) -> Iterator[Page[T]]:
+    """Like :func:`paginate`, but the next page is fetched while the caller works on this one.
+
+    The next request is known as soon as a page arrives (:func:`next_page` is
+    pure), so one worker thread asks for it at once: network and server time
+    overlap the caller's processing. At most two pages are alive, so memory
+    stays flat. Errors surface, in order, when the failed page is reached;
+    closing the generator early waits for the one request in flight.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page-ahead") as pool:
+        future: Future[Page[T]] | None = pool.submit(fetch, first)
+        while future is not None:
+            page = future.result()
+            request = next_page(page)
+            future = pool.submit(fetch, request) if request is not None else None
+            yield page

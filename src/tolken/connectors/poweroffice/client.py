@@ -46,6 +46,7 @@ from tolken.connectors.poweroffice._paging import (
     Page,
     PageRequest,
     paginate,
+    paginate_ahead,
     parse_pagination_header,
 )
 from tolken.connectors.poweroffice._patch import build_patch
@@ -107,7 +108,8 @@ class PowerOfficeClient:
     URLs are always built from ``settings``. ``rate_limiter`` defaults to the
     process-wide bucket of the subscription key; ``retry`` to a
     :class:`~tolken.connectors._http.RetryPolicy`; ``clock`` (monotonic seconds)
-    drives token renewal.
+    drives token renewal. ``read_ahead`` fetches the next list page while the
+    caller processes the current one (at most two pages in memory).
     """
 
     system = SYSTEM
@@ -120,8 +122,10 @@ class PowerOfficeClient:
         rate_limiter: TokenBucket | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        read_ahead: bool = True,
     ) -> None:
         self.settings = settings
+        self._read_ahead = read_ahead
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
         self._base = settings.base_url.rstrip("/")
@@ -267,7 +271,7 @@ class PowerOfficeClient:
         self, resource: str, *, changed_after: datetime | None = None
     ) -> Iterator[RemoteRecord]:
         """Stream every record of ``resource`` (or those whose ``LastChangedDateTimeOffset`` is
-        strictly after ``changed_after``), one page in memory at a time."""
+        strictly after ``changed_after``), at most two pages in memory at a time."""
         spec = _schema.resource_spec(resource)
         params: dict[str, Any] = {}
         if changed_after is not None:
@@ -306,7 +310,8 @@ class PowerOfficeClient:
             header = parse_pagination_header(response.headers.get("X-Pagination"))
             return Page(request, response.status_code, items, header)
 
-        return paginate(fetch, PageRequest(1, self.settings.page_size))
+        pager = paginate_ahead if self._read_ahead else paginate
+        return pager(fetch, PageRequest(1, self.settings.page_size))
 
     def get(self, resource: str, record_id: str) -> RemoteRecord:
         """Read one record; :class:`~tolken.errors.NotFound` when it does not exist."""
