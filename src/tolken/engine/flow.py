@@ -1,0 +1,318 @@
+"""One flow of one cycle: capture, project, match, plan, apply, move the cursors.
+
+The steps, for flow ``F`` (PowerOffice resource ``R``, PMS resource ``S``):
+
+1. Read PowerOffice ``R`` since the cursor (all of it on the first run or a
+   reconcile). A linked record whose content hash equals the shadow's is an
+   echo of tolken's own write (or unchanged in a reconcile) and is dropped.
+2. Read what changed in PMS ``S`` (shared per cycle) and keep the records that
+   belong to ``F`` (``pms_filter``), plus tombstones of linked records.
+3. Add the parked records whose retry is due, re-read from both sides.
+4. Only when unlinked PowerOffice records need a match: list the unlinked PMS
+   records of ``F`` as candidates (and vice versa when ``create_in_poweroffice``).
+5. Plan (:func:`tolken.engine.plan.plan_flow`) and apply group by group.
+6. Advance the PowerOffice cursor, never past a record that waits.
+
+A reconcile also runs :func:`tolken.engine.plan.plan_reconcile` over the full
+listing's ids (deletes, with the mass-delete breaker and the outage guard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tolken.connectors.base import RemoteRecord
+from tolken.engine.apply import Applier, group_actions
+from tolken.engine.capture import PMSCapture, read_poweroffice, save_po_cursor
+from tolken.engine.cursor import content_hash
+from tolken.engine.match import MatchRule
+from tolken.engine.model import (
+    Action,
+    LinkedPair,
+    MassDeleteBlocked,
+    ProjectedRecord,
+    SourceOutage,
+)
+from tolken.engine.plan import FlowContext, plan_flow, plan_reconcile
+from tolken.errors import NotFound, RecordError
+from tolken.mapping import Flow, belongs, merge_key_flat
+from tolken.store import FlowState, Store
+from tolken.store.records import Flow as FlowId
+
+__all__ = ["FlowRun", "match_rules"]
+
+
+def match_rules(flow: Flow) -> tuple[MatchRule, ...]:
+    """The mapping's merge rules as the planner's :class:`MatchRule`\\ s (flat PMS-path keys)."""
+    rules = []
+    for index, rule in enumerate(flow.merge_rules):
+
+        def key(values: object, rule: object = rule) -> str | None:
+            return merge_key_flat(rule, values)  # type: ignore[arg-type]
+
+        name = f"{rule.poweroffice} = {rule.pms}" + (f" (rule {index + 1})" if index else "")
+        rules.append(MatchRule(name, key, key, normalise=lambda v: v))
+    return tuple(rules)
+
+
+@dataclass
+class FlowRun:
+    """Everything one flow needs for one cycle; :meth:`run` does the work."""
+
+    applier: Applier
+    store: Store
+    pms_capture: PMSCapture
+    overlap: timedelta
+    run_started_at: datetime
+    reconcile: bool = False
+    confirm_deletes: bool = False
+    mass_delete_threshold: float = 0.10
+    reconcile_pms: bool = False
+    should_stop: Callable[[], bool] = lambda: False
+
+    @property
+    def _a(self) -> Applier:
+        return self.applier
+
+    def run(self) -> bool:
+        """Run the flow; False when it was interrupted (a stop was requested)."""
+        a = self._a
+        state = self.store.load_flow_state(a.tenant, a.flow_id)
+        capture = read_poweroffice(
+            a.poweroffice,
+            self.store,
+            a.tenant,
+            a.po_resource,
+            overlap=self.overlap,
+            full=self.reconcile,
+        )
+        deletes: list[Action] = []
+        if self.reconcile:
+            stop_reason, deletes = self._reconcile_deletes(state, capture.records)
+            if stop_reason is not None:
+                a.report.stopped = stop_reason
+                return True
+        po_changed = self._changed_po(state, capture.records)
+        pms_changed = self._changed_pms(state)
+        self._add_due_failures(state, po_changed, pms_changed)
+        for record in po_changed:
+            a.po_records[record.id] = record
+        for record in pms_changed:
+            a.pms_records[record.id] = record
+
+        po_projected = self._project_po(po_changed)
+        pms_projected = [p for r in pms_changed if (p := a.project_pms(r)) is not None]
+        unlinked_po = [p for p in po_projected if state.by_po(p.id) is None and not p.unresolved]
+        pms_candidates = self._pms_candidates(state) if unlinked_po else []
+        unlinked_pms = [p for p in pms_projected if state.by_pms(p.id) is None and not p.deleted]
+        po_candidates: list[ProjectedRecord] = []
+        if a.ctx.create_in_poweroffice and unlinked_pms:
+            po_candidates = self._po_candidates(state)
+        links = _touched_links(state, po_projected, pms_projected)
+
+        actions = plan_flow(
+            a.ctx,
+            po_changes=po_projected,
+            pms_changes=pms_projected,
+            links=links,
+            pms_candidates=pms_candidates,
+            po_candidates=po_candidates,
+        )
+        for group in group_actions([*deletes, *actions]):
+            if self.should_stop():
+                return False
+            a.apply(group)
+        if not a.dry_run:
+            save_po_cursor(
+                self.store,
+                a.tenant,
+                capture,
+                a.waiting_po,
+                run_started_at=self.run_started_at,
+                overlap=self.overlap,
+            )
+            if a.waiting_pms:
+                self.pms_capture.hold(a.pms_resource)
+        return True
+
+    # -- steps ----------------------------------------------------------------
+
+    def _changed_po(self, state: FlowState, records: Iterable[RemoteRecord]) -> list[RemoteRecord]:
+        changed = []
+        for record in records:
+            link = state.by_po(record.id)
+            if link is not None:
+                po_hash, _ = state.hashes(link.id)
+                if po_hash is not None and po_hash == content_hash(record.data):
+                    continue  # what tolken last saw or wrote: nothing new
+            changed.append(record)
+        return changed
+
+    def _changed_pms(self, state: FlowState) -> list[RemoteRecord]:
+        a = self._a
+        changed = []
+        for record in self.pms_capture.changes(a.pms_resource):
+            link = state.by_pms(record.id)
+            if record.deleted:
+                if link is not None:
+                    changed.append(record)
+                continue
+            if not belongs(a.flow, record.data):
+                continue
+            if link is not None:
+                _, pms_hash = state.hashes(link.id)
+                if pms_hash is not None and pms_hash == content_hash(record.data):
+                    continue
+            changed.append(record)
+        return changed
+
+    def _add_due_failures(
+        self, state: FlowState, po_changed: list[RemoteRecord], pms_changed: list[RemoteRecord]
+    ) -> None:
+        """Re-read the parked records whose retry is due (both sides of a linked pair)."""
+        a = self._a
+        due = [] if a.dry_run else self.store.due_failures(a.tenant, a.flow_id)
+        have_po = {r.id for r in po_changed}
+        have_pms = {r.id for r in pms_changed}
+        for failure in due:
+            a.open_failures.add((failure.side, failure.record_id))
+            link = (
+                state.by_po(failure.record_id)
+                if failure.side == "poweroffice"
+                else state.by_pms(failure.record_id)
+            )
+            po_id = failure.record_id if failure.side == "poweroffice" else None
+            pms_id = failure.record_id if failure.side == "pms" else None
+            if link is not None:
+                po_id, pms_id = link.poweroffice_id, link.pms_id
+            try:
+                if po_id is not None and po_id not in have_po:
+                    po_changed.append(a.poweroffice.get(a.po_resource, po_id))
+                    have_po.add(po_id)
+                if pms_id is not None and pms_id not in have_pms:
+                    pms_changed.append(self._get_pms(pms_id))
+                    have_pms.add(pms_id)
+            except NotFound:
+                # The parked record is gone; a reconcile deals with deleted linked records.
+                self.store.resolve_failure(a.tenant, a.flow_id, failure.side, failure.record_id)
+
+    def _get_pms(self, pms_id: str) -> RemoteRecord:
+        try:
+            return self._a.pms.get(self._a.pms_resource, pms_id)
+        except NotFound:
+            return RemoteRecord(self._a.pms_resource, pms_id, {}, deleted=True)
+
+    def _project_po(self, records: Iterable[RemoteRecord]) -> list[ProjectedRecord]:
+        a = self._a
+        projected = []
+        for record in records:
+            try:
+                value = a.project_po(record)
+            except RecordError as exc:
+                # A value the mapping cannot convert: park the record, go on.
+                a.report.add("failed")
+                if not a.dry_run:
+                    self.store.record_error(a.tenant, a.flow_id, "poweroffice", record.id, exc)
+                continue
+            if value is not None:
+                projected.append(value)
+        return projected
+
+    def _pms_candidates(self, state: FlowState) -> list[ProjectedRecord]:
+        a = self._a
+        out = []
+        for record in self.pms_capture.listing(a.pms_resource):
+            if state.by_pms(record.id) is None and belongs(a.flow, record.data):
+                a.pms_records.setdefault(record.id, record)
+                projected = a.project_pms(record)
+                if projected is not None:
+                    out.append(projected)
+        return out
+
+    def _po_candidates(self, state: FlowState) -> list[ProjectedRecord]:
+        a = self._a
+        out = []
+        for record in a.poweroffice.list(a.po_resource):
+            if state.by_po(record.id) is None:
+                a.po_records.setdefault(record.id, record)
+                try:
+                    projected = a.project_po(record)
+                except RecordError:
+                    continue
+                if projected is not None and not projected.unresolved:
+                    out.append(projected)
+        return out
+
+    def _reconcile_deletes(
+        self, state: FlowState, listing: list[RemoteRecord]
+    ) -> tuple[str | None, list[Action]]:
+        """Deletes seen by the full listing(s); a reason when the flow must stop instead."""
+        a = self._a
+        pairs = [LinkedPair(link.poweroffice_id, link.pms_id, status=link.state) for link in state]
+        actions: list[Action] = []
+        sides: list[tuple[str, list[str]]] = [("poweroffice", [r.id for r in listing])]
+        if self.reconcile_pms:
+            sides.append(("pms", [r.id for r in self.pms_capture.listing(a.pms_resource)]))
+        for side, ids in sides:
+            outcome = plan_reconcile(
+                "poweroffice" if side == "poweroffice" else "pms",
+                ids,
+                pairs,
+                threshold=self.mass_delete_threshold,
+                confirmed=self.confirm_deletes,
+            )
+            if isinstance(outcome, MassDeleteBlocked):
+                return (
+                    f"mass-delete breaker: {len(outcome.would_delete)} of {outcome.linked} "
+                    f"linked {side} records vanished ({outcome.share:.0%} > "
+                    f"{outcome.threshold:.0%}); nothing was changed. Check {side}, then run "
+                    f"tolken sync --once --reconcile --confirm-deletes",
+                    [],
+                )
+            if isinstance(outcome, SourceOutage):
+                return (f"{side} outage: {outcome.reason}; nothing was changed", [])
+            actions.extend(outcome.actions)
+        return None, actions
+
+
+def _touched_links(
+    state: FlowState, po: Iterable[ProjectedRecord], pms: Iterable[ProjectedRecord]
+) -> list[LinkedPair]:
+    """The links (with shadows) of the changed records, for the planner."""
+    found = {}
+    for record in po:
+        link = state.by_po(record.id)
+        if link is not None:
+            found[link.id] = link
+    for record in pms:
+        link = state.by_pms(record.id)
+        if link is not None:
+            found[link.id] = link
+    pairs = []
+    for link_id, link in found.items():
+        shadow = state.shadow(link_id)
+        pairs.append(
+            LinkedPair(
+                link.poweroffice_id,
+                link.pms_id,
+                shadow=shadow.fields if shadow is not None else None,
+                status=link.state,
+                pms_version=shadow.pms_version if shadow is not None else None,
+            )
+        )
+    return pairs
+
+
+def flow_context(
+    tenant: str, flow_id: FlowId, flow: Flow, policy: str, create_po: bool
+) -> FlowContext:
+    """The planner's view of a flow's settings."""
+    return FlowContext(
+        tenant=tenant,
+        flow=flow_id,
+        policy=policy,  # type: ignore[arg-type]
+        create_in_poweroffice=create_po,
+        rules=match_rules(flow),
+    )

@@ -1,0 +1,257 @@
+"""The executor: :class:`SyncEngine` runs sync cycles over the flows in dependency order.
+
+A thin shell around the pure core (planner, merge, cursor rules): it reads
+through the connectors, asks the planner, applies the actions (see
+:mod:`tolken.engine.apply`) and keeps the store up to date. Build one from a
+config with :meth:`SyncEngine.from_config`::
+
+    with SyncEngine.from_config(load_config("tolken.yaml")) as engine:
+        report = engine.run_cycle()
+        print(report.to_json())
+
+A :class:`~tolken.errors.Fatal` error (bad credentials, a system that cannot
+be reached) ends the cycle: the run is recorded as failed and the error is
+raised. Everything record-level is parked and counted in the report.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from types import TracebackType
+
+import httpx
+
+from tolken.config import FlowId as ConfigFlowId
+from tolken.config import TolkenConfig
+from tolken.connectors.base import Connector
+from tolken.engine.apply import Applier
+from tolken.engine.capture import PMSCapture
+from tolken.engine.connect import ConnectorPair, RequestCounter, build_connectors
+from tolken.engine.flow import FlowRun, flow_context
+from tolken.engine.report import CycleReport
+from tolken.engine.resolver import LinkResolver
+from tolken.errors import TolkenError
+from tolken.mapping import Mapping, load_mapping
+from tolken.store import Store, open_store
+from tolken.store.records import Flow as FlowId
+
+__all__ = ["SyncEngine"]
+
+
+class SyncEngine:
+    """Runs sync cycles for one tenant: the three flows, both ways, with the store.
+
+    ``poweroffice`` and ``pms`` are any :class:`~tolken.connectors.base.Connector`;
+    ``counter`` (optional) reports requests per system. The engine closes what
+    :meth:`from_config` opened for it when closed.
+    """
+
+    def __init__(
+        self,
+        config: TolkenConfig,
+        store: Store,
+        poweroffice: Connector,
+        pms: Connector,
+        mapping: Mapping | None = None,
+        *,
+        counter: RequestCounter | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.poweroffice = poweroffice
+        self.pms = pms
+        self.mapping = mapping or load_mapping(config.mapping)
+        self.counter = counter
+        self.tenant = config.tenant
+        self.cycles = 0
+        self.stop_event = threading.Event()
+        self._closers: list[Callable[[], None]] = []
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TolkenConfig,
+        *,
+        store: Store | None = None,
+        transports: dict[str, httpx.BaseTransport] | None = None,
+    ) -> SyncEngine:
+        """Open the store, load the mapping and build both connectors from ``config``."""
+        mapping = load_mapping(config.mapping)
+        own_store = store is None
+        store = store or open_store(config.store)
+        try:
+            pair: ConnectorPair = build_connectors(config, transports=transports)
+        except BaseException:
+            if own_store:
+                store.close()
+            raise
+        engine = cls(config, store, pair.poweroffice, pair.pms, mapping, counter=pair.counter)
+        engine._closers.append(pair.close)
+        if own_store:
+            engine._closers.append(store.close)
+        return engine
+
+    def close(self) -> None:
+        """Close the connectors and the store if the engine opened them."""
+        while self._closers:
+            self._closers.pop()()
+
+    def __enter__(self) -> SyncEngine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def request_stop(self) -> None:
+        """Finish the record in flight, commit, and end the cycle (SIGTERM/SIGINT)."""
+        self.stop_event.set()
+
+    # -- cycles ---------------------------------------------------------------
+
+    def flows(self) -> list[FlowId]:
+        """The enabled flows in dependency order."""
+        order: list[FlowId] = list(self.mapping.order())
+        return [f for f in order if self.config.sync.flow(_cfg(f)).enabled]
+
+    def due_for_reconcile(self) -> bool:
+        """True when the next cycle is a scheduled reconcile (every ``sync.reconcile_every``)."""
+        return (self.cycles + 1) % self.config.sync.reconcile_every == 0
+
+    def run_cycle(
+        self,
+        *,
+        reconcile: bool = False,
+        dry_run: bool = False,
+        confirm_deletes: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> CycleReport:
+        """One cycle of every enabled flow; ``dry_run`` writes nothing anywhere (``plan``)."""
+        before = self.counter.snapshot() if self.counter else {}
+        report = CycleReport(reconciled=reconcile, dry_run=dry_run)
+        started = self.store.now()
+        run_id = None if dry_run else self.store.start_run(self.tenant)
+        report.run_id = run_id
+        resolver = LinkResolver(self.store, self.tenant)
+        pms_capture = PMSCapture(self.pms, self.store, self.tenant)
+        overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
+        status = "ok"
+        try:
+            for flow_id in self.flows():
+                if self.stop_event.is_set():
+                    report.interrupted = True
+                    break
+                if progress is not None:
+                    progress(flow_id)
+                flow = self.mapping.flow(flow_id)
+                sync = self.config.sync
+                ctx = flow_context(
+                    self.tenant,
+                    flow_id,
+                    flow,
+                    sync.policy_for(_cfg(flow_id)),
+                    sync.flow(_cfg(flow_id)).create_in_poweroffice,
+                )
+                applier = Applier(
+                    tenant=self.tenant,
+                    flow_id=flow_id,
+                    flow=flow,
+                    ctx=ctx,
+                    store=self.store,
+                    poweroffice=self.poweroffice,
+                    pms=self.pms,
+                    resolver=resolver,
+                    report=report.flow(flow_id),
+                    cycle=report,
+                    po_records={},
+                    pms_records={},
+                    open_failures=set(),
+                    dry_run=dry_run,
+                    run_id=run_id,
+                )
+                finished = FlowRun(
+                    applier,
+                    self.store,
+                    pms_capture,
+                    overlap,
+                    started,
+                    reconcile=reconcile,
+                    confirm_deletes=confirm_deletes,
+                    mass_delete_threshold=sync.mass_delete_threshold,
+                    reconcile_pms=self.config.pms.change_capture == "polling",
+                    should_stop=self.stop_event.is_set,
+                ).run()
+                if not finished:
+                    report.interrupted = True
+                    break
+                if report.flow(flow_id).stopped:
+                    status = "stopped"
+            if not dry_run and not report.interrupted:
+                pms_capture.commit()
+        except TolkenError as exc:
+            report.requests = self._requests(before)
+            if run_id is not None:
+                self.store.finish_run(
+                    run_id,
+                    "failed",
+                    counts=_counts(report),
+                    requests=report.requests,
+                    error=str(exc),
+                )
+            raise
+        report.requests = self._requests(before)
+        if run_id is not None:
+            self.store.finish_run(
+                run_id,
+                "stopped" if report.interrupted else status,  # type: ignore[arg-type]
+                counts=_counts(report),
+                requests=report.requests,
+                error="interrupted" if report.interrupted else None,
+            )
+        if not dry_run:
+            self.cycles += 1
+        return report
+
+    def _requests(self, before: dict[str, int]) -> dict[str, int]:
+        now = self.counter.snapshot() if self.counter else {}
+        return {
+            system: now.get(system, 0) - before.get(system, 0) for system in ("poweroffice", "pms")
+        }
+
+    def watch(
+        self,
+        *,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+        on_error: Callable[[TolkenError], bool] | None = None,
+    ) -> None:
+        """Run cycles every ``sync.interval_seconds`` until :meth:`request_stop`.
+
+        Reconciles every ``sync.reconcile_every`` cycles. ``on_error`` decides
+        whether a fatal error ends the loop (return False) or waits for the
+        next cycle (True); without it the error is raised.
+        """
+        while not self.stop_event.is_set():
+            try:
+                report = self.run_cycle(reconcile=self.due_for_reconcile())
+            except TolkenError as exc:
+                self.cycles += 1
+                if on_error is None or not on_error(exc):
+                    raise
+            else:
+                if on_cycle is not None:
+                    on_cycle(report)
+            self.stop_event.wait(self.config.sync.interval_seconds)
+
+
+def _cfg(flow: FlowId) -> ConfigFlowId:
+    return flow
+
+
+def _counts(report: CycleReport) -> dict[str, dict[str, int]]:
+    return {flow_id: dict(flow.counts) for flow_id, flow in report.flows.items()}

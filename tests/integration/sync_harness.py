@@ -1,0 +1,189 @@
+"""Both sandbox systems on real loopback HTTP, a config pointing at them, and helpers.
+
+Used by ``test_sync_*.py`` and ``test_cli_*.py``: the servers start once per
+test module; every test gets empty systems (``/_sandbox/reset``) and its own
+SQLite store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from loopback import serve
+from tolken.config import PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
+from tolken.connectors import _http
+from tolken.connectors.pms import PMSClient
+from tolken.connectors.poweroffice import PowerOfficeClient
+from tolken.engine import SyncEngine
+from tolken.sandbox import credentials
+from tolken.sandbox.pms import create_app as create_pms
+from tolken.sandbox.poweroffice import create_app as create_poweroffice
+
+WRITES = ("POST", "PATCH", "PUT", "DELETE")
+
+
+@dataclass
+class Sandbox:
+    """The two running simulators and direct clients for arranging test data."""
+
+    po_url: str
+    pms_url: str
+    tmp: Path
+
+    def po_settings(self, *, client_key: str = credentials.CLIENT_KEY) -> PowerOfficeSettings:
+        return PowerOfficeSettings(
+            base_url=f"{self.po_url}/v2",
+            token_url=f"{self.po_url}/OAuth/Token",
+            application_key=SecretStr(credentials.APPLICATION_KEY),
+            client_key=SecretStr(client_key),
+            subscription_key=SecretStr(credentials.SUBSCRIPTION_KEY),
+            requests_per_second=1000.0,
+            timeout_seconds=5.0,
+        )
+
+    def pms_settings(self) -> PMSSettings:
+        return PMSSettings(
+            base_url=f"{self.pms_url}/api/v1",
+            api_key=SecretStr(credentials.PMS_API_KEY),
+            timeout_seconds=5.0,
+        )
+
+    def config(self, **sync: Any) -> TolkenConfig:
+        """A config for these systems with a fresh SQLite store in the test's folder."""
+        return TolkenConfig(
+            store=f"sqlite:///{self.tmp / 'tolken.db'}",
+            poweroffice=self.po_settings(),
+            pms=self.pms_settings(),
+            sync=SyncSettings(**sync),
+        )
+
+    def config_yaml(self, *, client_key: str = credentials.CLIENT_KEY, extra: str = "") -> str:
+        """The same config as tolken.yaml text (for the CLI)."""
+        return (
+            f"store: sqlite:///{self.tmp / 'tolken.db'}\n"
+            "poweroffice:\n"
+            f"  base_url: {self.po_url}/v2\n"
+            f"  token_url: {self.po_url}/OAuth/Token\n"
+            f"  application_key: {credentials.APPLICATION_KEY}\n"
+            f"  client_key: {client_key}\n"
+            f"  subscription_key: {credentials.SUBSCRIPTION_KEY}\n"
+            "  requests_per_second: 1000\n"
+            "  timeout_seconds: 5\n"
+            "pms:\n"
+            f"  base_url: {self.pms_url}/api/v1\n"
+            f"  api_key: {credentials.PMS_API_KEY}\n"
+            "  timeout_seconds: 5\n"
+            "sync:\n"
+            "  interval_seconds: 0.2\n"
+            f"{extra}"
+        )
+
+    def write_config(self, **kwargs: Any) -> Path:
+        path = self.tmp / "tolken.yaml"
+        path.write_text(self.config_yaml(**kwargs), encoding="utf-8")
+        return path
+
+    def engine(self, **sync: Any) -> SyncEngine:
+        return SyncEngine.from_config(self.config(**sync))
+
+    # -- arranging data ----------------------------------------------------------
+    @contextmanager
+    def po(self) -> Iterator[PowerOfficeClient]:
+        with PowerOfficeClient(self.po_settings()) as client:
+            yield client
+
+    @contextmanager
+    def pms(self) -> Iterator[PMSClient]:
+        with PMSClient(self.pms_settings()) as client:
+            yield client
+
+    def po_create(self, resource: str, data: Mapping[str, Any]) -> str:
+        with self.po() as client:
+            key = str(data.get("Code") or f"test-{resource}-{data.get('Name')}")
+            return client.create(resource, data, idempotency_key=key).id
+
+    def po_update(self, resource: str, record_id: str, changes: Mapping[str, Any]) -> None:
+        with self.po() as client:
+            client.update(resource, record_id, changes)
+
+    def po_get(self, resource: str, record_id: str) -> dict[str, Any]:
+        with self.po() as client:
+            return dict(client.get(resource, record_id).data)
+
+    def po_list(self, resource: str) -> list[dict[str, Any]]:
+        with self.po() as client:
+            return [dict(r.data) for r in client.list(resource)]
+
+    def pms_create(self, resource: str, data: Mapping[str, Any]) -> str:
+        with self.pms() as client:
+            return client.create(resource, data, idempotency_key=f"test-{data}").id
+
+    def pms_update(self, resource: str, record_id: str, changes: Mapping[str, Any]) -> None:
+        with self.pms() as client:
+            client.update(resource, record_id, changes)
+
+    def pms_list(self, resource: str, **match: Any) -> list[dict[str, Any]]:
+        with self.pms() as client:
+            records = [dict(r.data) for r in client.list(resource)]
+        return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+
+    def pms_get(self, resource: str, record_id: str) -> dict[str, Any]:
+        with self.pms() as client:
+            return dict(client.get(resource, record_id).data)
+
+    # -- control surface -----------------------------------------------------------
+    def control(self, system: str, path: str, body: Any = None) -> Any:
+        base = self.po_url if system == "poweroffice" else self.pms_url
+        if body is None:
+            response = httpx.get(f"{base}/_sandbox/{path}")
+        else:
+            response = httpx.post(f"{base}/_sandbox/{path}", json=body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def stats(self, system: str) -> dict[str, int]:
+        requests: dict[str, int] = self.control(system, "stats")["requests"]
+        return requests
+
+    def writes(self, system: str) -> dict[str, int]:
+        """Write requests the system received since the last reset, by method and path."""
+        return {k: v for k, v in self.stats(system).items() if k.split(" ", 1)[0] in WRITES}
+
+    def reset(self) -> None:
+        for system in ("poweroffice", "pms"):
+            self.control(system, "reset", {})
+
+    def reset_stats(self) -> None:
+        """Forget counted requests (keeps the data): reset stats by reading them twice is not
+        possible, so remember the current counts instead."""
+        self._baseline = {s: self.stats(s) for s in ("poweroffice", "pms")}
+
+    def writes_since_baseline(self, system: str) -> dict[str, int]:
+        base = getattr(self, "_baseline", {}).get(system, {})
+        now = self.writes(system)
+        return {k: v - base.get(k, 0) for k, v in now.items() if v - base.get(k, 0)}
+
+
+@contextmanager
+def running_sandbox() -> Iterator[tuple[str, str]]:
+    """Start the PowerOffice simulator (rate limit off) and the reference PMS."""
+    with ExitStack() as stack:
+        po_url = stack.enter_context(serve(create_poweroffice(rate_limit_per_second=None)))
+        pms_url = stack.enter_context(serve(create_pms()))
+        yield po_url, pms_url
+
+
+@contextmanager
+def no_waits() -> Iterator[None]:
+    """Remove retry and rate-limit waits, with fresh shared rate buckets."""
+    _http.clear_shared_buckets()
+    with _http.testing():
+        yield
+    _http.clear_shared_buckets()
