@@ -107,7 +107,7 @@ def check_pms(
     import json
 
     from tolken.conformance import format_report, run_conformance
-    from tolken.errors import ConfigError
+    from tolken.errors import ConfigError, Unreachable
 
     try:
         report = run_conformance(
@@ -121,6 +121,9 @@ def check_pms(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except Unreachable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -133,6 +138,12 @@ def open_door(scope: Scope, body: bytes) -> bytes:
     return body
 
 
+def forget_project_billable(scope: Scope, body: bytes) -> bytes:
+    if _is(scope, "POST", "/api/v1/projects") and body:
+        return json.dumps({k: v for k, v in json.loads(body).items() if k != "billable"}).encode()
+    return body
+
+
 def cursor_skips_a_record(scope: Scope, status: int, body: bytes) -> tuple[int, bytes]:
     if _is(scope, "GET", "/api/v1/customers") and "cursor" in _query(scope) and status == 200:
         page = json.loads(body)
@@ -192,8 +203,9 @@ def test_reference_pms_passes_every_rule_and_is_left_clean(reference: tuple[Any,
         (drop_nulls_in_patches, None, {"merge-patch"}),
         (wrong_webhook_secret, None, {"webhook-signature"}),
         (open_door, None, {"auth"}),
+        (forget_project_billable, None, {"projects"}),
         (None, cursor_skips_a_record, {"paging", "cursor-stability"}),
-        (None, accepts_bad_bodies, {"validation-422"}),
+        (None, accepts_bad_bodies, {"validation-422", "projects"}),
         (None, no_tombstones, {"changes-feed"}),
     ],
     ids=lambda v: getattr(v, "__name__", None) or "-",
@@ -249,3 +261,32 @@ def test_cli_unknown_rule_is_a_usage_error(reference: tuple[Any, str]) -> None:
     result = CliRunner().invoke(cli, ["check-pms", url, "--api-key", "k", "--rule", "nope"])
     assert result.exit_code == 2
     assert "webhook-signature" in result.output
+
+
+def test_cli_unreachable_pms_is_one_clear_line() -> None:
+    """Pointing the check at a port where nothing listens prints one error line and exits 1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = CliRunner().invoke(cli, ["check-pms", f"http://127.0.0.1:{port}", "--api-key", "k"])
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        f"error: pms: cannot reach the PMS at http://127.0.0.1:{port}/api/v1"
+    )
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_console_script_runs_the_check(reference: tuple[Any, str]) -> None:
+    """The installed `tolken check-pms` command passes the reference PMS and exits 0."""
+    _, url = reference
+    tolken = Path(sys.executable).with_name("tolken")
+    done = subprocess.run(
+        [str(tolken), "check-pms", url, "--json"],
+        env={**os.environ, "PMS_API_KEY": PMS_API_KEY},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["passed"] is True

@@ -30,6 +30,10 @@ pass or fail with a one-line reason. The rules, in the order they run:
     field, malformed JSON 400 (or 422) with the same shape, nothing stored.
 ``delete``
     DELETE is 204, then GET is 404.
+``projects``
+    A project with every field (references to a customer and a department,
+    dates, status, billable, progress) reads back as written, takes a merge
+    patch, and progress 150 with an unknown ``customer_id`` is a 422 naming both.
 ``changes-feed``
     Create, update and delete appear in ``/changes`` as ``upsert``,
     ``upsert``, ``delete`` with strictly increasing ``seq``.
@@ -39,7 +43,8 @@ pass or fail with a one-line reason. The rules, in the order they run:
     PMS) gets a delivery for a new record whose ``X-PMS-Signature`` verifies,
     whose timestamp is fresh, and whose body is a feed item.
 
-Afterwards the check deletes every record it made and removes its webhook
+A PMS that cannot be reached at all raises :class:`tolken.errors.Unreachable`
+before any rule runs. Afterwards the check deletes every record it made and removes its webhook
 (``DELETE /webhooks/{id}``), or says to remove it by hand when the PMS
 offers no way. Use :func:`run_conformance` from Python; rules live in the
 :data:`RULES` registry.

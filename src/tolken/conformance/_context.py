@@ -16,6 +16,7 @@ import httpx
 
 from tolken.conformance._registry import RuleFailed, expect
 from tolken.connectors._http import parse_retry_after
+from tolken.connectors.pms._records import parse_timestamp
 
 __all__ = ["CheckContext", "Listing", "describe"]
 
@@ -157,11 +158,15 @@ class CheckContext:
         """Follow ``next_cursor`` to the end, checking each page's shape on the way.
 
         ``between_pages(listing)`` runs after the first page (to write
-        concurrently with the traversal).
+        concurrently with the traversal). With ``updated_after``, a record
+        older than the bound stops the listing at once: the PMS ignores the
+        filter, and paging its whole collection would prove nothing.
         """
         params: dict[str, str | int] = {"limit": limit}
+        bound = None
         if updated_after is not None:
             params["updated_after"] = updated_after
+            bound = parse_timestamp(updated_after)
         listing = Listing(items=[], pages=[])
         for _ in range(max_pages):
             response = self.call("GET", resource, params=params)
@@ -178,6 +183,16 @@ class CheckContext:
                 len(items) <= limit,
                 f"a page had {len(items)} items although limit={limit} was asked",
             )
+            if bound is not None:
+                older = [
+                    i for i in items if (parse_timestamp(i.get("updated_at")) or bound) < bound
+                ]
+                expect(
+                    not older,
+                    f"GET /{resource}?updated_after={updated_after} returned records updated "
+                    f"before it (first: {older[0].get('id') if older else ''}); "
+                    "the filter seems to be ignored",
+                )
             listing.pages.append(page)
             listing.items.extend(items)
             if between_pages is not None and len(listing.pages) == 1:

@@ -357,3 +357,65 @@ def check_delete(ctx: CheckContext) -> str:
     after = ctx.call("GET", f"customers/{record['id']}")
     expect(after.status_code == 404, f"GET after DELETE gave {describe(after)}, expected 404")
     return "DELETE 204, then GET 404"
+
+
+@rule("projects", "projects round-trip every field, reference customers, and refuse bad values")
+def check_projects(ctx: CheckContext) -> str:
+    """The second resource: typed fields, references, merge patch and 422 on bad values."""
+    department = ctx.create_customer("project-department", kind="department")
+    customer = ctx.create_customer("project-customer")
+    body = {
+        "code": f"TC-{ctx.tag}",
+        "name": ctx.name("project"),
+        "customer_id": customer["id"],
+        "department_id": department["id"],
+        "start_date": "2026-01-01",
+        "end_date": "2026-12-31",
+        "status": "active",
+        "billable": True,
+        "progress": 10,
+    }
+    response = ctx.call(
+        "POST", "projects", json=body, headers={"Idempotency-Key": f"tolken-check-{ctx.tag}-prj"}
+    )
+    if response.is_success:
+        ctx.track("projects", response.json())
+    expect(response.status_code == 201, f"POST /projects gave {describe(response)}, expected 201")
+    project = ctx.get("projects", response.json()["id"])
+    differ = {k: project.get(k) for k, v in body.items() if project.get(k) != v}
+    expect(not differ, f"the project read back differs from what was written: {differ}")
+    patched = ctx.call(
+        "PATCH",
+        f"projects/{project['id']}",
+        json={"progress": 55, "status": "completed"},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    expect(patched.status_code == 200, f"PATCH /projects/{{id}} gave {describe(patched)}")
+    now = patched.json()
+    expect(
+        now.get("progress") == 55
+        and now.get("status") == "completed"
+        and now.get("code") == body["code"],
+        f"the project patch gave progress {now.get('progress')!r}, status {now.get('status')!r}",
+    )
+    bad = ctx.call(
+        "POST",
+        "projects",
+        json={
+            "name": ctx.name("bad-project"),
+            "progress": 150,
+            "customer_id": f"missing-{ctx.tag}",
+        },
+    )
+    if bad.is_success:
+        ctx.track("projects", bad.json())
+    expect(
+        bad.status_code == 422,
+        f"a project with progress 150 and an unknown customer gave {describe(bad)}",
+    )
+    fields = {str(e.get("field")) for e in _errors_shape(bad)}
+    expect(
+        {"progress", "customer_id"} <= fields,
+        f"the 422 should name progress and customer_id, it names {sorted(fields)}",
+    )
+    return "every field read back, merge patch applied, bad progress and unknown customer refused"

@@ -13,7 +13,7 @@ import httpx
 from tolken.conformance import _rules_feed  # noqa: F401
 from tolken.conformance._context import CheckContext
 from tolken.conformance._registry import RULES, RuleResult
-from tolken.errors import ConfigError
+from tolken.errors import ConfigError, Unreachable
 
 __all__ = ["ConformanceReport", "api_base", "format_report", "run_conformance"]
 
@@ -89,13 +89,25 @@ def run_conformance(
     )
     results: list[RuleResult] = []
     try:
-        for name in names:
-            results.append(RULES[name].run(ctx))
+        _probe(ctx)
+        try:
+            for name in names:
+                results.append(RULES[name].run(ctx))
+        finally:
+            # Also after Ctrl-C: what the run created must not stay behind.
+            notes = ctx.cleanup()
     finally:
-        notes = ctx.cleanup()
         if http is None:
             client.close()
     return ConformanceReport(url=base, results=tuple(results), cleanup=tuple(notes))
+
+
+def _probe(ctx: CheckContext) -> None:
+    """Fail fast, with one clear error, when nothing answers at the URL."""
+    try:
+        ctx.call("GET", "customers", params={"limit": 1}, auth=None)
+    except httpx.TransportError as exc:
+        raise Unreachable(f"cannot reach the PMS at {ctx.base_url}: {exc}", system="pms") from exc
 
 
 def format_report(report: ConformanceReport) -> list[str]:
