@@ -156,3 +156,11 @@ def test_basic_header_is_base64_of_both_keys(po: TestClient) -> None:
         "/OAuth/Token", headers={**KEY, "Authorization": f"Basic {swapped}"}, data=GRANT
     )
     assert response.json()["error"] == "invalid_client"
+
+
+def test_unknown_routes_are_gateway_404(po: TestClient) -> None:
+    """Paths and methods the API does not have get API Management's 404 body."""
+    headers = {**KEY, "Authorization": f"Bearer {_token(po)}"}
+    for response in (po.get("/v2/Employees", headers=headers), po.put("/v2/Customers/1")):
+        assert response.status_code == 404
+        assert response.json() == {"statusCode": 404, "message": "Resource not found"}

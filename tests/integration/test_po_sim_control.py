@@ -169,6 +169,17 @@ def test_state_survives_restart(tmp_path: Path) -> None:
     with TestClient(create_app(tmp_path, rate_limit_per_second=None)) as client:
         _authorise(client)
         first = client.post("/v2/Customers", json={"Name": "Varig AS"}).json()
+        moved = client.patch(
+            f"/v2/Customers/{first['Id']}",
+            json=[{"op": "add", "path": "/MailAddress/City", "value": "Oslo"}],
+        )
+        moved = client.patch(
+            f"/v2/Customers/{first['Id']}",
+            json=[{"op": "add", "path": "/MailAddress/ZipCode", "value": "0150"}],
+        )
+        assert moved.status_code == 200, moved.text
+        first = moved.json()
+        address_stamp = first["MailAddress"]["LastChangedDateTimeOffset"]
     assert (tmp_path / "poweroffice.sqlite3").exists()
     with (
         serve(create_app(tmp_path, rate_limit_per_second=None)) as url,
@@ -179,7 +190,7 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         second = client.post("/v2/Customers", json={"Name": "Neste AS"}).json()
         assert second["Number"] == first["Number"] + 1
         assert second["Id"] > first["Id"]
-        assert second["LastChangedDateTimeOffset"] > first["LastChangedDateTimeOffset"]
+        assert second["LastChangedDateTimeOffset"] > address_stamp
 
 
 @pytest.mark.slow

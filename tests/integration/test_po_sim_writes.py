@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from loopback import serve
 from tolken.sandbox.credentials import APPLICATION_KEY, CLIENT_KEY, SUBSCRIPTION_KEY
 from tolken.sandbox.poweroffice import create_app
 
@@ -188,3 +191,27 @@ def test_delete_in_use_is_409_and_free_is_200(po: TestClient) -> None:
     assert _problem(po.delete(f"/v2/Projects/{project['Id']}"), 404)["detail"] == (
         f"Project with id = {project['Id']} not found."
     )
+
+
+def test_concurrent_creates_over_loopback_get_distinct_numbers() -> None:
+    """Customers created in parallel over real HTTP all get distinct ids and numbers."""
+    with serve(create_app(rate_limit_per_second=None)) as url, httpx.Client(base_url=url) as http:
+        token = http.post(
+            "/OAuth/Token",
+            auth=(APPLICATION_KEY, CLIENT_KEY),
+            headers={"Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY},
+            data={"grant_type": "client_credentials"},
+        ).json()["access_token"]
+        http.headers.update(
+            {"Authorization": f"Bearer {token}", "Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY}
+        )
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            created = list(
+                pool.map(
+                    lambda i: http.post("/v2/Customers", json={"Name": f"Parallell {i} AS"}),
+                    range(30),
+                )
+            )
+        assert all(r.status_code == 201 for r in created)
+        assert len({r.json()["Id"] for r in created}) == 30
+        assert sorted(r.json()["Number"] for r in created) == list(range(10000, 10030))

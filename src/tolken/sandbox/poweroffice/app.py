@@ -35,7 +35,7 @@ from tolken.sandbox.control import install_control
 from tolken.sandbox.poweroffice.auth import RateLimiter, TokenIssuer, check_api_call, token_endpoint
 from tolken.sandbox.poweroffice.db import TABLES, Store
 from tolken.sandbox.poweroffice.listing import parse_list_query
-from tolken.sandbox.poweroffice.problems import ApiError, problem_response
+from tolken.sandbox.poweroffice.problems import ApiError, gateway_response, problem_response
 from tolken.sandbox.poweroffice.resources import SPECS, Resources
 from tolken.sandbox.poweroffice.seed import seed
 from tolken.sandbox.poweroffice.validation import malformed_json
@@ -325,6 +325,13 @@ def create_app(
 
     for token_path in TOKEN_PATHS:
         app.add_route(token_path, token, methods=["POST"])
+
+    async def no_route(request: Request, exc: Exception) -> Response:
+        # Unknown paths and methods are stopped by API Management, not the API.
+        return gateway_response(404, "Resource not found")
+
+    app.add_exception_handler(404, no_route)
+    app.add_exception_handler(405, no_route)
     install_control(app, on_reset=sim.reset, on_seed=sim.seed, settings_hook=sim.settings)
     app.add_middleware(_CanonicalPath)
     return app

@@ -96,6 +96,11 @@ class Clock:
         self._last = last
         self._lock = threading.Lock()
 
+    @property
+    def last(self) -> int:
+        """The last tick handed out."""
+        return self._last
+
     def tick(self) -> int:
         """The next tick: now, or one more than the previous tick."""
         with self._lock:
@@ -123,14 +128,21 @@ class Store:
         self.clock = Clock(self._max_tick())
 
     def _max_tick(self) -> int:
-        found = 0
+        row = self._conn.execute("SELECT value FROM counters WHERE name = 'clock'").fetchone()
+        found = row[0] if row else 0
         for table, _ in TABLES.values():
             row = self._conn.execute(f"SELECT MAX(last_changed) FROM {table}").fetchone()
             found = max(found, row[0] or 0)
-            # Address timestamps live only inside customer docs; they never exceed
-            # the clock's last tick because both come from the same clock, and a
-            # fresh tick after reopening is taken from wall time anyway.
-        return found
+        return int(found)
+
+    def save_clock(self, conn: sqlite3.Connection) -> None:
+        """Persist the clock's last tick: address stamps live only inside documents,
+        so the tables alone cannot tell the clock where to resume after a restart."""
+        conn.execute(
+            "INSERT INTO counters(name, value) VALUES ('clock', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (self.clock.last,),
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -137,7 +137,7 @@ class Resources:
                 self._new_customer(conn, doc, fields)
             else:
                 self._new_project(conn, doc, fields)
-            validate_rules(spec, doc)
+            validate_rules(spec, doc, creating=True)
             tick = self.store.clock.tick()
             stamp = format_ticks(tick)
             for key in ("CreatedDateTimeOffset", "ContactCreatedDateTimeOffset"):
@@ -150,6 +150,7 @@ class Resources:
             self.store.write(
                 conn, path, doc, columns_of(path, doc), created=tick, last_changed=tick
             )
+            self.store.save_clock(conn)
         return doc
 
     def _assign(self, spec: EntitySpec, doc: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -392,7 +393,7 @@ class Resources:
             if address_changed:
                 doc["MailAddress"].update(after["MailAddress"])
             self._after_patch(conn, path, doc, changed)
-            validate_rules(spec, doc)
+            validate_rules(spec, doc, creating=False)
             tick = self.store.clock.tick()
             if address_changed:
                 doc["MailAddress"]["LastChangedDateTimeOffset"] = format_ticks(tick)
@@ -407,6 +408,7 @@ class Resources:
             self.store.write(
                 conn, path, doc, columns_of(path, doc), created=row[0], last_changed=last_changed
             )
+            self.store.save_clock(conn)
         return doc
 
     def _after_patch(

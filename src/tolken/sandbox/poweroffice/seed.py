@@ -131,6 +131,7 @@ def seed(store: Store, counts: dict[str, int]) -> dict[str, int]:
                 rng = _Random(f"{key}:{existing}:{count}")
                 store.bulk_insert(conn, key.capitalize(), builder(store, conn, rng, count))
                 added[key] = count
+        store.save_clock(conn)
     return added
 
 

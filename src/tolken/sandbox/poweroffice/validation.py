@@ -190,8 +190,12 @@ def malformed_json(detail: str) -> ApiError:
     return _body_error(f"The request body is not valid JSON: {detail} Path: $.")
 
 
-def validate_rules(spec: EntitySpec, doc: dict[str, Any]) -> None:
-    """Field rules of the resource on the complete (merged) DTO; 400 on the first failure."""
+def validate_rules(spec: EntitySpec, doc: dict[str, Any], *, creating: bool) -> None:
+    """Field rules of the resource on the complete (merged) DTO; 400 listing the failures.
+
+    City and ZipCode are required only when an address is *posted*
+    (``ContactAddressPostDto``); the PatchDto marks nothing required.
+    """
     errors: list[str] = []
     for field, limit in spec.max_length.items():
         value = doc.get(field)
@@ -201,14 +205,14 @@ def validate_rules(spec: EntitySpec, doc: dict[str, Any]) -> None:
         if not (doc.get("Name") or "").strip():
             errors.append("Name is required.")
     elif spec.name == "Customer":
-        errors.extend(_customer_errors(doc))
+        errors.extend(_customer_errors(doc, creating))
     elif spec.name == "Project":
         errors.extend(_project_errors(doc))
     if errors:
         raise validation_error(spec.name, " ".join(errors))
 
 
-def _customer_errors(doc: dict[str, Any]) -> list[str]:
+def _customer_errors(doc: dict[str, Any], creating: bool) -> list[str]:
     errors: list[str] = []
     if doc.get("IsPerson"):
         if not (doc.get("FirstName") or "").strip() or not (doc.get("LastName") or "").strip():
@@ -229,7 +233,7 @@ def _customer_errors(doc: dict[str, Any]) -> list[str]:
         if isinstance(value, str) and len(value) > limit:
             errors.append(f"MailAddress.{field} must be at most {limit} characters long.")
     filled = any(address.get(f) for f in ("AddressLine1", "AddressLine2", "City", "ZipCode"))
-    if filled and (not address.get("City") or not address.get("ZipCode")):
+    if creating and filled and (not address.get("City") or not address.get("ZipCode")):
         errors.append("MailAddress: City and ZipCode are required when an address is given.")
     country = address.get("CountryCode")
     if country is not None and not re.fullmatch(r"[A-Za-z]{2}", country):
