@@ -247,15 +247,35 @@ def test_replan_after_stale_version_keeps_the_concurrent_pms_edit() -> None:
 
 
 def test_pms_edit_of_linked_pair_updates_poweroffice() -> None:
-    """A PMS edit reaches PowerOffice."""
+    """A PMS edit reaches PowerOffice once the PowerOffice record was read."""
     link = LinkedPair("1", "m1", shadow=ACME)
     actions = plan_flow(
         CUSTOMERS,
-        po_changes=[],
+        po_changes=[rec("1", ACME)],
         pms_changes=[rec("m1", {**ACME, "email": "a@acme.no"})],
         links=[link],
     )
     assert actions == [UpdatePowerOffice("1", "m1", {"email": "a@acme.no"})]
+
+
+def test_poweroffice_is_read_before_it_is_written() -> None:
+    """A PMS edit for an unread PowerOffice record plans a Fetch of it, not a blind write."""
+    link = LinkedPair("1", "m1", shadow=ACME)
+    pms = rec("m1", {**ACME, "email": "a@acme.no"})
+    (action,) = plan_flow(CUSTOMERS, po_changes=[], pms_changes=[pms], links=[link])
+    assert isinstance(action, Fetch)
+    assert action.side == "poweroffice"
+
+
+def test_uncaptured_poweroffice_edit_becomes_a_conflict() -> None:
+    """An edit PowerOffice's change capture missed (address only) is not silently overwritten."""
+    shadow = {**ACME, "address.city": "Oslo"}
+    link = LinkedPair("1", "m1", shadow=shadow)
+    pms = rec("m1", {**shadow, "address.city": "Bergen"}, changed_at=T1)
+    po = rec("1", {**shadow, "address.city": "Drammen"}, changed_at=T0)
+    actions = plan_link(link, po, pms)
+    conflict = next(a for a in actions if isinstance(a, RecordConflict)).conflict
+    assert (conflict.poweroffice, conflict.pms, conflict.winner) == ("Drammen", "Bergen", "pms")
 
 
 def test_echo_is_unchanged() -> None:

@@ -108,7 +108,9 @@ def plan_link(
     A side passed as None is taken to be unchanged since the last sync, i.e.
     equal to the shadow; when the shadow cannot stand in for it (no shadow for
     some field yet, or a ``manual`` conflict may be parked), the plan is a
-    :class:`Fetch` of that side.
+    :class:`Fetch` of that side. PowerOffice is never written unread: a PMS
+    change that must reach an unread PowerOffice record plans a Fetch of it
+    (the PMS is protected by ``If-Match`` instead).
     """
     po_id, pms_id = link.po_id, link.pms_id
     if link.status != "active":
@@ -125,6 +127,7 @@ def plan_link(
         return [Wait("pms", pms_id, _unresolved_reason(pms))]
     if po is None and pms is None:
         return [Unchanged(po_id, pms_id)]
+    po_unread = po is None
     if po is None or pms is None:
         present = po if po is not None else pms
         assert present is not None  # for mypy: one of the two is set
@@ -154,6 +157,11 @@ def plan_link(
         po_changed_at=po.changed_at,
         pms_changed_at=pms.changed_at,
     )
+    if po_unread and result.to_poweroffice:
+        # PowerOffice has no If-Match, and its change capture can miss edits (an address
+        # changed alone): read it before writing, so a concurrent edit becomes a conflict.
+        reason = "PowerOffice is read before it is written (it has no If-Match)"
+        return [Fetch(po_id, pms_id, "poweroffice", reason)]
     actions: list[Action] = [RecordConflict(po_id, pms_id, c) for c in result.conflicts]
     if result.to_pms:
         version = pms.version if pms.version is not None else link.pms_version
