@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -151,3 +152,19 @@ def test_creates_under_faults_and_timeouts_never_duplicate(url: str) -> None:
     assert sorted(stored) == sorted(names)
     assert found is not None
     assert found.data["name"] == "Faulty 3"
+
+
+def test_ensure_webhook_replaces_an_earlier_registration(url: str) -> None:
+    """Registering the same receiver again (a restart) leaves one webhook, with the new secret."""
+    with WebhookReceiver() as receiver, _client(url) as pms:
+        pms.ensure_webhook(receiver.url, "old-secret")
+        pms.ensure_webhook(receiver.url, "new-secret")
+        hooks = pms.webhooks()
+        assert hooks is not None
+        assert [h["url"] for h in hooks] == [receiver.url]
+        record = pms.create("customers", {"kind": "company", "name": "Once"}, idempotency_key="o")
+        delivery = receiver.wait_for(lambda d: record.id.encode() in d.body, timeout=5)
+        assert delivery is not None
+        verify_webhook("new-secret", delivery.headers, delivery.body)
+        time.sleep(0.3)  # a duplicate delivery would arrive right behind the first
+        assert sum(record.id.encode() in d.body for d in receiver.deliveries) == 1

@@ -267,3 +267,16 @@ def test_find_by_idempotency_key_falls_back_when_filter_refused() -> None:
     found = client.find_by_idempotency_key("customers", "k")
     assert found is not None
     assert found.id == "c2"
+
+
+def test_ensure_webhook_just_registers_when_the_pms_cannot_list() -> None:
+    """A PMS without GET /webhooks (404) still gets the registration, once."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404, json={"errors": [{"field": None, "message": "no route"}]})
+        return httpx.Response(201, json={"id": "wh9", "url": "u"})
+
+    client, seen = _client(handler)
+    assert client.ensure_webhook("http://127.0.0.1:1/h", "s") == {"id": "wh9", "url": "u"}
+    assert [r.method for r in seen] == ["GET", "POST"]

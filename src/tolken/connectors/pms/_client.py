@@ -13,6 +13,7 @@ with the record the first attempt made.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from tolken.errors import (
     ConfigError,
     NotFound,
     RateLimited,
+    RecordError,
     ServerError,
     TransportError,
     Unreachable,
@@ -291,6 +293,38 @@ class PMSClient:
         )
         answer = self._json(response)
         return dict(answer) if isinstance(answer, dict) else {}
+
+    def webhooks(self) -> tuple[dict[str, Any], ...] | None:
+        """The registered webhooks (``GET /webhooks``), or None when the PMS cannot list them.
+
+        Listing and removing webhooks go beyond the contract; the reference
+        PMS offers both.
+        """
+        try:
+            answer = self._json(self._send("GET", self._url("webhooks")))
+        except (NotFound, RecordError):
+            return None
+        items = answer.get("items") if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            return None
+        return tuple(dict(i) for i in items if isinstance(i, dict))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """Remove one webhook; NotFound when it is gone or the PMS cannot remove webhooks."""
+        self._send("DELETE", self._url("webhooks", webhook_id))
+
+    def ensure_webhook(self, url: str, secret: str) -> dict[str, Any]:
+        """Register ``url`` once: earlier registrations of the same URL are replaced first.
+
+        So restarting ``tolken serve`` does not pile up duplicate deliveries
+        (and a changed secret takes effect). A PMS that cannot list webhooks
+        just gets the registration.
+        """
+        for hook in self.webhooks() or []:
+            if hook.get("url") == url and hook.get("id") is not None:
+                with contextlib.suppress(NotFound):
+                    self.delete_webhook(str(hook["id"]))
+        return self.register_webhook(url, secret)
 
     # -- change capture -----------------------------------------------------
 
