@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tolken.engine.match import DEFAULT_RULES, NORMALISERS
@@ -33,6 +33,9 @@ from tolken.engine.model import (
 from tolken.engine.plan import FlowContext, plan_flow, plan_link
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# More examples than the profile's default: these are cheap and guard the core semantics.
+MERGE_EXAMPLES = 150
+FLOW_EXAMPLES = 150
 FIELDS = ["organization_number", "name", "email", "city", "active", "start_date"]
 
 # Values drawn with deliberate look-alikes (" Oslo", 10001 vs "10001", date forms, blanks)
@@ -71,6 +74,7 @@ def key(values: Mapping[str, Any], name: str) -> Any:
     return comparison_key(values.get(name))
 
 
+@settings(max_examples=MERGE_EXAMPLES)
 @given(shadow_st, record_st, record_st, policy_st, time_st, time_st)
 def test_merge_converges(
     shadow: dict[str, Any] | None,
@@ -93,6 +97,7 @@ def test_merge_converges(
         assert name not in result.to_pms
 
 
+@settings(max_examples=MERGE_EXAMPLES)
 @given(shadow_st, record_st, record_st, policy_st, time_st, time_st)
 def test_merge_is_idempotent(
     shadow: dict[str, Any] | None,
@@ -113,6 +118,7 @@ def test_merge_is_idempotent(
     assert again.conflicts == tuple(c for c in first.conflicts if c.winner is None)
 
 
+@settings(max_examples=MERGE_EXAMPLES)
 @given(shadow_st, record_st, record_st, policy_st, time_st, time_st)
 def test_merge_loses_no_value_silently(
     shadow: dict[str, Any] | None,
@@ -146,6 +152,7 @@ def test_merge_loses_no_value_silently(
             assert conflict.winning_value == writes[name]
 
 
+@settings(max_examples=MERGE_EXAMPLES)
 @given(
     st.dictionaries(st.sampled_from(FIELDS), values_st, min_size=1), record_st, record_st, policy_st
 )
@@ -171,6 +178,7 @@ def test_one_sided_change_reaches_the_other_side(
             assert name not in conflicted
 
 
+@settings(max_examples=MERGE_EXAMPLES)
 @given(shadow_st, record_st, record_st, st.sampled_from(["newest-wins", "pms-wins"]), time_st)
 def test_echo_of_a_write_changes_nothing(
     shadow: dict[str, Any] | None,
@@ -427,6 +435,7 @@ edit_st = st.tuples(
 )
 
 
+@settings(max_examples=FLOW_EXAMPLES)
 @given(
     st.lists(world_record_st, max_size=6),
     st.lists(world_record_st, max_size=6),
@@ -448,6 +457,7 @@ def test_planner_is_idempotent(
     world.assert_created_only_unmatched()
 
 
+@settings(max_examples=FLOW_EXAMPLES)
 @given(
     st.lists(world_record_st, min_size=1, max_size=5),
     st.lists(world_record_st, max_size=5),
