@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -21,7 +21,6 @@ from loopback import serve
 from tolken.cli import app as cli
 from tolken.conformance import RULES, run_conformance
 from tolken.sandbox.pms import PMS_API_KEY, create_app
-from tolken.sandbox.pms.cursor import format_ts, parse_ts
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -108,9 +107,9 @@ def ignore_if_match(scope: Scope, body: bytes) -> bytes:
 def inclusive_updated_after(scope: Scope, body: bytes) -> bytes:
     params = _query(scope)
     if "updated_after" in params:
-        params["updated_after"] = format_ts(
-            parse_ts(params["updated_after"]) - timedelta(microseconds=1)
-        )
+        bound = datetime.fromisoformat(params["updated_after"].replace("Z", "+00:00"))
+        earlier = bound - timedelta(microseconds=1)
+        params["updated_after"] = earlier.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         _set_query(scope, params)
     return body
 
