@@ -37,7 +37,9 @@ class Sandbox:
     pms_url: str
     tmp: Path
 
-    def po_settings(self, *, client_key: str = credentials.CLIENT_KEY) -> PowerOfficeSettings:
+    def po_settings(
+        self, *, client_key: str = credentials.CLIENT_KEY, **extra: Any
+    ) -> PowerOfficeSettings:
         return PowerOfficeSettings(
             base_url=f"{self.po_url}/v2",
             token_url=f"{self.po_url}/OAuth/Token",
@@ -46,6 +48,7 @@ class Sandbox:
             subscription_key=SecretStr(credentials.SUBSCRIPTION_KEY),
             requests_per_second=1000.0,
             timeout_seconds=5.0,
+            **extra,
         )
 
     def pms_settings(self) -> PMSSettings:
@@ -55,11 +58,11 @@ class Sandbox:
             timeout_seconds=5.0,
         )
 
-    def config(self, **sync: Any) -> TolkenConfig:
+    def config(self, *, po: dict[str, Any] | None = None, **sync: Any) -> TolkenConfig:
         """A config for these systems with a fresh SQLite store in the test's folder."""
         return TolkenConfig(
             store=f"sqlite:///{self.tmp / 'tolken.db'}",
-            poweroffice=self.po_settings(),
+            poweroffice=self.po_settings(**(po or {})),
             pms=self.pms_settings(),
             sync=SyncSettings(**sync),
         )
@@ -90,8 +93,8 @@ class Sandbox:
         path.write_text(self.config_yaml(**kwargs), encoding="utf-8")
         return path
 
-    def engine(self, **sync: Any) -> SyncEngine:
-        return SyncEngine.from_config(self.config(**sync))
+    def engine(self, *, po: dict[str, Any] | None = None, **sync: Any) -> SyncEngine:
+        return SyncEngine.from_config(self.config(po=po, **sync))
 
     # -- arranging data ----------------------------------------------------------
     @contextmanager

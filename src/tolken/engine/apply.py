@@ -413,13 +413,13 @@ class Applier:
         )
 
     def _link(self, action: Link) -> None:
-        self.report.add("linked")
         po, pms = self.po_records.get(action.po_id), self.pms_records.get(action.pms_id)
         pair = _Pair(None, action.po_id, action.pms_id, {}, False)
         pair.see_po(po)
         pair.see_pms(pms)
         self._pairs[(action.po_id, action.pms_id)] = pair
         self.resolver.add(self.flow_id, action.po_id, action.pms_id)
+        self.report.add("linked")
         if self.dry_run:
             self._plan("link", action.po_id, action.pms_id, f"merge rule {action.rule}")
             pair.link_id = -1
@@ -463,9 +463,9 @@ class Applier:
         self._save(pair, "to_poweroffice", "update", changes, "changed in the PMS")
 
     def _create_in_pms(self, action: CreateInPMS) -> None:
-        self.report.add("created")
         body = _without_empty(pms_changes(self.flow, action.values))
         if self.dry_run:
+            self.report.add("created")
             self._plan("create-in-pms", action.po_id, None, _describe(action.values))
             return
         record = self._create(
@@ -483,9 +483,9 @@ class Applier:
         self._store_new_link(pair, "to_pms", body, "new PowerOffice record")
 
     def _create_in_poweroffice(self, action: CreateInPowerOffice) -> None:
-        self.report.add("created")
         body = _without_empty(poweroffice_changes(self.flow, action.values, self.resolver))
         if self.dry_run:
+            self.report.add("created")
             self._plan("create-in-poweroffice", None, action.pms_id, _describe(action.values))
             return
         # Departments and projects have no reference field in PowerOffice: their code is the key.
@@ -553,6 +553,7 @@ class Applier:
             raise
         self._pairs[(pair.po_id, pair.pms_id)] = pair
         self.resolver.add(self.flow_id, pair.po_id, pair.pms_id)
+        self.report.add("created")
 
     def _mark_pms_deleted(self, action: MarkPMSDeleted) -> None:
         if action.confirm_by_get and _exists(self.pms, self.pms_resource, action.pms_id):

@@ -24,7 +24,7 @@ from itertools import chain
 from types import MappingProxyType
 
 from tolken.engine.match import CandidateIndex, MatchRule
-from tolken.engine.merge import merge_fields
+from tolken.engine.merge import merge_fields, values_equal
 from tolken.engine.model import (
     Action,
     Ambiguous,
@@ -56,6 +56,7 @@ from tolken.engine.model import (
 __all__ = [
     "DEFAULT_INACTIVE",
     "FlowContext",
+    "check_mass_deactivation",
     "idempotency_key",
     "plan_flow",
     "plan_link",
@@ -331,3 +332,37 @@ def plan_reconcile(
     else:
         actions = tuple(MarkPMSDeleted(g.po_id, g.pms_id, confirm_by_get=True) for g in gone)
     return ReconcilePlan(actions, listed=len(listed), linked=len(active))
+
+
+def check_mass_deactivation(
+    actions: Iterable[Action],
+    *,
+    linked: int,
+    threshold: float = 0.10,
+    confirmed: bool = False,
+    inactive_values: Values = DEFAULT_INACTIVE,
+) -> MassDeleteBlocked | None:
+    """The breaker for a plan: does it make more than ``threshold`` of ``linked`` PMS records inactive?
+
+    Counts :class:`DeactivateInPMS` and every :class:`UpdatePMS` that writes the
+    inactive values (a mass archive in PowerOffice, or a mapping gone wrong).
+    Returns the :class:`MassDeleteBlocked` to stop on, or None to go ahead.
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be a share between 0 and 1, not {threshold!r}")
+    deactivated: set[str] = set()
+    for action in actions:
+        if isinstance(action, DeactivateInPMS):
+            deactivated.add(action.po_id)
+        elif (
+            isinstance(action, UpdatePMS)
+            and inactive_values
+            and all(
+                name in action.fields and values_equal(action.fields[name], value)
+                for name, value in inactive_values.items()
+            )
+        ):
+            deactivated.add(action.po_id)
+    if confirmed or not deactivated or len(deactivated) <= threshold * linked:
+        return None
+    return MassDeleteBlocked("poweroffice", tuple(sorted(deactivated)), linked, threshold)
