@@ -198,9 +198,14 @@ class Store:
         values = [doc["Id"], *(columns.get(n) for n in names), created, last_changed]
         values.append(json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
         marks = ", ".join("?" * len(values))
+        updates = ", ".join(
+            f"{n} = excluded.{n}" for n in (*names, "created", "last_changed", "doc")
+        )
+        # An upsert on id only: INSERT OR REPLACE would silently delete another row
+        # that clashes on a unique column (customer number) instead of failing.
         conn.execute(
-            f"INSERT OR REPLACE INTO {table} (id, {', '.join(names)}, created, last_changed, doc)"
-            f" VALUES ({marks})",
+            f"INSERT INTO {table} (id, {', '.join(names)}, created, last_changed, doc)"
+            f" VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {updates}",
             values,
         )
 

@@ -6,14 +6,15 @@ phone numbers, street addresses with real postal codes and cities;
 departments with codes 10, 20, …; projects referencing existing customers and
 departments. The same request on the same state yields the same data (the
 random generator is seeded from the counts already stored). Rows are built
-from a template and bulk-inserted, so 100,000 customers take a few seconds.
+from a template and streamed into one bulk insert, so 100,000 customers take
+a few seconds without all of them being held in memory.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -147,89 +148,95 @@ def _row(path: str, doc: dict[str, Any], tick: int) -> tuple[Any, ...]:
     )
 
 
-def _departments(store: Store, conn: Any, rng: _Random, count: int) -> list[tuple[Any, ...]]:
+def _departments(store: Store, conn: Any, rng: _Random, count: int) -> Iterator[tuple[Any, ...]]:
     codes = [c for (c,) in conn.execute("SELECT code FROM departments") if c and c.isdigit()]
     next_code = (max(map(int, codes), default=0) // 10 + 1) * 10
     first_id = store.next_value(conn, "department_id", count)
-    rows = []
-    for i, tick in enumerate(store.clock.ticks(count)):
-        name = _DEPARTMENTS[i % len(_DEPARTMENTS)]
-        if i >= len(_DEPARTMENTS):
-            name = f"{name} {_PLACES[(i // len(_DEPARTMENTS)) % len(_PLACES)][1]}"
-        stamp = format_ticks(tick)
-        doc: dict[str, Any] = dict.fromkeys(DEPARTMENT.read)
-        doc.update(
-            Id=first_id + i,
-            Code=str(next_code + 10 * i),
-            Name=name,
-            IsActive=rng.random() > 0.05,
-            CreatedDateTimeOffset=stamp,
-            LastChangedDateTimeOffset=stamp,
-        )
-        rows.append(_row("Departments", doc, tick))
-    return rows
+    ticks = store.clock.ticks(count)
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for i, tick in enumerate(ticks):
+            name = _DEPARTMENTS[i % len(_DEPARTMENTS)]
+            if i >= len(_DEPARTMENTS):
+                name = f"{name} {_PLACES[(i // len(_DEPARTMENTS)) % len(_PLACES)][1]}"
+            stamp = format_ticks(tick)
+            doc: dict[str, Any] = dict.fromkeys(DEPARTMENT.read)
+            doc.update(
+                Id=first_id + i,
+                Code=str(next_code + 10 * i),
+                Name=name,
+                IsActive=rng.random() > 0.05,
+                CreatedDateTimeOffset=stamp,
+                LastChangedDateTimeOffset=stamp,
+            )
+            yield _row("Departments", doc, tick)
+
+    return rows()
 
 
-def _customers(store: Store, conn: Any, rng: _Random, count: int) -> list[tuple[Any, ...]]:
+def _customers(store: Store, conn: Any, rng: _Random, count: int) -> Iterator[tuple[Any, ...]]:
     first_id = store.next_value(conn, "contact_id", count)
     first_address = store.next_value(conn, "address_id", count)
     first_ledger = store.next_value(conn, "subledger_id", count)
     first_number = store.next_customer_number(conn)
     template: dict[str, Any] = dict.fromkeys(CUSTOMER.read)
     template.update(CUSTOMER_DEFAULTS)
-    rows = []
-    for i, tick in enumerate(store.clock.ticks(count)):
-        doc = dict(template)
-        stamp = format_ticks(tick)
-        zip_code, city = rng.pick(_PLACES)
-        address = dict.fromkeys(ADDRESS.read)
-        address.update(
-            Id=first_address + i,
-            AddressLine1=f"{rng.pick(_STREETS)} {1 + rng.upto(120)}",
-            ZipCode=zip_code,
-            City=city,
-            CountryCode="NO",
-            LastChangedDateTimeOffset=stamp,
-        )
-        if rng.random() < 0.2:
-            first, last = rng.pick(_FIRST), rng.pick(_LAST)
-            mail = f"{_ascii(first)}.{_ascii(last)}{1 + rng.upto(99)}@{rng.pick(_MAIL_DOMAINS)}"
-            doc.update(
-                IsPerson=True,
-                FirstName=first,
-                LastName=last,
-                Name=f"{first} {last}",
-                EmailAddress=mail,
+    ticks = store.clock.ticks(count)
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for i, tick in enumerate(ticks):
+            doc = dict(template)
+            stamp = format_ticks(tick)
+            zip_code, city = rng.pick(_PLACES)
+            address = dict.fromkeys(ADDRESS.read)
+            address.update(
+                Id=first_address + i,
+                AddressLine1=f"{rng.pick(_STREETS)} {1 + rng.upto(120)}",
+                ZipCode=zip_code,
+                City=city,
+                CountryCode="NO",
+                LastChangedDateTimeOffset=stamp,
             )
-        else:
-            name = f"{rng.pick(_PREFIXES)} {rng.pick(_TRADES)} {rng.pick(_FORMS)}"
-            domain = _ascii(name.rsplit(" ", 1)[0] if name.endswith(" AS") else name)
+            if rng.random() < 0.2:
+                first, last = rng.pick(_FIRST), rng.pick(_LAST)
+                mail = f"{_ascii(first)}.{_ascii(last)}{1 + rng.upto(99)}@{rng.pick(_MAIL_DOMAINS)}"
+                doc.update(
+                    IsPerson=True,
+                    FirstName=first,
+                    LastName=last,
+                    Name=f"{first} {last}",
+                    EmailAddress=mail,
+                )
+            else:
+                name = f"{rng.pick(_PREFIXES)} {rng.pick(_TRADES)} {rng.pick(_FORMS)}"
+                domain = _ascii(name.rsplit(" ", 1)[0] if name.endswith(" AS") else name)
+                doc.update(
+                    Name=name,
+                    LegalName=name,
+                    OrganizationNumber=_org_number(rng),
+                    EmailAddress=f"post@{domain}.no",
+                    WebsiteUrl=f"https://www.{domain}.no",
+                )
             doc.update(
-                Name=name,
-                LegalName=name,
-                OrganizationNumber=_org_number(rng),
-                EmailAddress=f"post@{domain}.no",
-                WebsiteUrl=f"https://www.{domain}.no",
+                Id=first_id + i,
+                Number=first_number + i,
+                SubledgerAccountId=first_ledger + i,
+                PhoneNumber=_phone(rng),
+                MailAddress=address,
+                InvoiceDeliveryType="PdfByEmail",
+                ReminderDeliveryType="PdfByEmail",
+                NoticeOfDebtCollectionDeliveryType="PdfByEmail",
+                ContactGroupIds=[],
+                ContactCreatedDateTimeOffset=stamp,
+                CustomerCreatedDateTimeOffset=stamp,
+                LastChangedDateTimeOffset=stamp,
             )
-        doc.update(
-            Id=first_id + i,
-            Number=first_number + i,
-            SubledgerAccountId=first_ledger + i,
-            PhoneNumber=_phone(rng),
-            MailAddress=address,
-            InvoiceDeliveryType="PdfByEmail",
-            ReminderDeliveryType="PdfByEmail",
-            NoticeOfDebtCollectionDeliveryType="PdfByEmail",
-            ContactGroupIds=[],
-            ContactCreatedDateTimeOffset=stamp,
-            CustomerCreatedDateTimeOffset=stamp,
-            LastChangedDateTimeOffset=stamp,
-        )
-        rows.append(_row("Customers", doc, tick))
-    return rows
+            yield _row("Customers", doc, tick)
+
+    return rows()
 
 
-def _projects(store: Store, conn: Any, rng: _Random, count: int) -> list[tuple[Any, ...]]:
+def _projects(store: Store, conn: Any, rng: _Random, count: int) -> Iterator[tuple[Any, ...]]:
     customers = conn.execute(
         "SELECT id, number, json_extract(doc, '$.Name') FROM customers"
     ).fetchall()
@@ -239,32 +246,35 @@ def _projects(store: Store, conn: Any, rng: _Random, count: int) -> list[tuple[A
     first_id = store.next_value(conn, "project_id", count)
     template: dict[str, Any] = dict.fromkeys(PROJECT.read)
     template.update(PROJECT_DEFAULTS)
-    rows = []
-    for i, tick in enumerate(store.clock.ticks(count)):
-        doc = dict(template)
-        stamp = format_ticks(tick)
-        kind = rng.pick(_PROJECT_KINDS)
-        name = kind
-        if customers:
-            customer_id, number, customer_name = rng.pick(customers)
-            doc.update(CustomerId=customer_id, CustomerNo=number)
-            name = f"{customer_name} – {kind}"
-        if departments:
-            department_id, department_code = rng.pick(departments)
-            doc.update(DepartmentId=department_id, DepartmentCode=department_code)
-        start = date(2025, 1, 1) + timedelta(days=rng.randrange(700))
-        status = rng.pick(_STATUSES)
-        doc.update(
-            Id=first_id + i,
-            Code=str(next_code + i),
-            Name=name,
-            StartDate=start.isoformat(),
-            EndDate=(start + timedelta(days=rng.randrange(30, 400))).isoformat(),
-            ProjectStatus=status,
-            Progress=100 if status == "Complete" else rng.randrange(0, 100, 5),
-            IsBillable=rng.random() > 0.15,
-            CreatedDateTimeOffset=stamp,
-            LastChangedDateTimeOffset=stamp,
-        )
-        rows.append(_row("Projects", doc, tick))
-    return rows
+    ticks = store.clock.ticks(count)
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for i, tick in enumerate(ticks):
+            doc = dict(template)
+            stamp = format_ticks(tick)
+            kind = rng.pick(_PROJECT_KINDS)
+            name = kind
+            if customers:
+                customer_id, number, customer_name = rng.pick(customers)
+                doc.update(CustomerId=customer_id, CustomerNo=number)
+                name = f"{customer_name} – {kind}"
+            if departments:
+                department_id, department_code = rng.pick(departments)
+                doc.update(DepartmentId=department_id, DepartmentCode=department_code)
+            start = date(2025, 1, 1) + timedelta(days=rng.randrange(700))
+            status = rng.pick(_STATUSES)
+            doc.update(
+                Id=first_id + i,
+                Code=str(next_code + i),
+                Name=name,
+                StartDate=start.isoformat(),
+                EndDate=(start + timedelta(days=rng.randrange(30, 400))).isoformat(),
+                ProjectStatus=status,
+                Progress=100 if status == "Complete" else rng.randrange(0, 100, 5),
+                IsBillable=rng.random() > 0.15,
+                CreatedDateTimeOffset=stamp,
+                LastChangedDateTimeOffset=stamp,
+            )
+            yield _row("Projects", doc, tick)
+
+    return rows()
