@@ -1,18 +1,20 @@
-"""Deletes seen by a full listing (DESIGN §4 "Deletes"): confirm, breaker, outage."""
+"""Deletes seen by a full listing (DESIGN §4 "Deletes"): confirm, breakers, outage."""
 
 from __future__ import annotations
 
 import pytest
 
 from tolken.engine.model import (
+    Action,
     DeactivateInPMS,
     LinkedPair,
     MarkPMSDeleted,
     MassDeleteBlocked,
     ReconcilePlan,
     SourceOutage,
+    UpdatePMS,
 )
-from tolken.engine.plan import plan_reconcile
+from tolken.engine.plan import check_mass_deactivation, plan_reconcile
 
 
 def links(n: int) -> list[LinkedPair]:
@@ -112,3 +114,42 @@ def test_threshold_outside_zero_to_one_is_rejected() -> None:
     """A share above 1 (e.g. 10 meant as percent) is an error."""
     with pytest.raises(ValueError, match="between 0 and 1"):
         plan_reconcile("poweroffice", listed(3), links(3), threshold=10)
+
+
+def deactivate(i: int) -> UpdatePMS:
+    return UpdatePMS(str(i), f"m{i}", {"active": False}, None)
+
+
+def test_plan_within_share_passes_the_breaker() -> None:
+    """A plan deactivating 1 of 20 linked records goes ahead."""
+    assert check_mass_deactivation([deactivate(1)], linked=20) is None
+
+
+def test_mass_archive_trips_the_breaker() -> None:
+    """A plan whose updates deactivate 3 of 20 PMS records stops for confirmation."""
+    actions = [deactivate(1), deactivate(2), deactivate(3), UpdatePMS("4", "m4", {"name": "x"}, 1)]
+    blocked = check_mass_deactivation(actions, linked=20)
+    assert blocked is not None
+    assert blocked.would_delete == ("1", "2", "3")
+
+
+def test_deactivations_from_deletes_count_too() -> None:
+    """Confirmed-delete deactivations and archive updates add up against the share."""
+    actions: list[Action] = [
+        deactivate(1),
+        DeactivateInPMS("2", "m2", {"active": False}),
+        deactivate(3),
+    ]
+    assert check_mass_deactivation(actions, linked=20) is not None
+
+
+def test_confirmed_mass_archive_goes_ahead() -> None:
+    """With the operator's confirmation the breaker lets the plan through."""
+    actions = [deactivate(i) for i in range(10)]
+    assert check_mass_deactivation(actions, linked=20, confirmed=True) is None
+
+
+def test_reactivation_is_not_counted() -> None:
+    """Writing active=True never trips the breaker."""
+    actions = [UpdatePMS(str(i), f"m{i}", {"active": True}, None) for i in range(10)]
+    assert check_mass_deactivation(actions, linked=20) is None

@@ -342,7 +342,7 @@ def check_mass_deactivation(
     confirmed: bool = False,
     inactive_values: Values = DEFAULT_INACTIVE,
 ) -> MassDeleteBlocked | None:
-    """The breaker for a plan: does it make more than ``threshold`` of ``linked`` PMS records inactive?
+    """The breaker for a plan: would it make over ``threshold`` of ``linked`` PMS records inactive?
 
     Counts :class:`DeactivateInPMS` and every :class:`UpdatePMS` that writes the
     inactive values (a mass archive in PowerOffice, or a mapping gone wrong).
@@ -350,19 +350,19 @@ def check_mass_deactivation(
     """
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be a share between 0 and 1, not {threshold!r}")
-    deactivated: set[str] = set()
-    for action in actions:
-        if isinstance(action, DeactivateInPMS):
-            deactivated.add(action.po_id)
-        elif (
-            isinstance(action, UpdatePMS)
-            and inactive_values
-            and all(
-                name in action.fields and values_equal(action.fields[name], value)
-                for name, value in inactive_values.items()
-            )
-        ):
-            deactivated.add(action.po_id)
+    deactivated = {
+        action.po_id
+        for action in actions
+        if isinstance(action, DeactivateInPMS)
+        or (isinstance(action, UpdatePMS) and _makes_inactive(action.fields, inactive_values))
+    }
     if confirmed or not deactivated or len(deactivated) <= threshold * linked:
         return None
     return MassDeleteBlocked("poweroffice", tuple(sorted(deactivated)), linked, threshold)
+
+
+def _makes_inactive(fields: Values, inactive_values: Values) -> bool:
+    return bool(inactive_values) and all(
+        name in fields and values_equal(fields[name], value)
+        for name, value in inactive_values.items()
+    )
