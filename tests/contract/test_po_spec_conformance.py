@@ -300,3 +300,26 @@ def test_success_statuses_conform(server: httpx.Client) -> None:
         missing = client.get(f"{path}/{record_id}")
         assert missing.status_code == 404
         check_response("GET", f"{path}/{{id}}", missing)
+
+
+def test_gateway_statuses_are_documented(server: httpx.Client) -> None:
+    """Every operation documents the 401 (no token) and 429 (throttled) the gateway sends."""
+    base = str(server.base_url).rstrip("/")
+    control = base.removesuffix("/v2") + "/_sandbox/faults"
+    for method, path in OPERATIONS:
+        url = base + path.replace("{id}", "1001")
+        body = [] if method == "PATCH" else ({} if method == "POST" else None)
+        anonymous = httpx.request(
+            method, url, json=body, headers={"Ocp-Apim-Subscription-Key": "x"}
+        )
+        assert anonymous.status_code == 401
+        check_response(method, path, anonymous)
+    assert httpx.post(control, json={"rate": 1, "statuses": [429]}).status_code == 200
+    try:
+        for method, path in OPERATIONS:
+            throttled = server.request(method, path.replace("{id}", "1001"), json=[])
+            assert throttled.status_code == 429
+            assert throttled.headers["Retry-After"] == "1"
+            check_response(method, path, throttled)
+    finally:
+        httpx.post(control, json={})
