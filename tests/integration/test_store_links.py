@@ -271,11 +271,60 @@ def test_bulk_reads_take_a_constant_number_of_queries(store: Store) -> None:
     event.listen(store.engine, "before_cursor_execute", count)
     try:
         state = store.load_flow_state("acme", "customers")
-        assert len(statements) == 1
+        assert len(statements) == 2  # the flow's version, then every link with its shadow
         assert len(state) == 2000
+        statements.clear()
+        assert store.load_flow_state("acme", "customers") is state
+        assert len(statements) == 1  # nothing changed: only the version is read
         statements.clear()
         store.links_by_po("acme", "customers", [str(i) for i in range(2000)])
         store.load_shadows(link.id for link in links)
         assert len(statements) == 8  # 500 ids per query
     finally:
         event.remove(store.engine, "before_cursor_execute", count)
+
+
+def test_flow_state_is_reloaded_after_any_write_from_any_store(store_url: str) -> None:
+    """A kept flow state is reused while idle and reloaded after another worker writes."""
+    with open_store(store_url) as mine, open_store(store_url) as theirs:
+        link = mine.create_link("acme", "customers", "1", "a")
+        first = mine.load_flow_state("acme", "customers")
+        assert mine.load_flow_state("acme", "customers") is first
+
+        theirs.create_link("acme", "customers", "2", "b")
+        second = mine.load_flow_state("acme", "customers")
+        assert len(second) == 2
+
+        theirs.save_shadow(link.id, Shadow({"name": "A"}, pms_hash="h"))
+        third = mine.load_flow_state("acme", "customers")
+        assert third.hashes(link.id) == (None, "h")
+
+        theirs.set_link_state(link.id, "pms-deleted")
+        assert mine.load_flow_state("acme", "customers").state_of(link.id) == "pms-deleted"
+
+        theirs.delete_link(link.id)
+        fourth = mine.load_flow_state("acme", "customers")
+        assert fourth.by_po("1") is None
+        assert mine.load_flow_state("acme", "customers") is fourth
+
+        # Another flow's writes leave this flow's kept state alone.
+        theirs.create_link("acme", "projects", "9", "p-9")
+        assert mine.load_flow_state("acme", "customers") is fourth
+        assert mine.load_flow_state("acme", "customers", refresh=True) is not fourth
+
+
+def test_flow_state_seen_in_a_rolled_back_transaction_is_not_kept(store: Store) -> None:
+    """Links read inside a transaction that rolls back never show up afterwards."""
+    store.create_link("acme", "customers", "1", "a")
+
+    def link_and_fail() -> None:
+        with store.transaction():
+            store.create_link("acme", "customers", "2", "b")
+            assert len(store.load_flow_state("acme", "customers")) == 2
+            raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        link_and_fail()
+    # The next committed write brings the flow to the version the rolled-back one had.
+    store.create_link("acme", "customers", "3", "c")
+    assert set(store.load_flow_state("acme", "customers").poweroffice_ids()) == {"1", "3"}

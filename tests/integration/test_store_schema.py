@@ -23,6 +23,7 @@ TABLES = {
     "conflicts",
     "runs",
     "history",
+    "flow_versions",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -25,7 +26,14 @@ from sqlalchemy.exc import IntegrityError
 
 from tolken.store._base import StoreBase, chunked
 from tolken.store.flowstate import FlowState, decode_shadow
-from tolken.store.models import FLOWS, LINK_STATES, HistoryRow, LinkRow, ShadowRow
+from tolken.store.models import (
+    FLOWS,
+    LINK_STATES,
+    FlowVersionRow,
+    HistoryRow,
+    LinkRow,
+    ShadowRow,
+)
 from tolken.store.records import (
     FLOW_PMS_RESOURCE,
     Direction,
@@ -95,6 +103,33 @@ def _select_links() -> Select[Any]:
 class LinkRepository(StoreBase):
     """Links between records, their shadows, and the history of writes."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._flow_cache: dict[tuple[str, str], tuple[int, FlowState]] = {}
+        self._flow_cache_lock = threading.Lock()
+
+    def _bump(self, conn: Connection, scopes: Iterable[tuple[str, str]]) -> None:
+        """Move the version of each ``(tenant, flow)`` whose links or shadows this write touches.
+
+        Called before the write itself, so writers of one flow queue on this row
+        instead of deadlocking on each other's link rows.
+        """
+        insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        for tenant, flow in sorted(set(scopes)):  # one lock order for every worker
+            stmt = insert_fn(FlowVersionRow).values(tenant=tenant, flow=flow, version=1)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[FlowVersionRow.tenant, FlowVersionRow.flow],
+                set_={"version": FlowVersionRow.version + 1},
+            )
+            conn.execute(stmt)
+
+    def _scopes_of(self, conn: Connection, link_ids: Iterable[int]) -> set[tuple[str, str]]:
+        scopes: set[tuple[str, str]] = set()
+        for batch in chunked(dict.fromkeys(link_ids)):
+            stmt = select(LinkRow.tenant, LinkRow.flow).where(LinkRow.id.in_(batch)).distinct()
+            scopes.update((tenant, flow) for tenant, flow in conn.execute(stmt))
+        return scopes
+
     # -- links -------------------------------------------------------------
 
     def create_link(
@@ -141,6 +176,7 @@ class LinkRepository(StoreBase):
             try:
                 # A savepoint keeps the caller's transaction usable after a duplicate.
                 with conn.begin_nested():
+                    self._bump(conn, [(tenant, flow)])
                     result = conn.execute(
                         insert(LinkRow).returning(*_LINK_COLUMNS, sort_by_parameter_order=True),
                         rows,
@@ -282,6 +318,7 @@ class LinkRepository(StoreBase):
         if state not in LINK_STATES:
             raise ValueError(f"unknown link state {state!r}")
         with self._write() as conn:
+            self._bump(conn, self._scopes_of(conn, [link_id]))
             row = conn.execute(
                 update(LinkRow)
                 .where(LinkRow.id == link_id)
@@ -295,6 +332,7 @@ class LinkRepository(StoreBase):
     def delete_link(self, link_id: int) -> None:
         """Forget a link (``tolken link`` re-pointing a record); its shadow and history go too."""
         with self._write() as conn:
+            self._bump(conn, self._scopes_of(conn, [link_id]))
             result = conn.execute(delete(LinkRow).where(LinkRow.id == link_id))
         if result.rowcount == 0:
             raise UnknownRecord(f"no link {link_id}")
@@ -348,6 +386,7 @@ class LinkRepository(StoreBase):
             for link_id, shadow in shadows.items()
         ]
         with self._write() as conn:
+            self._bump(conn, self._scopes_of(conn, shadows))
             insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             for batch in chunked(rows):
                 stmt = insert_fn(ShadowRow)
@@ -357,17 +396,39 @@ class LinkRepository(StoreBase):
                 )
                 conn.execute(stmt, batch)
 
-    def load_flow_state(self, tenant: str, flow: Flow) -> FlowState:
-        """Every link of a flow with its (lazily decoded) shadow, in one query."""
+    def load_flow_state(self, tenant: str, flow: Flow, *, refresh: bool = False) -> FlowState:
+        """Every link of a flow with its (lazily decoded) shadow, in one query.
+
+        The result is kept and handed out again while no write (from this or any
+        other process) touched the flow's links or shadows: an idle cycle costs
+        one lookup. ``refresh`` forces a reload. Treat the result as read-only.
+        """
         check_flow(flow)
-        stmt = (
-            select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
-            .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
-            .where(LinkRow.tenant == tenant, LinkRow.flow == flow)
-        )
+        key = (tenant, flow)
+        cacheable = not self.in_transaction  # uncommitted rows must not outlive their transaction
         with self._read() as conn:
+            # Read the version first: the rows are then at least as new as it says.
+            version = conn.execute(
+                select(FlowVersionRow.version).where(
+                    FlowVersionRow.tenant == tenant, FlowVersionRow.flow == flow
+                )
+            ).scalar_one_or_none()
+            version = 0 if version is None else int(version)
+            with self._flow_cache_lock:
+                cached = self._flow_cache.get(key)
+            if cacheable and not refresh and cached is not None and cached[0] == version:
+                return cached[1]
+            stmt = (
+                select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
+                .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
+                .where(LinkRow.tenant == tenant, LinkRow.flow == flow)
+            )
             rows = conn.execute(stmt).all()
-        return FlowState(tenant, flow, rows)
+        state = FlowState(tenant, flow, rows)
+        if cacheable:
+            with self._flow_cache_lock:
+                self._flow_cache[key] = (version, state)
+        return state
 
     def link_map(self, tenant: str, flow: Flow) -> dict[str, str]:
         """``{poweroffice_id: pms_id}`` for every link of a flow (reference translation)."""

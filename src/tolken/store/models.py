@@ -36,6 +36,7 @@ __all__ = [
     "ConflictRow",
     "CursorRow",
     "FailureRow",
+    "FlowVersionRow",
     "HistoryRow",
     "LinkRow",
     "PendingCreateRow",
@@ -321,3 +322,19 @@ class HistoryRow(Base):
     fields: Mapped[dict[str, Any]]
     reason: Mapped[str] = mapped_column(Text)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+
+class FlowVersionRow(Base):
+    """A counter per tenant and flow, bumped by every write to its links or shadows.
+
+    A store keeps the last loaded flow state in memory and reloads it only when
+    this counter moved, so an idle cycle over 100,000 links costs one lookup.
+    A counter (not a timestamp) stays correct with several workers whose clocks differ.
+    """
+
+    __tablename__ = "flow_versions"
+    __table_args__ = (CheckConstraint(_in("flow", FLOWS), name="flow"),)
+
+    tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import tolken.store.models
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}
