@@ -179,7 +179,13 @@ def test_one_sided_change_reaches_the_other_side(
 
 
 @settings(max_examples=MERGE_EXAMPLES)
-@given(shadow_st, record_st, record_st, st.sampled_from(["newest-wins", "pms-wins"]), time_st)
+@given(
+    shadow_st,
+    record_st,
+    record_st,
+    st.sampled_from(["newest-wins", "poweroffice-wins", "pms-wins"]),
+    time_st,
+)
 def test_echo_of_a_write_changes_nothing(
     shadow: dict[str, Any] | None,
     po: dict[str, Any],
