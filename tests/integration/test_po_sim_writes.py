@@ -115,6 +115,8 @@ def test_malformed_json_and_wrong_types_store_nothing(po: TestClient) -> None:
         [{"Name": "A AS"}],
     ):
         assert po.post("/v2/Customers", json=body).status_code == 400
+    form = po.post("/v2/Customers", data={"Name": "A AS"})
+    assert _problem(form, 415)["title"] == "Unsupported Media Type"
     assert po.post("/v2/Departments", json={"Name": "Salg", "IsActive": "true"}).status_code == 400
     assert po.post("/v2/Projects", json={"Name": "P", "Progress": "lots"}).status_code == 400
     for resource in ("Customers", "Departments", "Projects"):

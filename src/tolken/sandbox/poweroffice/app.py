@@ -234,7 +234,21 @@ def _entity_id(request: Request) -> int:
     return value
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media in ("application/json", "text/json") or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 async def _json_body(request: Request) -> Any:
+    # ASP.NET Core refuses bodies it has no input formatter for (form data, text).
+    if not _is_json(request.headers.get("content-type", "")):
+        raise ApiError(
+            415,
+            "Unsupported Media Type",
+            "Send the body as application/json (PATCH: application/json-patch+json).",
+        )
     raw = await request.body()
     try:
         return json.loads(raw)

@@ -27,6 +27,7 @@ _TYPES = {
     401: "https://tools.ietf.org/html/rfc9110#section-15.5.2",
     404: "https://tools.ietf.org/html/rfc9110#section-15.5.5",
     409: "https://tools.ietf.org/html/rfc9110#section-15.5.10",
+    415: "https://tools.ietf.org/html/rfc9110#section-15.5.16",
     500: "https://tools.ietf.org/html/rfc9110#section-15.6.1",
 }
 
