@@ -132,6 +132,26 @@ def check_pms(
     raise typer.Exit(0 if report.passed else 1)
 
 
+@app.command()
+def sandbox(
+    poweroffice_port: int = typer.Option(
+        8471, "--poweroffice-port", help="Port of the PowerOffice Go simulator (0: any free port)."
+    ),
+    pms_port: int = typer.Option(
+        8472, "--pms-port", help="Port of the reference PMS (0: any free port)."
+    ),
+    data_dir: Path = typer.Option(
+        Path(".tolken-sandbox"), "--data-dir", help="Where both keep their SQLite state."
+    ),
+) -> None:
+    """Run the PowerOffice Go simulator and the reference PMS on 127.0.0.1 until SIGTERM/Ctrl-C."""
+    from tolken.sandbox.runner import run_sandbox
+
+    raise typer.Exit(
+        run_sandbox(data_dir, poweroffice_port=poweroffice_port, pms_port=pms_port, echo=typer.echo)
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

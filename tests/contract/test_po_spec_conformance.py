@@ -214,7 +214,6 @@ ids = st.one_of(
 )
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_generated_requests_conform(server: httpx.Client, method: str, path: str) -> None:
     """Generated requests to each operation get a documented status and a spec-valid body."""

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from tolken.sandbox.credentials import APPLICATION_KEY, CLIENT_KEY, SUBSCRIPTION_KEY
@@ -220,3 +222,45 @@ def test_no_op_patch_keeps_timestamp_and_edits_order(po: TestClient) -> None:
     ]
     assert stamps == sorted(stamps)
     assert len(set(stamps)) == len(stamps)
+
+
+_fields = st.sampled_from(
+    ["/Name", "/name", "/EmailAddress", "/Number", "/ExternalNumber", "/IsArchived",
+     "/MailAddress/City", "/mailaddress/zipcode", "/ContactGroupIds/-", "/ContactGroupIds/0",
+     "/Id", "/DepartmentCode", "/Nope"]
+)  # fmt: skip
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 20000), st.text(max_size=8), st.just("12345")
+)
+_operation = st.fixed_dictionaries(
+    {"op": st.sampled_from(["add", "replace", "remove", "test", "copy", "move"]), "path": _fields},
+    optional={"value": _values, "from": _fields},
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(operations=st.lists(_operation, max_size=4))
+def test_patch_is_all_or_nothing(operations: list[dict[str, Any]]) -> None:
+    """Any patch either applies whole (200, stored as returned) or fails and stores nothing."""
+    with TestClient(create_app(rate_limit_per_second=None)) as po:
+        token = po.post(
+            "/OAuth/Token",
+            auth=(APPLICATION_KEY, CLIENT_KEY),
+            headers={"Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY},
+            data={"grant_type": "client_credentials"},
+        ).json()["access_token"]
+        po.headers.update(
+            {"Authorization": f"Bearer {token}", "Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY}
+        )
+        before = po.post(
+            "/v2/Customers",
+            json={"Name": "Atom AS", "MailAddress": {"City": "Oslo", "ZipCode": "0150"}},
+        ).json()
+        path = f"/v2/Customers/{before['Id']}"
+        response = _patch(po, path, operations)
+        after = po.get(path).json()
+        if response.status_code == 200:
+            assert after == response.json()
+        else:
+            assert response.status_code in (400, 404), response.text
+            assert after == before
