@@ -271,8 +271,9 @@ def test_bulk_reads_take_a_constant_number_of_queries(store: Store) -> None:
     event.listen(store.engine, "before_cursor_execute", count)
     try:
         state = store.load_flow_state("acme", "customers")
-        assert len(statements) == 2  # the flow's version, then every link with its shadow
+        assert len(statements) == 1  # the flow's version; rows wait for the first use
         assert len(state) == 2000
+        assert len(statements) == 2  # every link with its shadow, in one query
         statements.clear()
         assert store.load_flow_state("acme", "customers") is state
         assert len(statements) == 1  # nothing changed: only the version is read
@@ -328,3 +329,26 @@ def test_flow_state_seen_in_a_rolled_back_transaction_is_not_kept(store: Store) 
     # The next committed write brings the flow to the version the rolled-back one had.
     store.create_link("acme", "customers", "3", "c")
     assert set(store.load_flow_state("acme", "customers").poweroffice_ids()) == {"1", "3"}
+
+
+def test_flow_state_first_used_in_a_transaction_sees_committed_rows_only(store: Store) -> None:
+    """A state loaded before a transaction never holds that transaction's uncommitted links."""
+    store.create_link("acme", "customers", "1", "a")
+    state = store.load_flow_state("acme", "customers")
+    assert not state.loaded
+    with store.transaction():
+        store.create_link("acme", "customers", "2", "b")
+        assert set(state.poweroffice_ids()) == {"1"}
+        inside = store.load_flow_state("acme", "customers")
+        assert set(inside.poweroffice_ids()) == {"1", "2"}
+    assert set(store.load_flow_state("acme", "customers").poweroffice_ids()) == {"1", "2"}
+
+
+def test_in_memory_store_works_in_one_connection() -> None:
+    """``sqlite://`` (in memory, for quick experiments) supports transactions and flow state."""
+    with open_store("sqlite://") as store:
+        store.create_link("acme", "customers", "1", "a")
+        with store.transaction():
+            store.create_link("acme", "customers", "2", "b")
+            assert len(store.load_flow_state("acme", "customers")) == 2
+        assert len(store.load_flow_state("acme", "customers")) == 2

@@ -81,6 +81,25 @@ def test_flow_state_decodes_shadows_only_when_asked() -> None:
     assert state.shadow(1) is shadow
 
 
+def test_flow_state_loads_once_on_first_use() -> None:
+    """A lazily loaded state reads its rows once, when first asked, never before."""
+    calls: list[int] = []
+
+    def loader() -> list[tuple[object, ...]]:
+        calls.append(1)
+        return [row(1, "1", "a")]
+
+    state = FlowState("acme", "customers", loader=loader)
+    assert not state.loaded
+    assert calls == []
+    assert state.pms_id_for("1") == "a"
+    assert len(state) == 1
+    assert calls == [1]
+    assert state.loaded
+    with pytest.raises(ValueError, match="either rows or a loader"):
+        FlowState("acme", "customers")
+
+
 def test_timestamps_from_either_driver_become_aware_utc() -> None:
     """SQLite text and PostgreSQL datetimes both decode to the same UTC instant."""
     oslo = timezone(timedelta(hours=2))

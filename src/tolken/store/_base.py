@@ -60,6 +60,12 @@ class StoreBase:
         return self._engine
 
     @property
+    def _single_connection(self) -> bool:
+        # In-memory SQLite shares one connection: no second connection to read on.
+        url = self._engine.url
+        return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+    @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._engine.dialect.name

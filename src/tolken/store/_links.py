@@ -397,38 +397,51 @@ class LinkRepository(StoreBase):
                 conn.execute(stmt, batch)
 
     def load_flow_state(self, tenant: str, flow: Flow, *, refresh: bool = False) -> FlowState:
-        """Every link of a flow with its (lazily decoded) shadow, in one query.
+        """Every link of a flow with its (lazily decoded) shadow, read in one query.
 
-        The result is kept and handed out again while no write (from this or any
-        other process) touched the flow's links or shadows: an idle cycle costs
-        one lookup. ``refresh`` forces a reload. Treat the result as read-only.
+        The rows are read on the state's first use, and the state is handed out
+        again while no write (from this or any other process) touched the flow's
+        links or shadows: an idle cycle costs one lookup of the flow's version.
+        ``refresh`` forces a fresh state. Treat the result as read-only.
         """
         check_flow(flow)
         key = (tenant, flow)
-        cacheable = not self.in_transaction  # uncommitted rows must not outlive their transaction
         with self._read() as conn:
-            # Read the version first: the rows are then at least as new as it says.
             version = conn.execute(
                 select(FlowVersionRow.version).where(
                     FlowVersionRow.tenant == tenant, FlowVersionRow.flow == flow
                 )
             ).scalar_one_or_none()
-            version = 0 if version is None else int(version)
-            with self._flow_cache_lock:
-                cached = self._flow_cache.get(key)
-            if cacheable and not refresh and cached is not None and cached[0] == version:
+        version = 0 if version is None else int(version)
+        # Inside a transaction the caller may see its own uncommitted writes:
+        # read them now, and never keep them beyond the transaction.
+        if self.in_transaction or self._single_connection:
+            return FlowState(tenant, flow, self._flow_rows(tenant, flow, own_connection=False))
+        with self._flow_cache_lock:
+            cached = self._flow_cache.get(key)
+            if not refresh and cached is not None and cached[0] == version:
                 return cached[1]
-            stmt = (
-                select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
-                .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
-                .where(LinkRow.tenant == tenant, LinkRow.flow == flow)
-            )
-            rows = conn.execute(stmt).all()
-        state = FlowState(tenant, flow, rows)
-        if cacheable:
-            with self._flow_cache_lock:
-                self._flow_cache[key] = (version, state)
-        return state
+            # Rows read later than the version are at least as new as it says,
+            # so a state kept under this version is never older than claimed.
+            state = FlowState(tenant, flow, loader=lambda: self._flow_rows(tenant, flow))
+            self._flow_cache[key] = (version, state)
+            return state
+
+    def _flow_rows(
+        self, tenant: str, flow: Flow, *, own_connection: bool = True
+    ) -> Sequence[Row[Any]]:
+        stmt = (
+            select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
+            .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
+            .where(LinkRow.tenant == tenant, LinkRow.flow == flow)
+        )
+        if not own_connection:
+            with self._read() as conn:
+                return conn.execute(stmt).all()
+        # A lazily loaded state may first be used inside a caller's transaction;
+        # it must still see only committed rows, so it reads on its own connection.
+        with self._connect(read_only=True) as conn, conn.begin():
+            return conn.execute(stmt).all()
 
     def link_map(self, tenant: str, flow: Flow) -> dict[str, str]:
         """``{poweroffice_id: pms_id}`` for every link of a flow (reference translation)."""

@@ -9,7 +9,8 @@ ids touch neither JSON nor timestamps.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, KeysView, Sequence
+import threading
+from collections.abc import Callable, Iterator, KeysView, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,38 +36,76 @@ def to_utc(value: Any) -> datetime | None:
     raise TypeError(f"not a timestamp: {value!r}")
 
 
+class _Index:
+    __slots__ = ("by_pms", "by_po", "rows")
+
+    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+        self.rows: dict[int, Sequence[Any]] = {row[_ID]: row for row in rows}
+        self.by_po: dict[str, int] = {row[_PO]: row[_ID] for row in rows}
+        self.by_pms: dict[str, int] = {row[_PMS]: row[_ID] for row in rows}
+
+
 class FlowState:
-    """Every link of one tenant's flow with its shadow, loaded in one query."""
+    """Every link of one tenant's flow with its shadow.
 
-    __slots__ = ("_by_pms", "_by_po", "_links", "_rows", "_shadows", "flow", "tenant")
+    Built from rows, or from a ``loader`` that runs once, on first use: an idle
+    cycle that looks nothing up never pays for loading 100,000 links.
+    """
 
-    def __init__(self, tenant: str, flow: Flow, rows: Sequence[Sequence[Any]]) -> None:
+    __slots__ = ("_index", "_links", "_loader", "_lock", "_shadows", "flow", "tenant")
+
+    def __init__(
+        self,
+        tenant: str,
+        flow: Flow,
+        rows: Sequence[Sequence[Any]] | None = None,
+        *,
+        loader: Callable[[], Sequence[Sequence[Any]]] | None = None,
+    ) -> None:
+        if (rows is None) == (loader is None):
+            raise ValueError("give either rows or a loader")
         self.tenant = tenant
         self.flow = flow
-        self._rows: dict[int, Sequence[Any]] = {row[_ID]: row for row in rows}
-        self._by_po: dict[str, int] = {row[_PO]: row[_ID] for row in rows}
-        self._by_pms: dict[str, int] = {row[_PMS]: row[_ID] for row in rows}
+        self._index = _Index(rows) if rows is not None else None
+        self._loader = loader
+        self._lock = threading.Lock()
         self._links: dict[int, Link] = {}
         self._shadows: dict[int, Shadow] = {}
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the rows have been read from the store yet."""
+        return self._index is not None
+
+    def _ix(self) -> _Index:
+        index = self._index
+        if index is None:
+            with self._lock:
+                if self._index is None:
+                    assert self._loader is not None
+                    self._index = _Index(self._loader())
+                    self._loader = None
+                index = self._index
+        return index
+
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._ix().rows)
 
     def __iter__(self) -> Iterator[Link]:
         """Every link, in no particular order."""
-        for link_id in self._rows:
+        for link_id in self._ix().rows:
             link = self.get(link_id)
             if link is not None:
                 yield link
 
     def __contains__(self, link_id: object) -> bool:
-        return link_id in self._rows
+        return link_id in self._ix().rows
 
     def get(self, link_id: int) -> Link | None:
         """The link with this id, if it belongs to this flow."""
         link = self._links.get(link_id)
         if link is None:
-            row = self._rows.get(link_id)
+            row = self._ix().rows.get(link_id)
             if row is None:
                 return None
             created, updated = (to_utc(row[i]) for i in _TIMES)
@@ -75,40 +114,42 @@ class FlowState:
 
     def by_po(self, poweroffice_id: str) -> Link | None:
         """The link of a PowerOffice record, or ``None``."""
-        link_id = self._by_po.get(poweroffice_id)
+        link_id = self._ix().by_po.get(poweroffice_id)
         return None if link_id is None else self.get(link_id)
 
     def by_pms(self, pms_id: str) -> Link | None:
         """The link of a PMS record, or ``None``."""
-        link_id = self._by_pms.get(pms_id)
+        link_id = self._ix().by_pms.get(pms_id)
         return None if link_id is None else self.get(link_id)
 
     def poweroffice_ids(self) -> KeysView[str]:
         """Linked PowerOffice ids (a reconcile finds the ones gone from a full listing)."""
-        return self._by_po.keys()
+        return self._ix().by_po.keys()
 
     def pms_ids(self) -> KeysView[str]:
         """Linked PMS ids."""
-        return self._by_pms.keys()
+        return self._ix().by_pms.keys()
 
     def pms_id_for(self, poweroffice_id: str) -> str | None:
         """Translate a PowerOffice id to the linked PMS id (references between flows)."""
-        link_id = self._by_po.get(poweroffice_id)
-        return None if link_id is None else str(self._rows[link_id][_PMS])
+        ix = self._ix()
+        link_id = ix.by_po.get(poweroffice_id)
+        return None if link_id is None else str(ix.rows[link_id][_PMS])
 
     def poweroffice_id_for(self, pms_id: str) -> str | None:
         """Translate a PMS id to the linked PowerOffice id."""
-        link_id = self._by_pms.get(pms_id)
-        return None if link_id is None else str(self._rows[link_id][_PO])
+        ix = self._ix()
+        link_id = ix.by_pms.get(pms_id)
+        return None if link_id is None else str(ix.rows[link_id][_PO])
 
     def state_of(self, link_id: int) -> str | None:
         """The link's state (``active``, ``source-deleted``, ``pms-deleted``)."""
-        row = self._rows.get(link_id)
+        row = self._ix().rows.get(link_id)
         return None if row is None else str(row[_STATE])
 
     def hashes(self, link_id: int) -> tuple[str | None, str | None]:
         """``(poweroffice_hash, pms_hash)`` of the shadow, without decoding its fields."""
-        row = self._rows.get(link_id)
+        row = self._ix().rows.get(link_id)
         if row is None or row[_FIELDS] is None:
             return (None, None)
         return (row[_PO_HASH], row[_PMS_HASH])
@@ -117,7 +158,7 @@ class FlowState:
         """The shadow of a link, or ``None`` when nothing was synchronised yet."""
         shadow = self._shadows.get(link_id)
         if shadow is None:
-            row = self._rows.get(link_id)
+            row = self._ix().rows.get(link_id)
             if row is None or row[_FIELDS] is None:
                 return None
             shadow = self._shadows[link_id] = decode_shadow(row[_FIELDS:])
