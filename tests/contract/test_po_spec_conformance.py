@@ -32,6 +32,7 @@ from jsonschema import Draft7Validator, FormatChecker
 from loopback import serve
 from tolken.sandbox.credentials import APPLICATION_KEY, CLIENT_KEY, SUBSCRIPTION_KEY
 from tolken.sandbox.poweroffice import create_app
+from tolken.sandbox.poweroffice.dtos import ADDRESS, CUSTOMER, DEPARTMENT, PROJECT
 
 SPEC_PATH = Path(__file__).parents[1] / "data" / "poweroffice-go-v2-dept-cust-proj.subset.json"
 SPEC: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
@@ -322,3 +323,12 @@ def test_gateway_statuses_are_documented(server: httpx.Client) -> None:
             check_response(method, path, throttled)
     finally:
         httpx.post(control, json={})
+
+
+def test_simulator_field_tables_match_the_spec() -> None:
+    """The simulator's read/POST/PATCH field lists are exactly the spec's DTO properties."""
+    for spec in (DEPARTMENT, CUSTOMER, PROJECT, ADDRESS):
+        assert list(spec.read) == list(SCHEMAS[f"{spec.name}Dto"]["properties"])
+        assert spec.post == set(SCHEMAS[f"{spec.name}PostDto"]["properties"])
+        assert spec.patch == set(SCHEMAS[f"{spec.name}PatchDto"]["properties"])
+        assert spec.required == set(SCHEMAS[f"{spec.name}PostDto"].get("required", []))
