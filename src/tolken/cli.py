@@ -152,6 +152,134 @@ def sandbox(
     )
 
 
+_CONFIG_HELP = "The tolken.yaml to use."
+
+
+def _config_option() -> Path:
+    value: Path = typer.Option(Path("tolken.yaml"), "--config", help=_CONFIG_HELP)
+    return value
+
+
+@app.command()
+def sync(
+    config: Path = _config_option(),
+    once: bool = typer.Option(False, "--once", help="Run one cycle of every flow and exit."),
+    watch: bool = typer.Option(
+        False, "--watch", help="Run cycles every sync.interval_seconds until SIGTERM/SIGINT."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per cycle."),
+    reconcile: bool = typer.Option(
+        False, "--reconcile", help="Compare full listings (address-only edits, deletes)."
+    ),
+    confirm_deletes: bool = typer.Option(
+        False, "--confirm-deletes", help="Let a reconcile deactivate more than the breaker allows."
+    ),
+) -> None:
+    """Synchronise PowerOffice Go and the PMS (exit 0 done, 1 fatal error, 2 bad config)."""
+    from tolken._commands.sync import sync_command
+
+    sync_command(
+        config,
+        once=once,
+        watch=watch,
+        as_json=as_json,
+        reconcile=reconcile,
+        confirm_deletes=confirm_deletes,
+    )
+
+
+@app.command()
+def plan(
+    config: Path = _config_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    reconcile: bool = typer.Option(False, "--reconcile", help="Plan a reconcile cycle."),
+) -> None:
+    """Dry run: what a sync would create, link and update, and the ambiguous matches."""
+    from tolken._commands.sync import plan_command
+
+    plan_command(config, as_json=as_json, reconcile=reconcile)
+
+
+@app.command()
+def status(
+    config: Path = _config_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Links per flow, open failures, parked conflicts and the last run."""
+    from tolken._commands.inspect import status_command
+
+    status_command(config, as_json=as_json)
+
+
+@app.command()
+def links(
+    config: Path = _config_option(),
+    flow: str | None = typer.Option(None, "--flow", help="Only this flow."),
+    state: str | None = typer.Option(
+        None, "--state", help="Only links in this state (active, source-deleted, pms-deleted)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+) -> None:
+    """List the links between PowerOffice and PMS records."""
+    from tolken._commands.inspect import links_command
+
+    links_command(config, flow=flow, state=state, as_json=as_json)
+
+
+@app.command()
+def conflicts(
+    config: Path = _config_option(),
+    flow: str | None = typer.Option(None, "--flow", help="Only this flow."),
+    parked: bool = typer.Option(False, "--parked", help="Only conflicts waiting for a person."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+) -> None:
+    """List recorded conflicts with both values, the policy and the winner."""
+    from tolken._commands.inspect import conflicts_command
+
+    conflicts_command(config, flow=flow, parked=parked, as_json=as_json)
+
+
+@app.command()
+def failures(
+    config: Path = _config_option(),
+    flow: str | None = typer.Option(None, "--flow", help="Only this flow."),
+    include_resolved: bool = typer.Option(False, "--all", help="Include resolved failures."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
+) -> None:
+    """List parked records with the remote error message and the next retry."""
+    from tolken._commands.inspect import failures_command
+
+    failures_command(config, flow=flow, include_resolved=include_resolved, as_json=as_json)
+
+
+@app.command()
+def retry(
+    failure_ids: list[int] | None = typer.Argument(
+        None, help="Failure ids (from tolken failures); all parked records when omitted."
+    ),
+    config: Path = _config_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Make parked records due now and run a sync cycle."""
+    from tolken._commands.sync import retry_command
+
+    retry_command(config, failure_ids or [], as_json=as_json)
+
+
+@app.command()
+def link(
+    po_id: str = typer.Argument(..., help="The PowerOffice record id."),
+    pms_id: str = typer.Argument(..., help="The PMS record id."),
+    flow: str = typer.Option(..., "--flow", help="departments, customers or projects."),
+    config: Path = _config_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Link two existing records by hand (refuses a record that is already linked)."""
+    from tolken._commands.inspect import link_command
+
+    link_command(config, flow=flow, po_id=po_id, pms_id=pms_id, as_json=as_json)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

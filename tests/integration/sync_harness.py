@@ -156,8 +156,12 @@ class Sandbox:
         return requests
 
     def writes(self, system: str) -> dict[str, int]:
-        """Write requests the system received since the last reset, by method and path."""
-        return {k: v for k, v in self.stats(system).items() if k.split(" ", 1)[0] in WRITES}
+        """Data writes the system received since the last reset (token requests are not writes)."""
+        return {
+            k: v
+            for k, v in self.stats(system).items()
+            if k.split(" ", 1)[0] in WRITES and "/OAuth/Token" not in k
+        }
 
     def reset(self) -> None:
         for system in ("poweroffice", "pms"):

@@ -51,7 +51,10 @@ from tolken.mapping import Flow, pms_changes, poweroffice_changes, project, to_p
 from tolken.store import DuplicateLink, Shadow, Store
 from tolken.store.records import Flow as FlowId
 
-__all__ = ["Applier", "group_actions"]
+__all__ = ["BY_HAND", "Applier", "group_actions"]
+
+BY_HAND = "by hand (tolken link)"
+"""The ``rule`` of a link made with ``tolken link``."""
 
 MAX_REPLANS = 3
 """How often one pair is re-read and re-planned (412, Fetch) before it is parked."""
@@ -421,13 +424,13 @@ class Applier:
         self.resolver.add(self.flow_id, action.po_id, action.pms_id)
         self.report.add("linked")
         if self.dry_run:
-            self._plan("link", action.po_id, action.pms_id, f"merge rule {action.rule}")
+            self._plan("link", action.po_id, action.pms_id, _link_reason(action.rule))
             pair.link_id = -1
             return
         with self.store.transaction():
             link = self.store.create_link(self.tenant, self.flow_id, action.po_id, action.pms_id)
             self.store.add_history(
-                link.id, "to_pms", "link", {}, f"merge rule {action.rule}", run_id=self.run_id
+                link.id, "to_pms", "link", {}, _link_reason(action.rule), run_id=self.run_id
             )
         pair.link_id = link.id
 
@@ -597,6 +600,10 @@ class Applier:
                     "the PowerOffice record is gone (GET answered 404)",
                     run_id=self.run_id,
                 )
+
+
+def _link_reason(rule: str) -> str:
+    return "linked " + rule if rule == BY_HAND else f"merge rule {rule}"
 
 
 def _exists(connector: Connector, resource: str, record_id: str) -> bool:

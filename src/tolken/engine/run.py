@@ -26,15 +26,17 @@ import httpx
 from tolken.config import FlowId as ConfigFlowId
 from tolken.config import TolkenConfig
 from tolken.connectors.base import Connector
-from tolken.engine.apply import Applier
+from tolken.engine.apply import BY_HAND, Applier, group_actions
 from tolken.engine.capture import PMSCapture
 from tolken.engine.connect import ConnectorPair, RequestCounter, build_connectors
 from tolken.engine.flow import FlowRun, flow_context
+from tolken.engine.model import Link, LinkedPair
+from tolken.engine.plan import plan_link
 from tolken.engine.report import CycleReport
 from tolken.engine.resolver import LinkResolver
-from tolken.errors import TolkenError
-from tolken.mapping import Mapping, load_mapping
-from tolken.store import Store, open_store
+from tolken.errors import RecordError, TolkenError
+from tolken.mapping import Mapping, belongs, load_mapping
+from tolken.store import DuplicateLink, Store, open_store
 from tolken.store.records import Flow as FlowId
 
 __all__ = ["SyncEngine"]
@@ -149,32 +151,8 @@ class SyncEngine:
                     break
                 if progress is not None:
                     progress(flow_id)
-                flow = self.mapping.flow(flow_id)
                 sync = self.config.sync
-                ctx = flow_context(
-                    self.tenant,
-                    flow_id,
-                    flow,
-                    sync.policy_for(_cfg(flow_id)),
-                    sync.flow(_cfg(flow_id)).create_in_poweroffice,
-                )
-                applier = Applier(
-                    tenant=self.tenant,
-                    flow_id=flow_id,
-                    flow=flow,
-                    ctx=ctx,
-                    store=self.store,
-                    poweroffice=self.poweroffice,
-                    pms=self.pms,
-                    resolver=resolver,
-                    report=report.flow(flow_id),
-                    cycle=report,
-                    po_records={},
-                    pms_records={},
-                    open_failures=set(),
-                    dry_run=dry_run,
-                    run_id=run_id,
-                )
+                applier = self._applier(flow_id, report, resolver, dry_run=dry_run, run_id=run_id)
                 finished = FlowRun(
                     applier,
                     self.store,
@@ -216,6 +194,88 @@ class SyncEngine:
             )
         if not dry_run:
             self.cycles += 1
+        return report
+
+    def _applier(
+        self,
+        flow_id: FlowId,
+        report: CycleReport,
+        resolver: LinkResolver,
+        *,
+        dry_run: bool,
+        run_id: int | None,
+    ) -> Applier:
+        flow = self.mapping.flow(flow_id)
+        sync = self.config.sync
+        ctx = flow_context(
+            self.tenant,
+            flow_id,
+            flow,
+            sync.policy_for(_cfg(flow_id)),
+            sync.flow(_cfg(flow_id)).create_in_poweroffice,
+        )
+        return Applier(
+            tenant=self.tenant,
+            flow_id=flow_id,
+            flow=flow,
+            ctx=ctx,
+            store=self.store,
+            poweroffice=self.poweroffice,
+            pms=self.pms,
+            resolver=resolver,
+            report=report.flow(flow_id),
+            cycle=report,
+            po_records={},
+            pms_records={},
+            open_failures=set(),
+            dry_run=dry_run,
+            run_id=run_id,
+        )
+
+    def link_by_hand(self, flow_id: FlowId, po_id: str, pms_id: str) -> CycleReport:
+        """Link two existing records (``tolken link``) and merge them at once.
+
+        Both records must exist and the PMS record must belong to the flow;
+        a record that is already linked is refused with
+        :class:`~tolken.store.DuplicateLink`. The merge follows first-link
+        rules: an empty value never overwrites a non-empty one, and differing
+        values are conflicts settled by the flow's policy.
+        """
+        flow = self.mapping.flow(flow_id)
+        po_record = self.poweroffice.get(flow.poweroffice, po_id)
+        pms_record = self.pms.get(flow.pms, pms_id)
+        if not belongs(flow, pms_record.data):
+            raise RecordError(
+                f"PMS {flow.pms} record {pms_id} is not part of the {flow_id} flow "
+                f"(it does not match {dict(flow.pms_filter)})",
+                system="pms",
+            )
+        for existing, side, record_id in (
+            (self.store.get_link_by_po(self.tenant, flow_id, po_id), "PowerOffice", po_id),
+            (self.store.get_link_by_pms(self.tenant, flow_id, pms_id), "PMS", pms_id),
+        ):
+            if existing is not None:
+                raise DuplicateLink(
+                    f"{side} record {record_id} is already linked in {flow_id} "
+                    f"(PowerOffice {existing.poweroffice_id} <-> PMS {existing.pms_id})"
+                )
+        report = CycleReport()
+        applier = self._applier(
+            flow_id, report, LinkResolver(self.store, self.tenant), dry_run=False, run_id=None
+        )
+        applier.po_records[po_id] = po_record
+        applier.pms_records[pms_id] = pms_record
+        po = applier.project_po(po_record)
+        pms = applier.project_pms(pms_record)
+        pair = LinkedPair(po_id, pms_id, pms_version=pms_record.version)
+        actions = [
+            Link(po_id, pms_id, BY_HAND),
+            *plan_link(pair, po, pms, policy=applier.ctx.policy),
+        ]
+        for group in group_actions(actions):
+            applier.apply(group)
+        for side_name, record_id in (("poweroffice", po_id), ("pms", pms_id)):
+            self.store.resolve_failure(self.tenant, flow_id, side_name, record_id)  # type: ignore[arg-type]
         return report
 
     def _requests(self, before: dict[str, int]) -> dict[str, int]:

@@ -1,0 +1,1 @@
+"""Bodies of the operator commands (``sync``, ``plan``, ``status``, ...); the CLI stays thin."""

@@ -1,0 +1,84 @@
+"""What every operator command shares: loading the config, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from tolken.config import TolkenConfig, load_config
+from tolken.errors import ConfigError, Fatal, TolkenError
+
+__all__ = ["EXIT_CONFIG", "EXIT_FATAL", "console", "dump_json", "load", "one_line_errors"]
+
+EXIT_FATAL = 1
+EXIT_CONFIG = 2
+
+
+def console() -> Console:
+    """A rich console on standard output (plain text when it is not a terminal).
+
+    Piped output gets a wide page so table cells (error messages) stay on one line for grep.
+    """
+    width = None if sys.stdout.isatty() else 200
+    return Console(highlight=False, soft_wrap=True, width=width)
+
+
+def _error(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def load(path: Path) -> TolkenConfig:
+    """The config at ``path``; a bad one prints the file, line and key and exits 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _describe(exc: TolkenError) -> str:
+    text = str(exc).strip().splitlines()
+    line = " ".join(part.strip() for part in text) or type(exc).__name__
+    if exc.system is None and not isinstance(exc, ConfigError):
+        line = f"{type(exc).__name__}: {line}"
+    return line
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn tolken errors into one line on stderr and the contract's exit code, no traceback.
+
+    ``ConfigError`` exits 2, any other error that stops the work exits 1.
+    ``TOLKEN_DEBUG=1`` re-raises so the traceback shows.
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
+    except (Fatal, TolkenError) as exc:
+        if os.environ.get("TOLKEN_DEBUG"):
+            raise
+        _error(_describe(exc))
+        raise typer.Exit(EXIT_FATAL) from None
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def dump_json(data: Any) -> None:
+    """Print ``data`` as JSON on standard output."""
+    sys.stdout.write(json.dumps(data, default=_default, indent=2) + "\n")
+    sys.stdout.flush()

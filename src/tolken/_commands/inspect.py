@@ -1,0 +1,191 @@
+"""``tolken status``, ``links``, ``conflicts``, ``failures``, ``link``: read and mend the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from tolken._commands.common import console, dump_json, load, one_line_errors
+from tolken.config import TolkenConfig
+from tolken.engine import SyncEngine
+from tolken.store import Store, open_store
+from tolken.store.records import Flow
+
+__all__ = [
+    "conflicts_command",
+    "failures_command",
+    "link_command",
+    "links_command",
+    "status_command",
+]
+
+FLOWS = ("departments", "customers", "projects")
+
+
+def _store(config: TolkenConfig) -> Store:
+    return open_store(config.store)
+
+
+def _flow(value: str | None) -> Flow | None:
+    if value is None:
+        return None
+    if value not in FLOWS:
+        typer.echo(f"error: unknown flow {value!r}; choose one of {', '.join(FLOWS)}", err=True)
+        raise typer.Exit(2)
+    return value  # type: ignore[return-value]
+
+
+def status_command(config_path: Path, *, as_json: bool) -> None:
+    """Body of ``tolken status``."""
+    config = load(config_path)
+    with one_line_errors(), _store(config) as store:
+        counts = store.flow_counts(config.tenant)
+        runs = store.last_runs(config.tenant, limit=1)
+    flows: dict[str, Any] = {}
+    for flow_id in FLOWS:
+        c = counts.get(flow_id)
+        flows[flow_id] = {
+            "links": dict(c.links) if c else {},
+            "active_links": c.active_links if c else 0,
+            "failures": c.open_failures if c else 0,
+            "conflicts": c.parked_conflicts if c else 0,
+            "pending_creates": c.pending_creates if c else 0,
+        }
+    last = asdict(runs[0]) if runs else None
+    if as_json:
+        dump_json({"tenant": config.tenant, "flows": flows, "last_run": last})
+        return
+    out = console()
+    table = Table(title=f"tolken status (tenant {config.tenant})")
+    for column in (
+        "flow",
+        "active links",
+        "other links",
+        "failures",
+        "parked conflicts",
+        "pending creates",
+    ):
+        table.add_column(column, justify="right" if column != "flow" else "left")
+    for flow_id, f in flows.items():
+        other = ", ".join(f"{k} {v}" for k, v in f["links"].items() if k != "active") or "-"
+        table.add_row(
+            flow_id,
+            str(f["active_links"]),
+            other,
+            str(f["failures"]),
+            str(f["conflicts"]),
+            str(f["pending_creates"]),
+        )
+    out.print(table)
+    if last is None:
+        out.print("no sync has run yet")
+    else:
+        started = f"{last['started_at']:%Y-%m-%d %H:%M:%S}"
+        error = f", error: {last['error']}" if last["error"] else ""
+        out.print(f"last run #{last['id']}: {last['status']}, started {started}{error}")
+
+
+def links_command(config_path: Path, *, flow: str | None, state: str | None, as_json: bool) -> None:
+    """Body of ``tolken links``."""
+    config = load(config_path)
+    with one_line_errors(), _store(config) as store:
+        links = store.list_links(config.tenant, _flow(flow), state=state)  # type: ignore[arg-type]
+    rows = [link._asdict() for link in links]
+    for row in rows:
+        row["poweroffice_id"], row["pms_id"] = str(row["poweroffice_id"]), str(row["pms_id"])
+    if as_json:
+        dump_json(rows)
+        return
+    table = Table(title=f"links ({len(rows)})")
+    for column in ("id", "flow", "PowerOffice", "PMS", "state", "since"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["flow"],
+            row["poweroffice_id"],
+            row["pms_id"],
+            row["state"],
+            f"{row['created_at']:%Y-%m-%d %H:%M}",
+        )
+    console().print(table)
+
+
+def conflicts_command(config_path: Path, *, flow: str | None, parked: bool, as_json: bool) -> None:
+    """Body of ``tolken conflicts``."""
+    config = load(config_path)
+    with one_line_errors(), _store(config) as store:
+        found = store.list_conflicts(config.tenant, _flow(flow), parked_only=parked)
+    rows = [asdict(c) for c in found]
+    if as_json:
+        dump_json(rows)
+        return
+    table = Table(title=f"conflicts ({len(rows)})")
+    for column in ("id", "flow", "link", "field", "PowerOffice", "PMS", "policy", "winner"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["flow"],
+            str(row["link_id"]),
+            row["field"],
+            repr(row["poweroffice_value"]),
+            repr(row["pms_value"]),
+            row["policy"],
+            row["winner"],
+        )
+    console().print(table)
+
+
+def failures_command(
+    config_path: Path, *, flow: str | None, include_resolved: bool, as_json: bool
+) -> None:
+    """Body of ``tolken failures``."""
+    config = load(config_path)
+    with one_line_errors(), _store(config) as store:
+        found = store.list_failures(config.tenant, _flow(flow), include_resolved=include_resolved)
+    rows = [asdict(f) for f in found]
+    if as_json:
+        dump_json(rows)
+        return
+    table = Table(title=f"parked records ({len(rows)})")
+    for column in ("id", "flow", "side", "record", "error", "message", "attempts", "next try"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["flow"],
+            row["side"],
+            row["record_id"],
+            row["error_class"],
+            row["message"],
+            str(row["attempts"]),
+            f"{row['next_attempt_at']:%Y-%m-%d %H:%M:%S}",
+        )
+    console().print(table)
+
+
+def link_command(config_path: Path, *, flow: str, po_id: str, pms_id: str, as_json: bool) -> None:
+    """Body of ``tolken link``: link two records by hand and merge them."""
+    config = load(config_path)
+    flow_id = _flow(flow)
+    assert flow_id is not None
+    # A missing record or one already linked is refused with one line and exit 1.
+    with one_line_errors(), SyncEngine.from_config(config) as engine:
+        report = engine.link_by_hand(flow_id, po_id, pms_id)
+    counts = report.flow(flow_id).counts
+    if as_json:
+        dump_json({"flow": flow_id, "poweroffice_id": po_id, "pms_id": pms_id, **counts})
+        return
+    message = f"linked {flow_id}: PowerOffice {po_id} <-> PMS {pms_id}"
+    if counts.get("updated"):
+        message += " (merged: values copied across)"
+    if counts.get("conflicts"):
+        message += f"; {counts['conflicts']} conflict(s) recorded, see tolken conflicts"
+    if counts.get("failed"):
+        message += "; the merge failed and was parked, see tolken failures"
+    console().print(message)

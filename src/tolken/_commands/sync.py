@@ -1,0 +1,184 @@
+"""``tolken sync``, ``tolken plan`` and ``tolken retry``: run the engine and show what it did."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.table import Table
+
+from tolken._commands.common import EXIT_CONFIG, console, dump_json, load, one_line_errors
+from tolken.engine import CycleReport, SyncEngine
+from tolken.errors import AuthError, ConfigError, TolkenError
+
+__all__ = ["plan_command", "print_report", "retry_command", "sync_command"]
+
+_COLUMNS = ("created", "linked", "updated", "conflicts", "failed", "unchanged", "waiting")
+
+
+def print_report(report: CycleReport, *, title: str = "sync") -> None:
+    """A table of per-flow counts, the requests, the ambiguous matches and stopped flows."""
+    out = console()
+    table = Table(title=f"tolken {title}" + (" (reconcile)" if report.reconciled else ""))
+    table.add_column("flow")
+    for column in (*_COLUMNS, "ambiguous"):
+        table.add_column(column, justify="right")
+    for flow_id, flow in report.flows.items():
+        table.add_row(flow_id, *(str(flow.counts.get(c, 0)) for c in (*_COLUMNS, "ambiguous")))
+    out.print(table)
+    requests = ", ".join(f"{system} {n}" for system, n in report.requests.items())
+    out.print(f"requests: {requests}")
+    for flow_id, flow in report.flows.items():
+        if flow.stopped:
+            out.print(f"[bold red]{flow_id} stopped:[/] {flow.stopped}")
+        extra = {k: flow.counts.get(k, 0) for k in ("deactivated", "pms_deleted")}
+        if any(extra.values()):
+            out.print(
+                f"{flow_id}: {extra['deactivated']} deactivated in the PMS, "
+                f"{extra['pms_deleted']} deleted in the PMS (links marked)"
+            )
+    for match in report.ambiguous:
+        other = "PMS" if match.source == "poweroffice" else "PowerOffice"
+        out.print(
+            f"ambiguous: {match.flow} {match.source} {match.record_id} matches {other} "
+            f"{', '.join(match.candidates)} by {match.rule} (settle with tolken link)"
+        )
+    if report.total("failed"):
+        out.print(f"{report.total('failed')} record(s) parked: see tolken failures")
+    if report.interrupted:
+        out.print("interrupted: the record in flight was finished and committed")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
+    """A spinner naming the flow being synchronised, on a terminal only."""
+    out = console()
+    if not enabled or not out.is_terminal:
+        yield None
+        return
+    with out.status("starting") as status:
+        yield lambda flow: status.update(f"synchronising {flow}")
+
+
+@contextmanager
+def _stop_on_signals(engine: SyncEngine) -> Iterator[None]:
+    """SIGTERM/SIGINT finish the record in flight, commit and end the loop."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        engine.request_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def sync_command(
+    config_path: Path,
+    *,
+    once: bool,
+    watch: bool,
+    as_json: bool,
+    reconcile: bool,
+    confirm_deletes: bool,
+) -> None:
+    """Body of ``tolken sync``."""
+    if once and watch:
+        typer.echo("error: choose one of --once and --watch", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    config = load(config_path)
+    with one_line_errors(), SyncEngine.from_config(config) as engine:
+        if not watch:
+            with _stop_on_signals(engine), _progress(not as_json) as progress:
+                report = engine.run_cycle(
+                    reconcile=reconcile, confirm_deletes=confirm_deletes, progress=progress
+                )
+            if as_json:
+                dump_json(report.to_json())
+            else:
+                print_report(report)
+            return
+        _watch(engine, as_json=as_json, reconcile_first=reconcile)
+
+
+def _watch(engine: SyncEngine, *, as_json: bool, reconcile_first: bool) -> None:
+    def on_cycle(report: CycleReport) -> None:
+        if as_json:
+            dump_json(report.to_json())
+        else:
+            counts = ", ".join(f"{k} {report.total(k)}" for k in _COLUMNS if report.total(k))
+            kind = "reconcile" if report.reconciled else "cycle"
+            console().print(f"{kind} done: {counts or 'nothing to do'}")
+
+    def on_error(exc: TolkenError) -> bool:
+        # Bad credentials or config need a person; an outage is waited out.
+        if isinstance(exc, AuthError | ConfigError):
+            return False
+        typer.echo(f"error: {exc} (retrying next cycle)", err=True)
+        return True
+
+    with _stop_on_signals(engine):
+        if reconcile_first and not engine.stop_event.is_set():
+            on_cycle(engine.run_cycle(reconcile=True))
+        engine.watch(on_cycle=on_cycle, on_error=on_error)
+
+
+def plan_command(config_path: Path, *, as_json: bool, reconcile: bool) -> None:
+    """Body of ``tolken plan``: a dry run that writes nothing anywhere."""
+    config = load(config_path)
+    with (
+        one_line_errors(),
+        SyncEngine.from_config(config) as engine,
+        _progress(not as_json) as progress,
+    ):
+        report = engine.run_cycle(dry_run=True, reconcile=reconcile, progress=progress)
+    if as_json:
+        dump_json(report.to_json())
+        return
+    out = console()
+    table = Table(title="tolken plan (dry run: nothing was written)")
+    for column in ("flow", "action", "PowerOffice", "PMS", "detail"):
+        table.add_column(column)
+    for change in report.planned:
+        table.add_row(
+            change.flow,
+            change.kind,
+            change.poweroffice_id or "-",
+            change.pms_id or "-",
+            change.detail,
+        )
+    out.print(table)
+    if not report.planned:
+        out.print("nothing to write")
+    for match in report.ambiguous:
+        out.print(
+            f"ambiguous: {match.flow} {match.source} {match.record_id} matches "
+            f"{', '.join(match.candidates)} by {match.rule}"
+        )
+    for flow_id, flow in report.flows.items():
+        if flow.counts.get("waiting"):
+            out.print(f"{flow_id}: {flow.counts['waiting']} record(s) wait for a linked reference")
+        if flow.stopped:
+            out.print(f"{flow_id} would stop: {flow.stopped}")
+
+
+def retry_command(config_path: Path, failure_ids: list[int], *, as_json: bool) -> None:
+    """Body of ``tolken retry``: make parked records due now, then run a cycle."""
+    config = load(config_path)
+    with one_line_errors(), SyncEngine.from_config(config) as engine:
+        due = engine.store.retry_failures_now(engine.tenant, failure_ids or None)
+        if failure_ids and due == 0:
+            typer.echo("error: no open failure with that id (see tolken failures)", err=True)
+            raise typer.Exit(1)
+        report = engine.run_cycle()
+    if as_json:
+        dump_json({"retried": due, **report.to_json()})
+    else:
+        console().print(f"retrying {due} parked record(s)")
+        print_report(report, title="retry")

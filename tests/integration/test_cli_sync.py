@@ -1,0 +1,185 @@
+"""The operator CLI against both sandbox systems: sync, plan, status, links, failures, link."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from integration.sync_harness import Sandbox, no_waits, running_sandbox
+from tolken.cli import app
+from tolken.store import open_store
+
+
+@pytest.fixture(scope="module")
+def urls() -> Iterator[tuple[str, str]]:
+    with running_sandbox() as found:
+        yield found
+
+
+@pytest.fixture
+def sb(urls: tuple[str, str], tmp_path: Path) -> Iterator[Sandbox]:
+    sandbox = Sandbox(urls[0], urls[1], tmp_path)
+    sandbox.reset()
+    with no_waits():
+        yield sandbox
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _seed(sb: Sandbox) -> str:
+    sb.po_create("Departments", {"Code": "D1", "Name": "Sales"})
+    return sb.po_create("Customers", {"Name": "Acme AS", "OrganizationNumber": "912345678"})
+
+
+def test_sync_once_json_prints_the_contract_object(sb: Sandbox) -> None:
+    """`sync --once --json` prints per-flow counts and requests per system, and exits 0."""
+    _seed(sb)
+    config = sb.write_config()
+    code, out, err = _run("sync", "--config", str(config), "--once", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert set(data["flows"]) == {"departments", "customers", "projects"}
+    for counts in data["flows"].values():
+        assert {"created", "linked", "updated", "conflicts", "failed", "unchanged"} <= set(counts)
+    assert data["flows"]["customers"]["created"] == 1
+    assert data["requests"]["poweroffice"] > 0
+    assert data["requests"]["pms"] > 0
+    again = json.loads(_run("sync", "--config", str(config), "--once", "--json")[1])
+    assert sum(c["created"] + c["updated"] for c in again["flows"].values()) == 0
+
+
+def test_plan_writes_nothing_anywhere(sb: Sandbox) -> None:
+    """`plan` lists the creates but sends no write to either system and stores nothing."""
+    _seed(sb)
+    sb.pms_create(
+        "customers", {"kind": "company", "name": "Twin", "organization_number": "912345678"}
+    )
+    config = sb.write_config()
+    sb.reset_stats()
+    code, out, err = _run("plan", "--config", str(config), "--json")
+    assert code == 0, err
+    planned = json.loads(out)["planned"]
+    assert {(p["flow"], p["kind"]) for p in planned} >= {
+        ("departments", "create-in-pms"),
+        ("customers", "link"),
+    }
+    assert sb.writes_since_baseline("poweroffice") == {}
+    assert sb.writes_since_baseline("pms") == {}
+    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as store:
+        assert store.list_links("default") == []
+        assert store.last_runs("default") == []
+        assert store.cursors("default") == {}
+    code, out, _ = _run("plan", "--config", str(config))
+    assert code == 0
+    assert "create-in-pms" in out
+
+
+def test_status_links_conflicts_failures_after_a_sync(sb: Sandbox) -> None:
+    """The inspection commands show what the sync did, as tables and as JSON arrays."""
+    _seed(sb)
+    sb.po_create("Customers", {"Name": "Bad AS", "EmailAddress": "nope"})
+    config = sb.write_config()
+    assert _run("sync", "--config", str(config), "--once")[0] == 0
+    code, out, _ = _run("links", "--config", str(config), "--json")
+    links = json.loads(out)
+    assert code == 0
+    assert sorted(link["flow"] for link in links) == ["customers", "departments"]
+    failures = json.loads(_run("failures", "--config", str(config), "--json")[1])
+    assert [f["message"] for f in failures] == ["email: must be an e-mail address"]
+    assert json.loads(_run("conflicts", "--config", str(config), "--json")[1]) == []
+    status = json.loads(_run("status", "--config", str(config), "--json")[1])
+    assert status["flows"]["customers"]["active_links"] == 1
+    assert status["flows"]["customers"]["failures"] == 1
+    assert status["last_run"]["status"] == "ok"
+    code, out, _ = _run("status", "--config", str(config))
+    assert code == 0
+    assert "customers" in out
+    code, out, _ = _run("failures", "--config", str(config))
+    assert "must be an e-mail address" in out
+
+
+def test_retry_runs_the_parked_records_again(sb: Sandbox) -> None:
+    """After the cause is fixed, `retry ID` synchronises the parked record."""
+    bad = sb.po_create("Customers", {"Name": "Bad AS", "EmailAddress": "nope"})
+    config = sb.write_config()
+    _run("sync", "--config", str(config), "--once")
+    [failure] = json.loads(_run("failures", "--config", str(config), "--json")[1])
+    # Fixed on the PMS side's terms without moving PowerOffice's timestamp window: edit in place.
+    sb.po_update("Customers", bad, {"EmailAddress": "post@bad.no"})
+    code, out, err = _run("retry", str(failure["id"]), "--config", str(config), "--json")
+    assert code == 0, err
+    assert json.loads(out)["flows"]["customers"]["created"] == 1
+    assert json.loads(_run("failures", "--config", str(config), "--json")[1]) == []
+
+
+def test_link_by_hand_settles_an_ambiguous_match(sb: Sandbox) -> None:
+    """`link` pairs the records, merges them, and refuses to link either one again."""
+    twin_a = sb.pms_create(
+        "customers", {"kind": "company", "name": "Acme A", "organization_number": "912345678"}
+    )
+    sb.pms_create(
+        "customers", {"kind": "company", "name": "Acme B", "organization_number": "912345678"}
+    )
+    cust = sb.po_create(
+        "Customers", {"Name": "Acme AS", "OrganizationNumber": "912345678", "PhoneNumber": "55"}
+    )
+    config = sb.write_config()
+    _run("sync", "--config", str(config), "--once")
+    code, _out, err = _run("link", "--flow", "customers", cust, twin_a, "--config", str(config))
+    assert code == 0, err
+    assert sb.pms_get("customers", twin_a)["phone"] == "55"  # empty never overwrites: copied over
+    assert json.loads(_run("failures", "--config", str(config), "--json")[1]) == []
+    code, _out, err = _run("link", "--flow", "customers", cust, twin_a, "--config", str(config))
+    assert code == 1
+    assert "already linked" in err
+
+
+def test_bad_credentials_exit_1_with_one_line_naming_the_system(sb: Sandbox) -> None:
+    """A wrong PowerOffice client key: exit 1, one stderr line naming PowerOffice, no traceback."""
+    config = sb.write_config(client_key="wrong-key")
+    code, out, err = _run("sync", "--config", str(config), "--once", "--json")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "poweroffice" in lines[0].lower()
+    assert "Traceback" not in err
+    assert "wrong-key" not in err + out
+
+
+def test_bad_config_exits_2_naming_the_key_and_line(sb: Sandbox) -> None:
+    """An invalid value in tolken.yaml: exit 2, and the message names the key and its line."""
+    config = sb.write_config(extra="  interval_seconds_typo: 5\n")
+    code, _out, err = _run("sync", "--config", str(config), "--once")
+    assert code == 2
+    assert "interval_seconds_typo" in err
+    lines = config.read_text(encoding="utf-8").splitlines()
+    line = 1 + next(i for i, text in enumerate(lines) if "interval_seconds_typo" in text)
+    assert f"tolken.yaml:{line}:" in err
+    assert _run("sync", "--config", str(sb.tmp / "missing.yaml"), "--once")[0] == 2
+
+
+def test_sync_as_a_real_process(sb: Sandbox) -> None:
+    """`.venv/bin/tolken sync --once --json` in a subprocess prints JSON and exits 0."""
+    _seed(sb)
+    config = sb.write_config()
+    tolken = Path(sys.executable).with_name("tolken")
+    done = subprocess.run(
+        [str(tolken), "sync", "--config", str(config), "--once", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["flows"]["departments"]["created"] == 1
