@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 
 from tolken.errors import ConfigError, Fatal, Unreachable
 from tolken.store import open_store
@@ -129,3 +129,29 @@ def test_unreachable_postgres_is_reported_without_password() -> None:
         open_store("postgresql+psycopg://tolken:s3cret-pw@127.0.0.1:1/none?connect_timeout=2")
     assert "s3cret-pw" not in str(info.value)
     assert str(info.value).startswith("store: cannot open the store")
+
+
+@pytest.mark.postgres
+def test_losing_postgres_mid_transaction_is_reported_and_recovered(postgres_url: str) -> None:
+    """A dropped database connection raises Unreachable; nothing half-written stays behind."""
+    admin = create_engine(postgres_url)
+    try:
+        with open_store(postgres_url) as store:
+
+            def write_while_the_server_drops_us() -> None:
+                with store.transaction():
+                    store.create_link("acme", "customers", "1", "a")
+                    current = store._current()
+                    assert current is not None
+                    pid = current.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                    with admin.begin() as conn:
+                        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    store.create_link("acme", "customers", "2", "b")
+
+            with pytest.raises(Unreachable, match="lost the store"):
+                write_while_the_server_drops_us()
+            assert store.list_links("acme") == []
+            store.create_link("acme", "customers", "3", "c")
+            assert len(store.list_links("acme")) == 1
+    finally:
+        admin.dispose()

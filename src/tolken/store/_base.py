@@ -11,7 +11,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from tolken.errors import Unreachable
+from tolken.errors import Retriable, TolkenError, Unreachable
 from tolken.store._db import READ_ONLY
 
 __all__ = ["Clock", "StoreBase", "chunked", "utcnow"]
@@ -133,5 +133,16 @@ class StoreBase:
         try:
             conn.execution_options(**{READ_ONLY: read_only})
             yield conn
+        except OperationalError as exc:
+            raise _classify(exc) from None
         finally:
             conn.close()
+
+
+def _classify(exc: OperationalError) -> TolkenError:
+    """A database failure, as the engine should treat it."""
+    detail = str(exc.orig or exc).strip()
+    if "locked" in detail or "busy" in detail:
+        # SQLite waited out its busy timeout: another writer held the file too long.
+        return Retriable(f"the store is busy: {detail}", system="store")
+    return Unreachable(f"lost the store: {detail}", system="store")
