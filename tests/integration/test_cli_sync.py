@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from integration.sync_harness import Sandbox, no_waits, running_sandbox
@@ -27,8 +30,14 @@ def urls() -> Iterator[tuple[str, str]]:
 def sb(urls: tuple[str, str], tmp_path: Path) -> Iterator[Sandbox]:
     sandbox = Sandbox(urls[0], urls[1], tmp_path)
     sandbox.reset()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     with no_waits():
         yield sandbox
+    # The commands route logs to (CliRunner's captured) stderr; give other tests theirs back.
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -183,3 +192,32 @@ def test_sync_as_a_real_process(sb: Sandbox) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["flows"]["departments"]["created"] == 1
+
+
+def test_watch_stops_cleanly_on_sigterm(sb: Sandbox) -> None:
+    """`sync --watch` runs cycles until SIGTERM, then commits and exits 0."""
+    _seed(sb)
+    config = sb.write_config()
+    tolken = Path(sys.executable).with_name("tolken")
+    with subprocess.Popen(
+        [str(tolken), "sync", "--config", str(config), "--watch", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    ) as proc:
+        assert proc.stdout is not None
+        first = ""
+        while not first.rstrip().endswith("}") or first.count("{") != first.count("}"):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            first += line
+        proc.send_signal(signal.SIGTERM)
+        _rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(first)["flows"]["customers"]["created"] == 1
+    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as store:
+        runs = store.last_runs("default")
+    assert runs
+    assert all(run.status in ("ok", "stopped") for run in runs)
+    assert len(sb.pms_list("customers")) == 2  # the department and the customer, once each

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 import typer
 from rich.console import Console
 
@@ -37,12 +39,36 @@ def _error(message: str) -> None:
 
 
 def load(path: Path) -> TolkenConfig:
-    """The config at ``path``; a bad one prints the file, line and key and exits 2."""
+    """The config at ``path``; a bad one prints the file, line and key and exits 2.
+
+    Also sends logs to stderr (so ``--json`` output on stdout stays one JSON
+    object), at ``TOLKEN_LOG_LEVEL`` (default ``ERROR``: retries are not news).
+    """
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
+    setup_logging(config)
+    return config
+
+
+def setup_logging(config: TolkenConfig) -> None:
+    """Logs as redacted lines on stderr, never on stdout."""
+    level_name = os.environ.get("TOLKEN_LOG_LEVEL", "ERROR").upper()
+    level = logging.getLevelName(level_name)
+    if not isinstance(level, int):
+        level = logging.ERROR
+    try:
+        from tolken.logging import configure_logging
+    except ImportError:  # an install without the JSON log set-up: plain lines on stderr
+        structlog.configure(
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(level),
+        )
+        logging.basicConfig(stream=sys.stderr, level=level)
+        return
+    configure_logging(config.secrets(), level=level)
 
 
 def _describe(exc: TolkenError) -> str:
