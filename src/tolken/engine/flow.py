@@ -80,6 +80,7 @@ class FlowRun:
         """Run the flow; False when it was interrupted (a stop was requested)."""
         a = self._a
         state = self.store.load_flow_state(a.tenant, a.flow_id)
+        a.state = state
         capture = read_poweroffice(
             a.poweroffice,
             self.store,

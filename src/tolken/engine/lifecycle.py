@@ -1,0 +1,182 @@
+"""Creates and deletes: the crash-safe create in either system, and confirmed deactivations.
+
+A create commits its pending-create row before the POST; when a row is
+already there (an earlier run crashed after or during the POST), the record is
+looked up by its idempotency key first. A PowerOffice record that vanished is
+deactivated in the PMS only after a GET answers 404; a PMS delete only marks
+the link. Nothing is ever hard-deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tolken.connectors.base import Connector, RemoteRecord
+from tolken.engine.model import (
+    CreateInPMS,
+    CreateInPowerOffice,
+    DeactivateInPMS,
+    MarkPMSDeleted,
+    Side,
+)
+from tolken.engine.pairs import PairState, describe, without_empty
+from tolken.errors import NotFound, RecordError
+from tolken.mapping import pms_changes, poweroffice_changes
+from tolken.store import DuplicateLink
+
+if TYPE_CHECKING:
+    from tolken.engine.apply import Applier
+
+__all__ = ["create_in_pms", "create_in_poweroffice", "deactivate", "mark_pms_deleted"]
+
+
+def create_in_pms(a: Applier, action: CreateInPMS) -> None:
+    body = without_empty(pms_changes(a.flow, action.values))
+    if a.dry_run:
+        a.report.add("created")
+        a._plan("create-in-pms", action.po_id, None, describe(action.values))
+        return
+    record = _create(
+        a,
+        "pms",
+        action.po_id,
+        action.idempotency_key,
+        action.idempotency_key,
+        lambda: a.pms.create(a.pms_resource, body, idempotency_key=action.idempotency_key),
+    )
+    pair = PairState(None, action.po_id, record.id, dict(action.values), True)
+    pair.see_po(a.po_records.get(action.po_id))
+    pair.see_pms(record)
+    _store_new_link(a, pair, "to_pms", body, "new PowerOffice record")
+
+
+def create_in_poweroffice(a: Applier, action: CreateInPowerOffice) -> None:
+    body = without_empty(poweroffice_changes(a.flow, action.values, a.resolver))
+    if a.dry_run:
+        a.report.add("created")
+        a._plan("create-in-poweroffice", None, action.pms_id, describe(action.values))
+        return
+    # Departments and projects have no reference field in PowerOffice: their code is the key.
+    remote_key = action.idempotency_key
+    if a.po_resource.casefold() != "customers":
+        remote_key = str(body.get("Code") or "")
+        if not remote_key:
+            raise RecordError(
+                f"a {a.po_resource} record needs a code to be created in PowerOffice",
+                system="poweroffice",
+            )
+    record = _create(
+        a,
+        "poweroffice",
+        action.pms_id,
+        action.idempotency_key,
+        remote_key,
+        lambda: a.poweroffice.create(a.po_resource, body, idempotency_key=remote_key),
+    )
+    values = dict(action.values)
+    pair = PairState(None, record.id, action.pms_id, values, True)
+    pair.see_po(record)
+    pair.see_pms(a.pms_records.get(action.pms_id))
+    _store_new_link(a, pair, "to_poweroffice", body, "new PMS record")
+
+
+def _create(
+    a: Applier,
+    target: Side,
+    source_id: str,
+    key: str,
+    remote_key: str,
+    post: Callable[[], RemoteRecord],
+) -> RemoteRecord:
+    """The crash-safe create: pending row committed first, lookup by key after a crash."""
+    connector = a.pms if target == "pms" else a.poweroffice
+    resource = a.pms_resource if target == "pms" else a.po_resource
+    pending = a.store.get_pending_create(key)
+    if pending is None:
+        a.store.add_pending_create(a.tenant, a.flow_id, target, source_id, key)
+    else:
+        found = connector.find_by_idempotency_key(resource, remote_key)
+        if found is not None:
+            if pending.state == "pending":
+                a.store.resolve_pending_create(key, found.id)
+            return found
+    try:
+        record = post()
+    except RecordError:
+        if pending is None or pending.state == "pending":
+            a.store.abandon_pending_create(key)  # refused: nothing was made
+        raise
+    if pending is None or pending.state == "pending":
+        a.store.resolve_pending_create(key, record.id)
+    return record
+
+
+def _store_new_link(
+    a: Applier, pair: PairState, direction: str, body: Mapping[str, Any], reason: str
+) -> None:
+    try:
+        with a.store.transaction():
+            link = a.store.create_link(a.tenant, a.flow_id, pair.po_id, pair.pms_id)
+            pair.link_id = link.id
+            a._save(pair, direction, "create", body, reason)
+    except DuplicateLink:
+        pair.link_id = None
+        raise
+    a._pairs[(pair.po_id, pair.pms_id)] = pair
+    a.resolver.add(a.flow_id, pair.po_id, pair.pms_id)
+    a.report.add("created")
+
+
+def mark_pms_deleted(a: Applier, action: MarkPMSDeleted) -> None:
+    if action.confirm_by_get and _exists(a.pms, a.pms_resource, action.pms_id):
+        return
+    a.report.add("pms_deleted")
+    if a.dry_run:
+        a._plan("mark-pms-deleted", action.po_id, action.pms_id, "deleted in the PMS")
+        return
+    link = a.store.get_link_by_po(a.tenant, a.flow_id, action.po_id)
+    if link is not None:
+        with a.store.transaction():
+            a.store.set_link_state(link.id, "pms-deleted")
+            a.store.add_history(
+                link.id,
+                "to_poweroffice",
+                "pms-deleted",
+                {},
+                "the PMS record was deleted; PowerOffice is left as it is",
+                run_id=a.run_id,
+            )
+
+
+def deactivate(a: Applier, action: DeactivateInPMS) -> None:
+    if _exists(a.poweroffice, a.po_resource, action.po_id):
+        return  # still there: the listing missed it
+    a.report.add("deactivated")
+    body = pms_changes(a.flow, action.values)
+    if a.dry_run:
+        a._plan("deactivate-in-pms", action.po_id, action.pms_id, describe(action.values))
+        return
+    with contextlib.suppress(NotFound):  # gone on both sides: only the link needs marking
+        a.pms.update(a.pms_resource, action.pms_id, body)
+    link = a.store.get_link_by_po(a.tenant, a.flow_id, action.po_id)
+    if link is not None:
+        with a.store.transaction():
+            a.store.set_link_state(link.id, "source-deleted")
+            a.store.add_history(
+                link.id,
+                "to_pms",
+                "deactivate",
+                body,
+                "the PowerOffice record is gone (GET answered 404)",
+                run_id=a.run_id,
+            )
+
+
+def _exists(connector: Connector, resource: str, record_id: str) -> bool:
+    try:
+        connector.get(resource, record_id)
+    except NotFound:
+        return False
+    return True
