@@ -1,1 +1,14 @@
-"""tolken.web."""
+"""The ``tolken serve`` web side: dashboard, JSON twins, ``/metrics``, ``/healthz``, PMS webhooks.
+
+- :func:`create_app` builds the FastAPI app over a store (no sync logic in it);
+- :class:`Metrics` holds the Prometheus registry; connectors count requests
+  with :meth:`Metrics.response_hook` or :meth:`Metrics.transport`;
+- :class:`WorkQueue` is the hand-off between the webhook receiver (and the
+  retry buttons) and the watch loop; :func:`run_serve` runs both in one process.
+"""
+
+from tolken.web.app import create_app
+from tolken.web.metrics import Metrics
+from tolken.web.webhooks import ChangeItem, WebhookReceiver
+
+__all__ = ["ChangeItem", "Metrics", "WebhookReceiver", "create_app"]

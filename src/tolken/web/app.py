@@ -1,0 +1,213 @@
+"""The ``tolken serve`` web app: dashboard (HTML + JSON twin), ``/metrics``, ``/healthz``, webhooks.
+
+Build it with :func:`create_app`; it holds no sync logic. What it needs from
+the process around it comes in as callables:
+
+- ``on_webhook(item)``: a verified PMS changes-feed item
+  (``{"seq", "type", "id", "op"}``); the watch loop takes it from there
+  (see :class:`tolken.web.serve.WorkQueue`). Must return quickly.
+- ``wake()``: called after a person marked failures due or settled a
+  conflict, so the loop runs a cycle now instead of at the next interval.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import SecretStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tolken import __version__
+from tolken.config import FlowId, TolkenConfig
+from tolken.connectors.pms import WebhookRejected
+from tolken.errors import TolkenError
+from tolken.logging import get_logger
+from tolken.store import Store
+from tolken.web import _format
+from tolken.web.auth import COOKIE_NAME, PUBLIC_PATHS, TokenAuth, url_without_token
+from tolken.web.metrics import CONTENT_TYPE, Metrics
+from tolken.web.pages import Context, router
+from tolken.web.webhooks import ChangeItem, InvalidDelivery, WebhookReceiver
+
+__all__ = ["create_app"]
+
+_TEMPLATES = Path(__file__).with_name("templates")
+_log = get_logger("tolken.web")
+
+
+def _templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(
+        ago=_format.ago, duration=_format.duration, value=_format.value, when=_format.when
+    )
+    return Jinja2Templates(env=env)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _drop(_item: ChangeItem) -> None:
+    return None
+
+
+def create_app(
+    config: TolkenConfig,
+    store: Store,
+    *,
+    on_webhook: Callable[[ChangeItem], None] = _drop,
+    wake: Callable[[], None] = _nothing,
+    metrics: Metrics | None = None,
+    webhook_secret: SecretStr | str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The web app for ``config``'s tenant, reading ``store``.
+
+    ``webhook_secret`` overrides ``serve.webhook_secret`` (``tolken serve``
+    makes one up when none is configured, as it registers the webhook itself);
+    ``metrics`` lets the process share its counters with the connectors;
+    ``clock`` (unix seconds) is for webhook freshness checks in tests.
+    """
+    serve = config.serve
+    auth = TokenAuth(serve.token if serve else None)
+    secret = webhook_secret if webhook_secret is not None else (serve and serve.webhook_secret)
+    metrics = metrics or Metrics(store, config.tenant)
+    receiver = WebhookReceiver(secret or None, on_webhook, clock=clock)
+    all_flows: tuple[FlowId, ...] = ("departments", "customers", "projects")
+    flows = tuple(f for f in all_flows if config.sync.flow(f).enabled)
+    ctx = Context(store=store, tenant=config.tenant, flows=flows, wake=wake, templates=_templates())
+
+    app = FastAPI(
+        title="tolken",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # the dashboard is not a public API; its JSON twins are documented
+    )
+    app.state.ctx = ctx
+    app.state.metrics = metrics
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def require_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path in PUBLIC_PATHS:
+            return await call_next(request)
+        if not auth.allowed(request):
+            return _refused(ctx, request, configured=auth.configured)
+        if auth.query_ok(request) and _is_page(request):
+            # Trade the token in the URL for a cookie, and drop it from the address bar.
+            response: Response = RedirectResponse(url_without_token(request), status_code=303)
+        else:
+            response = await call_next(request)
+        if auth.query_ok(request):
+            response.set_cookie(
+                COOKIE_NAME,
+                auth.session_value(),
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+                path="/",
+            )
+        return response
+
+    @app.exception_handler(TolkenError)
+    async def store_down(request: Request, exc: TolkenError) -> Response:
+        _log.error("dashboard request failed", path=request.url.path, error=str(exc))
+        message = "The store cannot be reached right now; the page will work again when it is."
+        if _is_page(request):
+            return ctx.templates.TemplateResponse(
+                request, "error.html", {"title": "Unavailable", "message": message}, 503
+            )
+        return JSONResponse({"error": message}, 503)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_found(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_page(request):
+            return ctx.templates.TemplateResponse(
+                request,
+                "error.html",
+                {"title": f"{exc.status_code}", "message": str(exc.detail)},
+                exc.status_code,
+            )
+        return JSONResponse({"error": exc.detail}, exc.status_code)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        try:
+            store.last_runs(config.tenant, limit=1)
+        except TolkenError as exc:
+            _log.warning("health check: store unreachable", error=str(exc))
+            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "store": "ok", "version": __version__})
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.post("/webhooks/pms", include_in_schema=False)
+    async def pms_webhook(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            item = receiver.receive(request.headers, body)
+        except WebhookRejected as exc:
+            metrics.webhooks.labels(outcome="rejected").inc()
+            _log.warning("webhook rejected", reason=exc.reason)
+            return JSONResponse({"error": exc.message}, 401)
+        except InvalidDelivery as exc:
+            metrics.webhooks.labels(outcome="rejected").inc()
+            _log.warning("webhook rejected", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, 400)
+        metrics.webhooks.labels(outcome="accepted").inc()
+        _log.info(
+            "webhook accepted",
+            resource=item.get("type"),
+            pms_id=str(item.get("id")),
+            op=item.get("op"),
+            seq=item.get("seq"),
+        )
+        return JSONResponse({"accepted": True}, 202)
+
+    return app
+
+
+def _is_page(request: Request) -> bool:
+    """A browser page (HTML) rather than an API, metrics or webhook call."""
+    path = request.url.path
+    return not (path.startswith("/api/") or path == "/metrics" or path in PUBLIC_PATHS)
+
+
+def _refused(ctx: Context, request: Request, *, configured: bool) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="tolken"'}
+    reason = (
+        "This dashboard needs its token."
+        if configured
+        else "No dashboard token is configured (serve.token in tolken.yaml), so it stays locked."
+    )
+    body: dict[str, Any] = {
+        "error": "unauthorized",
+        "message": reason,
+        "how": "send 'Authorization: Bearer <serve.token>', or open the page once with "
+        "?token=<serve.token> (a cookie keeps you signed in)",
+    }
+    if _is_page(request) and "json" not in request.headers.get("accept", ""):
+        return ctx.templates.TemplateResponse(
+            request,
+            "unauthorized.html",
+            {"title": "Sign in", "reason": reason, "path": request.url.path},
+            401,
+            headers=headers,
+        )
+    return JSONResponse(body, 401, headers=headers)
