@@ -114,10 +114,11 @@ def test_retry_after_wait_has_a_floor_and_a_cap() -> None:
 
 
 def test_backoff_hook_retries_only_retriable_errors() -> None:
-    """429 waits its Retry-After (+ small jitter), 5xx backs off, 4xx is not retried."""
+    """429 (or a 5xx with a hint) waits its Retry-After, 5xx backs off, 4xx is not retried."""
     policy = RetryPolicy(retry_after_jitter=0.0)
     assert policy.backoff(RateLimited("x", retry_after=4.0)) == 4.0
     assert policy.backoff(ServerError("x")) is True
+    assert policy.backoff(ServerError("x", retry_after=3.0)) == 3.0
     assert policy.backoff(ValidationFailed("x")) is False
     assert policy.backoff(NotFound("x")) is False
 

@@ -216,9 +216,10 @@ class RetryPolicy:
     ``attempts`` counts the first try. A :class:`~tolken.errors.RateLimited`
     error waits its ``retry_after`` clamped to ``[retry_after_floor,
     retry_after_cap]`` plus up to ``retry_after_jitter`` (so callers sharing a
-    key do not return in lock-step); without a hint it waits the floor. Other
-    retriable errors use stamina's exponential backoff with jitter. Anything
-    else is raised at once.
+    key do not return in lock-step); without a hint it waits the floor. Another
+    retriable error with a ``retry_after`` hint (a 503 with ``Retry-After``)
+    waits the same way; without one, stamina's exponential backoff with
+    jitter. Anything else is raised at once.
     """
 
     attempts: int = 5
@@ -232,7 +233,9 @@ class RetryPolicy:
 
     def backoff(self, exc: Exception) -> bool | float:
         """stamina backoff hook: False = do not retry, True = default backoff, float = wait."""
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited) or (
+            isinstance(exc, Retriable) and exc.retry_after is not None
+        ):
             return self.retry_after_wait(exc.retry_after) + random.uniform(
                 0, self.retry_after_jitter
             )
