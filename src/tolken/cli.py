@@ -280,6 +280,20 @@ def link(
     link_command(config, flow=flow, po_id=po_id, pms_id=pms_id, as_json=as_json)
 
 
+@app.command()
+def serve(
+    config: Path = _config_option(),
+    host: str | None = typer.Option(None, "--host", help="Listen here instead of serve.host."),
+    port: int | None = typer.Option(
+        None, "--port", help="Listen on this port instead of serve.port (0: any free port)."
+    ),
+) -> None:
+    """Run the watch loop with the dashboard, /metrics, /healthz and the PMS webhook receiver."""
+    from tolken._commands.serve import serve_command
+
+    serve_command(config, host=host, port=port)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
