@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tolken.connectors.base import RemoteRecord
+from tolken.engine import lifecycle
 from tolken.engine.apply import Applier, group_actions
 from tolken.engine.capture import PMSCapture, read_poweroffice, save_po_cursor
 from tolken.engine.cursor import content_hash
@@ -79,6 +80,8 @@ class FlowRun:
     def run(self) -> bool:
         """Run the flow; False when it was interrupted (a stop was requested)."""
         a = self._a
+        if not a.dry_run:
+            lifecycle.recover_pending_creates(a)
         state = self.store.load_flow_state(a.tenant, a.flow_id)
         a.state = state
         capture = read_poweroffice(

@@ -29,7 +29,13 @@ from tolken.store import DuplicateLink
 if TYPE_CHECKING:
     from tolken.engine.apply import Applier
 
-__all__ = ["create_in_pms", "create_in_poweroffice", "deactivate", "mark_pms_deleted"]
+__all__ = [
+    "create_in_pms",
+    "create_in_poweroffice",
+    "deactivate",
+    "mark_pms_deleted",
+    "recover_pending_creates",
+]
 
 
 def create_in_pms(a: Applier, action: CreateInPMS) -> None:
@@ -180,3 +186,44 @@ def _exists(connector: Connector, resource: str, record_id: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+def recover_pending_creates(a: Applier) -> int:
+    """Settle the creates an earlier run left pending (it crashed around the POST).
+
+    Each one is looked up by its idempotency key: a record that exists is
+    linked to its source (the merge follows when the pair is next planned), one
+    that does not is abandoned (the create was never made; planning creates it
+    again with the same key). Returns how many records were linked.
+    """
+    linked = 0
+    for pending in a.store.pending_creates(a.tenant, a.flow_id):
+        to_pms = pending.target == "pms"
+        if not to_pms and a.po_resource.casefold() != "customers":
+            continue  # keyed by Code, known only from the record: the create path looks it up
+        connector = a.pms if to_pms else a.poweroffice
+        resource = a.pms_resource if to_pms else a.po_resource
+        found = connector.find_by_idempotency_key(resource, pending.idempotency_key)
+        if found is None:
+            a.store.abandon_pending_create(pending.idempotency_key)
+            continue
+        po_id, pms_id = (pending.source_id, found.id) if to_pms else (found.id, pending.source_id)
+        with a.store.transaction():
+            taken = a.store.get_link_by_po(a.tenant, a.flow_id, po_id) or a.store.get_link_by_pms(
+                a.tenant, a.flow_id, pms_id
+            )
+            if taken is None:
+                link = a.store.create_link(a.tenant, a.flow_id, po_id, pms_id)
+                a.store.add_history(
+                    link.id,
+                    "to_pms" if to_pms else "to_poweroffice",
+                    "create",
+                    {},
+                    "found by its idempotency key after an interrupted run",
+                    run_id=a.run_id,
+                )
+                a.resolver.add(a.flow_id, po_id, pms_id)
+                a.report.add("created")  # the interrupted create, completed now
+                linked += 1
+            a.store.resolve_pending_create(pending.idempotency_key, found.id)
+    return linked
