@@ -266,3 +266,25 @@ def test_camel_case_answers_are_written_back_in_pascal_case() -> None:
         {"Name": "x", "MailAddress": {"ZipCode": "1"}, "ExternalImportReference": "k"},
     ]
     assert types == ["application/json-patch+json", "application/json"]
+
+
+def test_post_is_retried_when_the_token_request_failed_before_it() -> None:
+    """A 503 from the token endpoint happens before the create is sent, so it is retried."""
+    token_answers = iter([503, 200])
+    posts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal posts
+        if request.url.path == "/OAuth/Token":
+            status = next(token_answers)
+            if status != 200:
+                return httpx.Response(status, json={"statusCode": status, "message": "busy"})
+            return httpx.Response(200, json={"access_token": "T", "expires_in": 1200})
+        posts += 1
+        return httpx.Response(201, json={"Id": 9, "Name": "Ny AS"})
+
+    po = client(httpx.Client(transport=httpx.MockTransport(handler)))
+    with _http.testing():
+        record = po.create("Customers", {"Name": "Ny AS"}, idempotency_key="k-9")
+    assert record.id == "9"
+    assert posts == 1

@@ -179,7 +179,12 @@ class PowerOfficeClient:
         return parse_token_response(response)
 
     def _send_once(
-        self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        on_send: Callable[[], None],
     ) -> httpx.Response:
         headers = {
             "Ocp-Apim-Subscription-Key": self._subscription_key,
@@ -197,6 +202,7 @@ class PowerOfficeClient:
         def send() -> httpx.Response:
             token = self.tokens.get()
             self._bucket.acquire()
+            on_send()
             try:
                 response = self._http.request(
                     method,
@@ -230,12 +236,18 @@ class PowerOfficeClient:
     ) -> httpx.Response:
         """Send one API request under the rate limit and the retry rules of the module doc."""
         attempts = 0
+        sent = False  # did the last attempt get as far as sending the request?
+
+        def mark_sent() -> None:
+            nonlocal sent
+            sent = True
 
         def once() -> httpx.Response:
-            nonlocal attempts
+            nonlocal attempts, sent
             attempts += 1
+            sent = False
             try:
-                return self._send_once(method, path, params, body)
+                return self._send_once(method, path, params, body, mark_sent)
             except NotFound:
                 if on_retry_404_ok and attempts > 1:
                     # An earlier attempt did it; its answer was lost.
@@ -245,7 +257,8 @@ class PowerOfficeClient:
         def retry_if(exc: Exception) -> bool:
             if method != "POST":
                 return True
-            return isinstance(exc, RateLimited) or never_sent(exc)
+            # A failure while getting a token happens before the POST is sent.
+            return not sent or isinstance(exc, RateLimited) or never_sent(exc)
 
         try:
             return self.retry.call(once, retry_if=retry_if)
@@ -254,11 +267,11 @@ class PowerOfficeClient:
                 raise Unreachable(
                     f"PowerOffice cannot be reached: {exc.message}", system=SYSTEM
                 ) from exc
-            if method == "POST":
+            if method == "POST" and sent:
                 exc.message += " (the create may have happened: look it up before retrying)"
             raise
         except ServerError as exc:
-            if method == "POST":
+            if method == "POST" and sent:
                 exc.message += " (the create may have happened: look it up before retrying)"
             raise
 
