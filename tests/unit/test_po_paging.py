@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tolken.connectors.poweroffice import Page, PageRequest, next_page, paginate
 from tolken.connectors.poweroffice._paging import paginate_ahead, parse_pagination_header
@@ -111,3 +113,39 @@ def test_read_ahead_raises_a_failed_page_in_order() -> None:
     assert list(next(pages).items) == [1, 2, 3]
     with pytest.raises(RuntimeError, match="page 2"):
         next(pages)
+
+
+@given(
+    count=st.integers(0, 60),
+    size=st.integers(1, 12),
+    header=st.booleans(),
+    ahead=st.booleans(),
+)
+def test_property_every_record_once_and_no_wasted_requests(
+    count: int, size: int, header: bool, ahead: bool
+) -> None:
+    """For any record count and page size, paging yields every record once, in order, with
+    ceil(count/size) requests (one more only for an exact multiple without a header)."""
+    data = list(range(count))
+    requests: list[int] = []
+
+    def fetch(request: PageRequest) -> Page[int]:
+        requests.append(request.number)
+        start = (request.number - 1) * request.size
+        chunk = data[start : start + request.size]
+        pages = -(-count // request.size)
+        paging = None
+        if header:
+            more = request.number < pages
+            paging = {"nextpagelink": f"/v2/X?PageNumber={request.number + 1}" if more else None}
+        return Page(request, 200 if chunk else 204, chunk, paging)
+
+    pager = paginate_ahead if ahead else paginate
+    seen = [item for page in pager(fetch, PageRequest(1, size)) for item in page.items]
+    assert seen == data
+    if count == 0:
+        expected = 1  # the 204
+    else:
+        exact_multiple = count % size == 0
+        expected = -(-count // size) + (1 if exact_multiple and not header else 0)
+    assert len(requests) == expected
