@@ -24,7 +24,7 @@ from tolken.engine.model import (
 from tolken.engine.pairs import PairState, describe, without_empty
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import pms_changes, poweroffice_changes
-from tolken.store import DuplicateLink
+from tolken.store import DuplicateLink, DuplicatePendingCreate
 
 if TYPE_CHECKING:
     from tolken.engine.apply import Applier
@@ -39,12 +39,13 @@ __all__ = [
 
 
 def create_in_pms(a: Applier, action: CreateInPMS) -> None:
+    """Create the PMS twin of a PowerOffice record and link it (crash-safe)."""
     body = without_empty(pms_changes(a.flow, action.values))
     if a.dry_run:
         a.report.add("created")
         a._plan("create-in-pms", action.po_id, None, describe(action.values))
         return
-    record = _create(
+    record, pending_key = _create(
         a,
         "pms",
         action.po_id,
@@ -55,10 +56,11 @@ def create_in_pms(a: Applier, action: CreateInPMS) -> None:
     pair = PairState(None, action.po_id, record.id, dict(action.values), True)
     pair.see_po(a.po_records.get(action.po_id))
     pair.see_pms(record)
-    _store_new_link(a, pair, "to_pms", body, "new PowerOffice record")
+    _store_new_link(a, pair, "to_pms", body, "new PowerOffice record", pending_key)
 
 
 def create_in_poweroffice(a: Applier, action: CreateInPowerOffice) -> None:
+    """Create the PowerOffice twin of a PMS-only record and link it (crash-safe)."""
     body = without_empty(poweroffice_changes(a.flow, action.values, a.resolver))
     if a.dry_run:
         a.report.add("created")
@@ -73,7 +75,7 @@ def create_in_poweroffice(a: Applier, action: CreateInPowerOffice) -> None:
                 f"a {a.po_resource} record needs a code to be created in PowerOffice",
                 system="poweroffice",
             )
-    record = _create(
+    record, pending_key = _create(
         a,
         "poweroffice",
         action.pms_id,
@@ -85,7 +87,7 @@ def create_in_poweroffice(a: Applier, action: CreateInPowerOffice) -> None:
     pair = PairState(None, record.id, action.pms_id, values, True)
     pair.see_po(record)
     pair.see_pms(a.pms_records.get(action.pms_id))
-    _store_new_link(a, pair, "to_poweroffice", body, "new PMS record")
+    _store_new_link(a, pair, "to_poweroffice", body, "new PMS record", pending_key)
 
 
 def _create(
@@ -95,35 +97,46 @@ def _create(
     key: str,
     remote_key: str,
     post: Callable[[], RemoteRecord],
-) -> RemoteRecord:
-    """The crash-safe create: pending row committed first, lookup by key after a crash."""
+) -> tuple[RemoteRecord, str | None]:
+    """The crash-safe create: pending row committed first, lookup by key after a crash.
+
+    Returns the record and the pending key still to resolve (in the same
+    transaction as the link, so a crash in between leaves the row pending).
+    """
     connector = a.pms if target == "pms" else a.poweroffice
     resource = a.pms_resource if target == "pms" else a.po_resource
-    pending = a.store.get_pending_create(key)
-    if pending is None:
+    try:
         a.store.add_pending_create(a.tenant, a.flow_id, target, source_id, key)
-    else:
+        open_key: str | None = key
+    except DuplicatePendingCreate:
+        # The key was used before: an interrupted or refused create. Look before posting.
+        pending = a.store.get_pending_create(key)
+        open_key = key if pending is not None and pending.state == "pending" else None
         found = connector.find_by_idempotency_key(resource, remote_key)
         if found is not None:
-            if pending.state == "pending":
-                a.store.resolve_pending_create(key, found.id)
-            return found
+            return found, open_key
     try:
         record = post()
     except RecordError:
-        if pending is None or pending.state == "pending":
+        if open_key is not None:
             a.store.abandon_pending_create(key)  # refused: nothing was made
         raise
-    if pending is None or pending.state == "pending":
-        a.store.resolve_pending_create(key, record.id)
-    return record
+    return record, open_key
 
 
 def _store_new_link(
-    a: Applier, pair: PairState, direction: str, body: Mapping[str, Any], reason: str
+    a: Applier,
+    pair: PairState,
+    direction: str,
+    body: Mapping[str, Any],
+    reason: str,
+    pending_key: str | None,
 ) -> None:
+    created_id = pair.pms_id if direction == "to_pms" else pair.po_id
     try:
         with a.store.transaction():
+            if pending_key is not None:
+                a.store.resolve_pending_create(pending_key, created_id)
             link = a.store.create_link(a.tenant, a.flow_id, pair.po_id, pair.pms_id)
             pair.link_id = link.id
             a._save(pair, direction, "create", body, reason)
