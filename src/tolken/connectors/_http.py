@@ -88,12 +88,15 @@ def set_testing(on: bool) -> None:
 
 @contextmanager
 def testing() -> Iterator[None]:
-    """Context manager form of :func:`set_testing` (restores waits on exit)."""
-    set_testing(True)
+    """Context manager form of :func:`set_testing`; restores the previous state on exit."""
+    global _no_waits
+    previous = _no_waits
+    _no_waits = True
     try:
-        yield
+        with stamina.set_testing(True, attempts=1_000_000, cap=True):
+            yield
     finally:
-        set_testing(False)
+        _no_waits = previous
 
 
 class TokenBucket:
