@@ -51,19 +51,26 @@ class Sandbox:
             **extra,
         )
 
-    def pms_settings(self) -> PMSSettings:
+    def pms_settings(self, **extra: Any) -> PMSSettings:
         return PMSSettings(
             base_url=f"{self.pms_url}/api/v1",
             api_key=SecretStr(credentials.PMS_API_KEY),
             timeout_seconds=5.0,
+            **extra,
         )
 
-    def config(self, *, po: dict[str, Any] | None = None, **sync: Any) -> TolkenConfig:
+    def config(
+        self,
+        *,
+        po: dict[str, Any] | None = None,
+        pms: dict[str, Any] | None = None,
+        **sync: Any,
+    ) -> TolkenConfig:
         """A config for these systems with a fresh SQLite store in the test's folder."""
         return TolkenConfig(
             store=f"sqlite:///{self.tmp / 'tolken.db'}",
             poweroffice=self.po_settings(**(po or {})),
-            pms=self.pms_settings(),
+            pms=self.pms_settings(**(pms or {})),
             sync=SyncSettings(**sync),
         )
 
@@ -93,8 +100,14 @@ class Sandbox:
         path.write_text(self.config_yaml(**kwargs), encoding="utf-8")
         return path
 
-    def engine(self, *, po: dict[str, Any] | None = None, **sync: Any) -> SyncEngine:
-        return SyncEngine.from_config(self.config(po=po, **sync))
+    def engine(
+        self,
+        *,
+        po: dict[str, Any] | None = None,
+        pms: dict[str, Any] | None = None,
+        **sync: Any,
+    ) -> SyncEngine:
+        return SyncEngine.from_config(self.config(po=po, pms=pms, **sync))
 
     # -- arranging data ----------------------------------------------------------
     @contextmanager

@@ -167,3 +167,48 @@ def test_ambiguous_matches_are_reported_and_left_alone(sb: Sandbox) -> None:
     assert linked == {}
     assert len(sb.pms_list("customers")) == 2
     assert [f.error_class for f in failures] == ["AmbiguousMatch"]
+
+
+def test_pms_only_records_reach_poweroffice_when_the_flow_allows_it(sb: Sandbox) -> None:
+    """With create_in_poweroffice on, a PMS-only customer is created once in PowerOffice."""
+    from tolken.config import FlowSettings
+
+    pms_id = sb.pms_create(
+        "customers", {"kind": "company", "name": "From PMS AS", "email": "hi@pms.no"}
+    )
+    sb.pms_create("customers", {"kind": "department", "number": "D5", "name": "Not created"})
+    flows = {"customers": FlowSettings(create_in_poweroffice=True)}
+    with sb.engine(flows=flows) as engine:
+        report = engine.run_cycle()
+        again = engine.run_cycle()
+        links = engine.store.link_map("default", "customers")
+    assert report.flows["customers"].counts["created"] == 1
+    assert report.flows["departments"].counts["created"] == 0  # off by default
+    [po] = sb.po_list("Customers")
+    assert (po["Name"], po["EmailAddress"]) == ("From PMS AS", "hi@pms.no")
+    assert po["ExternalImportReference"]
+    assert links == {str(po["Id"]): pms_id}
+    assert again.total("created") == 0
+
+
+def test_polling_capture_carries_pms_edits_and_sees_deletes_at_the_reconcile(sb: Sandbox) -> None:
+    """With `pms.change_capture: polling`, PMS edits still arrive; a PMS delete (which polling
+    cannot see) is found by the reconcile's full listing and confirmed by a GET."""
+    import httpx
+
+    keep, gone = _customer(sb, "Keep AS"), _customer(sb, "Gone AS")
+    with sb.engine(pms={"change_capture": "polling"}, mass_delete_threshold=0.5) as engine:
+        engine.run_cycle()
+        links = engine.store.link_map("default", "customers")
+        sb.pms_update("customers", links[keep], {"name": "Keep Holding AS"})
+        httpx.delete(
+            f"{sb.pms_url}/api/v1/customers/{links[gone]}",
+            headers={"Authorization": "Bearer sandbox-pms-key"},
+        ).raise_for_status()
+        engine.run_cycle()
+        report = engine.run_cycle(reconcile=True)
+        [marked] = engine.store.list_links("default", "customers", state="pms-deleted")
+    assert sb.po_get("Customers", keep)["Name"] == "Keep Holding AS"
+    assert report.flows["customers"].counts["pms_deleted"] == 1
+    assert marked.poweroffice_id == gone
+    assert sb.po_get("Customers", gone)["Name"] == "Gone AS"
