@@ -288,3 +288,39 @@ def test_post_is_retried_when_the_token_request_failed_before_it() -> None:
         record = po.create("Customers", {"Name": "Ny AS"}, idempotency_key="k-9")
     assert record.id == "9"
     assert posts == 1
+
+
+def test_clients_sharing_a_key_stay_under_the_limit_together() -> None:
+    """Two clients listing at once through the shared 10/s bucket never get a 429 from a
+    simulator enforcing 10/s, and are paced (not merely lucky)."""
+    import threading
+    import time
+
+    _http.clear_shared_buckets()
+    with TestClient(create_app(rate_limit_per_second=10.0)) as http:
+        http.post("/_sandbox/seed", json={"departments": 7})
+        clients = [
+            PowerOfficeClient(
+                settings(page_size=1), http=http, retry=RetryPolicy(attempts=1), read_ahead=False
+            )
+            for _ in range(2)
+        ]
+        errors: list[Exception] = []
+
+        def work(po: PowerOfficeClient) -> None:
+            try:
+                assert len(list(po.list("Departments"))) == 7
+            except Exception as exc:  # collected for the assertion below
+                errors.append(exc)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=work, args=(po,)) for po in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+    _http.clear_shared_buckets()
+    assert errors == []
+    # 2 tokens + 2 x 7 pages = 16 requests at 10/s, one every 0.1 s: at least 1.5 s.
+    assert elapsed >= 1.45
