@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format bench lock docs-cli clean
+.PHONY: setup demo test test-fast lint format bench lock docs-cli clean chromium
 
 setup: $(STAMP)
 
@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml requirements-lock.txt
 demo: $(STAMP)
 	$(BIN)/tolken demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium, never a downloaded browser; install it when missing.
+chromium:
+	command -v /usr/bin/chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
 
 test-fast: $(STAMP)
 	$(BIN)/pytest tests/unit tests/property -q
