@@ -152,6 +152,27 @@ def sandbox(
     )
 
 
+@app.command()
+def demo(
+    serve: bool = typer.Option(
+        True, "--serve/--no-serve", help="Serve the dashboard and watch loop until Ctrl-C."
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="Folder for the config, store, logs and sandbox state (default: a new temp folder).",
+    ),
+    port: int = typer.Option(8470, "--port", help="Dashboard port (0: any free port)."),
+) -> None:
+    """Start the sandbox, load Norwegian sample data, sync, show edits crossing over, serve."""
+    from tolken._commands.common import console
+    from tolken.demo import DemoOptions, run_demo
+
+    raise typer.Exit(
+        run_demo(DemoOptions(serve=serve, data_dir=data_dir, port=port), console=console())
+    )
+
+
 _CONFIG_HELP = "The tolken.yaml to use."
 
 

@@ -1,0 +1,486 @@
+"""``tolken demo``: the sandbox, sample data, a first sync, one edit each way, then serving.
+
+The steps, each printed as it happens:
+
+1. start the PowerOffice Go simulator and the reference PMS on free loopback
+   ports (:func:`tolken.sandbox.runner.sandbox_in_thread`), with their state in
+   ``DIR/sandbox``;
+2. write ``DIR/tolken.yaml`` for them (a real config: every other command works
+   with ``--config DIR/tolken.yaml``) with a SQLite store ``DIR/tolken.db``;
+3. load the sample data (:mod:`tolken.demo.sample`) through both APIs;
+4. run the first sync with a progress bar per flow and print what it did;
+5. edit a customer's phone in PowerOffice and a project's name in the PMS, run
+   a cycle after each and read the value back from the other system;
+6. print the dashboard URL and serve until Ctrl-C (or stop, with ``--no-serve``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from tolken.config import TolkenConfig, load_config
+from tolken.demo import render, sample
+from tolken.demo.progress_store import LinkWatchingStore
+from tolken.demo.seed import Seeded, seed_sandbox
+from tolken.engine import CycleReport, SyncEngine
+from tolken.errors import ConfigError, TolkenError
+from tolken.logging import Redactor, configure_logging
+from tolken.sandbox import credentials
+from tolken.sandbox.runner import HOST, SandboxURLs, sandbox_in_thread
+from tolken.store import open_store
+
+__all__ = ["DEFAULT_DASHBOARD_PORT", "DemoOptions", "run_demo", "write_config"]
+
+DEFAULT_DASHBOARD_PORT = 8470
+WATCH_INTERVAL_SECONDS = 5
+PHONE_EDIT = ("Nordlys Elektro AS", "+47 909 12 345")
+NAME_EDIT = ("1004", " – byggetrinn 2")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``tolken demo`` was asked for."""
+
+    serve: bool = True
+    data_dir: Path | None = None
+    port: int = DEFAULT_DASHBOARD_PORT
+
+
+def write_config(
+    path: Path,
+    urls: SandboxURLs,
+    *,
+    store: Path,
+    dashboard_port: int,
+    token: str,
+    webhook_secret: str,
+) -> None:
+    """Write a ``tolken.yaml`` for the sandbox at ``urls``.
+
+    The keys are written out rather than as ``${VAR}`` references: they are the
+    sandbox's fixed, public credentials and this file's own random tokens.
+    """
+    public_url = f"http://{HOST}:{dashboard_port}"
+    path.write_text(
+        "# Written by `tolken demo` for its sandbox. Every tolken command takes\n"
+        f"# --config {path}\n"
+        f"store: sqlite:///{store}\n"
+        "tenant: default\n"
+        "poweroffice:\n"
+        f"  base_url: {urls.poweroffice}/v2\n"
+        f"  token_url: {urls.poweroffice}/OAuth/Token\n"
+        f"  application_key: {credentials.APPLICATION_KEY}\n"
+        f"  client_key: {credentials.CLIENT_KEY}\n"
+        f"  subscription_key: {credentials.SUBSCRIPTION_KEY}\n"
+        "  requests_per_second: 10\n"
+        "  timeout_seconds: 10\n"
+        "pms:\n"
+        f"  base_url: {urls.pms}\n"
+        f"  api_key: {credentials.PMS_API_KEY}\n"
+        "  timeout_seconds: 10\n"
+        "sync:\n"
+        f"  interval_seconds: {WATCH_INTERVAL_SECONDS}\n"
+        "  reconcile_every: 12\n"
+        "  conflict_policy: newest-wins\n"
+        "serve:\n"
+        f"  host: {HOST}\n"
+        f"  port: {dashboard_port}\n"
+        f"  token: {token}\n"
+        f"  public_url: {public_url}\n"
+        f"  webhook_secret: {webhook_secret}\n",
+        encoding="utf-8",
+    )
+
+
+def run_demo(options: DemoOptions, *, console: Console) -> int:
+    """Run the whole demo; the exit code (0 also after Ctrl-C, 1 when something failed)."""
+    started = time.monotonic()
+    data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="tolken-demo-"))
+    try:
+        return _Demo(options, data_dir.resolve(), console, started).run()
+    except KeyboardInterrupt:
+        console.print("\nstopped")
+        return 0
+
+
+class _Demo:
+    def __init__(self, options: DemoOptions, data_dir: Path, console: Console, started: float):
+        self.options = options
+        self.data_dir = data_dir
+        self.out = console
+        self.started = started
+        self.config_path = data_dir / "tolken.yaml"
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def run(self) -> int:
+        out = self.out
+        out.print(
+            "[bold]tolken demo[/]: PowerOffice Go ⇄ a project-management system, on a sandbox"
+        )
+        out.print(f"[dim]working folder {self.data_dir}[/]")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_old_store(self.data_dir)
+        try:
+            dashboard_port = _dashboard_port(
+                self.options.port, fallback=self.options.port == DEFAULT_DASHBOARD_PORT
+            )
+        except OSError as exc:
+            out.print(f"[red]error:[/] {exc} (choose another with --port N, or 0 for any)")
+            return 1
+        with contextlib.ExitStack() as stack:
+            urls = stack.enter_context(sandbox_in_thread(self.data_dir / "sandbox"))
+            _reset(urls)
+            out.print(f"[green]✓[/] PowerOffice Go simulator at {urls.poweroffice}/v2")
+            out.print(f"[green]✓[/] reference PMS at {urls.pms}")
+            token = secrets.token_urlsafe(18)
+            write_config(
+                self.config_path,
+                urls,
+                store=self.data_dir / "tolken.db",
+                dashboard_port=dashboard_port,
+                token=token,
+                webhook_secret=secrets.token_urlsafe(24),
+            )
+            config = load_config(self.config_path)
+            out.print(f"[green]✓[/] config written: {self.config_path}")
+            redactor = stack.enter_context(_logs_to(self.data_dir / "tolken.log", config))
+            try:
+                self.seeded = seed_sandbox(urls.poweroffice, config.poweroffice, config.pms)
+                self._print_loaded(self.seeded)
+                with self._engine(config) as (engine, watcher):
+                    self._story(engine, watcher, self.seeded)
+            except TolkenError as exc:
+                out.print(f"[red]error:[/] {exc}")
+                return 1
+            self._print_next_steps(urls, f"http://{HOST}:{dashboard_port}/?token={token}")
+            if not self.options.serve:
+                return 0
+            return self._serve(config, redactor, token)
+        return 0  # pragma: no cover - the with block always returns
+
+    @contextlib.contextmanager
+    def _engine(self, config: TolkenConfig) -> Iterator[tuple[SyncEngine, LinkWatchingStore]]:
+        store = open_store(config.store)
+        try:
+            watcher = LinkWatchingStore(store)
+            with SyncEngine.from_config(config, store=watcher.as_store()) as engine:
+                yield engine, watcher
+        finally:
+            store.close()
+
+    # -- the story ------------------------------------------------------------------
+
+    def _print_loaded(self, seeded: Seeded) -> None:
+        po, pms = seeded.counts()["poweroffice"], seeded.counts()["pms"]
+        companies, persons = len(sample.COMPANIES), len(sample.PERSONS)
+        self.out.print(
+            f"[green]✓[/] sample data loaded: PowerOffice has {po['departments']} departments, "
+            f"{po['customers']} customers ({companies} companies, {persons} persons) and "
+            f"{po['projects']} projects; the PMS already has {pms['departments']} departments, "
+            f"{pms['customers']} customers and {pms['projects']} projects"
+        )
+
+    def _story(self, engine: SyncEngine, watcher: LinkWatchingStore, seeded: Seeded) -> None:
+        out = self.out
+        names = _Names(seeded)
+        out.print()
+        out.print("[bold]First sync[/] (departments, then customers, then projects)")
+        totals = seeded.counts()["poweroffice"]
+        sync_started = time.monotonic()
+        with render.flow_progress(out, totals) as bars:
+            watcher.on_link = bars.record_done
+            try:
+                report = engine.run_cycle(progress=bars.start)
+            finally:
+                watcher.on_link = None
+        took = time.monotonic() - sync_started
+        out.print()
+        out.print(render.summary_table(report, title=f"First sync: {took:.1f} s"))
+        self._print_notes(engine, report, names)
+        out.print(f"[dim]summary after {self.elapsed():.1f} s[/]")
+        out.print()
+        out.print("[bold]One edit on each side[/]")
+        for edit in (self._edit_poweroffice, self._edit_pms):
+            for line in render.edit_lines(edit(engine, seeded), _quote):
+                out.print(line)
+
+    def _print_notes(self, engine: SyncEngine, report: CycleReport, names: _Names) -> None:
+        out = self.out
+        tenant = engine.tenant
+        for flow_id, flow in report.flows.items():
+            linked = flow.counts.get("linked", 0)
+            if linked:
+                rules = render.merge_rule_text(engine.mapping, flow_id)
+                out.print(
+                    f"• [green]linked[/] {linked} {flow_id} that already existed in the PMS "
+                    f"(matched by {rules}): no duplicates"
+                )
+        for flow_id, flow in report.flows.items():
+            updated = flow.counts.get("updated", 0)
+            if updated:
+                out.print(
+                    f"• [green]updated[/] {_count(updated, flow_id)}: linked pairs completed from "
+                    "each other (an empty value never overwrites a filled one)"
+                )
+        run_conflicts = [
+            c for c in engine.store.list_conflicts(tenant) if c.run_id == report.run_id
+        ]
+        for conflict in run_conflicts:
+            link = engine.store.get_link(conflict.link_id)
+            who = (
+                names.po(conflict.flow, link.poweroffice_id) if link else f"link {conflict.link_id}"
+            )
+            kept = conflict.pms_value if conflict.winner == "pms" else conflict.poweroffice_value
+            out.print(
+                f"• [yellow]conflict[/] {conflict.flow} {who}, {conflict.field}: PowerOffice "
+                f"{_quote(conflict.poweroffice_value)}, PMS {_quote(conflict.pms_value)}; "
+                f"{conflict.policy} kept {_quote(kept)} (the other value is kept in the history: "
+                "tolken conflicts)"
+            )
+        for match in report.ambiguous:
+            # Suggest the candidate with the very same name (the head office, not the branch).
+            own = names.po(match.flow, match.record_id)
+            ordered = sorted(match.candidates, key=lambda c: names.pms(c) != own)
+            candidates = ", ".join(f"{c} {names.pms(c)}" for c in ordered)
+            out.print(
+                f"• [magenta]ambiguous[/] {match.flow}: PowerOffice {match.record_id} "
+                f"{names.po(match.flow, match.record_id)} matches {len(match.candidates)} PMS "
+                f"records by {match.rule} ({candidates}), so it is not linked automatically: "
+                f"settle it with [bold]tolken link --flow {match.flow} {match.record_id} "
+                f"{ordered[0]} --config {self.config_path}[/]"
+            )
+        for flow_id, flow in report.flows.items():
+            waiting = flow.counts.get("waiting", 0)
+            if waiting:
+                it = "it" if waiting == 1 else "they"
+                out.print(
+                    f"• [cyan]waiting[/] {_count(waiting, flow_id)}: {it} refer"
+                    f"{'s' if waiting == 1 else ''} to a record that is not linked yet"
+                    f"{' (here: the ambiguous customer)' if report.ambiguous else ''}; {it} "
+                    f"follow{'s' if waiting == 1 else ''} as soon as that is settled"
+                )
+        ambiguous = {(m.flow, m.record_id) for m in report.ambiguous}
+        for failure in engine.store.list_failures(tenant):
+            if (failure.flow, failure.record_id) in ambiguous:
+                continue  # told above, with what to do
+            out.print(
+                f"• [red]failed[/] {failure.flow} {failure.record_id}: {failure.message} "
+                "(tolken failures, tolken retry)"
+            )
+
+    def _edit_poweroffice(self, engine: SyncEngine, seeded: Seeded) -> render.EditResult:
+        name, new = PHONE_EDIT
+        po_id = seeded.po_customers[name]
+        pms_id = _linked_pms_id(engine, "customers", po_id)
+        old = engine.poweroffice.get("Customers", po_id).data.get("PhoneNumber")
+        engine.poweroffice.update("Customers", po_id, {"PhoneNumber": new})
+        before = engine.pms.get("customers", pms_id).data.get("phone")
+        seconds = _timed_cycle(engine)
+        after = engine.pms.get("customers", pms_id).data.get("phone")
+        return render.EditResult(
+            "PowerOffice → PMS", f'customer "{name}", phone', "PowerOffice", "PMS",
+            old, new, before, after, seconds,
+        )  # fmt: skip
+
+    def _edit_pms(self, engine: SyncEngine, seeded: Seeded) -> render.EditResult:
+        code, suffix = NAME_EDIT
+        po_id = seeded.po_projects[code]
+        pms_id = _linked_pms_id(engine, "projects", po_id)
+        record = engine.pms.get("projects", pms_id)
+        old = record.data.get("name")
+        new = f"{old}{suffix}"
+        engine.pms.update("projects", pms_id, {"name": new}, version=record.version)
+        before = engine.poweroffice.get("Projects", po_id).data.get("Name")
+        seconds = _timed_cycle(engine)
+        after = engine.poweroffice.get("Projects", po_id).data.get("Name")
+        return render.EditResult(
+            "PMS → PowerOffice", f"project {code}, name", "the PMS", "PowerOffice",
+            old, new, before, after, seconds,
+        )  # fmt: skip
+
+    def _print_next_steps(self, urls: SandboxURLs, url: str) -> None:
+        out = self.out
+        config_path = self.config_path
+        out.print()
+        out.print(f"[bold]Config:[/]    {config_path}")
+        out.print(f"[bold]Logs:[/]      {self.data_dir / 'tolken.log'} (JSON lines)")
+        if self.options.serve:
+            out.print(
+                "While this runs, try in another terminal: "
+                f"tolken status --config {config_path}  (or links, conflicts, plan, sync --once)"
+            )
+            return
+        po_port = urls.poweroffice.rsplit(":", 1)[1]
+        pms_port = urls.pms.split(":")[2].split("/")[0]
+        out.print(
+            "The sandbox stopped with the demo (--no-serve); its data is kept. To look around, "
+            f"start it again: tolken sandbox --poweroffice-port {po_port} --pms-port {pms_port} "
+            f"--data-dir {self.data_dir / 'sandbox'}\nthen use tolken status --config "
+            f"{config_path} (or links, conflicts, sync --once); tolken serve --config "
+            f"{config_path} serves the dashboard at {url}"
+        )
+
+    # -- serving --------------------------------------------------------------------
+
+    def _serve(self, config: TolkenConfig, redactor: Redactor, token: str) -> int:
+        from tolken.web.serve import serving, watch_loop
+
+        out = self.out
+        try:
+            with serving(config, redactor=redactor) as running:
+                engine, queue = running.engine, running.queue
+
+                def stop() -> None:
+                    engine.request_stop()  # the record in flight is finished and committed
+                    queue.wake()
+
+                out.print(f"[bold]Dashboard:[/] {running.url}/?token={token}")
+                self._print_try_it(engine)
+                out.print(
+                    f"Syncing every {WATCH_INTERVAL_SECONDS} s and on every PMS webhook. "
+                    "[bold]Ctrl-C[/] stops the demo."
+                )
+                with _stop_on_signals(stop):
+                    watch_loop(engine, queue, on_cycle=self._on_cycle)
+        except TolkenError as exc:
+            out.print(f"[red]error:[/] {exc}")
+            return 1
+        out.print("stopped")
+        return 0
+
+    def _print_try_it(self, engine: SyncEngine) -> None:
+        """A command that edits the PMS, so the user sees a change cross over live."""
+        code = NAME_EDIT[0]
+        link = engine.store.get_link_by_po(engine.tenant, "projects", self.seeded.po_projects[code])
+        if link is None:
+            return
+        url = f"{engine.config.pms.base_url}/projects/{link.pms_id}"
+        self.out.print(
+            "Try it: rename the project in the PMS and watch the next line appear "
+            "(the PMS sends a webhook, tolken writes PowerOffice):"
+        )
+        self.out.print(
+            f"  curl -X PATCH -H 'Authorization: Bearer {credentials.PMS_API_KEY}' "
+            "-H 'Content-Type: application/merge-patch+json' "
+            f"""-d '{{"name": "Nybygg lager Tromsø – ferdig"}}' {url}""",
+            markup=False,
+        )
+
+    def _on_cycle(self, report: CycleReport) -> None:
+        counts = ", ".join(
+            f"{key} {report.total(key)}" for key in render.SUMMARY_COLUMNS if report.total(key)
+        )
+        if counts:
+            self.out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] sync cycle: {counts}")
+
+
+class _Names:
+    """Sample names of records by id, for readable notes."""
+
+    def __init__(self, seeded: Seeded) -> None:
+        self._po = {
+            "departments": {v: k for k, v in seeded.po_departments.items()},
+            "customers": {v: k for k, v in seeded.po_customers.items()},
+            "projects": {v: k for k, v in seeded.po_projects.items()},
+        }
+        self._pms = {i: name for name, ids in seeded.pms_customers.items() for i in ids}
+
+    def po(self, flow: str, po_id: str) -> str:
+        name = self._po.get(flow, {}).get(po_id)
+        return f'"{name}"' if name else ""
+
+    def pms(self, pms_id: str) -> str:
+        name = self._pms.get(pms_id)
+        return f'"{name}"' if name else ""
+
+
+def _count(n: int, flow: str) -> str:
+    singular = {"departments": "department", "customers": "customer", "projects": "project"}
+    return f"{n} {flow if n != 1 else singular.get(flow, flow)}"
+
+
+def _quote(value: Any) -> str:
+    return "(empty)" if value in (None, "") else f'"{value}"'
+
+
+def _linked_pms_id(engine: SyncEngine, flow: str, po_id: str) -> str:
+    link = engine.store.get_link_by_po(engine.tenant, flow, po_id)  # type: ignore[arg-type]
+    if link is None:
+        raise ConfigError(f"the demo's {flow} record {po_id} was not linked by the first sync")
+    return link.pms_id
+
+
+def _timed_cycle(engine: SyncEngine) -> float:
+    began = time.monotonic()
+    engine.run_cycle()
+    return time.monotonic() - began
+
+
+@contextlib.contextmanager
+def _logs_to(path: Path, config: TolkenConfig) -> Iterator[Redactor]:
+    """tolken's JSON log lines go to ``path`` (the terminal is for the story)."""
+    with path.open("a", encoding="utf-8") as stream:
+        redactor = configure_logging(config.secrets(), stream=stream)
+        try:
+            yield redactor
+        finally:
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                if getattr(handler, "stream", None) is stream:
+                    root.removeHandler(handler)
+
+
+def _forget_old_store(data_dir: Path) -> None:
+    """A rerun in the same folder starts over: tolken's own store goes (the sandbox is reset)."""
+    for name in ("tolken.db", "tolken.db-wal", "tolken.db-shm"):
+        (data_dir / name).unlink(missing_ok=True)
+
+
+def _reset(urls: SandboxURLs) -> None:
+    pms_root = urls.pms.removesuffix("/api/v1")
+    for root in (urls.poweroffice, pms_root):
+        httpx.post(f"{root}/_sandbox/reset", json={}, timeout=10).raise_for_status()
+
+
+def _dashboard_port(port: int, *, fallback: bool) -> int:
+    """``port`` if free (0: any free port); a busy default falls back to any free port."""
+    for candidate in (port, 0) if fallback else (port,):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, candidate))
+            except OSError:
+                continue
+            bound: int = sock.getsockname()[1]
+            return bound
+    raise OSError(f"port {port} on {HOST} is in use")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the loop to stop (the cycle in flight finishes) instead of raising."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
