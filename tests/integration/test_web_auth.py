@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from integration.test_web_dashboard import TOKEN, make_config
+from integration.web_harness import TOKEN, make_config
 from tolken.store import open_store
 from tolken.web import create_app
 

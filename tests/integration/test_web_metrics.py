@@ -10,7 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from integration.test_web_dashboard import AUTH, Clock, make_config, seed
+from integration.web_harness import AUTH, Clock, make_config, seed
 from tolken.store import open_store
 from tolken.web import Metrics, create_app
 

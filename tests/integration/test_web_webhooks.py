@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from integration.test_web_dashboard import make_config
+from integration.web_harness import make_config
 from tolken.connectors.pms import sign_webhook
 from tolken.store import open_store
 from tolken.web import create_app

@@ -43,6 +43,7 @@ __all__ = ["Serving", "WorkQueue", "run_serve", "serving", "watch_loop"]
 
 _log = get_logger("tolken.serve")
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+_LOGGED_WRITES = 500
 
 
 class WorkQueue:
@@ -136,12 +137,16 @@ def _log_cycle(
                     _log.info("flow synchronised", counts=counts, stopped=flow.stopped or None)
         if report.run_id is None:
             return
-        # One line per write of this run, with its link: the audit trail in the logs.
-        for entry in engine.store.recent_history(engine.tenant, limit=200):
+        # One line per write of this run, with its link: the audit trail in the logs
+        # (the newest writes only after a big first run; the store keeps them all).
+        flows: dict[int, str | None] = {}
+        for entry in engine.store.recent_history(engine.tenant, limit=_LOGGED_WRITES):
             if entry.run_id != report.run_id:
                 continue
-            link = engine.store.get_link(entry.link_id)
-            with log_context(flow=link.flow if link else None, link_id=entry.link_id):
+            if entry.link_id not in flows:
+                link = engine.store.get_link(entry.link_id)
+                flows[entry.link_id] = link.flow if link else None
+            with log_context(flow=flows[entry.link_id], link_id=entry.link_id):
                 _log.info(
                     "record written",
                     direction=entry.direction,
@@ -188,12 +193,14 @@ def serving(
     redactor: Redactor | None = None,
     register_webhook: bool = True,
     transports: dict[str, httpx.BaseTransport] | None = None,
+    metrics: Metrics | None = None,
 ) -> Iterator[Serving]:
     """Start the web app for ``config`` (and an engine unless given); stop it on exit.
 
     An engine made here counts its HTTP responses in ``/metrics``
     (``transports`` are the inner transports, for tests); a given engine's
-    connectors should attach ``running.metrics.response_hook(system)`` themselves.
+    connectors should count into ``metrics`` (``metrics.response_hook(system)``), which
+    the caller then hands in too.
 
     Registers ``{serve.public_url}/webhooks/pms`` with the PMS (the listening
     address when no public URL is set and the host is not a wildcard). Without
@@ -212,14 +219,14 @@ def serving(
     with ExitStack() as stack:
         if engine is None:
             store = stack.enter_context(open_store(config.store))
-            metrics = Metrics(store, config.tenant)
+            metrics = metrics or Metrics(store, config.tenant)
             # Every response either connector gets is counted by system and status.
             given = transports or {}
             counted = {s: metrics.transport(s, given.get(s)) for s in ("poweroffice", "pms")}
             engine = SyncEngine.from_config(config, store=store, transports=counted)
             stack.callback(engine.close)
         else:
-            metrics = Metrics(engine.store, config.tenant)
+            metrics = metrics or Metrics(engine.store, config.tenant)
         queue = WorkQueue()
         app = create_app(
             config,
