@@ -212,3 +212,13 @@ def test_replayed_key_of_a_deleted_record_is_409(api: httpx.Client) -> None:
     response = api.post("/customers", json=COMPANY, headers=key)
     assert response.status_code == 409
     assert response.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_delete_honours_if_match(api: httpx.Client) -> None:
+    """DELETE with a stale If-Match is 412 and keeps the record; the current one deletes."""
+    record = api.post("/customers", json=COMPANY).json()
+    api.patch(f"/customers/{record['id']}", json={"phone": "1"})
+    stale = api.delete(f"/customers/{record['id']}", headers={"If-Match": '"1"'})
+    assert stale.status_code == 412
+    assert api.get(f"/customers/{record['id']}").status_code == 200
+    assert api.delete(f"/customers/{record['id']}", headers={"If-Match": '"2"'}).status_code == 204

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tolken.sandbox import credentials
+from tolken.sandbox.runner import sandbox_in_thread
 
 TOLKEN = str(Path(sys.executable).parent / "tolken")
 AUTH = {"Authorization": f"Bearer {credentials.PMS_API_KEY}"}
@@ -125,3 +126,12 @@ def test_a_taken_port_is_an_error_with_exit_code_1(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_sandbox_in_thread_serves_both_for_a_with_block(tmp_path: Path) -> None:
+    """The in-process helper serves both apps on free ports and stops them afterwards."""
+    with sandbox_in_thread(tmp_path) as urls:
+        assert httpx.get(f"{urls.pms}/customers", headers=AUTH).status_code == 200
+        assert httpx.get(f"{urls.poweroffice}/_sandbox/stats").status_code == 200
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{urls.pms}/customers", headers=AUTH, timeout=2)

@@ -56,6 +56,7 @@ def check_traversal(seen: list[dict[str, Any]], final: dict[str, int], writes: s
         assert versions[record_id][-1] == version, f"{record_id} not shown in its final state"
 
 
+@pytest.mark.slow
 @settings(max_examples=25)
 @given(
     initial=st.integers(0, 12),

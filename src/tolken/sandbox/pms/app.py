@@ -31,6 +31,14 @@ API = "/api/v1"
 MAX_BODY = 1024 * 1024
 _IF_MATCH = re.compile(r'^(?:W/)?"?(\d+)"?$')
 
+LIST_DOC = (
+    "Records in (updated_at, id) order; updated_after is exclusive. Every write gives the "
+    "record an updated_at later than all others, so it moves to the end. During one "
+    "traversal (until next_cursor is null) no record is returned twice at the same version, "
+    "a record reappears only when written since its last appearance, and every record that "
+    "exists when the last page is read is returned, last in its then-current version."
+)
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": docs.ErrorBody, "description": "missing or wrong API key"},
     422: {"model": docs.ErrorBody, "description": "field errors"},
@@ -259,6 +267,7 @@ def _add_resource_routes(
         methods=["GET"],
         tags=tag,
         summary=f"List {collection}",
+        description=LIST_DOC,
         responses={200: {"model": page_model}, **invalid, **_ERRORS},
     )
     app.add_api_route(
