@@ -159,6 +159,10 @@ def configure_logging(
     Calling it again replaces the previous set-up (tests capture logs this way).
     """
     redactor = Redactor(secrets)
+    if isinstance(level, str):
+        # An unknown name (a typo in TOLKEN_LOG_LEVEL) must not stop the process.
+        resolved = logging.getLevelName(level.upper())
+        level = resolved if isinstance(resolved, int) else logging.INFO
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

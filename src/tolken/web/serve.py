@@ -16,6 +16,7 @@ For an embedding process (the demo, tests)::
 
 from __future__ import annotations
 
+import os
 import secrets as secrets_module
 import signal
 import threading
@@ -273,7 +274,8 @@ def run_serve(config: TolkenConfig, *, echo: Callable[[str], None] = print) -> i
     """Body of ``tolken serve``: serve and sync until SIGTERM/SIGINT; the exit code."""
     from tolken.logging import configure_logging
 
-    redactor = configure_logging(config.secrets())
+    level = os.environ.get("TOLKEN_LOG_LEVEL", "INFO").upper()
+    redactor = configure_logging(config.secrets(), level=level)
     with serving(config, redactor=redactor) as running:
         engine, queue = running.engine, running.queue
 
