@@ -166,8 +166,11 @@ def demo(
 ) -> None:
     """Start the sandbox, load Norwegian sample data, sync, show edits crossing over, serve."""
     from tolken._commands.common import console
-    from tolken.demo import DemoOptions, run_demo
 
+    try:
+        from tolken.demo import DemoOptions, run_demo
+    except KeyboardInterrupt:  # Ctrl-C while loading: nothing was started yet
+        raise typer.Exit(0) from None
     raise typer.Exit(
         run_demo(DemoOptions(serve=serve, data_dir=data_dir, port=port), console=console())
     )

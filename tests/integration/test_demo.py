@@ -173,3 +173,37 @@ def test_serve_answers_the_dashboard_and_exits_0_on_sigint(tmp_path: Path) -> No
     assert code == 0, "\n".join(printed) + stderr
     assert "Traceback" not in stderr
     assert printed[-1] == "stopped"
+
+
+@pytest.mark.slow
+def test_rerun_in_the_same_folder_starts_over(
+    no_serve_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """A second demo in the same --data-dir tells the same story, not one on top of the first."""
+    first, data_dir = no_serve_run
+    again = subprocess.run(
+        [TOLKEN, "demo", "--no-serve", "--data-dir", str(data_dir), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _summary(again.stdout) == _summary(first.stdout)
+
+
+@pytest.mark.slow
+def test_refuses_a_folder_with_someone_elses_config(tmp_path: Path) -> None:
+    """A --data-dir holding a tolken.yaml the demo did not write is left alone (exit 2)."""
+    config = tmp_path / "tolken.yaml"
+    config.write_text("store: sqlite:///production.db\n", encoding="utf-8")
+    (tmp_path / "tolken.db").write_bytes(b"precious")
+    done = subprocess.run(
+        [TOLKEN, "demo", "--no-serve", "--data-dir", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "was not written by tolken demo" in done.stdout
+    assert config.read_text(encoding="utf-8") == "store: sqlite:///production.db\n"
+    assert (tmp_path / "tolken.db").read_bytes() == b"precious"

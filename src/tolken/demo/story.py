@@ -49,6 +49,8 @@ DEFAULT_DASHBOARD_PORT = 8470
 WATCH_INTERVAL_SECONDS = 5
 PHONE_EDIT = ("Nordlys Elektro AS", "+47 909 12 345")
 NAME_EDIT = ("1004", " – byggetrinn 2")
+# First line of the config the demo writes: a rerun may replace only such a folder's files.
+_MARKER = "# Written by `tolken demo`"
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def write_config(
     """
     public_url = f"http://{HOST}:{dashboard_port}"
     path.write_text(
-        "# Written by `tolken demo` for its sandbox. Every tolken command takes\n"
+        f"{_MARKER} for its sandbox. Every tolken command takes\n"
         f"# --config {path}\n"
         f"store: sqlite:///{store}\n"
         "tenant: default\n"
@@ -135,6 +137,12 @@ class _Demo:
         )
         out.print(f"[dim]working folder {self.data_dir}[/]")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not _owned_by_demo(self.config_path):
+            out.print(
+                f"[red]error:[/] {self.config_path} exists and was not written by tolken demo; "
+                "choose another --data-dir (the demo replaces the config and store it finds there)"
+            )
+            return 2
         _forget_old_store(self.data_dir)
         try:
             dashboard_port = _dashboard_port(
@@ -444,6 +452,15 @@ def _logs_to(path: Path, config: TolkenConfig) -> Iterator[Redactor]:
             for handler in list(root.handlers):
                 if getattr(handler, "stream", None) is stream:
                     root.removeHandler(handler)
+
+
+def _owned_by_demo(config_path: Path) -> bool:
+    """True when there is no config at ``config_path`` or the demo wrote it."""
+    try:
+        with config_path.open(encoding="utf-8") as stream:
+            return stream.readline().startswith(_MARKER)
+    except FileNotFoundError:
+        return True
 
 
 def _forget_old_store(data_dir: Path) -> None:
