@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ago", "duration", "value", "when"]
+import jinja2
+
+__all__ = ["ago", "ago_on_page", "duration", "value", "when"]
 
 
 def duration(seconds: float | None) -> str:
@@ -38,6 +40,13 @@ def ago(moment: datetime | str | None, now: datetime | None = None) -> str:
         return "never"
     now = now or datetime.now(UTC)
     return f"{duration(max((now - parsed).total_seconds(), 0.0))} ago"
+
+
+@jinja2.pass_context
+def ago_on_page(context: jinja2.runtime.Context, moment: datetime | str | None) -> str:
+    """:func:`ago` against the page's ``now`` (the store's clock), so a page is consistent."""
+    now = context.get("now")
+    return ago(moment, _parse(now) if isinstance(now, datetime | str) else None)
 
 
 def when(moment: datetime | str | None) -> str:

@@ -49,7 +49,7 @@ def _templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(
-        ago=_format.ago, duration=_format.duration, value=_format.value, when=_format.when
+        ago=_format.ago_on_page, duration=_format.duration, value=_format.value, when=_format.when
     )
     return Jinja2Templates(env=env)
 

@@ -86,7 +86,9 @@ def status_data(ctx: Context) -> dict[str, Any]:
 
 @router.get("/")
 def overview(request: Request) -> Response:
-    return _page(request, "index.html", "Overview", status_data(_ctx(request)))
+    # The overview is left open on a screen: it refreshes itself.
+    data = {**status_data(_ctx(request)), "refresh": 15}
+    return _page(request, "index.html", "Overview", data)
 
 
 @router.get("/api/status")
