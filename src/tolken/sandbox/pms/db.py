@@ -62,8 +62,10 @@ class Store:
             path = Path(tmp) / "pms.sqlite3"
             weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)
         self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        weakref.finalize(self, self._conn.close)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Finalizers must not reference self (that would keep the store alive forever).
+        weakref.finalize(self, conn.close)
+        self._conn = conn
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
