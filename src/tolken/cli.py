@@ -162,9 +162,11 @@ def demo(
         "--data-dir",
         help="Folder for the config, store, logs and sandbox state (default: a new temp folder).",
     ),
-    port: int = typer.Option(8470, "--port", help="Dashboard port (0: any free port)."),
+    port: int = typer.Option(
+        8470, "--port", help="Dashboard port (0: any free port; a busy 8470 falls back to one)."
+    ),
 ) -> None:
-    """Start the sandbox, load Norwegian sample data, sync, show edits crossing over, serve."""
+    """Sandbox, Norwegian sample data, a first sync, an edit each way, then the dashboard."""
     from tolken._commands.common import console
 
     try:

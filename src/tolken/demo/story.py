@@ -131,6 +131,14 @@ class _Demo:
         return time.monotonic() - self.started
 
     def run(self) -> int:
+        try:
+            return self._run()
+        except (OSError, httpx.HTTPError) as exc:
+            # The sandbox could not start or answer: nothing of the user's is at stake.
+            self.out.print(f"[red]error:[/] the sandbox failed: {exc}")
+            return 1
+
+    def _run(self) -> int:
         out = self.out
         out.print(
             "[bold]tolken demo[/]: PowerOffice Go ⇄ a project-management system, on a sandbox"
@@ -221,7 +229,7 @@ class _Demo:
         out.print()
         out.print(render.summary_table(report, title=f"First sync: {took:.1f} s"))
         self._print_notes(engine, report, names)
-        out.print(f"[dim]summary after {self.elapsed():.1f} s[/]")
+        out.print(f"[dim](sandbox, sample data and first sync in {self.elapsed():.1f} s)[/]")
         out.print()
         out.print("[bold]One edit on each side[/]")
         for edit in (self._edit_poweroffice, self._edit_pms):
