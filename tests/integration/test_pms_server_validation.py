@@ -181,5 +181,7 @@ def test_bad_query_parameters_are_422_with_the_field(api: httpx.Client) -> None:
     """limit out of range, a bad updated_after or a foreign cursor name the parameter."""
     assert "limit" in _fields(api.get("/customers", params={"limit": 0}))
     assert "updated_after" in _fields(api.get("/customers", params={"updated_after": "soon"}))
+    edge = {"updated_after": "0001-01-01T00:00:00+01:00"}
+    assert "updated_after" in _fields(api.get("/customers", params=edge))
     assert "cursor" in _fields(api.get("/customers", params={"cursor": "bm9wZQ"}))
     assert "after" in _fields(api.get("/changes", params={"after": -1}))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,6 +24,13 @@ from hypothesis import strategies as st
 from loopback import serve
 from tolken.sandbox.credentials import PMS_API_KEY
 from tolken.sandbox.pms import create_app
+from tolken.sandbox.pms.cursor import (
+    MonotonicClock,
+    decode_cursor,
+    encode_cursor,
+    format_ts,
+    parse_ts,
+)
 
 AUTH = {"Authorization": f"Bearer {PMS_API_KEY}"}
 
@@ -169,3 +177,38 @@ def test_cursor_holds_while_another_thread_writes(base_url: str) -> None:
 def _count(items: set[str], lock: threading.Lock) -> int:
     with lock:
         return len(items)
+
+
+@given(steps=st.lists(st.integers(-5_000_000, 5_000_000), min_size=1, max_size=30))
+def test_clock_is_strictly_increasing_even_when_wall_time_steps_back(steps: list[int]) -> None:
+    """updated_at values handed out are strictly increasing whatever the wall clock does."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    offsets = iter(steps)
+    clock = MonotonicClock(now=lambda: base + timedelta(microseconds=next(offsets)))
+    stamps = [clock.next() for _ in steps]
+    assert stamps == sorted(set(stamps))
+    assert [parse_ts(s) for s in stamps] == sorted({parse_ts(s) for s in stamps})
+
+
+def test_clock_continues_after_the_newest_stored_timestamp() -> None:
+    """After a restart the clock never hands out a timestamp at or before a stored one."""
+    clock = MonotonicClock(now=lambda: datetime(2020, 1, 1, tzinfo=UTC))
+    clock.observe("2026-05-01T10:00:00.000009Z")
+    assert clock.next() == "2026-05-01T10:00:00.000010Z"
+
+
+@given(
+    stamp=st.datetimes(timezones=st.just(UTC)),
+    record_id=st.text(max_size=20),
+)
+def test_cursor_round_trips(stamp: datetime, record_id: str) -> None:
+    """A cursor decodes to exactly the (updated_at, id) it was made from."""
+    text = format_ts(stamp)
+    assert decode_cursor(encode_cursor(text, record_id)) == (text, record_id)
+
+
+@pytest.mark.parametrize("bad", ["", "!!!", "bm9wZQ", "WzEsMl0", "WyJ4IiwiYSJd"])
+def test_foreign_cursors_are_refused(bad: str) -> None:
+    """Text that is not one of our cursors raises ValueError (the API answers 422)."""
+    with pytest.raises(ValueError, match=r"cursor|Invalid isoformat"):
+        decode_cursor(bad)

@@ -15,13 +15,18 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _TICK = timedelta(microseconds=1)
 
 
 def format_ts(moment: datetime) -> str:
     """The canonical text of a moment (UTC, microseconds, ``Z``)."""
-    return moment.astimezone(UTC).strftime(_FORMAT)
+    # Not strftime: %Y does not zero-pad years before 1000 on every platform,
+    # and text order must stay time order.
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond:06d}Z"
+    )
 
 
 def parse_ts(text: str) -> datetime:
@@ -35,7 +40,10 @@ def parse_ts(text: str) -> datetime:
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00
+        raise ValueError(f"timestamp out of range: {text}") from exc
 
 
 class MonotonicClock:
