@@ -20,8 +20,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'tolken.db'}", clock=clock) as opened:
+def store(store_url: str, clock: Clock) -> Iterator[Store]:
+    """SQLite, then PostgreSQL (when TOLKEN_TEST_POSTGRES_URL is set)."""
+    with open_store(store_url, clock=clock) as opened:
         yield opened
 
 
@@ -54,6 +55,8 @@ def test_overview_shows_each_flow_with_counts_last_run_and_lag(
     assert flows["customers"]["last_run_status"] == "ok"
     assert flows["customers"]["lag_seconds"] == 90.0  # since the start of the last ok run
     assert flows["projects"]["lag_seconds"] is None  # never ran
+    assert flows["customers"]["oldest_failure_at"] == "2025-03-03T12:00:00+00:00"
+    assert flows["departments"]["oldest_failure_at"] is None
     assert data["runs"][0]["requests"] == {"poweroffice": 9, "pms": 7}
 
 

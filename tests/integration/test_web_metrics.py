@@ -46,6 +46,8 @@ def test_metrics_expose_store_gauges_lag_and_run_durations(tmp_path: Path) -> No
         samples[("tolken_sync_records_total", (("flow", "customers"), ("outcome", "created")))] == 2
     )
     assert samples[("tolken_store_up", ())] == 1
+    # The parked record was first seen at the start, 90 s before the scrape.
+    assert samples[("tolken_oldest_failure_age_seconds", (("flow", "customers"),))] == 90
 
 
 def test_a_run_is_observed_once_however_often_it_is_scraped(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ Read from the store at each scrape, so they hold whichever process ran the sync:
 
 - ``tolken_sync_lag_seconds{flow}``: time since the start of the flow's last
   successful cycle;
+- ``tolken_oldest_failure_age_seconds{flow}``: how long the oldest parked record
+  has waited (the change that is pending longest);
 - ``tolken_links{flow,state}``, ``tolken_failures{flow}`` (open),
   ``tolken_conflicts{flow}`` (parked for a person);
 - ``tolken_run_duration_seconds`` (histogram), ``tolken_runs_total{status}`` and
@@ -200,11 +202,20 @@ class _StoreCollector(Collector):
         conflicts = GaugeMetricFamily(
             "tolken_conflicts", "Conflicts parked for a person (manual policy).", labels=["flow"]
         )
+        oldest = GaugeMetricFamily(
+            "tolken_oldest_failure_age_seconds",
+            "Seconds since the flow's oldest open failure was first seen (absent when none).",
+            labels=["flow"],
+        )
+        now = self._store.now()
         for status in statuses:
             if status.lag_seconds is not None:
                 lag.add_metric([status.flow], status.lag_seconds)
+            if status.oldest_failure_at is not None:
+                age = (now - status.oldest_failure_at).total_seconds()
+                oldest.add_metric([status.flow], max(age, 0.0))
             for state in ("active", "source-deleted", "pms-deleted"):
                 links.add_metric([status.flow, state], status.links.get(state, 0))
             failures.add_metric([status.flow], status.failures)
             conflicts.add_metric([status.flow], status.conflicts)
-        yield from (lag, links, failures, conflicts)
+        yield from (lag, links, failures, conflicts, oldest)

@@ -39,7 +39,8 @@ class FlowStatus:
     ``lag_seconds`` is the time since the start of the newest successful
     cycle that ran this flow: every change made before that start has been
     synchronised, so it bounds how stale the other side can be. ``None``
-    before the first successful cycle.
+    before the first successful cycle. A parked record waits longer: its change
+    is pending since ``oldest_failure_at`` (the oldest open failure's first sight).
     """
 
     flow: str
@@ -53,6 +54,7 @@ class FlowStatus:
     last_success_at: datetime | None = None
     lag_seconds: float | None = None
     last_counts: dict[str, int] = field(default_factory=dict)
+    oldest_failure_at: datetime | None = None
 
     @property
     def active_links(self) -> int:
@@ -68,6 +70,7 @@ class FlowStatus:
         data["total_links"] = self.total_links
         data["last_run_at"] = _iso(self.last_run_at)
         data["last_success_at"] = _iso(self.last_success_at)
+        data["oldest_failure_at"] = _iso(self.oldest_failure_at)
         if self.lag_seconds is not None:
             data["lag_seconds"] = round(self.lag_seconds, 3)
         return data
@@ -76,9 +79,14 @@ class FlowStatus:
 def flow_statuses(
     store: Store, tenant: str, now: datetime, flows: tuple[str, ...] = FLOWS
 ) -> list[FlowStatus]:
-    """Counts, last run and lag for each flow (three store queries in all)."""
+    """Counts, last run, lag and the oldest parked record of each flow (four store reads)."""
     counts = store.flow_counts(tenant)
     runs = store.last_runs(tenant, limit=_RUN_WINDOW)
+    oldest: dict[str, datetime] = {}
+    for failure in store.list_failures(tenant):
+        seen = oldest.get(failure.flow)
+        if seen is None or failure.first_seen < seen:
+            oldest[failure.flow] = failure.first_seen
     result = []
     for flow in flows:
         c = counts.get(flow)
@@ -101,6 +109,7 @@ def flow_statuses(
                 last_success_at=success.started_at if success else None,
                 lag_seconds=lag,
                 last_counts=dict(last.counts.get(flow, {})) if last else {},
+                oldest_failure_at=oldest.get(flow),
             )
         )
     return result
