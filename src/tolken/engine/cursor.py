@@ -40,6 +40,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 __all__ = [
@@ -71,6 +72,11 @@ class CursorState:
 
     position: datetime | None = None
     seen: frozenset[Seen] = field(default_factory=frozenset)
+
+    @cached_property
+    def seen_keys(self) -> frozenset[tuple[str, str]]:
+        """``(id, digest)`` of every seen record: one lookup per re-read record, not a scan."""
+        return frozenset((s.id, s.digest) for s in self.seen)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form for the store."""
@@ -116,7 +122,7 @@ def read_after(state: CursorState, overlap: timedelta) -> datetime | None:
 
 def is_duplicate(state: CursorState, record_id: str, digest: str) -> bool:
     """True when this exact content of this record was already handled at the boundary."""
-    return any(s.id == record_id and s.digest == digest for s in state.seen)
+    return (record_id, digest) in state.seen_keys
 
 
 def advance(
