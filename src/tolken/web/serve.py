@@ -45,6 +45,7 @@ __all__ = ["Serving", "WorkQueue", "run_serve", "serving", "watch_loop"]
 _log = get_logger("tolken.serve")
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 _LOGGED_WRITES = 500
+_WRITES = ("created", "linked", "updated", "conflicts", "deactivated", "pms_deleted")
 
 
 class WorkQueue:
@@ -136,8 +137,8 @@ def _log_cycle(
             if counts or flow.stopped:
                 with log_context(flow=flow_id):
                     _log.info("flow synchronised", counts=counts, stopped=flow.stopped or None)
-        if report.run_id is None:
-            return
+        if report.run_id is None or not any(report.total(k) for k in _WRITES):
+            return  # an idle cycle wrote nothing: no history to read
         # One line per write of this run, with its link: the audit trail in the logs
         # (the newest writes only after a big first run; the store keeps them all).
         flows: dict[int, str | None] = {}
