@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from integration.sync_harness import Sandbox, no_waits, running_sandbox
 from tolken.config import ServeSettings, TolkenConfig
 from tolken.engine import CycleReport
+from tolken.errors import ConfigError
 from tolken.web.serve import Serving, serving, watch_loop
 
 TOKEN = "serve-test-dashboard-token"
@@ -133,7 +134,7 @@ def test_the_retry_button_runs_the_parked_record_at_once(sb: Sandbox) -> None:
 def test_serve_refuses_to_start_without_a_token(sb: Sandbox) -> None:
     """A dashboard without serve.token would be open to anyone: serve refuses to start."""
     config = sb.config().model_copy(update={"serve": ServeSettings(port=0)})
-    with pytest.raises(Exception, match=r"serve\.token"), serving(config):
+    with pytest.raises(ConfigError, match=r"serve\.token"), serving(config):
         pass
 
 

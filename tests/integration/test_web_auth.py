@@ -68,6 +68,13 @@ def test_a_token_visit_sets_a_cookie_and_drops_the_token_from_the_url(client: Te
     assert client.get("/conflicts").status_code == 401
 
 
+def test_a_form_posted_with_token_in_the_url_is_not_redirected(client: TestClient) -> None:
+    """POST /failures/retry?token=T runs the action (no redirect that would drop the POST)."""
+    answer = client.post(f"/failures/retry?token={TOKEN}", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/failures?retried=all"
+
+
 def test_a_forged_cookie_is_refused(client: TestClient) -> None:
     """A made-up session cookie does not open the dashboard."""
     client.cookies.set("tolken_session", "0" * 64)

@@ -107,7 +107,7 @@ def create_app(
             return await call_next(request)
         if not auth.allowed(request):
             return _refused(ctx, request, configured=auth.configured)
-        if auth.query_ok(request) and _is_page(request):
+        if auth.query_ok(request) and request.method in ("GET", "HEAD") and _is_page(request):
             # Trade the token in the URL for a cookie, and drop it from the address bar.
             response: Response = RedirectResponse(url_without_token(request), status_code=303)
         else:
