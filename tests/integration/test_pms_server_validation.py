@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from loopback import serve
 from tolken.sandbox.credentials import PMS_API_KEY
@@ -150,7 +152,7 @@ def test_invalid_patch_stores_nothing(api: httpx.Client) -> None:
     assert api.get("/changes").json()["last_seq"] == seq
 
 
-@pytest.mark.parametrize("raw", [b"{", b"not json", b'{"a": }', b"\xff\xfe"])
+@pytest.mark.parametrize("raw", [b"{", b"not json", b'{"a": }', b"\xff\xfe", b"[" * 100_000])
 def test_malformed_json_is_400(api: httpx.Client, raw: bytes) -> None:
     """A body that is not JSON is a 400 with the error shape."""
     response = api.post("/customers", content=raw, headers={"Content-Type": "application/json"})
@@ -185,3 +187,38 @@ def test_bad_query_parameters_are_422_with_the_field(api: httpx.Client) -> None:
     assert "updated_after" in _fields(api.get("/customers", params=edge))
     assert "cursor" in _fields(api.get("/customers", params={"cursor": "bm9wZQ"}))
     assert "after" in _fields(api.get("/changes", params={"after": -1}))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+field_names = st.sampled_from(
+    ["kind", "name", "email", "address", "progress", "start_date", "end_date", "customer_id",
+     "department_id", "status", "billable", "active", "number", "id", "unknown"]
+)  # fmt: skip
+plausible = st.sampled_from(["company", "department", "2024-01-01", "a@b.no", "P", 50])
+bodies = st.dictionaries(field_names, json_values | plausible, max_size=6) | json_values
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies, collection=st.sampled_from(["customers", "projects"]))
+def test_any_body_is_created_or_refused_without_a_trace(
+    api: httpx.Client, body: Any, collection: str
+) -> None:
+    """Arbitrary JSON never causes a 5xx; a refused POST or PATCH changes nothing at all."""
+    target = api.post("/customers", json={"kind": "company", "name": "Mål AS"}).json()
+    before = api.get("/changes").json()["last_seq"]
+    created = api.post(f"/{collection}", json=body)
+    assert created.status_code in (201, 400, 422), created.text
+    if created.status_code != 201:
+        assert api.get("/changes").json()["last_seq"] == before
+    before = api.get("/changes").json()["last_seq"]
+    patched = api.patch(f"/customers/{target['id']}", json=body)
+    assert patched.status_code in (200, 400, 422), patched.text
+    if patched.status_code != 200:
+        assert api.get(f"/customers/{target['id']}").json() == target
+        assert api.get("/changes").json()["last_seq"] == before

@@ -91,6 +91,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
         body = json.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, [FieldProblem("", f"malformed JSON: {exc}")]) from exc
+    except RecursionError as exc:
+        raise ApiError(400, [FieldProblem("", "malformed JSON: nested too deeply")]) from exc
     if not isinstance(body, dict):
         raise ApiError(422, [FieldProblem("", "the body must be a JSON object")])
     return body
