@@ -98,6 +98,8 @@ class Applier:
     dry_run: bool = False
     run_id: int | None = None
     state: FlowState | None = None
+    absent_keys: set[str] = field(default_factory=set)
+    """Idempotency keys looked up this cycle and not found: the create may post at once."""
     waiting_po: set[str] = field(default_factory=set)
     waiting_pms: set[str] = field(default_factory=set)
     _retriable_streak: dict[str, int] = field(default_factory=dict)
@@ -129,8 +131,12 @@ class Applier:
         self._retriable_streak.clear()
         if updated:
             self.report.add("updated")
-        settled = not isinstance(first, Ambiguous | Wait)
-        if settled and (side, record_id) in self.open_failures and not self.dry_run:
+        if not isinstance(first, Ambiguous | Wait) and not self.dry_run:
+            self._resolve_failures({(side, record_id), *_pair_keys(first)})
+
+    def _resolve_failures(self, keys: set[tuple[str, str]]) -> None:
+        """A record (or either record of a pair) that was parked went through: unpark it."""
+        for side, record_id in keys & self.open_failures:
             self.store.resolve_failure(self.tenant, self.flow_id, side_of(side), record_id)
             self.open_failures.discard((side, record_id))
 
@@ -417,3 +423,11 @@ class Applier:
             pair.see_po(record)
         pair.fields.update(action.fields)
         self._save(pair, "to_poweroffice", "update", changes, "changed in the PMS")
+
+
+def _pair_keys(action: Action) -> set[tuple[str, str]]:
+    """Both records of a pair action, as failure keys (a pair may be parked under either)."""
+    po_id, pms_id = getattr(action, "po_id", None), getattr(action, "pms_id", None)
+    if isinstance(po_id, str) and isinstance(pms_id, str):
+        return {("poweroffice", po_id), ("pms", pms_id)}
+    return set()

@@ -98,10 +98,13 @@ def _create(
     remote_key: str,
     post: Callable[[], RemoteRecord],
 ) -> tuple[RemoteRecord, str | None]:
-    """The crash-safe create: pending row committed first, lookup by key after a crash.
+    """The crash-safe create: pending row committed first, lookup by key before a re-post.
 
     Returns the record and the pending key still to resolve (in the same
     transaction as the link, so a crash in between leaves the row pending).
+    A pending row is never abandoned here: a create that was refused may be
+    posted again later, and if that answer is lost, only a pending row lets the
+    next run find the record by its key.
     """
     connector = a.pms if target == "pms" else a.poweroffice
     resource = a.pms_resource if target == "pms" else a.po_resource
@@ -112,16 +115,11 @@ def _create(
         # The key was used before: an interrupted or refused create. Look before posting.
         pending = a.store.get_pending_create(key)
         open_key = key if pending is not None and pending.state == "pending" else None
-        found = connector.find_by_idempotency_key(resource, remote_key)
-        if found is not None:
-            return found, open_key
-    try:
-        record = post()
-    except RecordError:
-        if open_key is not None:
-            a.store.abandon_pending_create(key)  # refused: nothing was made
-        raise
-    return record, open_key
+        if key not in a.absent_keys:
+            found = connector.find_by_idempotency_key(resource, remote_key)
+            if found is not None:
+                return found, open_key
+    return post(), open_key
 
 
 def _store_new_link(
@@ -202,30 +200,51 @@ def _exists(connector: Connector, resource: str, record_id: str) -> bool:
 
 
 def recover_pending_creates(a: Applier) -> int:
-    """Settle the creates an earlier run left pending (it crashed around the POST).
+    """Settle the creates an earlier run left pending (it crashed or lost the answer).
 
-    Each one is looked up by its idempotency key: a record that exists is
-    linked to its source (the merge follows when the pair is next planned), one
-    that does not is abandoned (the create was never made; planning creates it
-    again with the same key). Returns how many records were linked.
+    Each is looked up by its idempotency key: a record that exists is linked
+    to its source (the merge follows when the pair is next planned). One that
+    does not exist stays pending (the planner creates it again with the same
+    key), except when its source got linked meanwhile: then it is abandoned.
+    Rows whose source is parked and not due yet are left for later, so a
+    refused record costs no lookup per cycle. Returns how many were linked.
     """
+    pendings = a.store.pending_creates(a.tenant, a.flow_id)
+    if not pendings:
+        return 0
+    now = a.store.now()
+    waiting = {
+        (f.side, f.record_id)
+        for f in a.store.list_failures(a.tenant, a.flow_id)
+        if f.next_attempt_at > now
+    }
     linked = 0
-    for pending in a.store.pending_creates(a.tenant, a.flow_id):
+    for pending in pendings:
         to_pms = pending.target == "pms"
+        source_side: Side = "poweroffice" if to_pms else "pms"
+        if (source_side, pending.source_id) in waiting:
+            continue
+        source_link = (
+            a.store.get_link_by_po(a.tenant, a.flow_id, pending.source_id)
+            if to_pms
+            else a.store.get_link_by_pms(a.tenant, a.flow_id, pending.source_id)
+        )
+        if source_link is not None:
+            a.store.abandon_pending_create(pending.idempotency_key)  # linked another way
+            continue
         if not to_pms and a.po_resource.casefold() != "customers":
             continue  # keyed by Code, known only from the record: the create path looks it up
         connector = a.pms if to_pms else a.poweroffice
         resource = a.pms_resource if to_pms else a.po_resource
         found = connector.find_by_idempotency_key(resource, pending.idempotency_key)
         if found is None:
-            a.store.abandon_pending_create(pending.idempotency_key)
+            a.absent_keys.add(pending.idempotency_key)
             continue
         po_id, pms_id = (pending.source_id, found.id) if to_pms else (found.id, pending.source_id)
         with a.store.transaction():
-            taken = a.store.get_link_by_po(a.tenant, a.flow_id, po_id) or a.store.get_link_by_pms(
-                a.tenant, a.flow_id, pms_id
-            )
-            if taken is None:
+            if a.store.get_link_by_po(a.tenant, a.flow_id, po_id) is None and (
+                a.store.get_link_by_pms(a.tenant, a.flow_id, pms_id) is None
+            ):
                 link = a.store.create_link(a.tenant, a.flow_id, po_id, pms_id)
                 a.store.add_history(
                     link.id,
@@ -239,4 +258,6 @@ def recover_pending_creates(a: Applier) -> int:
                 a.report.add("created")  # the interrupted create, completed now
                 linked += 1
             a.store.resolve_pending_create(pending.idempotency_key, found.id)
+        # The source was parked when its create failed ambiguously; it is settled now.
+        a.store.resolve_failure(a.tenant, a.flow_id, source_side, pending.source_id)
     return linked
