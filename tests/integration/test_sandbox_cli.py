@@ -12,8 +12,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -135,3 +136,28 @@ def test_sandbox_in_thread_serves_both_for_a_with_block(tmp_path: Path) -> None:
         assert httpx.get(f"{urls.poweroffice}/_sandbox/stats").status_code == 200
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{urls.pms}/customers", headers=AUTH, timeout=2)
+
+
+@pytest.mark.slow
+def test_sigterm_does_not_wait_for_a_dropped_request(tmp_path: Path) -> None:
+    """A request held open by the drop fault does not keep the process alive after SIGTERM."""
+    with sandbox(tmp_path) as (process, urls):
+        base = urls["pms"].removesuffix("/api/v1")
+        httpx.post(f"{base}/_sandbox/faults", json={"drop_rate": 1.0}).raise_for_status()
+        hanging = threading.Thread(
+            target=lambda: _ignore_errors(
+                lambda: httpx.get(f"{urls['pms']}/customers", timeout=60)
+            ),
+            daemon=True,
+        )
+        hanging.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert time.monotonic() - started < 10
+
+
+def _ignore_errors(call: Any) -> None:
+    with suppress(httpx.HTTPError):
+        call()

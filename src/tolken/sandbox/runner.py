@@ -26,6 +26,7 @@ from tolken.sandbox import credentials
 DEFAULT_POWEROFFICE_PORT = 8471
 DEFAULT_PMS_PORT = 8472
 HOST = "127.0.0.1"
+GRACE_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,18 @@ async def serve_sandbox(
         data_dir.mkdir(parents=True, exist_ok=True)
         poweroffice_app, pms_app = _apps(data_dir)
         servers = [
-            _Server(uvicorn.Config(app, host=HOST, port=0, log_level="warning", lifespan="on"))
+            # A request held open by the fault injector's drop (up to 30 s) must not
+            # hold up a SIGTERM: in-flight requests get a few seconds, then go.
+            _Server(
+                uvicorn.Config(
+                    app,
+                    host=HOST,
+                    port=0,
+                    log_level="warning",
+                    lifespan="on",
+                    timeout_graceful_shutdown=GRACE_SECONDS,
+                )
+            )
             for app in (poweroffice_app, pms_app)
         ]
         tasks = [
