@@ -10,12 +10,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tolken.config import load_config
+from tolken.sandbox import credentials
 
 TOLKEN = str(Path(sys.executable).parent / "tolken")
 ROW = re.compile(r"^│ (departments|customers|projects|total)\s*│" + r"\s*(\d+)\s*│" * 5)
@@ -72,11 +75,13 @@ def test_no_serve_reports_the_ambiguous_match_and_the_conflict(
     """Notes give the ambiguous company a `tolken link` command and show both conflict values."""
     done, data_dir = no_serve_run
     out = done.stdout
-    ambiguous = [line for line in out.splitlines() if line.startswith("• ambiguous")]
+    lines = out.splitlines()
+    ambiguous = [i for i, line in enumerate(lines) if line.startswith("• ambiguous")]
     assert len(ambiguous) == 1, out
-    assert '"Fjordkraft Bygg AS"' in ambiguous[0]
-    assert "tolken link --flow customers" in ambiguous[0]
-    assert f"--config {data_dir.resolve() / 'tolken.yaml'}" in ambiguous[0]
+    assert '"Fjordkraft Bygg AS"' in lines[ambiguous[0]]
+    command = lines[ambiguous[0] + 1]
+    assert "tolken link --flow customers" in command
+    assert command.endswith(f"--config {data_dir.resolve() / 'tolken.yaml'}")
     conflict = [line for line in out.splitlines() if line.startswith("• conflict")]
     assert len(conflict) == 1, out
     assert '"post@polarlystransport.no"' in conflict[0]
@@ -126,53 +131,113 @@ def test_no_serve_leaves_a_config_other_commands_use(
         assert by_flow[flow] == rows[flow]["created"] + rows[flow]["linked"]
 
 
-@pytest.mark.slow
-def test_serve_answers_the_dashboard_and_exits_0_on_sigint(tmp_path: Path) -> None:
-    """With serving on, the printed dashboard URL opens with its token; Ctrl-C exits 0 cleanly."""
-    printed: list[str] = []
-    with subprocess.Popen(
-        [TOLKEN, "demo", "--data-dir", str(tmp_path), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
+class _Demo:
+    """A `tolken demo` (serving) process and the lines it printed."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.printed: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
         assert process.stdout is not None
-        assert process.stderr is not None
-        lines: queue.Queue[str] = queue.Queue()
         stdout = process.stdout
 
         def pump() -> None:
             for line in stdout:
-                lines.put(line.rstrip("\n"))
+                self._lines.put(line.rstrip("\n"))
 
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
+        self.reader = threading.Thread(target=pump, daemon=True)
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """The next printed line containing ``text``; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line {text!r}:\n" + "\n".join(self.printed)) from None
+            self.printed.append(line)
+            if text in line:
+                return line
+
+    def line_after(self, prefix: str) -> str:
+        """The line printed right after the first one starting with ``prefix``."""
+        index = next(i for i, line in enumerate(self.printed) if line.startswith(prefix))
+        return self.printed[index + 1]
+
+    def stop(self) -> tuple[int, str]:
+        """Ctrl-C; the exit code and standard error."""
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=20)
+        assert self.process.stderr is not None
+        stderr = self.process.stderr.read()
+        self.reader.join(5)
+        while not self._lines.empty():
+            self.printed.append(self._lines.get())
+        return code, stderr
+
+
+@contextmanager
+def _serving_demo(data_dir: Path) -> Iterator[_Demo]:
+    with subprocess.Popen(
+        [TOLKEN, "demo", "--data-dir", str(data_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
         try:
-            deadline = time.monotonic() + 60
-            url = token = None
-            while not (url and printed[-1].startswith("Syncing every")):
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-                printed.append(line)
-                if found := DASHBOARD.match(line):
-                    url, token = found.groups()
-            assert httpx.get(f"{url}/healthz").status_code == 200
-            assert httpx.get(f"{url}/").status_code == 401
-            with httpx.Client(follow_redirects=True) as browser:
-                page = browser.get(f"{url}/?token={token}")
-            assert page.status_code == 200
-            assert all(flow in page.text for flow in FLOWS)
-            process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=20)
+            demo = _Demo(process)
+            demo.wait_for("Syncing every", timeout=60)
+            yield demo
         finally:
             if process.poll() is None:
                 process.kill()
-        stderr = process.stderr.read()
-        reader.join(5)
-    while not lines.empty():
-        printed.append(lines.get())
-    assert code == 0, "\n".join(printed) + stderr
+
+
+@pytest.mark.slow
+def test_serve_answers_the_dashboard_and_exits_0_on_sigint(tmp_path: Path) -> None:
+    """With serving on, the printed dashboard URL opens with its token; Ctrl-C exits 0 cleanly."""
+    with _serving_demo(tmp_path) as demo:
+        found = next(m for line in demo.printed if (m := DASHBOARD.match(line)))
+        url, token = found.groups()
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx.get(f"{url}/").status_code == 401
+        with httpx.Client(follow_redirects=True) as browser:
+            page = browser.get(f"{url}/?token={token}")
+        assert page.status_code == 200
+        assert all(flow in page.text for flow in FLOWS)
+        code, stderr = demo.stop()
+    assert code == 0, "\n".join(demo.printed) + stderr
     assert "Traceback" not in stderr
-    assert printed[-1] == "stopped"
+    assert demo.printed[-1] == "stopped"
+
+
+@pytest.mark.slow
+def test_serve_printed_instructions_work(tmp_path: Path) -> None:
+    """The printed PMS edit arrives by webhook at once; the printed link command settles the
+    ambiguous match and the project waiting for it follows."""
+    with _serving_demo(tmp_path) as demo:
+        curl = demo.line_after("Try it:")
+        body = json.loads(curl.split(" -d '", 1)[1].split("' ", 1)[0])
+        edited = httpx.patch(
+            curl.rsplit(" ", 1)[1],
+            json=body,
+            headers={
+                "Authorization": f"Bearer {credentials.PMS_API_KEY}",
+                "Content-Type": "application/merge-patch+json",
+            },
+        )
+        assert edited.status_code == 200
+        # The watch interval is 5 s: a cycle within 3 s was woken by the webhook.
+        assert demo.wait_for("sync cycle:", timeout=3).endswith("sync cycle: updated 1")
+        command = demo.line_after("• ambiguous").split()
+        assert command[1:3] == ["link", "--flow"]
+        linked = subprocess.run([TOLKEN, *command[1:]], capture_output=True, text=True, timeout=30)
+        assert linked.returncode == 0, linked.stderr
+        # The waiting project follows at the next cycle.
+        assert demo.wait_for("sync cycle:", timeout=10).endswith("sync cycle: created 1")
+        code, _ = demo.stop()
+    assert code == 0
 
 
 @pytest.mark.slow

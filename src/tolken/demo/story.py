@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +33,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.table import Table
 
 from tolken.config import TolkenConfig, load_config
 from tolken.demo import render, sample
@@ -126,6 +129,7 @@ class _Demo:
         self.out = console
         self.started = started
         self.config_path = data_dir / "tolken.yaml"
+        self.tolken = _command_name()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -236,22 +240,32 @@ class _Demo:
             for line in render.edit_lines(edit(engine, seeded), _quote):
                 out.print(line)
 
+    def _note(self, text: str) -> None:
+        """One bullet of the story; wrapped with a hanging indent on a terminal, else one line."""
+        if not self.out.is_terminal:
+            self.out.print(f"• {text}")
+            return
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        grid.add_row("•", text)
+        self.out.print(grid)
+
     def _print_notes(self, engine: SyncEngine, report: CycleReport, names: _Names) -> None:
-        out = self.out
         tenant = engine.tenant
         for flow_id, flow in report.flows.items():
             linked = flow.counts.get("linked", 0)
             if linked:
                 rules = render.merge_rule_text(engine.mapping, flow_id)
-                out.print(
-                    f"• [green]linked[/] {linked} {flow_id} that already existed in the PMS "
+                self._note(
+                    f"[green]linked[/] {linked} {flow_id} that already existed in the PMS "
                     f"(matched by {rules}): no duplicates"
                 )
         for flow_id, flow in report.flows.items():
             updated = flow.counts.get("updated", 0)
             if updated:
-                out.print(
-                    f"• [green]updated[/] {_count(updated, flow_id)}: linked pairs completed from "
+                self._note(
+                    f"[green]updated[/] {_count(updated, flow_id)}: linked pairs completed from "
                     "each other (an empty value never overwrites a filled one)"
                 )
         run_conflicts = [
@@ -263,30 +277,35 @@ class _Demo:
                 names.po(conflict.flow, link.poweroffice_id) if link else f"link {conflict.link_id}"
             )
             kept = conflict.pms_value if conflict.winner == "pms" else conflict.poweroffice_value
-            out.print(
-                f"• [yellow]conflict[/] {conflict.flow} {who}, {conflict.field}: PowerOffice "
+            self._note(
+                f"[yellow]conflict[/] {conflict.flow} {who}, {conflict.field}: PowerOffice "
                 f"{_quote(conflict.poweroffice_value)}, PMS {_quote(conflict.pms_value)}; "
                 f"{conflict.policy} kept {_quote(kept)} (the other value is kept in the history: "
-                "tolken conflicts)"
+                f"{self.tolken} conflicts)"
             )
         for match in report.ambiguous:
             # Suggest the candidate with the very same name (the head office, not the branch).
             own = names.po(match.flow, match.record_id)
             ordered = sorted(match.candidates, key=lambda c: names.pms(c) != own)
             candidates = ", ".join(f"{c} {names.pms(c)}" for c in ordered)
-            out.print(
-                f"• [magenta]ambiguous[/] {match.flow}: PowerOffice {match.record_id} "
+            self._note(
+                f"[magenta]ambiguous[/] {match.flow}: PowerOffice {match.record_id} "
                 f"{names.po(match.flow, match.record_id)} matches {len(match.candidates)} PMS "
-                f"records by {match.rule} ({candidates}), so it is not linked automatically: "
-                f"settle it with [bold]tolken link --flow {match.flow} {match.record_id} "
-                f"{ordered[0]} --config {self.config_path}[/]"
+                f"records by {match.rule} ({candidates}), so it is not linked automatically. "
+                "Settle it with:"
+            )
+            self.out.print(
+                f"    {self.tolken} link --flow {match.flow} {match.record_id} {ordered[0]} "
+                f"--config {self.config_path}",
+                markup=False,
+                soft_wrap=True,
             )
         for flow_id, flow in report.flows.items():
             waiting = flow.counts.get("waiting", 0)
             if waiting:
                 it = "it" if waiting == 1 else "they"
-                out.print(
-                    f"• [cyan]waiting[/] {_count(waiting, flow_id)}: {it} refer"
+                self._note(
+                    f"[cyan]waiting[/] {_count(waiting, flow_id)}: {it} refer"
                     f"{'s' if waiting == 1 else ''} to a record that is not linked yet"
                     f"{' (here: the ambiguous customer)' if report.ambiguous else ''}; {it} "
                     f"follow{'s' if waiting == 1 else ''} as soon as that is settled"
@@ -295,9 +314,9 @@ class _Demo:
         for failure in engine.store.list_failures(tenant):
             if (failure.flow, failure.record_id) in ambiguous:
                 continue  # told above, with what to do
-            out.print(
-                f"• [red]failed[/] {failure.flow} {failure.record_id}: {failure.message} "
-                "(tolken failures, tolken retry)"
+            self._note(
+                f"[red]failed[/] {failure.flow} {failure.record_id}: {failure.message} "
+                f"({self.tolken} failures, {self.tolken} retry)"
             )
 
     def _edit_poweroffice(self, engine: SyncEngine, seeded: Seeded) -> render.EditResult:
@@ -339,18 +358,23 @@ class _Demo:
         if self.options.serve:
             out.print(
                 "While this runs, try in another terminal: "
-                f"tolken status --config {config_path}  (or links, conflicts, plan, sync --once)"
+                f"{self.tolken} status --config {config_path}  (or links, conflicts, plan, "
+                "sync --once)"
             )
             return
         po_port = urls.poweroffice.rsplit(":", 1)[1]
         pms_port = urls.pms.split(":")[2].split("/")[0]
+        sandbox = self.data_dir / "sandbox"
         out.print(
-            "The sandbox stopped with the demo (--no-serve); its data is kept. To look around, "
-            f"start it again: tolken sandbox --poweroffice-port {po_port} --pms-port {pms_port} "
-            f"--data-dir {self.data_dir / 'sandbox'}\nthen use tolken status --config "
-            f"{config_path} (or links, conflicts, sync --once); tolken serve --config "
-            f"{config_path} serves the dashboard at {url}"
+            "The sandbox stopped with the demo (--no-serve); its data is kept. To look around:"
         )
+        for command in (
+            f"{self.tolken} sandbox --poweroffice-port {po_port} --pms-port {pms_port} "
+            f"--data-dir {sandbox} &",
+            f"{self.tolken} status --config {config_path}",
+            f"{self.tolken} serve --config {config_path}    # then open {url}",
+        ):
+            out.print(f"  {command}", markup=False, soft_wrap=True)
 
     # -- serving --------------------------------------------------------------------
 
@@ -424,6 +448,17 @@ class _Names:
     def pms(self, pms_id: str) -> str:
         name = self._pms.get(pms_id)
         return f'"{name}"' if name else ""
+
+
+def _command_name() -> str:
+    """How the user ran tolken (``.venv/bin/tolken`` from make), so printed commands paste."""
+    invoked = sys.argv[0] if sys.argv else ""
+    if Path(invoked).name != "tolken":
+        return "tolken"
+    on_path = shutil.which("tolken")
+    if on_path and Path(on_path).resolve() == Path(invoked).resolve():
+        return "tolken"
+    return invoked
 
 
 def _count(n: int, flow: str) -> str:
