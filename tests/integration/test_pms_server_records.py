@@ -173,11 +173,15 @@ def test_if_match_current_version_succeeds_and_stale_is_412(api: httpx.Client) -
 
 
 def test_malformed_if_match_is_400(api: httpx.Client) -> None:
-    """An If-Match that is not a version number is a 400 on the If-Match field."""
+    """An If-Match that is not a version is 400; W/"1", 1 and * are accepted."""
     record = api.post("/customers", json=COMPANY).json()
-    response = api.patch(f"/customers/{record['id']}", json={}, headers={"If-Match": "abc"})
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["field"] == "If-Match"
+    for bad in ("abc", '"1', '"x"', "1, 2"):
+        response = api.patch(f"/customers/{record['id']}", json={}, headers={"If-Match": bad})
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["field"] == "If-Match"
+    for good in ('W/"1"', "1", "*"):
+        response = api.patch(f"/customers/{record['id']}", json={}, headers={"If-Match": good})
+        assert response.status_code == 200
 
 
 def test_patch_unknown_id_is_404(api: httpx.Client) -> None:

@@ -29,7 +29,7 @@ from tolken.sandbox.pms.webhooks import WebhookDispatcher
 
 API = "/api/v1"
 MAX_BODY = 1024 * 1024
-_IF_MATCH = re.compile(r'^(?:W/)?"?(\d+)"?$')
+_IF_MATCH = re.compile(r'^(?:W/)?(?:"(\d+)"|(\d+))$')
 
 LIST_DOC = (
     "Records in (updated_at, id) order; updated_after is exclusive. Every write gives the "
@@ -105,7 +105,7 @@ def _if_match(request: Request) -> int | None:
     found = _IF_MATCH.match(raw.strip())
     if not found:
         raise ApiError(400, [FieldProblem("If-Match", 'must be a quoted version, like "3"')])
-    return int(found.group(1))
+    return int(found.group(1) or found.group(2))
 
 
 def _record_response(record: dict[str, Any], status: int = 200, **headers: str) -> JSONResponse:
