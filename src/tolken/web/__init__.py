@@ -3,8 +3,9 @@
 - :func:`create_app` builds the FastAPI app over a store (no sync logic in it);
 - :class:`Metrics` holds the Prometheus registry; connectors count requests
   with :meth:`Metrics.response_hook` or :meth:`Metrics.transport`;
-- :class:`WorkQueue` is the hand-off between the webhook receiver (and the
-  retry buttons) and the watch loop; :func:`run_serve` runs both in one process.
+- :mod:`tolken.web.serve` runs the app next to the watch loop: ``serving()``,
+  ``watch_loop()``, the ``WorkQueue`` between the webhook receiver (and the retry
+  buttons) and the loop, and ``run_serve()`` for ``tolken serve``.
 """
 
 from tolken.web.app import create_app
