@@ -104,7 +104,8 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def dump_json(data: Any) -> None:
-    """Print ``data`` as JSON on standard output."""
-    sys.stdout.write(json.dumps(data, default=_default, indent=2) + "\n")
+def dump_json(data: Any, *, one_line: bool = False) -> None:
+    """Print ``data`` as JSON on standard output (``one_line``: a JSON Lines record)."""
+    text = json.dumps(data, default=_default, indent=None if one_line else 2)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()

@@ -110,7 +110,7 @@ def sync_command(
 def _watch(engine: SyncEngine, *, as_json: bool, reconcile_first: bool) -> None:
     def on_cycle(report: CycleReport) -> None:
         if as_json:
-            dump_json(report.to_json())
+            dump_json(report.to_json(), one_line=True)  # JSON Lines: one object per cycle
         else:
             counts = ", ".join(f"{k} {report.total(k)}" for k in _COLUMNS if report.total(k))
             kind = "reconcile" if report.reconciled else "cycle"
