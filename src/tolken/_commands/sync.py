@@ -5,10 +5,19 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tolken._commands.common import EXIT_CONFIG, console, dump_json, load, one_line_errors
@@ -53,15 +62,38 @@ def print_report(report: CycleReport, *, title: str = "sync") -> None:
         out.print("interrupted: the record in flight was finished and committed")
 
 
+@dataclass
+class _Hooks:
+    """The engine's progress callbacks (both None when nothing is shown)."""
+
+    start: Callable[[str], None] | None = None
+    record: Callable[[str, int, int], None] | None = None
+
+
 @contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
-    """A spinner naming the flow being synchronised, on a terminal only."""
+def _progress(enabled: bool) -> Iterator[_Hooks]:
+    """A progress bar per flow on a terminal (records applied of those planned)."""
     out = console()
     if not enabled or not out.is_terminal:
-        yield None
+        yield _Hooks()
         return
-    with out.status("starting") as status:
-        yield lambda flow: status.update(f"synchronising {flow}")
+    columns = (
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=out, transient=False) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def start(flow: str) -> None:
+            tasks[flow] = bars.add_task(flow, total=None)
+
+        def record(flow: str, done: int, total: int) -> None:
+            if flow in tasks:
+                bars.update(tasks[flow], completed=done, total=total)
+
+        yield _Hooks(start, record)
 
 
 @contextmanager
@@ -95,9 +127,12 @@ def sync_command(
     config = load(config_path)
     with one_line_errors(), SyncEngine.from_config(config) as engine:
         if not watch:
-            with _stop_on_signals(engine), _progress(not as_json) as progress:
+            with _stop_on_signals(engine), _progress(not as_json) as hooks:
                 report = engine.run_cycle(
-                    reconcile=reconcile, confirm_deletes=confirm_deletes, progress=progress
+                    reconcile=reconcile,
+                    confirm_deletes=confirm_deletes,
+                    progress=hooks.start,
+                    on_record=hooks.record,
                 )
             if as_json:
                 dump_json(report.to_json())
@@ -135,9 +170,11 @@ def plan_command(config_path: Path, *, as_json: bool, reconcile: bool) -> None:
     with (
         one_line_errors(),
         SyncEngine.from_config(config) as engine,
-        _progress(not as_json) as progress,
+        _progress(not as_json) as hooks,
     ):
-        report = engine.run_cycle(dry_run=True, reconcile=reconcile, progress=progress)
+        report = engine.run_cycle(
+            dry_run=True, reconcile=reconcile, progress=hooks.start, on_record=hooks.record
+        )
     if as_json:
         dump_json(report.to_json())
         return

@@ -72,6 +72,8 @@ class FlowRun:
     mass_delete_threshold: float = 0.10
     reconcile_pms: bool = False
     should_stop: Callable[[], bool] = lambda: False
+    on_progress: Callable[[str, int, int], None] | None = None
+    """Called as ``(flow, done, total)`` while the flow's records are applied."""
 
     @property
     def _a(self) -> Applier:
@@ -124,10 +126,15 @@ class FlowRun:
             pms_candidates=pms_candidates,
             po_candidates=po_candidates,
         )
-        for group in group_actions([*deletes, *actions]):
+        groups = list(group_actions([*deletes, *actions]))
+        if self.on_progress is not None and not groups:
+            self.on_progress(a.flow_id, 0, 0)
+        for done, group in enumerate(groups, 1):
             if self.should_stop():
                 return False
             a.apply(group)
+            if self.on_progress is not None:
+                self.on_progress(a.flow_id, done, len(groups))
         if not a.dry_run:
             save_po_cursor(
                 self.store,

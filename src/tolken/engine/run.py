@@ -133,8 +133,13 @@ class SyncEngine:
         dry_run: bool = False,
         confirm_deletes: bool = False,
         progress: Callable[[str], None] | None = None,
+        on_record: Callable[[str, int, int], None] | None = None,
     ) -> CycleReport:
-        """One cycle of every enabled flow; ``dry_run`` writes nothing anywhere (``plan``)."""
+        """One cycle of every enabled flow; ``dry_run`` writes nothing anywhere (``plan``).
+
+        ``progress(flow)`` is called as each flow starts, ``on_record(flow, done,
+        total)`` after each record (or pair) of it was applied.
+        """
         before = self.counter.snapshot() if self.counter else {}
         report = CycleReport(reconciled=reconcile, dry_run=dry_run)
         started = self.store.now()
@@ -164,6 +169,7 @@ class SyncEngine:
                     mass_delete_threshold=sync.mass_delete_threshold,
                     reconcile_pms=self.config.pms.change_capture == "polling",
                     should_stop=self.stop_event.is_set,
+                    on_progress=on_record,
                 ).run()
                 if not finished:
                     report.interrupted = True
