@@ -212,3 +212,26 @@ def test_polling_capture_carries_pms_edits_and_sees_deletes_at_the_reconcile(sb:
     assert report.flows["customers"].counts["pms_deleted"] == 1
     assert marked.poweroffice_id == gone
     assert sb.po_get("Customers", gone)["Name"] == "Gone AS"
+
+
+def test_a_manual_conflict_waits_for_a_person_then_the_winner_is_written(sb: Sandbox) -> None:
+    """Policy `manual`: both values stay put and the conflict is parked; once a person picks
+    the PMS, its value is written to PowerOffice, once."""
+    cust = _customer(sb)
+    with sb.engine(conflict_policy="manual") as engine:
+        engine.run_cycle()
+        pms_id = engine.store.link_map("default", "customers")[cust]
+        sb.po_update("Customers", cust, {"Name": "PO name"})
+        sb.pms_update("customers", pms_id, {"name": "PMS name"})
+        engine.run_cycle()
+        [parked] = engine.store.list_conflicts("default", parked_only=True)
+        untouched = (sb.po_get("Customers", cust)["Name"], sb.pms_get("customers", pms_id)["name"])
+        engine.store.resolve_conflict(parked.id, "pms")
+        engine.run_cycle()
+        sb.reset_stats()
+        engine.run_cycle()
+    assert parked.winner == "parked"
+    assert untouched == ("PO name", "PMS name")
+    assert sb.po_get("Customers", cust)["Name"] == "PMS name"
+    assert sb.writes_since_baseline("poweroffice") == {}
+    assert sb.writes_since_baseline("pms") == {}

@@ -37,6 +37,7 @@ from tolken.engine.model import (
     SourceOutage,
 )
 from tolken.engine.plan import FlowContext, plan_flow, plan_reconcile
+from tolken.engine.settle import apply_settled_conflicts
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import Flow, belongs, merge_key_flat
 from tolken.store import FlowState, Store
@@ -84,6 +85,7 @@ class FlowRun:
         a = self._a
         if not a.dry_run:
             lifecycle.recover_pending_creates(a)
+            apply_settled_conflicts(a)
         state = self.store.load_flow_state(a.tenant, a.flow_id)
         a.state = state
         capture = read_poweroffice(
