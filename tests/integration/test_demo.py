@@ -269,6 +269,6 @@ def test_refuses_a_folder_with_someone_elses_config(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "was not written by tolken demo" in done.stdout
+    assert "was not written by tolken demo" in done.stderr
     assert config.read_text(encoding="utf-8") == "store: sqlite:///production.db\n"
     assert (tmp_path / "tolken.db").read_bytes() == b"precious"

@@ -17,12 +17,8 @@ The steps, each printed as it happens:
 from __future__ import annotations
 
 import contextlib
-import logging
 import secrets
-import shutil
 import signal
-import socket
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -39,21 +35,28 @@ from tolken.config import TolkenConfig, load_config
 from tolken.demo import render, sample
 from tolken.demo.progress_store import LinkWatchingStore
 from tolken.demo.seed import Seeded, seed_sandbox
+from tolken.demo.workspace import (
+    DEFAULT_DASHBOARD_PORT,
+    WATCH_INTERVAL_SECONDS,
+    command_name,
+    dashboard_port,
+    forget_old_store,
+    logs_to,
+    owned_by_demo,
+    reset_sandbox,
+    write_config,
+)
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import ConfigError, TolkenError
-from tolken.logging import Redactor, configure_logging
+from tolken.logging import Redactor
 from tolken.sandbox import credentials
 from tolken.sandbox.runner import HOST, SandboxURLs, sandbox_in_thread
 from tolken.store import open_store
 
-__all__ = ["DEFAULT_DASHBOARD_PORT", "DemoOptions", "run_demo", "write_config"]
+__all__ = ["DemoOptions", "run_demo"]
 
-DEFAULT_DASHBOARD_PORT = 8470
-WATCH_INTERVAL_SECONDS = 5
 PHONE_EDIT = ("Nordlys Elektro AS", "+47 909 12 345")
 NAME_EDIT = ("1004", " – byggetrinn 2")
-# First line of the config the demo writes: a rerun may replace only such a folder's files.
-_MARKER = "# Written by `tolken demo`"
 
 
 @dataclass(frozen=True)
@@ -63,52 +66,6 @@ class DemoOptions:
     serve: bool = True
     data_dir: Path | None = None
     port: int = DEFAULT_DASHBOARD_PORT
-
-
-def write_config(
-    path: Path,
-    urls: SandboxURLs,
-    *,
-    store: Path,
-    dashboard_port: int,
-    token: str,
-    webhook_secret: str,
-) -> None:
-    """Write a ``tolken.yaml`` for the sandbox at ``urls``.
-
-    The keys are written out rather than as ``${VAR}`` references: they are the
-    sandbox's fixed, public credentials and this file's own random tokens.
-    """
-    public_url = f"http://{HOST}:{dashboard_port}"
-    path.write_text(
-        f"{_MARKER} for its sandbox. Every tolken command takes\n"
-        f"# --config {path}\n"
-        f"store: sqlite:///{store}\n"
-        "tenant: default\n"
-        "poweroffice:\n"
-        f"  base_url: {urls.poweroffice}/v2\n"
-        f"  token_url: {urls.poweroffice}/OAuth/Token\n"
-        f"  application_key: {credentials.APPLICATION_KEY}\n"
-        f"  client_key: {credentials.CLIENT_KEY}\n"
-        f"  subscription_key: {credentials.SUBSCRIPTION_KEY}\n"
-        "  requests_per_second: 10\n"
-        "  timeout_seconds: 10\n"
-        "pms:\n"
-        f"  base_url: {urls.pms}\n"
-        f"  api_key: {credentials.PMS_API_KEY}\n"
-        "  timeout_seconds: 10\n"
-        "sync:\n"
-        f"  interval_seconds: {WATCH_INTERVAL_SECONDS}\n"
-        "  reconcile_every: 12\n"
-        "  conflict_policy: newest-wins\n"
-        "serve:\n"
-        f"  host: {HOST}\n"
-        f"  port: {dashboard_port}\n"
-        f"  token: {token}\n"
-        f"  public_url: {public_url}\n"
-        f"  webhook_secret: {webhook_secret}\n",
-        encoding="utf-8",
-    )
 
 
 def run_demo(options: DemoOptions, *, console: Console) -> int:
@@ -129,7 +86,10 @@ class _Demo:
         self.out = console
         self.started = started
         self.config_path = data_dir / "tolken.yaml"
-        self.tolken = _command_name()
+        self.tolken = command_name()
+        self.seeded = Seeded()
+        # Errors go to standard error, like every other tolken command's.
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -139,7 +99,7 @@ class _Demo:
             return self._run()
         except (OSError, httpx.HTTPError) as exc:
             # The sandbox could not start or answer: nothing of the user's is at stake.
-            self.out.print(f"[red]error:[/] the sandbox failed: {exc}")
+            self.err.print(f"[red]error:[/] the sandbox failed: {exc}")
             return 1
 
     def _run(self) -> int:
@@ -149,23 +109,23 @@ class _Demo:
         )
         out.print(f"[dim]working folder {self.data_dir}[/]")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not _owned_by_demo(self.config_path):
-            out.print(
+        if not owned_by_demo(self.config_path):
+            self.err.print(
                 f"[red]error:[/] {self.config_path} exists and was not written by tolken demo; "
                 "choose another --data-dir (the demo replaces the config and store it finds there)"
             )
             return 2
-        _forget_old_store(self.data_dir)
+        forget_old_store(self.data_dir)
         try:
-            dashboard_port = _dashboard_port(
+            port = dashboard_port(
                 self.options.port, fallback=self.options.port == DEFAULT_DASHBOARD_PORT
             )
         except OSError as exc:
-            out.print(f"[red]error:[/] {exc} (choose another with --port N, or 0 for any)")
+            self.err.print(f"[red]error:[/] {exc} (choose another with --port N, or 0 for any)")
             return 1
         with contextlib.ExitStack() as stack:
             urls = stack.enter_context(sandbox_in_thread(self.data_dir / "sandbox"))
-            _reset(urls)
+            reset_sandbox(urls)
             out.print(f"[green]✓[/] PowerOffice Go simulator at {urls.poweroffice}/v2")
             out.print(f"[green]✓[/] reference PMS at {urls.pms}")
             token = secrets.token_urlsafe(18)
@@ -173,22 +133,22 @@ class _Demo:
                 self.config_path,
                 urls,
                 store=self.data_dir / "tolken.db",
-                dashboard_port=dashboard_port,
+                dashboard_port=port,
                 token=token,
                 webhook_secret=secrets.token_urlsafe(24),
             )
             config = load_config(self.config_path)
             out.print(f"[green]✓[/] config written: {self.config_path}")
-            redactor = stack.enter_context(_logs_to(self.data_dir / "tolken.log", config))
+            redactor = stack.enter_context(logs_to(self.data_dir / "tolken.log", config))
             try:
                 self.seeded = seed_sandbox(urls.poweroffice, config.poweroffice, config.pms)
                 self._print_loaded(self.seeded)
                 with self._engine(config) as (engine, watcher):
                     self._story(engine, watcher, self.seeded)
             except TolkenError as exc:
-                out.print(f"[red]error:[/] {exc}")
+                self.err.print(f"[red]error:[/] {exc}")
                 return 1
-            self._print_next_steps(urls, f"http://{HOST}:{dashboard_port}/?token={token}")
+            self._print_next_steps(urls, f"http://{HOST}:{port}/?token={token}")
             if not self.options.serve:
                 return 0
             return self._serve(config, redactor, token)
@@ -399,7 +359,7 @@ class _Demo:
                 with _stop_on_signals(stop):
                     watch_loop(engine, queue, on_cycle=self._on_cycle)
         except TolkenError as exc:
-            out.print(f"[red]error:[/] {exc}")
+            self.err.print(f"[red]error:[/] {exc}")
             return 1
         out.print("stopped")
         return 0
@@ -450,17 +410,6 @@ class _Names:
         return f'"{name}"' if name else ""
 
 
-def _command_name() -> str:
-    """How the user ran tolken (``.venv/bin/tolken`` from make), so printed commands paste."""
-    invoked = sys.argv[0] if sys.argv else ""
-    if Path(invoked).name != "tolken":
-        return "tolken"
-    on_path = shutil.which("tolken")
-    if on_path and Path(on_path).resolve() == Path(invoked).resolve():
-        return "tolken"
-    return invoked
-
-
 def _count(n: int, flow: str) -> str:
     singular = {"departments": "department", "customers": "customer", "projects": "project"}
     return f"{n} {flow if n != 1 else singular.get(flow, flow)}"
@@ -481,54 +430,6 @@ def _timed_cycle(engine: SyncEngine) -> float:
     began = time.monotonic()
     engine.run_cycle()
     return time.monotonic() - began
-
-
-@contextlib.contextmanager
-def _logs_to(path: Path, config: TolkenConfig) -> Iterator[Redactor]:
-    """tolken's JSON log lines go to ``path`` (the terminal is for the story)."""
-    with path.open("a", encoding="utf-8") as stream:
-        redactor = configure_logging(config.secrets(), stream=stream)
-        try:
-            yield redactor
-        finally:
-            root = logging.getLogger()
-            for handler in list(root.handlers):
-                if getattr(handler, "stream", None) is stream:
-                    root.removeHandler(handler)
-
-
-def _owned_by_demo(config_path: Path) -> bool:
-    """True when there is no config at ``config_path`` or the demo wrote it."""
-    try:
-        with config_path.open(encoding="utf-8") as stream:
-            return stream.readline().startswith(_MARKER)
-    except FileNotFoundError:
-        return True
-
-
-def _forget_old_store(data_dir: Path) -> None:
-    """A rerun in the same folder starts over: tolken's own store goes (the sandbox is reset)."""
-    for name in ("tolken.db", "tolken.db-wal", "tolken.db-shm"):
-        (data_dir / name).unlink(missing_ok=True)
-
-
-def _reset(urls: SandboxURLs) -> None:
-    pms_root = urls.pms.removesuffix("/api/v1")
-    for root in (urls.poweroffice, pms_root):
-        httpx.post(f"{root}/_sandbox/reset", json={}, timeout=10).raise_for_status()
-
-
-def _dashboard_port(port: int, *, fallback: bool) -> int:
-    """``port`` if free (0: any free port); a busy default falls back to any free port."""
-    for candidate in (port, 0) if fallback else (port,):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((HOST, candidate))
-            except OSError:
-                continue
-            bound: int = sock.getsockname()[1]
-            return bound
-    raise OSError(f"port {port} on {HOST} is in use")
 
 
 @contextlib.contextmanager
