@@ -218,3 +218,21 @@ def test_watch_stops_cleanly_on_sigterm(sb: Sandbox) -> None:
     assert runs
     assert all(run.status in ("ok", "stopped") for run in runs)
     assert len(sb.pms_list("customers")) == 2  # the department and the customer, once each
+
+
+def test_a_system_that_keeps_failing_exits_1_with_one_line(sb: Sandbox) -> None:
+    """Every PMS request answered 503 (after the connector's retries): exit 1, one line naming
+    the PMS, and the run is recorded as failed."""
+    _seed(sb)
+    config = sb.write_config()
+    sb.control("pms", "faults", {"rate": 1.0, "statuses": [503]})
+    try:
+        code, _out, err = _run("sync", "--config", str(config), "--once")
+    finally:
+        sb.control("pms", "faults", {})
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: pms:")
+    status = json.loads(_run("status", "--config", str(config), "--json")[1])
+    assert status["last_run"]["status"] == "failed"

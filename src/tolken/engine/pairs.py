@@ -149,4 +149,4 @@ def jsonable(value: Any) -> Any:
 
 def describe(values: Mapping[str, Any]) -> str:
     shown = ", ".join(f"{k}={v!r}" for k, v in sorted(values.items()) if v is not None)
-    return shown[:200]
+    return shown[:120]

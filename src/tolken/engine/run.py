@@ -178,15 +178,17 @@ class SyncEngine:
                     status = "stopped"
             if not dry_run and not report.interrupted:
                 pms_capture.commit()
-        except TolkenError as exc:
+        except BaseException as exc:
+            # Record every way a cycle can end (a bug, Ctrl-C twice), never leave it "running".
             report.requests = self._requests(before)
             if run_id is not None:
+                message = str(exc) if isinstance(exc, TolkenError) else repr(exc)
                 self.store.finish_run(
                     run_id,
                     "failed",
                     counts=_counts(report),
                     requests=report.requests,
-                    error=str(exc),
+                    error=message,
                 )
             raise
         report.requests = self._requests(before)
