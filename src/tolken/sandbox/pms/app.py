@@ -212,7 +212,7 @@ def _add_resource_routes(
         limit: int = Query(100, ge=1, le=1000),
         cursor: str | None = Query(None, description="next_cursor of the previous page"),
         external_ref: str | None = Query(None, description="only records with this external_ref"),
-    ) -> JSONResponse:
+    ) -> Response:
         bound = None
         if updated_after is not None:
             try:
@@ -229,11 +229,12 @@ def _add_resource_routes(
                 raise ApiError(
                     422, [FieldProblem("cursor", "is not a cursor of this list")]
                 ) from exc
-        items, more = store.page(
+        bodies, last, more = store.page_json(
             resource, limit=limit, updated_after=bound, after=after, external_ref=external_ref
         )
-        next_cursor = encode_cursor(items[-1]["updated_at"], items[-1]["id"]) if more else None
-        return JSONResponse({"items": items, "next_cursor": next_cursor})
+        next_cursor = encode_cursor(*last) if more and last else None
+        content = f'{{"items":[{",".join(bodies)}],"next_cursor":{json.dumps(next_cursor)}}}'
+        return Response(content, media_type="application/json")
 
     async def get_record(id: str) -> JSONResponse:
         record = store.get(resource, id)

@@ -120,14 +120,36 @@ class Store:
         after: tuple[str, str] | None = None,
         external_ref: str | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Records in ``(updated_at, id)`` order after both bounds; and whether more follow.
+        """Records in ``(updated_at, id)`` order after both bounds; and whether more follow."""
+        bodies, _last, more = self.page_json(
+            resource,
+            limit=limit,
+            updated_after=updated_after,
+            after=after,
+            external_ref=external_ref,
+        )
+        return [json.loads(body) for body in bodies], more
+
+    def page_json(
+        self,
+        resource: ResourceType,
+        *,
+        limit: int,
+        updated_after: str | None = None,
+        after: tuple[str, str] | None = None,
+        external_ref: str | None = None,
+    ) -> tuple[list[str], tuple[str, str] | None, bool]:
+        """Like :meth:`page`, as stored JSON texts, plus the last ``(updated_at, id)``.
+
+        The list endpoint splices the texts into its answer instead of decoding
+        and re-encoding every record.
 
         Because every write moves a record to a position after every existing
         one, a traversal that resumes after the last ``(updated_at, id)`` it
         saw never skips a record and only sees a record again when it was
         written in between.
         """
-        sql = "SELECT body FROM records WHERE type = ?"
+        sql = "SELECT body, updated_at, id FROM records WHERE type = ?"
         args: list[Any] = [resource]
         if updated_after is not None:
             sql += " AND updated_at > ?"
@@ -142,8 +164,9 @@ class Store:
         args.append(limit + 1)
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
-        items = [json.loads(row[0]) for row in rows[:limit]]
-        return items, len(rows) > limit
+        page = rows[:limit]
+        last = (page[-1][1], page[-1][2]) if page else None
+        return [row[0] for row in page], last, len(rows) > limit
 
     def changes(self, after: int, limit: int) -> list[dict[str, Any]]:
         """Feed items with ``seq > after``, oldest first."""
@@ -334,7 +357,7 @@ class Store:
         insert: bool,
     ) -> None:
         values = (
-            json.dumps(record, ensure_ascii=False),
+            json.dumps(record, ensure_ascii=False, separators=(",", ":")),
             record["version"],
             record["updated_at"],
             record.get("external_ref"),
