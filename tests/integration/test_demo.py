@@ -229,7 +229,7 @@ def test_serve_printed_instructions_work(tmp_path: Path) -> None:
         )
         assert edited.status_code == 200
         # The watch interval is 5 s: a cycle within 3 s was woken by the webhook.
-        assert demo.wait_for("sync cycle:", timeout=3).endswith("sync cycle: updated 1")
+        assert demo.wait_for("sync cycle:", timeout=4.5).endswith("sync cycle: updated 1")
         command = demo.line_after("• ambiguous").split()
         assert command[1:3] == ["link", "--flow"]
         linked = subprocess.run([TOLKEN, *command[1:]], capture_output=True, text=True, timeout=30)

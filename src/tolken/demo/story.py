@@ -55,6 +55,7 @@ from tolken.store import open_store
 
 __all__ = ["DemoOptions", "run_demo"]
 
+_SHOWN_WRITES = 5
 PHONE_EDIT = ("Nordlys Elektro AS", "+47 909 12 345")
 NAME_EDIT = ("1004", " – byggetrinn 2")
 
@@ -234,14 +235,16 @@ class _Demo:
         for conflict in run_conflicts:
             link = engine.store.get_link(conflict.link_id)
             who = (
-                names.po(conflict.flow, link.poweroffice_id) if link else f"link {conflict.link_id}"
+                names.label(conflict.flow, link.poweroffice_id)
+                if link
+                else f"link {conflict.link_id}"
             )
             kept = conflict.pms_value if conflict.winner == "pms" else conflict.poweroffice_value
             self._note(
-                f"[yellow]conflict[/] {conflict.flow} {who}, {conflict.field}: PowerOffice "
+                f"[yellow]conflict[/] {who}, {conflict.field}: PowerOffice "
                 f"{_quote(conflict.poweroffice_value)}, PMS {_quote(conflict.pms_value)}; "
-                f"{conflict.policy} kept {_quote(kept)} (the other value is kept in the history: "
-                f"{self.tolken} conflicts)"
+                f"{conflict.policy} kept {_quote(kept)}; the losing value is recorded "
+                f"({self.tolken} conflicts --config {self.config_path})"
             )
         for match in report.ambiguous:
             # Suggest the candidate with the very same name (the head office, not the branch).
@@ -249,8 +252,8 @@ class _Demo:
             ordered = sorted(match.candidates, key=lambda c: names.pms(c) != own)
             candidates = ", ".join(f"{c} {names.pms(c)}" for c in ordered)
             self._note(
-                f"[magenta]ambiguous[/] {match.flow}: PowerOffice {match.record_id} "
-                f"{names.po(match.flow, match.record_id)} matches {len(match.candidates)} PMS "
+                f"[magenta]ambiguous[/] PowerOffice {names.label(match.flow, match.record_id)} "
+                f"(id {match.record_id}) matches {len(match.candidates)} PMS "
                 f"records by {match.rule} ({candidates}), so it is not linked automatically. "
                 "Settle it with:"
             )
@@ -357,7 +360,7 @@ class _Demo:
                     "[bold]Ctrl-C[/] stops the demo."
                 )
                 with _stop_on_signals(stop):
-                    watch_loop(engine, queue, on_cycle=self._on_cycle)
+                    watch_loop(engine, queue, on_cycle=lambda r: self._on_cycle(engine, r))
         except TolkenError as exc:
             self.err.print(f"[red]error:[/] {exc}")
             return 1
@@ -382,12 +385,35 @@ class _Demo:
             markup=False,
         )
 
-    def _on_cycle(self, report: CycleReport) -> None:
+    def _on_cycle(self, engine: SyncEngine, report: CycleReport) -> None:
+        """A line per cycle that changed something, and a line per write it made."""
         counts = ", ".join(
             f"{key} {report.total(key)}" for key in render.SUMMARY_COLUMNS if report.total(key)
         )
-        if counts:
-            self.out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] sync cycle: {counts}")
+        if not counts:
+            return
+        self.out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] sync cycle: {counts}")
+        if report.run_id is None:
+            return
+        names = _Names(self.seeded)
+        writes = [
+            entry
+            for entry in engine.store.recent_history(engine.tenant, limit=50)
+            if entry.run_id == report.run_id
+        ]
+        for entry in reversed(writes[:_SHOWN_WRITES]):
+            link = engine.store.get_link(entry.link_id)
+            if link is None:
+                continue
+            arrow = "PowerOffice → PMS" if entry.direction == "to_pms" else "PMS → PowerOffice"
+            fields = entry.fields
+            if entry.action == "create":
+                what = "created"
+            else:
+                what = ", ".join(f"{k} {_quote(v)}" for k, v in sorted(fields.items()))
+            self.out.print(f"  {arrow}  {names.label(link.flow, link.poweroffice_id)}: {what}")
+        if len(writes) > _SHOWN_WRITES:
+            self.out.print(f"  … and {len(writes) - _SHOWN_WRITES} more (see the dashboard)")
 
 
 class _Names:
@@ -404,6 +430,14 @@ class _Names:
     def po(self, flow: str, po_id: str) -> str:
         name = self._po.get(flow, {}).get(po_id)
         return f'"{name}"' if name else ""
+
+    def label(self, flow: str, po_id: str) -> str:
+        """``project 1004``, ``customer "Nordlys Elektro AS"``: what a person calls the record."""
+        kind = {"departments": "department", "customers": "customer"}.get(flow, "project")
+        name = self._po.get(flow, {}).get(po_id)
+        if name is None:
+            return f"{kind} {po_id}"
+        return f"{kind} {name}" if flow == "projects" else f'{kind} "{name}"'
 
     def pms(self, pms_id: str) -> str:
         name = self._pms.get(pms_id)
