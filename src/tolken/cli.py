@@ -168,11 +168,8 @@ def demo(
 ) -> None:
     """Sandbox, Norwegian sample data, a first sync, an edit each way, then the dashboard."""
     from tolken._commands.common import console
+    from tolken.demo import DemoOptions, run_demo
 
-    try:
-        from tolken.demo import DemoOptions, run_demo
-    except KeyboardInterrupt:  # Ctrl-C while loading: nothing was started yet
-        raise typer.Exit(0) from None
     raise typer.Exit(
         run_demo(DemoOptions(serve=serve, data_dir=data_dir, port=port), console=console())
     )

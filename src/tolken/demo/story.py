@@ -22,7 +22,6 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,10 +32,10 @@ from rich.table import Table
 
 from tolken.config import TolkenConfig, load_config
 from tolken.demo import render, sample
+from tolken.demo.options import DEFAULT_DASHBOARD_PORT, DemoOptions
 from tolken.demo.progress_store import LinkWatchingStore
 from tolken.demo.seed import Seeded, seed_sandbox
 from tolken.demo.workspace import (
-    DEFAULT_DASHBOARD_PORT,
     WATCH_INTERVAL_SECONDS,
     command_name,
     dashboard_port,
@@ -53,25 +52,15 @@ from tolken.sandbox import credentials
 from tolken.sandbox.runner import HOST, SandboxURLs, sandbox_in_thread
 from tolken.store import open_store
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = ["tell_story"]
 
 _SHOWN_WRITES = 5
 PHONE_EDIT = ("Nordlys Elektro AS", "+47 909 12 345")
 NAME_EDIT = ("1004", " – byggetrinn 2")
 
 
-@dataclass(frozen=True)
-class DemoOptions:
-    """What ``tolken demo`` was asked for."""
-
-    serve: bool = True
-    data_dir: Path | None = None
-    port: int = DEFAULT_DASHBOARD_PORT
-
-
-def run_demo(options: DemoOptions, *, console: Console) -> int:
-    """Run the whole demo; the exit code (0 also after Ctrl-C, 1 when something failed)."""
-    started = time.monotonic()
+def tell_story(options: DemoOptions, *, console: Console, started: float) -> int:
+    """Run the demo after its banner; the exit code (0 also after Ctrl-C, 1 when it failed)."""
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="tolken-demo-"))
     try:
         return _Demo(options, data_dir.resolve(), console, started).run()
@@ -105,9 +94,6 @@ class _Demo:
 
     def _run(self) -> int:
         out = self.out
-        out.print(
-            "[bold]tolken demo[/]: PowerOffice Go ⇄ a project-management system, on a sandbox"
-        )
         out.print(f"[dim]working folder {self.data_dir}[/]")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not owned_by_demo(self.config_path):

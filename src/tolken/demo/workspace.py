@@ -24,7 +24,6 @@ from tolken.sandbox import credentials
 from tolken.sandbox.runner import HOST, SandboxURLs
 
 __all__ = [
-    "DEFAULT_DASHBOARD_PORT",
     "WATCH_INTERVAL_SECONDS",
     "command_name",
     "dashboard_port",
@@ -35,7 +34,6 @@ __all__ = [
     "write_config",
 ]
 
-DEFAULT_DASHBOARD_PORT = 8470
 WATCH_INTERVAL_SECONDS = 5
 # First line of the config the demo writes: a rerun may replace only such a folder's files.
 _MARKER = "# Written by `tolken demo`"
