@@ -272,3 +272,21 @@ def test_refuses_a_folder_with_someone_elses_config(tmp_path: Path) -> None:
     assert "was not written by tolken demo" in done.stderr
     assert config.read_text(encoding="utf-8") == "store: sqlite:///production.db\n"
     assert (tmp_path / "tolken.db").read_bytes() == b"precious"
+
+
+def test_ctrl_c_while_starting_exits_0(tmp_path: Path) -> None:
+    """Ctrl-C while the demo is still loading or starting the sandbox exits 0, no traceback."""
+    with subprocess.Popen(
+        [TOLKEN, "demo", "--no-serve", "--data-dir", str(tmp_path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert banner.startswith("tolken demo:")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, (out, err)
+    assert "Traceback" not in err
+    assert out.rstrip().endswith("stopped")

@@ -18,11 +18,11 @@ __all__ = ["DemoOptions", "run_demo"]
 def run_demo(options: DemoOptions, *, console: Console) -> int:
     """Run the demo; the exit code (0 also after Ctrl-C, 1 when something failed)."""
     started = time.monotonic()
-    # The banner first: loading the engine, the sandbox and the web app takes a second.
-    console.print(
-        "[bold]tolken demo[/]: PowerOffice Go ⇄ a project-management system, on a sandbox"
-    )
     try:
+        # The banner first: loading the engine, the sandbox and the web app takes a second.
+        console.print(
+            "[bold]tolken demo[/]: PowerOffice Go ⇄ a project-management system, on a sandbox"
+        )
         from tolken.demo.story import tell_story
     except KeyboardInterrupt:
         console.print("stopped")

@@ -61,8 +61,8 @@ NAME_EDIT = ("1004", " – byggetrinn 2")
 
 def tell_story(options: DemoOptions, *, console: Console, started: float) -> int:
     """Run the demo after its banner; the exit code (0 also after Ctrl-C, 1 when it failed)."""
-    data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="tolken-demo-"))
     try:
+        data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="tolken-demo-"))
         return _Demo(options, data_dir.resolve(), console, started).run()
     except KeyboardInterrupt:
         console.print("\nstopped")
