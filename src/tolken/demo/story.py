@@ -70,6 +70,8 @@ def tell_story(options: DemoOptions, *, console: Console, started: float) -> int
 
 
 class _Demo:
+    """One run of the demo: the steps of the module docstring, printing as they happen."""
+
     def __init__(self, options: DemoOptions, data_dir: Path, console: Console, started: float):
         self.options = options
         self.data_dir = data_dir
@@ -88,8 +90,8 @@ class _Demo:
         try:
             return self._run()
         except (OSError, httpx.HTTPError) as exc:
-            # The sandbox could not start or answer: nothing of the user's is at stake.
-            self.err.print(f"[red]error:[/] the sandbox failed: {exc}")
+            # The sandbox could not start or answer, or the folder is not writable.
+            self.err.print(f"[red]error:[/] {exc}")
             return 1
 
     def _run(self) -> int:
