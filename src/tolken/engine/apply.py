@@ -125,22 +125,29 @@ class Applier:
         except Fatal:
             raise
         except (RecordError, Retriable, StaleVersion) as exc:
-            self._note_retriable(exc)
-            self._park(side, record_id, exc)
+            self.note_failure(exc)
+            self.park(side, record_id, exc)
             return
-        self._retriable_streak.clear()
+        self.note_success()
         if updated:
             self.report.add("updated")
-        if not isinstance(first, Ambiguous | Wait) and not self.dry_run:
-            self._resolve_failures({(side, record_id), *_pair_keys(first)})
+        if not isinstance(first, Ambiguous | Wait):
+            self.settled({(side, record_id), *_pair_keys(first)})
 
-    def _resolve_failures(self, keys: set[tuple[str, str]]) -> None:
+    def note_success(self) -> None:
+        """A record went through: the run of transient failures is broken."""
+        self._retriable_streak.clear()
+
+    def settled(self, keys: set[tuple[str, str]]) -> None:
         """A record (or either record of a pair) that was parked went through: unpark it."""
+        if self.dry_run:
+            return
         for side, record_id in keys & self.open_failures:
             self.store.resolve_failure(self.tenant, self.flow_id, side_of(side), record_id)
             self.open_failures.discard((side, record_id))
 
-    def _note_retriable(self, exc: Exception) -> None:
+    def note_failure(self, exc: Exception) -> None:
+        """Count transient failures in a row per system; too many means it is down (Fatal)."""
         if not isinstance(exc, Retriable):
             self._retriable_streak.clear()
             return
@@ -153,7 +160,8 @@ class Applier:
                 system=system,
             ) from exc
 
-    def _park(self, side: str, record_id: str, exc: Exception) -> None:
+    def park(self, side: str, record_id: str, exc: Exception) -> None:
+        """Park a record with its error (retried with backoff) and count it as failed."""
         self.report.add("failed")
         if self.dry_run:
             return

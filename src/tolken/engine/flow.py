@@ -31,6 +31,7 @@ from tolken.engine.cursor import content_hash
 from tolken.engine.match import MatchRule
 from tolken.engine.model import (
     Action,
+    CreateInPMS,
     LinkedPair,
     MassDeleteBlocked,
     ProjectedRecord,
@@ -131,12 +132,8 @@ class FlowRun:
         groups = list(group_actions([*deletes, *actions]))
         if self.on_progress is not None and not groups:
             self.on_progress(a.flow_id, 0, 0)
-        for done, group in enumerate(groups, 1):
-            if self.should_stop():
-                return False
-            a.apply(group)
-            if self.on_progress is not None:
-                self.on_progress(a.flow_id, done, len(groups))
+        if not self._apply(groups):
+            return False
         if not a.dry_run:
             save_po_cursor(
                 self.store,
@@ -149,6 +146,39 @@ class FlowRun:
             if a.waiting_pms:
                 self.pms_capture.hold(a.pms_resource)
         return True
+
+    def _apply(self, groups: list[list[Action]]) -> bool:
+        """Apply the groups in order, creates in batches; False when a stop was requested."""
+        a, done, total = self._a, 0, len(groups)
+        batch: list[CreateInPMS] = []
+
+        def flush() -> None:
+            nonlocal done
+            if batch:
+                lifecycle.create_many_in_pms(a, batch)
+                done += len(batch)
+                batch.clear()
+                self._progress(done, total)
+
+        for group in groups:
+            if self.should_stop():
+                flush()
+                return False
+            if len(group) == 1 and isinstance(group[0], CreateInPMS):
+                batch.append(group[0])
+                if len(batch) >= lifecycle.CREATE_BATCH:
+                    flush()
+                continue
+            flush()
+            a.apply(group)
+            done += 1
+            self._progress(done, total)
+        flush()
+        return True
+
+    def _progress(self, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self._a.flow_id, done, total)
 
     # -- steps ----------------------------------------------------------------
 
