@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tolken.connectors.base import Connector, RemoteRecord
-from tolken.engine.cursor import CursorState, Outcome, advance, content_hash, is_duplicate
+from tolken.engine.cursor import CursorState, Outcome, advance, content_hash
 from tolken.engine.cursor import read_after as cursor_read_after
 from tolken.store import Store
 
@@ -62,9 +62,12 @@ def read_poweroffice(
     since = None if full else cursor_read_after(state, overlap)
     records: list[RemoteRecord] = []
     digests: dict[str, str] = {}
+    # The same test as cursor.is_duplicate, as one set lookup per record (the overlap
+    # after a bulk change re-reads thousands of records).
+    handled = {(seen.id, seen.digest) for seen in state.seen} if not full else set()
     for record in connector.list(resource, changed_after=since):
         digest = content_hash(record.data)
-        if not full and is_duplicate(state, record.id, digest):
+        if (record.id, digest) in handled:
             continue
         records.append(record)
         digests[record.id] = digest
