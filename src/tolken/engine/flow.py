@@ -216,7 +216,7 @@ class FlowRun:
     ) -> None:
         """Re-read the parked records whose retry is due (both sides of a linked pair)."""
         a = self._a
-        due = [] if a.dry_run else self.store.due_failures(a.tenant, a.flow_id)
+        due = self.store.due_failures(a.tenant, a.flow_id)  # reads only, dry run included
         have_po = {r.id for r in po_changed}
         have_pms = {r.id for r in pms_changed}
         for failure in due:
@@ -239,7 +239,8 @@ class FlowRun:
                     have_pms.add(pms_id)
             except NotFound:
                 # The parked record is gone; a reconcile deals with deleted linked records.
-                self.store.resolve_failure(a.tenant, a.flow_id, failure.side, failure.record_id)
+                if not a.dry_run:
+                    self.store.resolve_failure(a.tenant, a.flow_id, failure.side, failure.record_id)
 
     def _get_pms(self, pms_id: str) -> RemoteRecord:
         try:
