@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tolken.connectors.base import RemoteRecord
-from tolken.engine import lifecycle
+from tolken.engine import batch, lifecycle
 from tolken.engine.apply import Applier, group_actions
 from tolken.engine.capture import PMSCapture, read_poweroffice, save_po_cursor
 from tolken.engine.cursor import content_hash
@@ -148,31 +148,48 @@ class FlowRun:
         return True
 
     def _apply(self, groups: list[list[Action]]) -> bool:
-        """Apply the groups in order, creates in batches; False when a stop was requested."""
+        """Apply the groups in order, creates and plain first links in batches.
+
+        False when a stop was requested (the batch in hand is finished first).
+        """
         a, done, total = self._a, 0, len(groups)
-        batch: list[CreateInPMS] = []
+        creates: list[CreateInPMS] = []
+        links: list[list[Action]] = []
 
         def flush() -> None:
             nonlocal done
-            if batch:
-                lifecycle.create_many_in_pms(a, batch)
-                done += len(batch)
-                batch.clear()
+            if creates:
+                batch.create_many_in_pms(a, creates)
+            if links:
+                batch.link_many(a, links)
+            if creates or links:
+                done += len(creates) + len(links)
+                creates.clear()
+                links.clear()
                 self._progress(done, total)
 
         for group in groups:
             if self.should_stop():
                 flush()
                 return False
-            if len(group) == 1 and isinstance(group[0], CreateInPMS):
-                batch.append(group[0])
-                if len(batch) >= lifecycle.CREATE_BATCH:
-                    flush()
+            if len(group) == 1 and isinstance(group[0], CreateInPMS) and not links:
+                creates.append(group[0])
+            elif batch.is_plain_link(group) and not creates:
+                links.append(group)
+            else:
+                flush()
+                if len(group) == 1 and isinstance(group[0], CreateInPMS):
+                    creates.append(group[0])
+                    continue
+                if batch.is_plain_link(group):
+                    links.append(group)
+                    continue
+                a.apply(group)
+                done += 1
+                self._progress(done, total)
                 continue
-            flush()
-            a.apply(group)
-            done += 1
-            self._progress(done, total)
+            if len(creates) + len(links) >= batch.BATCH:
+                flush()
         flush()
         return True
 

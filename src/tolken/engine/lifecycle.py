@@ -21,19 +21,17 @@ from tolken.engine.model import (
     MarkPMSDeleted,
     Side,
 )
-from tolken.engine.pairs import PairState, describe, jsonable, without_empty
-from tolken.errors import Fatal, NotFound, RecordError, Retriable
+from tolken.engine.pairs import PairState, describe, without_empty
+from tolken.errors import NotFound, RecordError
 from tolken.mapping import pms_changes, poweroffice_changes
-from tolken.store import DuplicateLink, DuplicatePendingCreate, HistoryEntry
+from tolken.store import DuplicateLink, DuplicatePendingCreate
 
 if TYPE_CHECKING:
     from tolken.engine.apply import Applier
 
 __all__ = [
-    "CREATE_BATCH",
     "create_in_pms",
     "create_in_poweroffice",
-    "create_many_in_pms",
     "deactivate",
     "mark_pms_deleted",
     "recover_pending_creates",
@@ -263,97 +261,3 @@ def recover_pending_creates(a: Applier) -> int:
         # The source was parked when its create failed ambiguously; it is settled now.
         a.store.resolve_failure(a.tenant, a.flow_id, source_side, pending.source_id)
     return linked
-
-
-CREATE_BATCH = 50
-"""Creates in the PMS whose pending rows (before) and links (after) share one transaction."""
-
-
-def create_many_in_pms(a: Applier, actions: list[CreateInPMS]) -> None:
-    """Create many PMS records with two store transactions for the lot instead of two each.
-
-    Crash safety is unchanged: every pending row is committed before any POST,
-    and a record whose link was not committed yet is found by its key by the
-    next run. A key used before (an interrupted create) takes the one-by-one
-    path, which looks the record up first.
-    """
-    if a.dry_run or len(actions) < 2:
-        for action in actions:
-            a.apply([action])
-        return
-    fresh: list[CreateInPMS] = []
-    reused: list[CreateInPMS] = []
-    with a.store.transaction():
-        for action in actions:
-            try:
-                a.store.add_pending_create(
-                    a.tenant, a.flow_id, "pms", action.po_id, action.idempotency_key
-                )
-                fresh.append(action)
-            except DuplicatePendingCreate:
-                reused.append(action)
-    made: list[tuple[CreateInPMS, RemoteRecord, dict[str, Any]]] = []
-    try:
-        for action in fresh:
-            body = without_empty(pms_changes(a.flow, action.values))
-            try:
-                record = a.pms.create(a.pms_resource, body, idempotency_key=action.idempotency_key)
-            except Fatal:
-                raise
-            except (RecordError, Retriable) as exc:
-                a.note_failure(exc)
-                a.park("poweroffice", action.po_id, exc)
-                continue
-            a.note_success()
-            made.append((action, record, body))
-    finally:
-        _link_created(a, made)
-    for action in reused:
-        a.apply([action])
-
-
-def _link_created(a: Applier, made: list[tuple[CreateInPMS, RemoteRecord, dict[str, Any]]]) -> None:
-    """Link, shadow and record the history of many new PMS records in one transaction."""
-    if not made:
-        return
-    pairs: list[PairState] = []
-    for action, record, _body in made:
-        pair = PairState(None, action.po_id, record.id, dict(action.values), True)
-        pair.see_po(a.po_records.get(action.po_id))
-        pair.see_pms(record)
-        pairs.append(pair)
-    try:
-        with a.store.transaction():
-            for action, record, _body in made:
-                a.store.resolve_pending_create(action.idempotency_key, record.id)
-            links = a.store.create_links(a.tenant, a.flow_id, [(p.po_id, p.pms_id) for p in pairs])
-            for pair, link in zip(pairs, links, strict=True):
-                pair.link_id = link.id
-            a.store.save_shadows({p.link_id: p.shadow() for p in pairs if p.link_id is not None})
-            a.store.add_history_many(
-                HistoryEntry(
-                    link.id,
-                    "to_pms",
-                    "create",
-                    jsonable(body),
-                    "new PowerOffice record",
-                    run_id=a.run_id,
-                )
-                for link, (_action, _record, body) in zip(links, made, strict=True)
-            )
-    except DuplicateLink:
-        # Someone linked one of them meanwhile: settle them one by one.
-        for pair, (action, _record, body) in zip(pairs, made, strict=True):
-            try:
-                _store_new_link(
-                    a, pair, "to_pms", body, "new PowerOffice record", action.idempotency_key
-                )
-            except DuplicateLink as exc:
-                a.park("poweroffice", action.po_id, exc)
-        return
-    for pair in pairs:
-        pair.stored, pair.has_shadow = pair.shadow(), True
-        a._pairs[(pair.po_id, pair.pms_id)] = pair
-        a.resolver.add(a.flow_id, pair.po_id, pair.pms_id)
-        a.report.add("created")
-        a.settled({("poweroffice", pair.po_id)})
