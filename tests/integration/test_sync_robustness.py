@@ -140,3 +140,21 @@ def test_repeated_runs_converge_under_faults_with_every_record_once(sb: Sandbox)
     assert len(pms_customers) == len(po["departments"]) + len(po["customers"])
     assert len(sb.pms_list("projects")) == len(po["projects"])
     assert len({r["external_ref"] for r in pms_customers}) == len(pms_customers)
+
+
+def test_the_watch_loop_reconciles_every_n_cycles_and_stops_on_request(sb: Sandbox) -> None:
+    """`reconcile_every: 2`: every second cycle of the loop is a reconcile; a stop ends it."""
+    sb.po_create("Customers", {"Name": "Acme AS"})
+    seen: list[bool] = []
+    with sb.engine(reconcile_every=2, interval_seconds=0.01) as engine:
+
+        def on_cycle(report: Any) -> None:
+            seen.append(report.reconciled)
+            if len(seen) == 4:
+                engine.request_stop()
+
+        engine.watch(on_cycle=on_cycle)
+        runs = engine.store.last_runs("default")
+    assert seen == [False, True, False, True]
+    assert len(runs) == 4
+    assert {run.status for run in runs} == {"ok"}
