@@ -1,8 +1,19 @@
-"""The README documents every CLI command and config key, and is kept current."""
+"""The README and docs/ document every CLI command and config key, and stay true to the code."""
 
+import json
+import re
+import textwrap
+import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from tolken import _cli_reference
+import httpx
+import pytest
+import typer.main
+
+from tolken import _cli_reference, errors
+from tolken.cli import app
 from tolken.config import (
     FlowSettings,
     PMSSettings,
@@ -11,9 +22,43 @@ from tolken.config import (
     SyncSettings,
     TolkenConfig,
 )
+from tolken.connectors.base import ENTRY_POINT_GROUP, Connector
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = {path.name: path.read_text(encoding="utf-8") for path in sorted((ROOT / "docs").glob("*.md"))}
+ARCHITECTURE = DOCS["architecture.md"]
+CONTRACT = DOCS["pms-contract.md"]
+
+# Fenced blocks of shell commands; a block without a language counts as one too.
+SHELL_LANGUAGES = {"", "sh", "shell", "bash", "console"}
+
+
+def _commands() -> set[str]:
+    root: Any = typer.main.get_command(app)
+    return set(root.list_commands(root.context_class(root)))
+
+
+def _fenced(text: str) -> Iterator[tuple[str, str]]:
+    """``(language, body)`` of each fenced code block."""
+    for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S):
+        yield match.group(1), match.group(2)
+
+
+def _without_fences(text: str) -> str:
+    return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+
+
+def _code(text: str) -> list[str]:
+    """Inline code spans and shell blocks: where a ``tolken COMMAND`` is meant literally."""
+    spans = re.findall(r"`([^`\n]+)`", _without_fences(text))
+    return spans + [body for lang, body in _fenced(text) if lang in SHELL_LANGUAGES]
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    following = re.search(r"^## ", text[start + len(heading) :], re.M)
+    return text[start : start + len(heading) + following.start()] if following else text[start:]
 
 
 def test_cli_reference_is_current() -> None:
@@ -30,3 +75,196 @@ def test_every_config_key_is_in_the_readme() -> None:
     for model in models:
         for key in model.model_fields:
             assert f"{key}:" in README, f"{model.__name__}.{key} is not documented"
+
+
+def test_every_command_is_introduced_outside_the_generated_reference() -> None:
+    """Each CLI command is named in the README's own text, not only in the generated reference."""
+    start = README.index(_cli_reference.START)
+    end = README.index(_cli_reference.END)
+    prose = README[:start] + README[end:]
+    commands = _commands()
+    assert {"sync", "demo", "check-pms"} <= commands
+    missing = sorted(c for c in commands if f"tolken {c}" not in prose)
+    assert not missing, f"commands the README never introduces: {missing}"
+
+
+def test_docs_linked_from_the_readme_exist_and_every_doc_is_linked() -> None:
+    """Every docs/*.md the README names exists, and every page in docs/ is reachable from it."""
+    named = set(re.findall(r"docs/([\w.-]+\.md)", README))
+    assert named, "the README links no docs"
+    assert not sorted(n for n in named if not (ROOT / "docs" / n).is_file())
+    assert set(DOCS) <= named, f"pages not linked from the README: {sorted(set(DOCS) - named)}"
+
+
+def test_relative_links_between_docs_resolve() -> None:
+    """A Markdown link from one docs page to another points at a file that exists."""
+    for name, text in DOCS.items():
+        for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", text):
+            assert (ROOT / "docs" / target).exists(), f"{name} links to missing {target}"
+
+
+def test_every_tolken_command_in_readme_and_docs_is_real() -> None:
+    """Each `tolken COMMAND` written in the README or docs/ is a command the CLI has."""
+    commands = _commands()
+    found: dict[str, str] = {}
+    for name, text in {"README.md": README, **DOCS}.items():
+        for code in _code(text):
+            for command in re.findall(r"(?:^|[\s/(])tolken ([a-z][\w-]*)", code, re.M):
+                found.setdefault(command, name)
+    assert {"sync", "serve", "check-pms"} <= set(found)
+    unknown = {command: where for command, where in found.items() if command not in commands}
+    assert not unknown, f"not a tolken command: {unknown}"
+
+
+def test_error_tree_in_architecture_matches_errors_module() -> None:
+    """docs/architecture.md draws the same error tree as the errors.py docstring."""
+    doc = errors.__doc__ or ""
+    after = doc.split("::\n", 1)[1].strip("\n")
+    block = after.split("\n\n", 1)[0]  # the indented literal block ends at a blank line
+    tree = textwrap.dedent(block).strip()
+    assert tree.startswith("TolkenError") and "StaleVersion" in tree
+    drawn = [body.strip() for _, body in _fenced(_section(ARCHITECTURE, "## Errors"))]
+    assert tree in drawn
+
+
+def test_architecture_names_real_files_and_functions() -> None:
+    """The files, functions and classes docs/architecture.md names exist in the code."""
+    sources = [p for d in ("src", "tests", "bench") for p in (ROOT / d).rglob("*") if p.is_file()]
+    files = {p.name for p in sources}
+    code = "\n".join(p.read_text(encoding="utf-8") for p in sources if p.suffix == ".py")
+    defined = set(re.findall(r"^\s*(?:def|class)\s+(\w+)", code, re.M))
+    defined |= set(re.findall(r"^\s*(\w+)\s*(?::[^=\n]+)?=", code, re.M))
+    defined |= set(re.findall(r'__tablename__ = "(\w+)"', code))
+    outside = {"ExternalImportReference", "SecretStr"}  # PowerOffice's and pydantic's names
+    wrong = []
+    for span in re.findall(r"`([^`\n]+)`", _without_fences(ARCHITECTURE)):
+        if re.fullmatch(r"[\w/]+\.py", span):
+            if span.rsplit("/", 1)[-1] not in files:
+                wrong.append(span)
+            continue
+        match = re.fullmatch(r"(?:[a-z_]+\.)*([A-Za-z_]\w*)(\(.*\))?", span)
+        if match is None:
+            continue
+        name, called = match.groups()
+        looks_like_code = (
+            called is not None
+            or ("_" in name.strip("_") and not name.isupper())
+            or re.fullmatch(r"[A-Z][a-z]+[A-Z]\w*", name) is not None
+        )
+        if looks_like_code and name not in defined and name not in outside:
+            wrong.append(span)
+    assert not wrong, f"docs/architecture.md names what the code does not have: {wrong}"
+
+
+# -- the custom connector example in docs/pms-contract.md ----------------------------
+
+
+def _example_module() -> types.ModuleType:
+    section = _section(CONTRACT, "## Custom connectors")
+    source = next(body for lang, body in _fenced(section) if lang == "python")
+    module = types.ModuleType("acme_example")
+    exec(compile(source, "docs/pms-contract.md", "exec"), module.__dict__)
+    return module
+
+
+class _FakeAcme:
+    """The Acme API the example talks to: pages of two, ``modified_after``, ``import_ref``."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.clock = 0
+
+    def _stamp(self) -> str:
+        self.clock += 1
+        return f"2026-01-01T00:00:{self.clock:02d}+00:00"
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("X-Api-Key") != "acme-key":
+            return httpx.Response(401, text="bad API key")
+        parts = request.url.path.strip("/").split("/")[1:]  # drop the "api" prefix
+        if parts[0] not in {"clients", "jobs"}:
+            return httpx.Response(404, text="no such path")
+        if len(parts) == 2:
+            record = self.records.get(parts[1])
+            if record is None:
+                return httpx.Response(404, text=f"no record {parts[1]}")
+            if request.method == "PATCH":
+                record.update(json.loads(request.content), modified=self._stamp())
+            return httpx.Response(200, json=record)
+        if request.method == "POST":
+            body = json.loads(request.content)
+            if not body.get("name"):
+                return httpx.Response(422, text="name: must not be empty")
+            record = {**body, "id": str(len(self.records) + 1), "modified": self._stamp()}
+            self.records[record["id"]] = record
+            return httpx.Response(201, json=record)
+        params = request.url.params
+        items = sorted(self.records.values(), key=lambda r: r["modified"])
+        if "modified_after" in params:
+            items = [r for r in items if r["modified"] > params["modified_after"]]
+        if "import_ref" in params:
+            items = [r for r in items if r.get("import_ref") == params["import_ref"]]
+        page = int(params.get("page", "1"))
+        chunk = items[(page - 1) * 2 : page * 2]
+        return httpx.Response(200, json={"data": chunk, "more": len(items) > page * 2})
+
+
+@pytest.fixture
+def acme() -> Iterator[tuple[Any, _FakeAcme]]:
+    fake = _FakeAcme()
+    settings = PMSSettings(base_url="https://acme.example.com/api/", api_key="acme-key")  # type: ignore[arg-type]
+    with httpx.Client(transport=httpx.MockTransport(fake)) as http:
+        yield _example_module().AcmeConnector(settings, http=http), fake
+
+
+def test_custom_connector_example_implements_the_protocol(acme: tuple[Any, _FakeAcme]) -> None:
+    """The example connector in docs/pms-contract.md is a Connector the engine can build."""
+    connector, _ = acme
+    assert isinstance(connector, Connector)
+    assert connector.system == "pms"
+    assert set(connector.resources()) == {"customers", "projects"}
+
+
+def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> None:
+    """The example creates, finds by idempotency key, lists changes, updates and classifies errors."""
+    connector, _ = acme
+    made = [
+        connector.create("customers", {"name": f"Firma {i}"}, idempotency_key=f"tk-{i}")
+        for i in range(5)
+    ]
+    listed = list(connector.list("customers"))
+    assert [r.id for r in listed] == [r.id for r in made]  # three pages of at most two
+    assert connector.find_by_idempotency_key("customers", "tk-3").id == made[3].id
+    assert connector.find_by_idempotency_key("customers", "tk-missing") is None
+    after = list(connector.list("customers", changed_after=made[2].changed_at))
+    assert [r.id for r in after] == [made[3].id, made[4].id]
+    updated = connector.update("customers", made[0].id, {"phone": "+47 22 00 00 00"})
+    assert updated.data["phone"] == "+47 22 00 00 00"
+    assert updated.changed_at > made[4].changed_at
+    with pytest.raises(errors.NotFound):
+        connector.get("customers", "999")
+    with pytest.raises(errors.ValidationFailed, match="name: must not be empty"):
+        connector.create("customers", {"name": ""}, idempotency_key="tk-x")
+
+
+def test_custom_connector_example_refused_key_is_fatal() -> None:
+    """With a wrong API key the example raises AuthError, which stops the run."""
+    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong")  # type: ignore[arg-type]
+    with httpx.Client(transport=httpx.MockTransport(_FakeAcme())) as http:
+        connector = _example_module().AcmeConnector(settings, http=http)
+        with pytest.raises(errors.AuthError):
+            connector.get("customers", "1")
+
+
+def test_custom_connector_registration_snippets_are_valid() -> None:
+    """The pyproject and tolken.yaml snippets use the real entry-point group and settings keys."""
+    blocks = list(_fenced(_section(CONTRACT, "## Custom connectors")))
+    toml = next(body for lang, body in blocks if lang == "toml")
+    assert f'[project.entry-points."{ENTRY_POINT_GROUP}"]' in toml
+    yaml = next(body for lang, body in blocks if lang == "yaml")
+    pms = {}
+    for line in yaml.split("mapping:")[0].splitlines()[1:]:
+        key, _, value = line.strip().partition(": ")
+        pms[key] = value
+    assert pms["connector"] == toml.split(" = ")[0].splitlines()[-1]
+    PMSSettings.model_validate({**pms, "api_key": "set-from-the-environment"})
