@@ -282,6 +282,34 @@ class SyncMachine(RuleBasedStateMachine):
         if pms_id is not None:
             self.pms.update("projects", pms_id, {"progress": done, "status": status})
 
+    @rule(pick=Pick, customer=Pick, end=st.sampled_from(["2025-06-30", "2026-01-31", None]))
+    def edit_pms_project_links(self, pick: int, customer: int, end: str | None) -> None:
+        """Point a PMS project at another (linked) customer and move or clear its end date."""
+        pms_id = self._pms_id("projects", self.projects[pick % len(self.projects)])
+        target = self._pms_id("customers", self.customers[customer % len(self.customers)])
+        if pms_id is not None and target is not None:
+            self.pms.update("projects", pms_id, {"customer_id": target, "end_date": end})
+
+    @rule(pick=Pick, archived=st.booleans(), in_pms=st.booleans())
+    def archive_project(self, pick: int, archived: bool, in_pms: bool) -> None:
+        project = self.projects[pick % len(self.projects)]
+        pms_id = self._pms_id("projects", project)
+        if in_pms and pms_id is not None:
+            self.pms.update("projects", pms_id, {"status": "archived" if archived else "active"})
+        elif not in_pms:
+            status = "Archived" if archived else "Active"
+            self.po.update("Projects", project, {"ProjectStatus": status, "EndDate": "2025-12-31"})
+
+    @rule(pick=Pick, in_pms=st.booleans())
+    def clear_phone(self, pick: int, in_pms: bool) -> None:
+        """Clearing a field after the first link propagates like any other edit."""
+        customer = self.customers[pick % len(self.customers)]
+        pms_id = self._pms_id("customers", customer)
+        if in_pms and pms_id is not None:
+            self.pms.update("customers", pms_id, {"phone": None})
+        elif not in_pms:
+            self.po.update("Customers", customer, {"PhoneNumber": None})
+
     @rule(pick=Pick, po_name=names, pms_name=names, pms_last=st.booleans())
     def conflicting_names(self, pick: int, po_name: str, pms_name: str, pms_last: bool) -> None:
         """Both sides change the same field before tolken runs: newest-wins settles it."""
