@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 import typer.main
+from pydantic import BaseModel
+from ruamel.yaml import YAML
 
 from tolken import _cli_reference, errors
 from tolken.cli import app
@@ -21,12 +23,19 @@ from tolken.config import (
     ServeSettings,
     SyncSettings,
     TolkenConfig,
+    load_config,
 )
+from tolken.conformance import RULES
 from tolken.connectors.base import ENTRY_POINT_GROUP, Connector
+from tolken.mapping import Flow
+from tolken.store import open_store
+from tolken.web import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-DOCS = {path.name: path.read_text(encoding="utf-8") for path in sorted((ROOT / "docs").glob("*.md"))}
+DOCS = {
+    path.name: path.read_text(encoding="utf-8") for path in sorted((ROOT / "docs").glob("*.md"))
+}
 ARCHITECTURE = DOCS["architecture.md"]
 CONTRACT = DOCS["pms-contract.md"]
 
@@ -70,7 +79,8 @@ def test_cli_reference_is_current() -> None:
 
 def test_every_config_key_is_in_the_readme() -> None:
     """Each tolken.yaml key appears in the README's configuration example."""
-    models = [TolkenConfig, PowerOfficeSettings, PMSSettings, SyncSettings, FlowSettings]
+    models: list[type[BaseModel]] = [TolkenConfig, PowerOfficeSettings, PMSSettings]
+    models += [SyncSettings, FlowSettings]
     models.append(ServeSettings)
     for model in models:
         for key in model.model_fields:
@@ -122,7 +132,8 @@ def test_error_tree_in_architecture_matches_errors_module() -> None:
     after = doc.split("::\n", 1)[1].strip("\n")
     block = after.split("\n\n", 1)[0]  # the indented literal block ends at a blank line
     tree = textwrap.dedent(block).strip()
-    assert tree.startswith("TolkenError") and "StaleVersion" in tree
+    assert tree.startswith("TolkenError")
+    assert "StaleVersion" in tree
     drawn = [body.strip() for _, body in _fenced(_section(ARCHITECTURE, "## Errors"))]
     assert tree in drawn
 
@@ -212,7 +223,7 @@ class _FakeAcme:
 @pytest.fixture
 def acme() -> Iterator[tuple[Any, _FakeAcme]]:
     fake = _FakeAcme()
-    settings = PMSSettings(base_url="https://acme.example.com/api/", api_key="acme-key")  # type: ignore[arg-type]
+    settings = PMSSettings(base_url="https://acme.example.com/api/", api_key="acme-key")
     with httpx.Client(transport=httpx.MockTransport(fake)) as http:
         yield _example_module().AcmeConnector(settings, http=http), fake
 
@@ -226,7 +237,7 @@ def test_custom_connector_example_implements_the_protocol(acme: tuple[Any, _Fake
 
 
 def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> None:
-    """The example creates, finds by idempotency key, lists changes, updates and classifies errors."""
+    """The example creates, finds by key, lists changes, updates and classifies errors."""
     connector, _ = acme
     made = [
         connector.create("customers", {"name": f"Firma {i}"}, idempotency_key=f"tk-{i}")
@@ -249,7 +260,7 @@ def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> Non
 
 def test_custom_connector_example_refused_key_is_fatal() -> None:
     """With a wrong API key the example raises AuthError, which stops the run."""
-    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong")  # type: ignore[arg-type]
+    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong")
     with httpx.Client(transport=httpx.MockTransport(_FakeAcme())) as http:
         connector = _example_module().AcmeConnector(settings, http=http)
         with pytest.raises(errors.AuthError):
@@ -268,3 +279,50 @@ def test_custom_connector_registration_snippets_are_valid() -> None:
         pms[key] = value
     assert pms["connector"] == toml.split(" = ")[0].splitlines()[-1]
     PMSSettings.model_validate({**pms, "api_key": "set-from-the-environment"})
+
+
+# -- examples and tables that mirror the code ----------------------------------------
+
+
+def test_readme_configuration_example_is_a_valid_config(tmp_path: Path) -> None:
+    """The README's tolken.yaml example loads as it stands once its ${VAR}s are set."""
+    section = _section(README, "## Configuration")
+    yaml = next(body for lang, body in _fenced(section) if lang == "yaml")
+    path = tmp_path / "tolken.yaml"
+    path.write_text(yaml, encoding="utf-8")
+    names = set(re.findall(r"\$\{(\w+)\}", yaml))
+    config = load_config(path, environ={name: f"value-of-{name}" for name in names})
+    assert config.sync.policy_for("projects") == "poweroffice-wins"
+    assert config.serve is not None
+    assert config.serve.public_url == "http://127.0.0.1:8470"
+
+
+def test_readme_mapping_example_is_a_valid_flow() -> None:
+    """The customers flow in the README's mapping example validates against the mapping models."""
+    section = _section(README, "## Mapping")
+    yaml = next(body for lang, body in _fenced(section) if lang == "yaml")
+    data = YAML(typ="safe").load(yaml)
+    flow = Flow.model_validate(data["flows"]["customers"])
+    assert [rule.normalise for rule in flow.merge_rules] == ["digits", "casefold"]
+
+
+def test_check_pms_rules_in_the_contract_match_the_registry() -> None:
+    """docs/pms-contract.md lists every check-pms rule, in the order they run."""
+    table = _section(CONTRACT, "## `tolken check-pms`")
+    listed = re.findall(r"^\| `([\w-]+)` \|", table, re.M)
+    assert listed == list(RULES)
+
+
+def test_operations_metrics_table_matches_the_exported_metrics(tmp_path: Path) -> None:
+    """docs/operations.md describes exactly the metrics /metrics exports."""
+    store = open_store(f"sqlite:///{tmp_path / 'tolken.db'}")
+    try:
+        text = Metrics(store, "default").render().decode("utf-8")
+    finally:
+        store.close()
+    exported = set(re.findall(r"^# TYPE (\w+)", text, re.M))
+    exported = {name for name in exported if not name.endswith("_created")}  # client defaults
+    table = _section(DOCS["operations.md"], "## Health and metrics")
+    documented = set(re.findall(r"^\| `(tolken_\w+)` \|", table, re.M))
+    assert "tolken_links" in exported
+    assert documented == exported
