@@ -326,3 +326,14 @@ def test_operations_metrics_table_matches_the_exported_metrics(tmp_path: Path) -
     documented = set(re.findall(r"^\| `(tolken_\w+)` \|", table, re.M))
     assert "tolken_links" in exported
     assert documented == exported
+
+
+def test_architecture_has_a_section_per_package() -> None:
+    """docs/architecture.md has a section for each package and top-level module of tolken."""
+    src = ROOT / "src" / "tolken"
+    packages = {p.name for p in src.iterdir() if (p / "__init__.py").is_file()}
+    packages = {name for name in packages if not name.startswith("_")}
+    packages |= {"config", "errors"}
+    sections = set(re.findall(r"^### `tolken\.(\w+)`", ARCHITECTURE, re.M))
+    assert {"engine", "store", "connectors"} <= packages
+    assert packages == sections
