@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format bench lock docs-cli clean chromium
+.PHONY: setup demo test test-fast lint format bench soak lock docs-cli clean chromium
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# A few minutes of random edits, faults and SIGKILL restarts; fails on lost or divergent records.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 # Regenerate the lockfile after changing dependencies in pyproject.toml.
 lock:

@@ -32,12 +32,30 @@ __all__ = [
     "Measured",
     "SandboxProcess",
     "data_requests",
+    "peak_rss_mib",
     "run_measured",
     "tolken_command",
     "write_config",
 ]
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since it started (``VmHWM``).
+
+    Not ``getrusage``: on Linux its ``ru_maxrss`` survives ``exec``, so a child
+    would report the peak of the process that forked it when that was higher.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def tolken_command() -> list[str]:
@@ -215,7 +233,11 @@ class Measured:
 def run_measured(
     command: Sequence[str], *, timeout: float, cwd: Path | None = None, check: bool = True
 ) -> Measured:
-    """Run ``command``; wall time, user+system CPU and peak RSS of that child alone."""
+    """Run ``command``; wall time, user+system CPU and peak RSS of that child alone.
+
+    The peak RSS is ``wait4``'s ``ru_maxrss``, which on Linux is at least the
+    RSS of this (forking) process: keep the calling process small.
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(
         list(command),

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from bench._synctools import (
     SandboxProcess,
     data_requests,
     diff,
+    peak_rss_mib,
     run_measured,
     tolken_command,
     write_config,
@@ -104,7 +104,7 @@ def populate(data_dir: Path, customers: int) -> None:
 
 
 def _maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mib()
 
 
 def _cycle_child(config_path: str, kind: str) -> int:
@@ -272,7 +272,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tolken-bench-idle-") as tmp:
         work = Path(tmp)
         populate_started = time.monotonic()
-        populate(work / "sandbox", LINKS)
+        # In a child: the bench process must stay small (see run_measured).
+        run_measured(
+            [sys.executable, "-m", MODULE, "--populate", str(work / "sandbox"), str(LINKS)],
+            timeout=900,
+            cwd=Path(__file__).parent.parent,
+        )
         populate_seconds = time.monotonic() - populate_started
         with SandboxProcess(work / "sandbox") as sandbox:
             config = write_config(
@@ -399,6 +404,9 @@ First link of {LINKS:,} existing records (`tolken sync --once`, whole process):
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--cycle":
         sys.exit(_cycle_child(sys.argv[2], sys.argv[3]))
+    if len(sys.argv) >= 2 and sys.argv[1] == "--populate":
+        populate(Path(sys.argv[2]), int(sys.argv[3]))
+        sys.exit(0)
     if len(sys.argv) >= 2 and sys.argv[1] == "--bare":
         sys.exit(_bare_idle_child(sys.argv[2], sys.argv[3], sys.argv[4]))
     sys.exit(main())
