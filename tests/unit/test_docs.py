@@ -1,5 +1,6 @@
 """The README and docs/ document every CLI command and config key, and stay true to the code."""
 
+import ast
 import json
 import re
 import textwrap
@@ -337,3 +338,52 @@ def test_architecture_has_a_section_per_package() -> None:
     sections = set(re.findall(r"^### `tolken\.(\w+)`", ARCHITECTURE, re.M))
     assert {"engine", "store", "connectors"} <= packages
     assert packages == sections
+
+
+# What each part of tolken may import (besides itself and the root package), as the
+# dependency drawing in docs/architecture.md says. The shells (cli, demo) may import anything.
+ALLOWED_IMPORTS = {
+    "errors": set(),
+    "_yaml": {"errors"},
+    "config": {"errors", "_yaml"},
+    "mapping": {"errors", "config", "_yaml"},
+    "connectors": {"errors", "config"},
+    "store": {"errors", "config"},
+    "engine": {"errors", "config", "mapping", "connectors", "store"},
+    "conformance": {"errors", "config", "connectors"},
+    "sandbox": set(),
+    "web": {"errors", "config", "logging", "mapping", "connectors", "store", "engine"},
+    "_commands": {"errors", "config", "logging", "mapping", "connectors", "store", "engine", "web"},
+}
+
+
+def _imports(path: Path) -> Iterator[tuple[str, bool]]:
+    """``(tolken part, at module level)`` for every ``tolken.*`` import in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(node) for node in tree.body}
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "tolken" and len(parts) > 1:
+                yield parts[1], id(node) in top
+
+
+def test_imports_follow_the_documented_direction() -> None:
+    """Lower layers never import higher ones; only the demo and the CLI import the sandbox."""
+    src = ROOT / "src" / "tolken"
+    wrong = []
+    for path in sorted(src.rglob("*.py")):
+        part = path.relative_to(src).parts[0].removesuffix(".py")
+        for target, module_level in _imports(path):
+            if target == part:
+                continue
+            if part in ALLOWED_IMPORTS and target not in ALLOWED_IMPORTS[part]:
+                wrong.append(f"{path.relative_to(src)} imports tolken.{target}")
+            if part == "cli" and module_level and target in {"sandbox", "demo"}:
+                wrong.append(f"cli.py imports tolken.{target} at module level")
+    assert not wrong, wrong
