@@ -387,3 +387,12 @@ def test_imports_follow_the_documented_direction() -> None:
             if part == "cli" and module_level and target in {"sandbox", "demo"}:
                 wrong.append(f"cli.py imports tolken.{target} at module level")
     assert not wrong, wrong
+
+
+def test_architecture_names_every_engine_and_store_module() -> None:
+    """Each module of the engine and the store is described in docs/architecture.md."""
+    for package in ("engine", "store"):
+        modules = (ROOT / "src" / "tolken" / package).glob("*.py")
+        missing = [m.name for m in modules if m.name != "__init__.py"]
+        missing = [name for name in missing if f"`{name}`" not in ARCHITECTURE]
+        assert not missing, f"{package} modules not in docs/architecture.md: {missing}"
