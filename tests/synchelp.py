@@ -3,13 +3,19 @@
 :func:`divergences` compares the two systems and the store after a sync and
 returns every problem it finds as one line of text, so a test asserts
 ``divergences(...) == []`` and a failure shows all of them at once.
+:class:`LoseAnswers` wraps a simulator so that some requests are carried
+out but their answers lost (a 502), the fault that makes retried creates
+dangerous.
 """
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Collection, Mapping
 from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tolken.connectors.base import Connector, RemoteRecord
 from tolken.engine.resolver import LinkResolver
@@ -17,7 +23,14 @@ from tolken.mapping import Mapping as SyncMapping
 from tolken.mapping import belongs, project, to_pms_flat
 from tolken.store import Store
 
-__all__ = ["WRITE_METHODS", "data_writes", "divergences", "pms_records", "po_records"]
+__all__ = [
+    "WRITE_METHODS",
+    "LoseAnswers",
+    "data_writes",
+    "divergences",
+    "pms_records",
+    "po_records",
+]
 
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 
@@ -110,6 +123,46 @@ def divergences(
                         f"PowerOffice {value!r} != PMS {have.get(path)!r}"
                     )
     return problems
+
+
+class LoseAnswers:
+    """ASGI wrapper: with probability ``rate`` the app handles the request, the answer is lost.
+
+    The client gets a 502 for work that was done, as when a gateway or the
+    network drops the response. ``/_sandbox/*`` is never touched.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.rate = 0.0
+        self.lost = 0
+        self._random = random.Random(0)
+
+    def configure(self, rate: float, seed: int) -> None:
+        self.rate, self.lost, self._random = rate, 0, random.Random(seed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or str(scope["path"]).startswith("/_sandbox")
+            or self._random.random() >= self.rate
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def swallow(_message: Message) -> None:
+            return None
+
+        await self.app(scope, receive, swallow)
+        self.lost += 1
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 502,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"message": "answer lost"}'})
 
 
 def _name(data: Mapping[str, Any], key: str) -> str:

@@ -17,7 +17,6 @@ further run must write nothing to either side.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from integration.sync_harness import Sandbox, no_waits
 from loopback import serve
-from synchelp import data_writes, divergences
+from synchelp import LoseAnswers, data_writes, divergences
 from tolken.config import FlowSettings, TolkenConfig
 from tolken.engine import SyncEngine
 from tolken.errors import TolkenError
@@ -41,46 +39,6 @@ SYSTEMS = ("poweroffice", "pms")
 FAULT_SEED = int(os.environ.get("TOLKEN_TEST_FAULT_SEED", "41"))
 SEED = {"departments": 6, "customers": 30, "projects": 30}
 MAX_FAULTY_RUNS = 15
-
-
-class LoseAnswers:
-    """ASGI wrapper: with probability ``rate`` the app handles the request, the answer is lost.
-
-    The client gets a 502 for work that was done, as when a gateway or the
-    network drops the response. ``/_sandbox/*`` is never touched.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.rate = 0.0
-        self.lost = 0
-        self._random = random.Random(0)
-
-    def configure(self, rate: float, seed: int) -> None:
-        self.rate, self.lost, self._random = rate, 0, random.Random(seed)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or str(scope["path"]).startswith("/_sandbox")
-            or self._random.random() >= self.rate
-        ):
-            await self.app(scope, receive, send)
-            return
-
-        async def swallow(_message: Message) -> None:
-            return None
-
-        await self.app(scope, receive, swallow)
-        self.lost += 1
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 502,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b'{"message": "answer lost"}'})
 
 
 @dataclass

@@ -5,8 +5,9 @@ in-process (starlette ``TestClient`` transports) for speed. Each example
 starts from empty systems (``/_sandbox/reset``) and a fresh store. Edits:
 PowerOffice creates (departments, customers, projects), JSON Patch edits and
 archiving in PowerOffice, merge-patch edits and deactivation in the PMS,
-same-field conflicts, and PMS companies that a later PowerOffice customer
-matches by organisation number. At the end a quiet run (a reconcile, which
+same-field conflicts, PMS companies that a later PowerOffice customer
+matches by organisation number, and runs under faults (refused requests and
+lost answers on both sides). At the end a quiet run (a reconcile, which
 is what picks up PowerOffice address-only edits) must leave both sides equal
 on every mapped field with no duplicates, and further runs write nothing.
 """
@@ -34,10 +35,11 @@ from hypothesis.stateful import (
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
-from synchelp import data_writes, divergences
+from synchelp import LoseAnswers, data_writes, divergences
 from tolken.config import PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
 from tolken.connectors import _http
 from tolken.engine import SyncEngine
+from tolken.errors import TolkenError
 from tolken.sandbox import credentials
 from tolken.sandbox.pms import create_app as create_pms
 from tolken.sandbox.poweroffice import create_app as create_poweroffice
@@ -62,8 +64,10 @@ class _Systems:
     """Both simulators in-process, shared by every example (reset between them)."""
 
     def __init__(self) -> None:
-        self.po_http = TestClient(create_poweroffice(rate_limit_per_second=None), base_url=PO_BASE)
-        self.pms_http = TestClient(create_pms(), base_url=PMS_BASE)
+        self.po_loss = LoseAnswers(create_poweroffice(rate_limit_per_second=None))
+        self.pms_loss = LoseAnswers(create_pms())
+        self.po_http = TestClient(self.po_loss, base_url=PO_BASE)
+        self.pms_http = TestClient(self.pms_loss, base_url=PMS_BASE)
 
     def __enter__(self) -> _Systems:
         self.po_http.__enter__()
@@ -86,6 +90,14 @@ class _Systems:
         )
         response.raise_for_status()
         return response.json()
+
+    def faults(self, seed: int | None) -> None:
+        """25 % of requests refused and 10 % of answers lost on both sides; None: no faults."""
+        for offset, system in enumerate(SYSTEMS):
+            body = {} if seed is None else {"rate": 0.25, "seed": seed + offset}
+            self.control(system, "faults", body)
+        self.po_loss.configure(0.0 if seed is None else 0.1, (seed or 0) + 2)
+        self.pms_loss.configure(0.0 if seed is None else 0.1, (seed or 0) + 3)
 
     def writes(self) -> dict[str, dict[str, int]]:
         return {s: data_writes(self.control(s, "stats")["requests"]) for s in SYSTEMS}
@@ -340,6 +352,17 @@ class SyncMachine(RuleBasedStateMachine):
     @rule()
     def reconcile(self) -> None:
         self.engine.run_cycle(reconcile=True)
+
+    @rule(seed=st.integers(0, 2**16))
+    def sync_under_faults(self, seed: int) -> None:
+        """A run while requests fail and answers get lost; a run that fails as a whole is fine."""
+        self.systems.faults(seed)
+        try:
+            self.engine.run_cycle()
+        except TolkenError:
+            pass
+        finally:
+            self.systems.faults(None)
 
     @invariant()
     def links_are_one_to_one(self) -> None:
