@@ -37,7 +37,7 @@ from tolken.mapping import Flow
 from tolken.sandbox import credentials
 from tolken.sandbox.poweroffice import create_app as create_po_simulator
 from tolken.store import open_store
-from tolken.web import Metrics
+from tolken.web import Metrics, pages
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -479,3 +479,13 @@ def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
         assert gone is not None
         assert gone.state == "pms-deleted"
         assert po.get("Customers", customer).data["Name"] == "Fjellvind AS"  # left alone
+
+
+def test_operations_names_every_dashboard_route() -> None:
+    """Each page, JSON twin and action of the dashboard is named in docs/operations.md."""
+    operations = re.sub(r"\{\w+\}", "{id}", DOCS["operations.md"])
+    paths = {re.sub(r"\{\w+\}", "{id}", route.path) for route in pages.router.routes}  # type: ignore[attr-defined]
+    assert {"/", "/api/status", "/failures/{id}/retry"} <= paths
+    named = {match.group(1) for match in re.finditer(r"`(?:POST )?(/[^`?\s]*)[`?]", operations)}
+    missing = sorted(paths - named)
+    assert not missing, f"routes docs/operations.md does not name: {missing}"
