@@ -5,6 +5,7 @@ import json
 import re
 import textwrap
 import types
+import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,9 @@ from tolken.connectors import _http
 from tolken.connectors.base import ENTRY_POINT_GROUP, Connector
 from tolken.connectors.poweroffice import PowerOfficeClient
 from tolken.engine import SyncEngine
-from tolken.mapping import Flow
+from tolken.mapping import Flow, Mapping, MergeRule, Property
+from tolken.mapping.normalisers import NORMALISERS
+from tolken.mapping.transforms import BUILTIN_TRANSFORMS
 from tolken.sandbox import credentials
 from tolken.sandbox.poweroffice import create_app as create_po_simulator
 from tolken.store import open_store
@@ -489,3 +492,19 @@ def test_operations_names_every_dashboard_route() -> None:
     named = {match.group(1) for match in re.finditer(r"`(?:POST )?(/[^`?\s]*)[`?]", operations)}
     missing = sorted(paths - named)
     assert not missing, f"routes docs/operations.md does not name: {missing}"
+
+
+def test_readme_mapping_section_names_every_key_transform_normaliser_and_type() -> None:
+    """The README's mapping section names each mapping key, transform, normaliser and PMS type."""
+    section = _section(README, "## Mapping")
+    spans = set(re.findall(r"`([^`\n]+)`", _without_fences(section)))
+    keys = {key for model in (Mapping, Flow, Property, MergeRule) for key in model.model_fields}
+    missing = sorted(key for key in keys if f"{key}:" not in section)
+    names = {
+        *BUILTIN_TRANSFORMS,
+        *NORMALISERS,
+        *typing.get_args(Property.model_fields["type"].annotation),
+    }
+    missing += sorted(name for name in names if name not in spans)
+    assert "reference" in names
+    assert not missing, f"not in the README's mapping section: {missing}"
