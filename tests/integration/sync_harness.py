@@ -74,7 +74,9 @@ class Sandbox:
             sync=SyncSettings(**sync),
         )
 
-    def config_yaml(self, *, client_key: str = credentials.CLIENT_KEY, extra: str = "") -> str:
+    def config_yaml(
+        self, *, client_key: str = credentials.CLIENT_KEY, extra: str = "", interval: float = 0.2
+    ) -> str:
         """The same config as tolken.yaml text (for the CLI)."""
         return (
             f"store: sqlite:///{self.tmp / 'tolken.db'}\n"
@@ -91,7 +93,7 @@ class Sandbox:
             f"  api_key: {credentials.PMS_API_KEY}\n"
             "  timeout_seconds: 5\n"
             "sync:\n"
-            "  interval_seconds: 0.2\n"
+            f"  interval_seconds: {interval}\n"
             f"{extra}"
         )
 

@@ -167,3 +167,30 @@ def test_the_serve_command_serves_syncs_and_stops_on_sigterm(sb: Sandbox) -> Non
         assert secret not in err
         assert secret not in out
     assert '"event": "cycle finished"' in err
+
+
+@pytest.mark.slow
+def test_sync_watch_with_a_serve_section_reacts_to_pms_webhooks(sb: Sandbox) -> None:
+    """`sync --watch` with serve configured registers the webhook: a PMS edit arrives in < 2 s."""
+    cust = sb.po_create("Customers", {"Name": "Vik AS", "OrganizationNumber": "923456783"})
+    extra = f"serve:\n  port: 0\n  token: {TOKEN}\n  webhook_secret: {SECRET}\n"
+    config = sb.write_config(extra=extra, interval=60)
+    tolken = Path(sys.executable).with_name("tolken")
+    with subprocess.Popen(
+        [str(tolken), "sync", "--watch", "--json", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("dashboard: http://127.0.0.1:")
+        _poll(lambda: len(sb.pms_list("customers", kind="company")) == 1, 10.0)
+        [pms] = sb.pms_list("customers", kind="company")
+        sb.pms_update("customers", pms["id"], {"name": "Vik Holding AS"})
+        seconds = _poll(lambda: sb.po_get("Customers", cust)["Name"] == "Vik Holding AS", 5.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert seconds < 2.0
+    assert '"flows"' in out  # one JSON line per cycle

@@ -125,6 +125,14 @@ def sync_command(
         typer.echo("error: choose one of --once and --watch", err=True)
         raise typer.Exit(EXIT_CONFIG)
     config = load(config_path)
+    if watch and config.serve is not None and config.serve.token is not None:
+        # With a serve: section the watch loop also receives PMS webhooks, which
+        # needs the web app: run exactly what `tolken serve` runs.
+        from tolken.web.serve import run_serve
+
+        with one_line_errors():
+            code = run_serve(config, echo=typer.echo, on_cycle=_cycle_printer(as_json))
+        raise typer.Exit(code)
     with one_line_errors(), SyncEngine.from_config(config) as engine:
         if not watch:
             with _stop_on_signals(engine), _progress(not as_json) as hooks:
@@ -142,7 +150,7 @@ def sync_command(
         _watch(engine, as_json=as_json, reconcile_first=reconcile)
 
 
-def _watch(engine: SyncEngine, *, as_json: bool, reconcile_first: bool) -> None:
+def _cycle_printer(as_json: bool) -> Callable[[CycleReport], None]:
     def on_cycle(report: CycleReport) -> None:
         if as_json:
             dump_json(report.to_json(), one_line=True)  # JSON Lines: one object per cycle
@@ -150,6 +158,12 @@ def _watch(engine: SyncEngine, *, as_json: bool, reconcile_first: bool) -> None:
             counts = ", ".join(f"{k} {report.total(k)}" for k in _COLUMNS if report.total(k))
             kind = "reconcile" if report.reconciled else "cycle"
             console().print(f"{kind} done: {counts or 'nothing to do'}")
+
+    return on_cycle
+
+
+def _watch(engine: SyncEngine, *, as_json: bool, reconcile_first: bool) -> None:
+    on_cycle = _cycle_printer(as_json)
 
     def on_error(exc: TolkenError) -> bool:
         # Bad credentials or config need a person; an outage is waited out.

@@ -271,8 +271,17 @@ def _stop_server(server: uvicorn.Server, thread: threading.Thread) -> None:
     thread.join(timeout=10)
 
 
-def run_serve(config: TolkenConfig, *, echo: Callable[[str], None] = print) -> int:
-    """Body of ``tolken serve``: serve and sync until SIGTERM/SIGINT; the exit code."""
+def run_serve(
+    config: TolkenConfig,
+    *,
+    echo: Callable[[str], None] = print,
+    on_cycle: Callable[[CycleReport], None] | None = None,
+) -> int:
+    """Body of ``tolken serve`` (and of ``sync --watch`` with a ``serve:`` section).
+
+    Serves the dashboard and the webhook receiver and syncs until
+    SIGTERM/SIGINT; returns the exit code. ``on_cycle`` sees every cycle's report.
+    """
     from tolken.logging import configure_logging
 
     level = os.environ.get("TOLKEN_LOG_LEVEL", "INFO").upper()
@@ -289,7 +298,7 @@ def run_serve(config: TolkenConfig, *, echo: Callable[[str], None] = print) -> i
         if running.webhook_url:
             echo(f"PMS webhooks: {running.webhook_url}")
         try:
-            watch_loop(engine, queue)
+            watch_loop(engine, queue, on_cycle=on_cycle)
         except (AuthError, ConfigError) as exc:
             echo(f"error: {exc}")
             return 1 if isinstance(exc, AuthError) else 2
