@@ -1,23 +1,18 @@
 """The README and docs/ document every CLI command and config key, and stay true to the code."""
 
 import ast
-import json
 import re
 import textwrap
-import types
 import typing
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
 import typer.main
 from pydantic import BaseModel
 from ruamel.yaml import YAML
-from starlette.testclient import TestClient
 
+from docstext import DOCS, README, ROOT, code_spans, fenced, section
 from tolken import _cli_reference, errors
 from tolken.cli import app
 from tolken.config import (
@@ -30,23 +25,12 @@ from tolken.config import (
     load_config,
 )
 from tolken.conformance import RULES
-from tolken.connectors import _http
-from tolken.connectors.base import ENTRY_POINT_GROUP, Connector
-from tolken.connectors.poweroffice import PowerOfficeClient
-from tolken.engine import SyncEngine
 from tolken.mapping import Flow, Mapping, MergeRule, Property
 from tolken.mapping.normalisers import NORMALISERS
 from tolken.mapping.transforms import BUILTIN_TRANSFORMS
-from tolken.sandbox import credentials
-from tolken.sandbox.poweroffice import create_app as create_po_simulator
 from tolken.store import open_store
 from tolken.web import Metrics, pages
 
-ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-DOCS = {
-    path.name: path.read_text(encoding="utf-8") for path in sorted((ROOT / "docs").glob("*.md"))
-}
 ARCHITECTURE = DOCS["architecture.md"]
 CONTRACT = DOCS["pms-contract.md"]
 
@@ -59,26 +43,9 @@ def _commands() -> set[str]:
     return set(root.list_commands(root.context_class(root)))
 
 
-def _fenced(text: str) -> Iterator[tuple[str, str]]:
-    """``(language, body)`` of each fenced code block."""
-    for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S):
-        yield match.group(1), match.group(2)
-
-
-def _without_fences(text: str) -> str:
-    return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
-
-
 def _code(text: str) -> list[str]:
     """Inline code spans and shell blocks: where a ``tolken COMMAND`` is meant literally."""
-    spans = re.findall(r"`([^`\n]+)`", _without_fences(text))
-    return spans + [body for lang, body in _fenced(text) if lang in SHELL_LANGUAGES]
-
-
-def _section(text: str, heading: str) -> str:
-    start = text.index(heading)
-    following = re.search(r"^## ", text[start + len(heading) :], re.M)
-    return text[start : start + len(heading) + following.start()] if following else text[start:]
+    return code_spans(text) + [body for lang, body in fenced(text) if lang in SHELL_LANGUAGES]
 
 
 def test_cli_reference_is_current() -> None:
@@ -145,7 +112,7 @@ def test_error_tree_in_architecture_matches_errors_module() -> None:
     tree = textwrap.dedent(block).strip()
     assert tree.startswith("TolkenError")
     assert "StaleVersion" in tree
-    drawn = [body.strip() for _, body in _fenced(_section(ARCHITECTURE, "## Errors"))]
+    drawn = [body.strip() for _, body in fenced(section(ARCHITECTURE, "## Errors"))]
     assert tree in drawn
 
 
@@ -159,7 +126,7 @@ def test_architecture_names_real_files_and_functions() -> None:
     defined |= set(re.findall(r'__tablename__ = "(\w+)"', code))
     outside = {"ExternalImportReference", "SecretStr"}  # PowerOffice's and pydantic's names
     wrong = []
-    for span in re.findall(r"`([^`\n]+)`", _without_fences(ARCHITECTURE)):
+    for span in code_spans(ARCHITECTURE):
         if re.fullmatch(r"[\w/]+\.py", span):
             if span.rsplit("/", 1)[-1] not in files:
                 wrong.append(span)
@@ -178,144 +145,13 @@ def test_architecture_names_real_files_and_functions() -> None:
     assert not wrong, f"docs/architecture.md names what the code does not have: {wrong}"
 
 
-# -- the custom connector example in docs/pms-contract.md ----------------------------
-
-
-def _example_module() -> types.ModuleType:
-    section = _section(CONTRACT, "## Custom connectors")
-    source = next(body for lang, body in _fenced(section) if lang == "python")
-    # Pad so that line numbers in a traceback are those of the Markdown file.
-    padded = "\n" * CONTRACT[: CONTRACT.index(source)].count("\n") + source
-    module = types.ModuleType("acme_example")
-    exec(compile(padded, str(ROOT / "docs" / "pms-contract.md"), "exec"), module.__dict__)
-    return module
-
-
-class _FakeAcme:
-    """The Acme API the example talks to: pages of two, ``modified_after``, ``import_ref``."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, dict[str, Any]]] = {"clients": {}, "jobs": {}}
-        self.clock = datetime(2026, 1, 1, tzinfo=UTC)
-        self.next_id = 0
-
-    def stamp(self) -> str:
-        """A modification time later than every earlier one."""
-        self.clock += timedelta(seconds=1)
-        return self.clock.isoformat()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.headers.get("X-Api-Key") != "acme-key":
-            return httpx.Response(401, text="bad API key")
-        parts = request.url.path.strip("/").split("/")[1:]  # drop the "api" prefix
-        if parts[0] not in self.records:
-            return httpx.Response(404, text="no such path")
-        records = self.records[parts[0]]
-        if len(parts) == 2:
-            return self._one(request, records, parts[1])
-        if request.method == "POST":
-            body = json.loads(request.content)
-            if not body.get("name"):
-                return httpx.Response(422, text="name: must not be empty")
-            self.next_id += 1
-            record = {**body, "id": str(self.next_id), "modified": self.stamp()}
-            records[record["id"]] = record
-            return httpx.Response(201, json=record)
-        params = request.url.params
-        items = sorted(records.values(), key=lambda r: r["modified"])
-        if "modified_after" in params:
-            after = datetime.fromisoformat(params["modified_after"])
-            items = [r for r in items if datetime.fromisoformat(r["modified"]) > after]
-        if "import_ref" in params:
-            items = [r for r in items if r.get("import_ref") == params["import_ref"]]
-        page = int(params.get("page", "1"))
-        chunk = items[(page - 1) * 2 : page * 2]
-        return httpx.Response(200, json={"data": chunk, "more": len(items) > page * 2})
-
-    def _one(
-        self, request: httpx.Request, records: dict[str, dict[str, Any]], record_id: str
-    ) -> httpx.Response:
-        record = records.get(record_id)
-        if record is None:
-            return httpx.Response(404, text=f"no record {record_id}")
-        if request.method == "DELETE":
-            del records[record_id]
-            return httpx.Response(204)
-        if request.method == "PATCH":
-            record.update(json.loads(request.content), modified=self.stamp())
-        return httpx.Response(200, json=record)
-
-
-@pytest.fixture
-def acme() -> Iterator[tuple[Any, _FakeAcme]]:
-    fake = _FakeAcme()
-    settings = PMSSettings(base_url="https://acme.example.com/api/", api_key="acme-key")
-    with httpx.Client(transport=httpx.MockTransport(fake)) as http:
-        yield _example_module().AcmeConnector(settings, http=http), fake
-
-
-def test_custom_connector_example_implements_the_protocol(acme: tuple[Any, _FakeAcme]) -> None:
-    """The example connector in docs/pms-contract.md is a Connector the engine can build."""
-    connector, _ = acme
-    assert isinstance(connector, Connector)
-    assert connector.system == "pms"
-    assert set(connector.resources()) == {"customers", "projects"}
-
-
-def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> None:
-    """The example creates, finds by key, lists changes, updates and classifies errors."""
-    connector, _ = acme
-    made = [
-        connector.create("customers", {"name": f"Firma {i}"}, idempotency_key=f"tk-{i}")
-        for i in range(5)
-    ]
-    listed = list(connector.list("customers"))
-    assert [r.id for r in listed] == [r.id for r in made]  # three pages of at most two
-    assert connector.find_by_idempotency_key("customers", "tk-3").id == made[3].id
-    assert connector.find_by_idempotency_key("customers", "tk-missing") is None
-    after = list(connector.list("customers", changed_after=made[2].changed_at))
-    assert [r.id for r in after] == [made[3].id, made[4].id]
-    updated = connector.update("customers", made[0].id, {"phone": "+47 22 00 00 00"})
-    assert updated.data["phone"] == "+47 22 00 00 00"
-    assert updated.changed_at > made[4].changed_at
-    assert list(connector.list("projects")) == []  # another Acme path
-    connector.delete("customers", made[1].id)
-    with pytest.raises(errors.NotFound):
-        connector.get("customers", made[1].id)
-    with pytest.raises(errors.ValidationFailed, match="name: must not be empty"):
-        connector.create("customers", {"name": ""}, idempotency_key="tk-x")
-
-
-def test_custom_connector_example_refused_key_is_fatal() -> None:
-    """With a wrong API key the example raises AuthError, which stops the run."""
-    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong")
-    with httpx.Client(transport=httpx.MockTransport(_FakeAcme())) as http:
-        connector = _example_module().AcmeConnector(settings, http=http)
-        with pytest.raises(errors.AuthError):
-            connector.get("customers", "1")
-
-
-def test_custom_connector_registration_snippets_are_valid() -> None:
-    """The pyproject and tolken.yaml snippets use the real entry-point group and settings keys."""
-    blocks = list(_fenced(_section(CONTRACT, "## Custom connectors")))
-    toml = next(body for lang, body in blocks if lang == "toml")
-    assert f'[project.entry-points."{ENTRY_POINT_GROUP}"]' in toml
-    yaml = next(body for lang, body in blocks if lang == "yaml")
-    pms = {}
-    for line in yaml.split("mapping:")[0].splitlines()[1:]:
-        key, _, value = line.strip().partition(": ")
-        pms[key] = value
-    assert pms["connector"] == toml.split(" = ")[0].splitlines()[-1]
-    PMSSettings.model_validate({**pms, "api_key": "set-from-the-environment"})
-
-
 # -- examples and tables that mirror the code ----------------------------------------
 
 
 def test_readme_configuration_example_is_a_valid_config(tmp_path: Path) -> None:
     """The README's tolken.yaml example loads as it stands once its ${VAR}s are set."""
-    section = _section(README, "## Configuration")
-    yaml = next(body for lang, body in _fenced(section) if lang == "yaml")
+    part = section(README, "## Configuration")
+    yaml = next(body for lang, body in fenced(part) if lang == "yaml")
     path = tmp_path / "tolken.yaml"
     path.write_text(yaml, encoding="utf-8")
     names = set(re.findall(r"\$\{(\w+)\}", yaml))
@@ -327,8 +163,8 @@ def test_readme_configuration_example_is_a_valid_config(tmp_path: Path) -> None:
 
 def test_readme_mapping_example_is_a_valid_flow() -> None:
     """The customers flow in the README's mapping example validates against the mapping models."""
-    section = _section(README, "## Mapping")
-    yaml = next(body for lang, body in _fenced(section) if lang == "yaml")
+    part = section(README, "## Mapping")
+    yaml = next(body for lang, body in fenced(part) if lang == "yaml")
     data = YAML(typ="safe").load(yaml)
     flow = Flow.model_validate(data["flows"]["customers"])
     assert [rule.normalise for rule in flow.merge_rules] == ["digits", "casefold"]
@@ -336,7 +172,7 @@ def test_readme_mapping_example_is_a_valid_flow() -> None:
 
 def test_check_pms_rules_in_the_contract_match_the_registry() -> None:
     """docs/pms-contract.md lists every check-pms rule, in the order they run."""
-    table = _section(CONTRACT, "## `tolken check-pms`")
+    table = section(CONTRACT, "## `tolken check-pms`")
     listed = re.findall(r"^\| `([\w-]+)` \|", table, re.M)
     assert listed == list(RULES)
 
@@ -350,7 +186,7 @@ def test_operations_metrics_table_matches_the_exported_metrics(tmp_path: Path) -
         store.close()
     exported = set(re.findall(r"^# TYPE (\w+)", text, re.M))
     exported = {name for name in exported if not name.endswith("_created")}  # client defaults
-    table = _section(DOCS["operations.md"], "## Health and metrics")
+    table = section(DOCS["operations.md"], "## Health and metrics")
     documented = set(re.findall(r"^\| `(tolken_\w+)` \|", table, re.M))
     assert "tolken_links" in exported
     assert documented == exported
@@ -425,65 +261,6 @@ def test_architecture_names_every_engine_and_store_module() -> None:
         assert not missing, f"{package} modules not in docs/architecture.md: {missing}"
 
 
-def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
-    """With the example connector and polling, records reach Acme, edits come back, deletes mark."""
-    po_settings = PowerOfficeSettings.model_validate(
-        {
-            "base_url": "http://testserver/v2",
-            "token_url": "http://testserver/OAuth/Token",
-            "application_key": credentials.APPLICATION_KEY,
-            "client_key": credentials.CLIENT_KEY,
-            "subscription_key": credentials.SUBSCRIPTION_KEY,
-        }
-    )
-    pms_settings = PMSSettings.model_validate(
-        {
-            "connector": "acme",
-            "base_url": "https://acme.example.com/api",
-            "api_key": "acme-key",
-            "change_capture": "polling",
-        }
-    )
-    config = TolkenConfig(
-        store=f"sqlite:///{tmp_path / 'tolken.db'}", poweroffice=po_settings, pms=pms_settings
-    )
-    fake = _FakeAcme()
-    sim = create_po_simulator(rate_limit_per_second=None)
-    with (
-        _http.testing(),
-        TestClient(sim) as po_http,
-        httpx.Client(transport=httpx.MockTransport(fake)) as acme_http,
-        open_store(config.store) as store,
-    ):
-        po = PowerOfficeClient(po_settings, http=po_http)
-        po.create("Departments", {"Code": "10", "Name": "Salg"}, idempotency_key="10")
-        customer = po.create("Customers", {"Name": "Fjellvind AS"}, idempotency_key="c-1").id
-        acme = _example_module().AcmeConnector(pms_settings, http=acme_http)
-        engine = SyncEngine(config, store, po, acme)
-
-        engine.run_cycle()
-        clients = fake.records["clients"].values()
-        assert sorted((c["kind"], c["name"]) for c in clients) == [
-            ("company", "Fjellvind AS"),
-            ("department", "Salg"),
-        ]
-        link = store.get_link_by_po("default", "customers", customer)
-        assert link is not None
-
-        fake.records["clients"][link.pms_id].update(phone="+47 90 00 00 01", modified=fake.stamp())
-        engine.run_cycle()
-        assert po.get("Customers", customer).data["PhoneNumber"] == "+47 90 00 00 01"
-
-        del fake.records["clients"][link.pms_id]
-        report = engine.run_cycle(reconcile=True)
-        assert "mass-delete breaker" in str(report.flow("customers").stopped)  # 1 of 1 links
-        engine.run_cycle(reconcile=True, confirm_deletes=True)
-        gone = store.get_link_by_po("default", "customers", customer)
-        assert gone is not None
-        assert gone.state == "pms-deleted"
-        assert po.get("Customers", customer).data["Name"] == "Fjellvind AS"  # left alone
-
-
 def test_operations_names_every_dashboard_route() -> None:
     """Each page, JSON twin and action of the dashboard is named in docs/operations.md."""
     operations = re.sub(r"\{\w+\}", "{id}", DOCS["operations.md"])
@@ -496,10 +273,10 @@ def test_operations_names_every_dashboard_route() -> None:
 
 def test_readme_mapping_section_names_every_key_transform_normaliser_and_type() -> None:
     """The README's mapping section names each mapping key, transform, normaliser and PMS type."""
-    section = _section(README, "## Mapping")
-    spans = set(re.findall(r"`([^`\n]+)`", _without_fences(section)))
+    part = section(README, "## Mapping")
+    spans = set(code_spans(part))
     keys = {key for model in (Mapping, Flow, Property, MergeRule) for key in model.model_fields}
-    missing = sorted(key for key in keys if f"{key}:" not in section)
+    missing = sorted(key for key in keys if f"{key}:" not in part)
     names = {
         *BUILTIN_TRANSFORMS,
         *NORMALISERS,
