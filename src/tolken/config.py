@@ -55,7 +55,8 @@ class PMSSettings(_Strict):
     connector: str = "pms"
     change_capture: Literal["changes", "polling"] = "changes"
     timeout_seconds: float = Field(default=30.0, gt=0)
-    page_size: int = Field(default=500, ge=1, le=10000)
+    # The reference PMS (and most APIs) cap list pages at 1000.
+    page_size: int = Field(default=500, ge=1, le=1000)
 
 
 class FlowSettings(_Strict):

@@ -209,7 +209,7 @@ def serving(
     ``serve.webhook_secret`` a random secret is made for this process.
     """
     if config.serve is None or config.serve.token is None:
-        raise ConfigError("serve.token is not set: the dashboard needs a token", key="serve.token")
+        raise ConfigError("is not set: the dashboard needs a token", key="serve.token")
     serve = config.serve
     secret = (
         serve.webhook_secret.get_secret_value()
