@@ -42,17 +42,7 @@ def create_many_in_pms(a: Applier, actions: list[CreateInPMS]) -> None:
         for action in actions:
             a.apply([action])
         return
-    fresh: list[CreateInPMS] = []
-    reused: list[CreateInPMS] = []
-    with a.store.transaction():
-        for action in actions:
-            try:
-                a.store.add_pending_create(
-                    a.tenant, a.flow_id, "pms", action.po_id, action.idempotency_key
-                )
-                fresh.append(action)
-            except DuplicatePendingCreate:
-                reused.append(action)
+    fresh, reused = _add_pending(a, actions)
     made: list[tuple[CreateInPMS, RemoteRecord, dict[str, Any]]] = []
     try:
         for action in fresh:
@@ -73,6 +63,32 @@ def create_many_in_pms(a: Applier, actions: list[CreateInPMS]) -> None:
         a.apply([action])
 
 
+def _add_pending(
+    a: Applier, actions: list[CreateInPMS]
+) -> tuple[list[CreateInPMS], list[CreateInPMS]]:
+    """Commit the pending rows of a batch: (fresh, reused keys) actions."""
+    try:
+        # One statement for the lot; it fails as a whole when any key was used before.
+        a.store.add_pending_creates(
+            a.tenant, a.flow_id, "pms", [(x.po_id, x.idempotency_key) for x in actions]
+        )
+        return list(actions), []
+    except DuplicatePendingCreate:
+        pass
+    fresh: list[CreateInPMS] = []
+    reused: list[CreateInPMS] = []
+    with a.store.transaction():
+        for action in actions:
+            try:
+                a.store.add_pending_create(
+                    a.tenant, a.flow_id, "pms", action.po_id, action.idempotency_key
+                )
+                fresh.append(action)
+            except DuplicatePendingCreate:
+                reused.append(action)
+    return fresh, reused
+
+
 def _link_created(a: Applier, made: list[tuple[CreateInPMS, RemoteRecord, dict[str, Any]]]) -> None:
     """Link, shadow and record the history of many new PMS records in one transaction."""
     if not made:
@@ -85,8 +101,9 @@ def _link_created(a: Applier, made: list[tuple[CreateInPMS, RemoteRecord, dict[s
         pairs.append(pair)
     try:
         with a.store.transaction():
-            for action, record, _body in made:
-                a.store.resolve_pending_create(action.idempotency_key, record.id)
+            a.store.resolve_pending_creates(
+                {action.idempotency_key: record.id for action, record, _body in made}
+            )
             links = a.store.create_links(a.tenant, a.flow_id, [(p.po_id, p.pms_id) for p in pairs])
             for pair, link in zip(pairs, links, strict=True):
                 pair.link_id = link.id

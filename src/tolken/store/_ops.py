@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -139,6 +139,44 @@ class OpsRepository(StoreBase):
                 ) from None
         return PendingCreate(*created)
 
+    def add_pending_creates(
+        self, tenant: str, flow: Flow, target: Side, items: Sequence[tuple[str, str]]
+    ) -> None:
+        """Record many creates, ``(source_id, idempotency_key)`` each, in one statement.
+
+        All or nothing: raises :class:`DuplicatePendingCreate` (and records none)
+        when any of them is already pending or its key was used before; the
+        caller can then add them one by one with :meth:`add_pending_create`.
+        Commit before sending the requests, as for one.
+        """
+        check_flow(flow)
+        if target not in SIDES:
+            raise ValueError(f"unknown side {target!r}")
+        if not items:
+            return
+        now = self.now()
+        rows = [
+            {
+                "tenant": tenant,
+                "flow": flow,
+                "target": target,
+                "source_id": str(source_id),
+                "idempotency_key": key,
+                "state": "pending",
+                "created_at": now,
+            }
+            for source_id, key in items
+        ]
+        with self._write() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(PendingCreateRow), rows)
+            except IntegrityError:
+                raise DuplicatePendingCreate(
+                    f"{flow}: one of {len(rows)} creates in {target} is already pending "
+                    "(or its idempotency key was used before)",
+                ) from None
+
     def get_pending_create(self, idempotency_key: str) -> PendingCreate | None:
         """The pending create with this key, whatever its state."""
         stmt = select(*_PENDING_COLUMNS).where(PendingCreateRow.idempotency_key == idempotency_key)
@@ -176,6 +214,23 @@ class OpsRepository(StoreBase):
     def resolve_pending_create(self, idempotency_key: str, created_id: str) -> PendingCreate:
         """Mark a create done, remembering the id of the record it made."""
         return self._finish_pending(idempotency_key, "done", str(created_id))
+
+    def resolve_pending_creates(self, created: Mapping[str, str]) -> None:
+        """Mark many creates done in one statement: idempotency key -> id of the record made."""
+        if not created:
+            return
+        stmt = (
+            update(PendingCreateRow)
+            .where(PendingCreateRow.idempotency_key == bindparam("b_key"))
+            .values(state="done", created_id=bindparam("b_created"), resolved_at=self.now())
+        )
+        params = [{"b_key": key, "b_created": str(made)} for key, made in created.items()]
+        with self._write() as conn:
+            result = conn.execute(stmt, params)
+            if conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
+                raise UnknownRecord(
+                    f"{len(params) - result.rowcount} of {len(params)} pending creates not found"
+                )
 
     def abandon_pending_create(self, idempotency_key: str) -> PendingCreate:
         """Give up a create that never reached the remote system (nothing was made)."""
