@@ -87,6 +87,19 @@ def create_in_poweroffice(a: Applier, action: CreateInPowerOffice) -> None:
     pair = PairState(None, record.id, action.pms_id, values, True)
     pair.see_po(record)
     pair.see_pms(a.pms_records.get(action.pms_id))
+    # PowerOffice fills in what the PMS left empty (a customer's Number): send it back now,
+    # or the shadow would claim the PMS has it and the pair would never differ again.
+    created = a.project_po(record)
+    assigned = {
+        k: v
+        for k, v in (created.values if created is not None else {}).items()
+        if v is not None and v != values.get(k)
+    }
+    back = pms_changes(a.flow, assigned)
+    if back:
+        a.pms_records[action.pms_id] = a.pms.update(a.pms_resource, action.pms_id, back)
+        pair.see_pms(a.pms_records[action.pms_id])
+        pair.fields.update(assigned)
     _store_new_link(a, pair, "to_poweroffice", body, "new PMS record", pending_key)
 
 
