@@ -140,6 +140,8 @@ def _add_pms_only_customers(sb: Sandbox, count: int = 6) -> list[str]:
 
     The persons can only be found again by their create key; the companies
     are also matched by the merge rule once their PowerOffice twin exists.
+    The companies have no customer number: PowerOffice assigns one, which must
+    come back to the PMS.
     """
     ids = []
     for i in range(count):
@@ -152,15 +154,12 @@ def _add_pms_only_customers(sb: Sandbox, count: int = 6) -> list[str]:
         else:
             body = {
                 "kind": "person",
+                "number": f"9{i:02}00",  # spaced: PowerOffice numbers others max + 1
                 "name": f"Kari Pms{i}",
                 "first_name": "Kari",
                 "last_name": f"Pms{i}",
             }
-        ids.append(
-            sb.pms_create(
-                "customers", {**body, "number": f"9{i:04}", "phone": f"+47 400 00 {i:03}"}
-            )
-        )
+        ids.append(sb.pms_create("customers", {**body, "phone": f"+47 400 00 {i:03}"}))
     return ids
 
 
