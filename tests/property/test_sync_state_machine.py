@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from synchelp import LoseAnswers, data_writes, divergences
-from tolken.config import PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
+from tolken.config import FlowSettings, PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
 from tolken.connectors import _http
 from tolken.engine import SyncEngine
 from tolken.errors import TolkenError
@@ -106,7 +106,7 @@ class _Systems:
 SYSTEMS_UNDER_TEST: _Systems | None = None
 
 
-def _config(store: Path) -> TolkenConfig:
+def _config(store: Path, *, create_in_poweroffice: bool = False) -> TolkenConfig:
     return TolkenConfig(
         store=f"sqlite:///{store}",
         poweroffice=PowerOfficeSettings(
@@ -118,7 +118,10 @@ def _config(store: Path) -> TolkenConfig:
             requests_per_second=1000.0,
         ),
         pms=PMSSettings(base_url=f"{PMS_BASE}/api/v1", api_key=SecretStr(credentials.PMS_API_KEY)),
-        sync=SyncSettings(reconcile_every=1000),
+        sync=SyncSettings(
+            reconcile_every=1000,
+            flows={"customers": FlowSettings(create_in_poweroffice=create_in_poweroffice)},
+        ),
     )
 
 
@@ -137,11 +140,7 @@ class SyncMachine(RuleBasedStateMachine):
         for system in SYSTEMS:
             systems.control(system, "reset", {})
         self.tmp = Path(tempfile.mkdtemp(prefix="tolken-machine-"))
-        transports = {
-            "poweroffice": systems.po_http._transport,
-            "pms": systems.pms_http._transport,
-        }
-        self.engine = SyncEngine.from_config(_config(self.tmp / "tolken.db"), transports=transports)
+        self.engine = self._engine(create_in_poweroffice=False)
         self.po = self.engine.poweroffice
         self.pms = self.engine.pms
         self.numbers = itertools.count(1)
@@ -159,6 +158,14 @@ class SyncMachine(RuleBasedStateMachine):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- helpers ------------------------------------------------------------------
+
+    def _engine(self, *, create_in_poweroffice: bool) -> SyncEngine:
+        transports = {
+            "poweroffice": self.systems.po_http._transport,
+            "pms": self.systems.pms_http._transport,
+        }
+        config = _config(self.tmp / "tolken.db", create_in_poweroffice=create_in_poweroffice)
+        return SyncEngine.from_config(config, transports=transports)
 
     def _pms_id(self, flow: str, po_id: str) -> str | None:
         return self.engine.store.link_map(self.engine.tenant, flow).get(po_id)  # type: ignore[arg-type]
@@ -196,9 +203,16 @@ class SyncMachine(RuleBasedStateMachine):
 
     # -- a synced start -------------------------------------------------------------
 
-    @initialize()
-    def synced_start(self) -> None:
-        """Two departments, three customers and two projects, synced once."""
+    @initialize(create_in_poweroffice=st.booleans())
+    def synced_start(self, create_in_poweroffice: bool) -> None:
+        """Two departments, three customers and two projects, synced once.
+
+        With ``create_in_poweroffice`` PMS-only customers are created in PowerOffice too.
+        """
+        if create_in_poweroffice:
+            self.engine.close()
+            self.engine = self._engine(create_in_poweroffice=True)
+            self.po, self.pms = self.engine.poweroffice, self.engine.pms
         for name in ("Hovedkontor", "Bergen"):
             self._add_department(name)
         self._add_customer(False, "Fjord Bygg", "post@fjord.no", "+47 400 00 001")
@@ -230,6 +244,17 @@ class SyncMachine(RuleBasedStateMachine):
         self.pms_only.add(record.id)
         if matched:
             self.waiting_orgs.append(org)
+
+    @rule(name=names, phone=phones)
+    def create_pms_person(self, name: str, phone: str) -> None:
+        """A PMS-only person no merge rule matches (no e-mail): created in PowerOffice when
+        the flow says so, left alone otherwise."""
+        first, last = name.split(" ", 1)
+        body = {"kind": "person", "name": name, "first_name": first, "last_name": last}
+        record = self.pms.create(
+            "customers", {**body, "phone": phone}, idempotency_key=f"pms-p{self._next()}"
+        )
+        self.pms_only.add(record.id)
 
     @rule(name=names)
     def create_matching_customer(self, name: str) -> None:
