@@ -120,7 +120,10 @@ def _config(store: Path, *, create_in_poweroffice: bool = False) -> TolkenConfig
         pms=PMSSettings(base_url=f"{PMS_BASE}/api/v1", api_key=SecretStr(credentials.PMS_API_KEY)),
         sync=SyncSettings(
             reconcile_every=1000,
-            flows={"customers": FlowSettings(create_in_poweroffice=create_in_poweroffice)},
+            flows={
+                flow: FlowSettings(create_in_poweroffice=create_in_poweroffice)
+                for flow in ("departments", "customers", "projects")
+            },
         ),
     )
 
@@ -254,6 +257,32 @@ class SyncMachine(RuleBasedStateMachine):
         record = self.pms.create(
             "customers", {**body, "phone": phone}, idempotency_key=f"pms-p{self._next()}"
         )
+        self.pms_only.add(record.id)
+
+    @rule(name=names)
+    def create_pms_department(self, name: str) -> None:
+        """A PMS-only department (its number is PowerOffice's Code when it is created there)."""
+        body = {"kind": "department", "number": f"PD{self._next()}", "name": name}
+        record = self.pms.create("customers", body, idempotency_key=f"pms-d{self._next()}")
+        self.pms_only.add(record.id)
+
+    @rule(customer=Pick, department=Pick, name=names, status=st.sampled_from(["planned", "active"]))
+    def create_pms_project(self, customer: int, department: int, name: str, status: str) -> None:
+        """A PMS-only project pointing at linked records (PowerOffice needs both references)."""
+        customer_id = self._pms_id("customers", self.customers[customer % len(self.customers)])
+        dept_id = self._pms_id("departments", self.departments[department % len(self.departments)])
+        if customer_id is None or dept_id is None:
+            return
+        body = {
+            "code": f"PP{self._next()}",
+            "name": name,
+            "customer_id": customer_id,
+            "department_id": dept_id,
+            "start_date": "2025-05-01",
+            "status": status,
+            "billable": False,
+        }
+        record = self.pms.create("projects", body, idempotency_key=f"pms-pp{self._next()}")
         self.pms_only.add(record.id)
 
     @rule(name=names)
