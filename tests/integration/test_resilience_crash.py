@@ -153,7 +153,7 @@ def _kill_during_sync(sb: RunningSandbox, config: Path, rng: random.Random, log:
             moment = f"after {delay:.2f} s"
         else:
             # Right after the PMS answered a create: the POST-to-link window.
-            target = start + rng.randint(50, 400)
+            target = min(start + rng.randint(50, 400), CUSTOMERS - 1)
             deadline = time.monotonic() + 20
             while sb.creates() < target and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.005)
