@@ -308,10 +308,11 @@ def main() -> int:
             burst, burst_requests = _child(sandbox, ["--cycle", str(config), "idle"])
             # Steady state: a later change moves the PowerOffice position past the bulk.
             _touch_one_po(sandbox)
-            run_measured(
-                [*tolken_command(), "sync", "--once", "--json", "--config", str(config)],
-                timeout=600,
-            )
+            for _ in range(2):  # the second reads back the first one's PMS write
+                run_measured(
+                    [*tolken_command(), "sync", "--once", "--json", "--config", str(config)],
+                    timeout=600,
+                )
             time.sleep(OVERLAP + 0.5)
             idle: list[tuple[dict[str, Any], dict[str, Any]]] = []
             bare: list[tuple[dict[str, Any], dict[str, Any]]] = []
