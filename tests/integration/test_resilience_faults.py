@@ -239,7 +239,7 @@ def test_dropped_connections_still_create_every_record_exactly_once(
     """With 10 % of requests never answered (client timeouts), each record is still created once."""
     sb.control("poweroffice", "seed", {"departments": 4, "customers": 15, "projects": 10})
     pms_only = _add_pms_only_customers(sb, 3)
-    config = _config(sb, timeout=0.4, flows={"customers": FlowSettings(create_in_poweroffice=True)})
+    config = _config(sb, timeout=0.5, flows={"customers": FlowSettings(create_in_poweroffice=True)})
     _faults_on(sb, systems, FAULT_SEED + 200, rate=0.0, drop=0.10, lost=0.05)
     with SyncEngine.from_config(config) as engine:
         errors = _run_under_faults(engine, 6)
