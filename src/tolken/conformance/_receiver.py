@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+
+from tolken._closing import Closeable
 
 __all__ = ["Delivery", "WebhookReceiver"]
 
@@ -28,7 +29,7 @@ class Delivery:
     received_at: float
 
 
-class WebhookReceiver:
+class WebhookReceiver(Closeable):
     """Listens on ``host:port`` (0 = any free port) until closed; ``deliveries`` fills up."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -86,14 +87,3 @@ class WebhookReceiver:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> WebhookReceiver:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -19,10 +19,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from types import TracebackType
 
 import httpx
 
+from tolken._closing import Closeable
 from tolken.config import FlowId as ConfigFlowId
 from tolken.config import TolkenConfig
 from tolken.connectors.base import Connector
@@ -42,7 +42,7 @@ from tolken.store.records import Flow as FlowId
 __all__ = ["SyncEngine"]
 
 
-class SyncEngine:
+class SyncEngine(Closeable):
     """Runs sync cycles for one tenant: the three flows, both ways, with the store.
 
     ``poweroffice`` and ``pms`` are any :class:`~tolken.connectors.base.Connector`;
@@ -99,17 +99,6 @@ class SyncEngine:
         """Close the connectors and the store if the engine opened them."""
         while self._closers:
             self._closers.pop()()
-
-    def __enter__(self) -> SyncEngine:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def request_stop(self) -> None:
         """Finish the record in flight, commit, and end the cycle (SIGTERM/SIGINT)."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
+from tolken._closing import Closeable
 from tolken.errors import Unreachable
 from tolken.store._base import Clock, utcnow
 from tolken.store._db import make_engine
@@ -18,24 +17,13 @@ from tolken.store.migrate import upgrade
 __all__ = ["Store", "open_store"]
 
 
-class Store(IssueRepository, OpsRepository):
+class Store(IssueRepository, OpsRepository, Closeable):
     """Links, shadows, cursors, pending creates, failures, conflicts, runs and history.
 
     Every call takes the tenant it is about, so one store serves many PowerOffice
     clients. Calls are thread-safe; each runs in its own transaction unless made
     inside ``with store.transaction():``.
     """
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def open_store(url: str | URL | Engine, *, clock: Clock = utcnow, migrate: bool = True) -> Store:

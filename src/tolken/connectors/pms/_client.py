@@ -18,11 +18,11 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from tolken._closing import Closeable
 from tolken.config import PMSSettings
 from tolken.connectors._http import RetryPolicy
 from tolken.connectors.base import RemoteRecord
@@ -67,7 +67,7 @@ class _UnsentOnlyPolicy(RetryPolicy):
         return False
 
 
-class PMSClient:
+class PMSClient(Closeable):
     """Talks to one PMS through the REST contract; a :class:`~tolken.connectors.base.Connector`.
 
     ``http`` lets tests hand in a client with an in-process transport (for
@@ -272,17 +272,6 @@ class PMSClient:
         """Close the HTTP client if this connector made it."""
         if self._owns_http:
             self._http.close()
-
-    def __enter__(self) -> PMSClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- webhooks -----------------------------------------------------------
 

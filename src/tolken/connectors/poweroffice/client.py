@@ -31,11 +31,11 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from tolken._closing import Closeable
 from tolken.config import PowerOfficeSettings
 from tolken.connectors._http import RetryPolicy, TokenBucket, shared_bucket
 from tolken.connectors.base import RemoteRecord
@@ -101,7 +101,7 @@ def _check_fields(
     return body
 
 
-class PowerOfficeClient:
+class PowerOfficeClient(Closeable):
     """Connector for one PowerOffice Go client (company); see the module docstring.
 
     ``http`` lets tests hand in a client (e.g. ``starlette.testclient.TestClient``);
@@ -408,14 +408,3 @@ class PowerOfficeClient:
         """Close the HTTP client if this connector created it."""
         if self._owns_http:
             self._http.close()
-
-    def __enter__(self) -> PowerOfficeClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
