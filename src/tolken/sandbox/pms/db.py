@@ -16,11 +16,12 @@ import sqlite3
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from tolken.sandbox._sqlite import connect, write_transaction
 from tolken.sandbox.pms.cursor import MonotonicClock
 from tolken.sandbox.pms.schema import ID_PREFIX, ResourceType, writable
 from tolken.sandbox.pms.validation import ApiError, FieldProblem, merge_patch, normalize
@@ -62,13 +63,10 @@ class Store:
             path = Path(tmp) / "pms.sqlite3"
             weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)
         self.path = path
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn = connect(path, _SCHEMA)
         # Finalizers must not reference self (that would keep the store alive forever).
         weakref.finalize(self, conn.close)
         self._conn = conn
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
         self._lock = threading.RLock()
         self.clock = MonotonicClock()
         for sql in ("SELECT max(updated_at) FROM records", "SELECT max(at) FROM changes"):
@@ -84,16 +82,8 @@ class Store:
         """Call ``listener(feed_item)`` after each committed write (outside the lock)."""
         self._listeners.append(listener)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn, self._lock)
 
     def _notify(self, item: dict[str, Any] | None) -> None:
         if item is None:

@@ -23,12 +23,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from tolken.sandbox._sqlite import connect, write_transaction
 
 __all__ = ["TABLES", "Clock", "Store", "format_ticks"]
 
@@ -120,10 +122,7 @@ class Store:
 
     def __init__(self, path: Path | None) -> None:
         target = ":memory:" if path is None else str(path)
-        self._conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL" if path else "PRAGMA journal_mode=MEMORY")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = connect(target, _SCHEMA, wal=path is not None)
         self.lock = threading.RLock()
         self.clock = Clock(self._max_tick())
 
@@ -144,17 +143,9 @@ class Store:
             (self.clock.last,),
         )
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """Hold the lock and run one atomic write transaction."""
-        with self.lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        return write_transaction(self._conn, self.lock)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a read-only query."""
