@@ -286,24 +286,31 @@ class SyncEngine(Closeable):
         *,
         on_cycle: Callable[[CycleReport], None] | None = None,
         on_error: Callable[[TolkenError], bool] | None = None,
+        wait: Callable[[float], object] | None = None,
     ) -> None:
         """Run cycles every ``sync.interval_seconds`` until :meth:`request_stop`.
 
         Reconciles every ``sync.reconcile_every`` cycles. ``on_error`` decides
         whether a fatal error ends the loop (return False) or waits for the
-        next cycle (True); without it the error is raised.
+        next cycle (True); without it the error is raised. ``wait(seconds)``
+        sleeps between cycles (by default until the interval passes or a stop
+        is requested); one that returns early, woken by new work, starts the
+        next cycle at once (the serve loop's webhooks).
         """
+        wait = wait or self.stop_event.wait
         while not self.stop_event.is_set():
             try:
                 report = self.run_cycle(reconcile=self.due_for_reconcile())
             except TolkenError as exc:
-                self.cycles += 1
+                self.cycles += 1  # so a reconcile that keeps failing does not block the schedule
                 if on_error is None or not on_error(exc):
                     raise
             else:
                 if on_cycle is not None:
                     on_cycle(report)
-            self.stop_event.wait(self.config.sync.interval_seconds)
+            if self.stop_event.is_set():
+                break
+            wait(self.config.sync.interval_seconds)
 
 
 def _cfg(flow: FlowId) -> ConfigFlowId:

@@ -95,29 +95,36 @@ def watch_loop(
 ) -> None:
     """Run cycles until ``engine.request_stop()``: every interval, or at once when woken.
 
-    Bad credentials or configuration end the loop (raised); an outage or
-    anything else retriable is logged and waited out until the next interval.
-    Reconciles every ``sync.reconcile_every`` cycles.
+    :meth:`SyncEngine.watch` waiting on ``queue``, logging each cycle with the
+    webhook items that woke it. Bad credentials or configuration end the loop
+    (raised); an outage or anything else retriable is logged and waited out
+    until the next interval. Reconciles every ``sync.reconcile_every`` cycles.
     """
-    interval = engine.config.sync.interval_seconds
-    while not engine.stop_event.is_set():
-        items = queue.take()
-        reconcile = engine.due_for_reconcile()
-        started = time.monotonic()
-        try:
-            report = engine.run_cycle(reconcile=reconcile)
-        except (AuthError, ConfigError):
-            raise
-        except TolkenError as exc:
-            engine.cycles += 1  # so a reconcile that keeps failing does not block the schedule
-            _log.error("cycle failed; retrying at the next interval", error=str(exc))
-        else:
-            _log_cycle(engine, report, items, time.monotonic() - started)
-            if on_cycle is not None:
-                on_cycle(report)
-        if engine.stop_event.is_set():
-            break
-        queue.wait(interval)
+    # The webhook items that woke the coming cycle, and when it started.
+    items: list[ChangeItem] = []
+    started = 0.0
+
+    def take() -> None:
+        nonlocal items, started
+        items, started = queue.take(), time.monotonic()
+
+    def wait(seconds: float) -> None:
+        queue.wait(seconds)
+        take()
+
+    def go_on(exc: TolkenError) -> bool:
+        if isinstance(exc, AuthError | ConfigError):
+            return False
+        _log.error("cycle failed; retrying at the next interval", error=str(exc))
+        return True
+
+    def cycled(report: CycleReport) -> None:
+        _log_cycle(engine, report, items, time.monotonic() - started)
+        if on_cycle is not None:
+            on_cycle(report)
+
+    take()
+    engine.watch(on_cycle=cycled, on_error=go_on, wait=wait)
 
 
 def _log_cycle(
