@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,26 @@ def _flow(value: str | None) -> Flow | None:
         typer.echo(f"error: unknown flow {value!r}; choose one of {', '.join(FLOWS)}", err=True)
         raise typer.Exit(2)
     return value  # type: ignore[return-value]
+
+
+def _show(
+    rows: list[dict[str, Any]],
+    *,
+    as_json: bool,
+    title: str,
+    columns: Sequence[str],
+    cells: Callable[[dict[str, Any]], Sequence[str]],
+) -> None:
+    """``rows`` as a JSON array, or as a table titled with their count, one row each."""
+    if as_json:
+        dump_json(rows)
+        return
+    table = Table(title=f"{title} ({len(rows)})")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*cells(row))
+    console().print(table)
 
 
 def status_command(config_path: Path, *, as_json: bool) -> None:
@@ -97,22 +118,20 @@ def links_command(config_path: Path, *, flow: str | None, state: str | None, as_
     rows = [link._asdict() for link in links]
     for row in rows:
         row["poweroffice_id"], row["pms_id"] = str(row["poweroffice_id"]), str(row["pms_id"])
-    if as_json:
-        dump_json(rows)
-        return
-    table = Table(title=f"links ({len(rows)})")
-    for column in ("id", "flow", "PowerOffice", "PMS", "state", "since"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    _show(
+        rows,
+        as_json=as_json,
+        title="links",
+        columns=("id", "flow", "PowerOffice", "PMS", "state", "since"),
+        cells=lambda row: (
             str(row["id"]),
             row["flow"],
             row["poweroffice_id"],
             row["pms_id"],
             row["state"],
             f"{row['created_at']:%Y-%m-%d %H:%M}",
-        )
-    console().print(table)
+        ),
+    )
 
 
 def conflicts_command(config_path: Path, *, flow: str | None, parked: bool, as_json: bool) -> None:
@@ -121,14 +140,12 @@ def conflicts_command(config_path: Path, *, flow: str | None, parked: bool, as_j
     with one_line_errors(), _store(config) as store:
         found = store.list_conflicts(config.tenant, _flow(flow), parked_only=parked)
     rows = [asdict(c) for c in found]
-    if as_json:
-        dump_json(rows)
-        return
-    table = Table(title=f"conflicts ({len(rows)})")
-    for column in ("id", "flow", "link", "field", "PowerOffice", "PMS", "policy", "winner"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    _show(
+        rows,
+        as_json=as_json,
+        title="conflicts",
+        columns=("id", "flow", "link", "field", "PowerOffice", "PMS", "policy", "winner"),
+        cells=lambda row: (
             str(row["id"]),
             row["flow"],
             str(row["link_id"]),
@@ -137,8 +154,8 @@ def conflicts_command(config_path: Path, *, flow: str | None, parked: bool, as_j
             repr(row["pms_value"]),
             row["policy"],
             row["winner"],
-        )
-    console().print(table)
+        ),
+    )
 
 
 def failures_command(
@@ -149,14 +166,12 @@ def failures_command(
     with one_line_errors(), _store(config) as store:
         found = store.list_failures(config.tenant, _flow(flow), include_resolved=include_resolved)
     rows = [asdict(f) for f in found]
-    if as_json:
-        dump_json(rows)
-        return
-    table = Table(title=f"parked records ({len(rows)})")
-    for column in ("id", "flow", "side", "record", "error", "message", "attempts", "next try"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    _show(
+        rows,
+        as_json=as_json,
+        title="parked records",
+        columns=("id", "flow", "side", "record", "error", "message", "attempts", "next try"),
+        cells=lambda row: (
             str(row["id"]),
             row["flow"],
             row["side"],
@@ -165,8 +180,8 @@ def failures_command(
             row["message"],
             str(row["attempts"]),
             f"{row['next_attempt_at']:%Y-%m-%d %H:%M:%S}",
-        )
-    console().print(table)
+        ),
+    )
 
 
 def link_command(config_path: Path, *, flow: str, po_id: str, pms_id: str, as_json: bool) -> None:
