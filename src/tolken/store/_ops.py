@@ -99,6 +99,27 @@ class OpsRepository(StoreBase):
 
     # -- pending creates ---------------------------------------------------
 
+    def _pending_rows(
+        self, tenant: str, flow: Flow, target: Side, items: Sequence[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """Rows of new pending creates, ``(source_id, idempotency_key)`` each."""
+        check_flow(flow)
+        if target not in SIDES:
+            raise ValueError(f"unknown side {target!r}")
+        now = self.now()
+        return [
+            {
+                "tenant": tenant,
+                "flow": flow,
+                "target": target,
+                "source_id": str(source_id),
+                "idempotency_key": key,
+                "state": "pending",
+                "created_at": now,
+            }
+            for source_id, key in items
+        ]
+
     def add_pending_create(
         self,
         tenant: str,
@@ -113,19 +134,8 @@ class OpsRepository(StoreBase):
         before sending the request. Raises :class:`DuplicatePendingCreate` when a
         create for the same source record is already pending.
         """
-        check_flow(flow)
-        if target not in SIDES:
-            raise ValueError(f"unknown side {target!r}")
         key = idempotency_key or f"tolken-{uuid.uuid4()}"
-        row = {
-            "tenant": tenant,
-            "flow": flow,
-            "target": target,
-            "source_id": str(source_id),
-            "idempotency_key": key,
-            "state": "pending",
-            "created_at": self.now(),
-        }
+        [row] = self._pending_rows(tenant, flow, target, [(source_id, key)])
         with self._write() as conn:
             try:
                 with conn.begin_nested():
@@ -149,24 +159,9 @@ class OpsRepository(StoreBase):
         caller can then add them one by one with :meth:`add_pending_create`.
         Commit before sending the requests, as for one.
         """
-        check_flow(flow)
-        if target not in SIDES:
-            raise ValueError(f"unknown side {target!r}")
-        if not items:
+        rows = self._pending_rows(tenant, flow, target, items)
+        if not rows:
             return
-        now = self.now()
-        rows = [
-            {
-                "tenant": tenant,
-                "flow": flow,
-                "target": target,
-                "source_id": str(source_id),
-                "idempotency_key": key,
-                "state": "pending",
-                "created_at": now,
-            }
-            for source_id, key in items
-        ]
         with self._write() as conn:
             try:
                 with conn.begin_nested():
