@@ -24,7 +24,7 @@ from tolken.engine.model import (
 from tolken.engine.pairs import PairState, describe, without_empty
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import pms_changes, poweroffice_changes
-from tolken.store import DuplicateLink, DuplicatePendingCreate
+from tolken.store import Direction, DuplicateLink, DuplicatePendingCreate, LinkState
 
 if TYPE_CHECKING:
     from tolken.engine.apply import Applier
@@ -166,18 +166,15 @@ def mark_pms_deleted(a: Applier, action: MarkPMSDeleted) -> None:
     if a.dry_run:
         a._plan("mark-pms-deleted", action.po_id, action.pms_id, "deleted in the PMS")
         return
-    link = a.store.get_link_by_po(a.tenant, a.flow_id, action.po_id)
-    if link is not None:
-        with a.store.transaction():
-            a.store.set_link_state(link.id, "pms-deleted")
-            a.store.add_history(
-                link.id,
-                "to_poweroffice",
-                "pms-deleted",
-                {},
-                "the PMS record was deleted; PowerOffice is left as it is",
-                run_id=a.run_id,
-            )
+    _end_link(
+        a,
+        action.po_id,
+        "pms-deleted",
+        "to_poweroffice",
+        "pms-deleted",
+        {},
+        "the PMS record was deleted; PowerOffice is left as it is",
+    )
 
 
 def deactivate(a: Applier, action: DeactivateInPMS) -> None:
@@ -190,18 +187,32 @@ def deactivate(a: Applier, action: DeactivateInPMS) -> None:
         return
     with contextlib.suppress(NotFound):  # gone on both sides: only the link needs marking
         a.pms.update(a.pms_resource, action.pms_id, body)
-    link = a.store.get_link_by_po(a.tenant, a.flow_id, action.po_id)
+    _end_link(
+        a,
+        action.po_id,
+        "source-deleted",
+        "to_pms",
+        "deactivate",
+        body,
+        "the PowerOffice record is gone (GET answered 404)",
+    )
+
+
+def _end_link(
+    a: Applier,
+    po_id: str,
+    state: LinkState,
+    direction: Direction,
+    action: str,
+    fields: Mapping[str, Any],
+    reason: str,
+) -> None:
+    """Set the state of the link of ``po_id`` (if any) and record why, in one transaction."""
+    link = a.store.get_link_by_po(a.tenant, a.flow_id, po_id)
     if link is not None:
         with a.store.transaction():
-            a.store.set_link_state(link.id, "source-deleted")
-            a.store.add_history(
-                link.id,
-                "to_pms",
-                "deactivate",
-                body,
-                "the PowerOffice record is gone (GET answered 404)",
-                run_id=a.run_id,
-            )
+            a.store.set_link_state(link.id, state)
+            a.store.add_history(link.id, direction, action, fields, reason, run_id=a.run_id)
 
 
 def _exists(connector: Connector, resource: str, record_id: str) -> bool:
