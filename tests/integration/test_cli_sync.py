@@ -15,15 +15,9 @@ import pytest
 import structlog
 from typer.testing import CliRunner
 
-from integration.sync_harness import Sandbox, no_waits, running_sandbox
+from integration.sync_harness import Sandbox, no_waits
 from tolken.cli import app
 from tolken.store import open_store
-
-
-@pytest.fixture(scope="module")
-def urls() -> Iterator[tuple[str, str]]:
-    with running_sandbox() as found:
-        yield found
 
 
 @pytest.fixture

@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
-import pytest
 from openapi_spec_validator import validate
-
-from loopback import serve
-from tolken.sandbox.credentials import PMS_API_KEY
-from tolken.sandbox.pms import create_app
-
-AUTH = {"Authorization": f"Bearer {PMS_API_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve(create_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def api(base_url: str) -> Iterator[httpx.Client]:
-    httpx.post(f"{base_url}/_sandbox/reset").raise_for_status()
-    with httpx.Client(base_url=f"{base_url}/api/v1", headers=AUTH, timeout=10) as client:
-        yield client
 
 
 def _make(api: httpx.Client, n: int) -> list[dict[str, Any]]:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
-from loopback import serve
 from tolken.sandbox.credentials import PMS_API_KEY
-from tolken.sandbox.pms import create_app
 
-AUTH = {"Authorization": f"Bearer {PMS_API_KEY}"}
 COMPANY = {
     "kind": "company",
     "name": "Fjord Bygg AS",
@@ -20,19 +15,6 @@ COMPANY = {
     "email": "post@fjordbygg.no",
     "address": {"line1": "Storgata 1", "postal_code": "0150", "city": "Oslo", "country": "NO"},
 }
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve(create_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def api(base_url: str) -> Iterator[httpx.Client]:
-    httpx.post(f"{base_url}/_sandbox/reset").raise_for_status()
-    with httpx.Client(base_url=f"{base_url}/api/v1", headers=AUTH, timeout=10) as client:
-        yield client
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-key", PMS_API_KEY, "Basic abc"])

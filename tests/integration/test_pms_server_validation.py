@@ -10,25 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loopback import serve
-from tolken.sandbox.credentials import PMS_API_KEY
-from tolken.sandbox.pms import create_app
 from tolken.sandbox.pms.schema import PROJECT_STATUSES
-
-AUTH = {"Authorization": f"Bearer {PMS_API_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve(create_app()) as url:
-        yield url
-
-
-@pytest.fixture
-def api(base_url: str) -> Iterator[httpx.Client]:
-    httpx.post(f"{base_url}/_sandbox/reset").raise_for_status()
-    with httpx.Client(base_url=f"{base_url}/api/v1", headers=AUTH, timeout=10) as client:
-        yield client
 
 
 def _fields(response: httpx.Response) -> dict[str, str]:

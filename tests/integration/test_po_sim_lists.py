@@ -3,30 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
-
-from tolken.sandbox.credentials import APPLICATION_KEY, CLIENT_KEY, SUBSCRIPTION_KEY
-from tolken.sandbox.poweroffice import create_app
-
-
-@pytest.fixture
-def po() -> Iterator[TestClient]:
-    """An authorised in-process client of a fresh simulator (no rate limit)."""
-    with TestClient(create_app(rate_limit_per_second=None)) as client:
-        token = client.post(
-            "/OAuth/Token",
-            auth=(APPLICATION_KEY, CLIENT_KEY),
-            headers={"Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY},
-            data={"grant_type": "client_credentials"},
-        ).json()["access_token"]
-        client.headers.update(
-            {"Authorization": f"Bearer {token}", "Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY}
-        )
-        yield client
 
 
 def _ids(response: Any) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,22 +15,6 @@ from tolken.sandbox.poweroffice import create_app
 
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}\+00:00$")
 PATCH_TYPE = {"Content-Type": "application/json-patch+json"}
-
-
-@pytest.fixture
-def po() -> Iterator[TestClient]:
-    """An authorised in-process client of a fresh simulator (no rate limit)."""
-    with TestClient(create_app(rate_limit_per_second=None)) as client:
-        token = client.post(
-            "/OAuth/Token",
-            auth=(APPLICATION_KEY, CLIENT_KEY),
-            headers={"Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY},
-            data={"grant_type": "client_credentials"},
-        ).json()["access_token"]
-        client.headers.update(
-            {"Authorization": f"Bearer {token}", "Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY}
-        )
-        yield client
 
 
 @pytest.fixture

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import pytest
 from starlette.testclient import TestClient
 
 from loopback import serve
 from tolken.sandbox.credentials import APPLICATION_KEY, CLIENT_KEY, SUBSCRIPTION_KEY
 from tolken.sandbox.poweroffice import create_app
-
-
-@pytest.fixture
-def po() -> Iterator[TestClient]:
-    """An authorised in-process client of a fresh simulator (no rate limit)."""
-    with TestClient(create_app(rate_limit_per_second=None)) as client:
-        token = client.post(
-            "/OAuth/Token",
-            auth=(APPLICATION_KEY, CLIENT_KEY),
-            headers={"Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY},
-            data={"grant_type": "client_credentials"},
-        ).json()["access_token"]
-        client.headers.update(
-            {"Authorization": f"Bearer {token}", "Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY}
-        )
-        yield client
 
 
 def _all(po: TestClient, resource: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from integration.sync_harness import Sandbox, no_waits, running_sandbox
+from integration.sync_harness import Sandbox
 from tolken.config import ServeSettings, TolkenConfig
 from tolken.engine import CycleReport
 from tolken.errors import ConfigError
@@ -25,20 +25,6 @@ from tolken.web.serve import Serving, serving, watch_loop
 TOKEN = "serve-test-dashboard-token"
 SECRET = "serve-test-webhook-secret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def urls() -> Iterator[tuple[str, str]]:
-    with running_sandbox() as found:
-        yield found
-
-
-@pytest.fixture
-def sb(urls: tuple[str, str], tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(urls[0], urls[1], tmp_path)
-    sandbox.reset()
-    with no_waits():
-        yield sandbox
 
 
 def _config(sb: Sandbox, interval: float = 30.0) -> TolkenConfig:

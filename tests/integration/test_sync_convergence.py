@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,18 +17,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from integration.sync_harness import Sandbox, no_waits, running_sandbox
+from integration.sync_harness import Sandbox, no_waits
 from tolken.engine import SyncEngine
 from tolken.mapping import default_mapping, project, to_pms_flat
 
 WORDS = st.sampled_from(["Alfa", "Bravo", "Charlie", "Delta", "Ekko", ""])
 PO_FIELDS = {"Name": "name", "PhoneNumber": "phone", "WebsiteUrl": "website"}
-
-
-@pytest.fixture(scope="module")
-def urls() -> Iterator[tuple[str, str]]:
-    with running_sandbox() as found:
-        yield found
 
 
 class Interleaved(RuleBasedStateMachine):

@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
-import pytest
 
-from integration.sync_harness import Sandbox, no_waits, running_sandbox
-
-
-@pytest.fixture(scope="module")
-def urls() -> Iterator[tuple[str, str]]:
-    with running_sandbox() as found:
-        yield found
-
-
-@pytest.fixture
-def sb(urls: tuple[str, str], tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(urls[0], urls[1], tmp_path)
-    sandbox.reset()
-    with no_waits():
-        yield sandbox
+from integration.sync_harness import Sandbox
 
 
 def _po_delete(sb: Sandbox, resource: str, record_id: str) -> None:

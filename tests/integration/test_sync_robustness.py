@@ -8,19 +8,13 @@ from typing import Any
 
 import pytest
 
-from integration.sync_harness import Sandbox, no_waits, running_sandbox
+from integration.sync_harness import Sandbox, no_waits
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
 from tolken.engine import SyncEngine
 from tolken.engine.plan import idempotency_key
 from tolken.store import open_store
-
-
-@pytest.fixture(scope="module")
-def urls() -> Iterator[tuple[str, str]]:
-    with running_sandbox() as found:
-        yield found
 
 
 @pytest.fixture
