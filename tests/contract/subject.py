@@ -10,6 +10,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx
+
 from tolken.connectors.base import Connector
 
 
@@ -31,6 +33,39 @@ class Control(Protocol):
     def requests(self, method: str, resource: str, *, item: bool = False) -> int:
         """How many ``method`` requests reached the list path of ``resource``
         (``item=True``: the ``/{id}`` path) since the last reset."""
+
+
+class SandboxControl:
+    """:class:`Control` through the ``/_sandbox/*`` surface both sandbox servers share.
+
+    ``http`` is any httpx client reaching ``base``; ``api_path`` is where the
+    system's API lives (``/v2``, ``/api/v1``), which the stats name requests by.
+    """
+
+    def __init__(self, http: httpx.Client, base: str, api_path: str) -> None:
+        self._http = http
+        self._base = base
+        self._api_path = api_path
+
+    def _post(self, path: str, body: dict[str, Any]) -> None:
+        self._http.post(f"{self._base}/_sandbox/{path}", json=body).raise_for_status()
+
+    def reset(self) -> None:
+        self._post("reset", {})
+
+    def seed(self, resource: str, count: int) -> None:
+        self._post("seed", {resource.lower(): count})
+
+    def faults(self, *, statuses: Sequence[int], rate: float = 1.0) -> None:
+        self._post("faults", {"rate": rate, "statuses": list(statuses)})
+
+    def clear_faults(self) -> None:
+        self._post("faults", {})
+
+    def requests(self, method: str, resource: str, *, item: bool = False) -> int:
+        stats = self._http.get(f"{self._base}/_sandbox/stats").json()["requests"]
+        key = f"{method} {self._api_path}/{resource}" + ("/{id}" if item else "")
+        return int(stats.get(key, 0))
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,14 @@ real loopback HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 from starlette.testclient import TestClient
 
-from contract.subject import ContractSubject, ResourceCase, SubjectHandle
+from contract.subject import ContractSubject, ResourceCase, SandboxControl, SubjectHandle
 from loopback import serve
 from tolken.config import PMSSettings
 from tolken.connectors._http import RetryPolicy
@@ -18,34 +18,6 @@ from tolken.connectors.pms import PMSClient
 from tolken.sandbox.pms import PMS_API_KEY, create_app
 
 BAD_SECRET = "not-the-pms-key-7731"
-
-
-class ReferencePMSControl:
-    """`/_sandbox/*` of the reference PMS, through any httpx client."""
-
-    def __init__(self, http: httpx.Client, base: str) -> None:
-        self._http = http
-        self._base = base
-
-    def _post(self, path: str, body: dict[str, Any]) -> None:
-        self._http.post(f"{self._base}/_sandbox/{path}", json=body).raise_for_status()
-
-    def reset(self) -> None:
-        self._post("reset", {})
-
-    def seed(self, resource: str, count: int) -> None:
-        self._post("seed", {resource: count})
-
-    def faults(self, *, statuses: Sequence[int], rate: float = 1.0) -> None:
-        self._post("faults", {"rate": rate, "statuses": list(statuses)})
-
-    def clear_faults(self) -> None:
-        self._post("faults", {})
-
-    def requests(self, method: str, resource: str, *, item: bool = False) -> int:
-        stats = self._http.get(f"{self._base}/_sandbox/stats").json()["requests"]
-        key = f"{method} /api/v1/{resource}" + ("/{id}" if item else "")
-        return int(stats.get(key, 0))
 
 
 def _handle(http: httpx.Client, base: str, *, shared_http: bool) -> SubjectHandle:
@@ -59,7 +31,7 @@ def _handle(http: httpx.Client, base: str, *, shared_http: bool) -> SubjectHandl
         return PMSClient(settings, http=http if shared_http else None)
 
     return SubjectHandle(
-        control=ReferencePMSControl(http, base),
+        control=SandboxControl(http, base, "/api/v1"),
         connect=connect,
         max_attempts=RetryPolicy().attempts,
         bad_secret=BAD_SECRET,

@@ -3,14 +3,14 @@ each answering PascalCase and camelCase."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 from starlette.testclient import TestClient
 
-from contract.subject import ContractSubject, ResourceCase, SubjectHandle
+from contract.subject import ContractSubject, ResourceCase, SandboxControl, SubjectHandle
 from loopback import serve
 from tolken.config import PowerOfficeSettings
 from tolken.connectors._http import RetryPolicy, TokenBucket
@@ -20,34 +20,6 @@ from tolken.sandbox.poweroffice import create_app
 
 MAX_ATTEMPTS = 3
 BAD_SECRET = "not-the-client-key-0451"
-
-
-class SimulatorControl:
-    """`/_sandbox/*` of the PowerOffice simulator, through any httpx client."""
-
-    def __init__(self, http: httpx.Client, base: str) -> None:
-        self._http = http
-        self._base = base
-
-    def _post(self, path: str, body: dict[str, Any]) -> None:
-        self._http.post(f"{self._base}/_sandbox/{path}", json=body).raise_for_status()
-
-    def reset(self) -> None:
-        self._post("reset", {})
-
-    def seed(self, resource: str, count: int) -> None:
-        self._post("seed", {resource.lower(): count})
-
-    def faults(self, *, statuses: Sequence[int], rate: float = 1.0) -> None:
-        self._post("faults", {"rate": rate, "statuses": list(statuses)})
-
-    def clear_faults(self) -> None:
-        self._post("faults", {})
-
-    def requests(self, method: str, resource: str, *, item: bool = False) -> int:
-        stats = self._http.get(f"{self._base}/_sandbox/stats").json()["requests"]
-        key = f"{method} /v2/{resource}" + ("/{id}" if item else "")
-        return int(stats.get(key, 0))
 
 
 def _settings(base: str, page_size: int | None, valid: bool) -> PowerOfficeSettings:
@@ -73,7 +45,7 @@ def _handle(http: httpx.Client, base: str, *, shared_http: bool) -> SubjectHandl
         )
 
     return SubjectHandle(
-        control=SimulatorControl(http, base),
+        control=SandboxControl(http, base, "/v2"),
         connect=connect,
         max_attempts=MAX_ATTEMPTS,
         bad_secret=BAD_SECRET,
