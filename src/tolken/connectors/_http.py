@@ -8,7 +8,9 @@ connector can reuse it:
   subscription key) the *same* bucket, process-wide. A ``Retry-After`` answer
   can :meth:`~TokenBucket.hold` the bucket so every user of the key backs off,
   not just the request that was refused.
-* :func:`parse_retry_after` reads the header (delta-seconds or HTTP date).
+* :func:`parse_retry_after` reads the header (delta-seconds or HTTP date);
+  :func:`json_or_none` and :func:`plain_text` read an error answer's body for
+  the connector's classifier, which picks the remote words out of it.
 * :class:`RetryPolicy` bounds retries (attempts and total time) and decides the
   wait per failure: ``Retry-After`` with a floor and a cap for
   :class:`~tolken.errors.RateLimited`, jittered exponential backoff for other
@@ -33,6 +35,7 @@ Usage in a connector::
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 import time
@@ -41,8 +44,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import httpx
 import stamina
 
 from tolken.errors import RateLimited, Retriable
@@ -51,7 +55,9 @@ __all__ = [
     "RetryPolicy",
     "TokenBucket",
     "clear_shared_buckets",
+    "json_or_none",
     "parse_retry_after",
+    "plain_text",
     "set_testing",
     "shared_bucket",
     "testing",
@@ -210,6 +216,19 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         when = when.replace(tzinfo=UTC)
     reference = now or datetime.now(UTC)
     return max(0.0, (when - reference).total_seconds())
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    """The decoded JSON body of an error answer, or None when it is not JSON."""
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def plain_text(response: httpx.Response, limit: int) -> str:
+    """An answer's own text (stripped, at most ``limit`` characters), else its reason phrase."""
+    return response.text.strip()[:limit] or response.reason_phrase or f"HTTP {response.status_code}"
 
 
 @dataclass(frozen=True)

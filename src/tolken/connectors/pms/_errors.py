@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tolken.connectors._http import parse_retry_after
+from tolken.connectors._http import json_or_none, parse_retry_after, plain_text
 from tolken.errors import (
     AuthError,
     FieldError,
@@ -33,13 +33,6 @@ __all__ = ["classify_response", "classify_transport_error", "field_errors"]
 
 SYSTEM = "pms"
 _MAX_TEXT = 500
-
-
-def _body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
 
 
 def field_errors(body: Any) -> list[FieldError]:
@@ -73,10 +66,7 @@ def _message(response: httpx.Response, body: Any, errors: list[FieldError]) -> s
             value = body.get(key)
             if isinstance(value, str) and value:
                 return value
-    text = response.text.strip()
-    if text:
-        return text[:_MAX_TEXT]
-    return response.reason_phrase or f"HTTP {response.status_code}"
+    return plain_text(response, _MAX_TEXT)
 
 
 def _current_version(response: httpx.Response, body: Any) -> int | None:
@@ -95,7 +85,7 @@ def classify_response(response: httpx.Response) -> TolkenError | None:
     status = response.status_code
     if status < 400:
         return None
-    body = _body(response)
+    body = json_or_none(response)
     errors = field_errors(body)
     message = _message(response, body, errors)
     remote = dict(body) if isinstance(body, Mapping) else None

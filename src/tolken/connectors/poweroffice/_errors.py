@@ -10,13 +10,12 @@ replaced by ``***``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
-from tolken.connectors._http import parse_retry_after
+from tolken.connectors._http import json_or_none, parse_retry_after, plain_text
 from tolken.errors import (
     AuthError,
     FieldError,
@@ -75,10 +74,7 @@ def _field_errors(errors: Any) -> list[FieldError]:
 
 def remote_message(response: httpx.Response) -> tuple[str, dict[str, Any] | None, list[FieldError]]:
     """The remote system's own words for an error response, its parsed body and field errors."""
-    try:
-        body = _lower_keys(response.json())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
+    body = _lower_keys(json_or_none(response))
     if body is not None:
         title, detail = body.get("title"), body.get("detail")
         if title or detail:
@@ -91,8 +87,7 @@ def remote_message(response: httpx.Response) -> tuple[str, dict[str, Any] | None
             return text, body, []
         if body.get("message"):
             return str(body["message"]), body, []
-    text = response.text.strip()[:_MAX_TEXT] if response.text else ""
-    return text or response.reason_phrase or f"HTTP {response.status_code}", body, []
+    return plain_text(response, _MAX_TEXT), body, []
 
 
 def _where(request: httpx.Request | None) -> str:
