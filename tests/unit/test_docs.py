@@ -216,8 +216,19 @@ ALLOWED_IMPORTS = {
     "engine": {"errors", "config", "mapping", "connectors", "store", "_closing"},
     "conformance": {"errors", "config", "connectors", "_closing"},
     "sandbox": set(),
-    "web": {"errors", "config", "logging", "mapping", "connectors", "store", "engine"},
-    "_commands": {"errors", "config", "logging", "mapping", "connectors", "store", "engine", "web"},
+    "web": {"errors", "config", "logging", "mapping", "connectors", "store", "engine", "_signals"},
+    "_commands": {
+        "errors",
+        "config",
+        "logging",
+        "mapping",
+        "connectors",
+        "store",
+        "engine",
+        "web",
+        "_signals",
+    },
+    "_signals": set(),
 }
 
 

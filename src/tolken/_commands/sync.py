@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import typer
 from rich.progress import (
@@ -21,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tolken._commands.common import EXIT_CONFIG, console, dump_json, load, one_line_errors
+from tolken._signals import stop_on_signals
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import AuthError, ConfigError, TolkenError
 
@@ -96,21 +95,6 @@ def _progress(enabled: bool) -> Iterator[_Hooks]:
         yield _Hooks(start, record)
 
 
-@contextmanager
-def _stop_on_signals(engine: SyncEngine) -> Iterator[None]:
-    """SIGTERM/SIGINT finish the record in flight, commit and end the loop."""
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        engine.request_stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def sync_command(
     config_path: Path,
     *,
@@ -135,7 +119,7 @@ def sync_command(
         raise typer.Exit(code)
     with one_line_errors(), SyncEngine.from_config(config) as engine:
         if not watch:
-            with _stop_on_signals(engine), _progress(not as_json) as hooks:
+            with stop_on_signals(engine.request_stop), _progress(not as_json) as hooks:
                 report = engine.run_cycle(
                     reconcile=reconcile,
                     confirm_deletes=confirm_deletes,
@@ -172,7 +156,7 @@ def _watch(engine: SyncEngine, *, as_json: bool, reconcile_first: bool) -> None:
         typer.echo(f"error: {exc} (retrying next cycle)", err=True)
         return True
 
-    with _stop_on_signals(engine):
+    with stop_on_signals(engine.request_stop):
         if reconcile_first and not engine.stop_event.is_set():
             on_cycle(engine.run_cycle(reconcile=True))
         engine.watch(on_cycle=on_cycle, on_error=on_error)

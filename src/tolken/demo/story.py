@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
+from tolken._signals import stop_on_signals
 from tolken.config import TolkenConfig, load_config
 from tolken.demo import render, sample
 from tolken.demo.options import DEFAULT_DASHBOARD_PORT, DemoOptions
@@ -347,7 +346,7 @@ class _Demo:
                     f"Syncing every {WATCH_INTERVAL_SECONDS} s and on every PMS webhook. "
                     "[bold]Ctrl-C[/] stops the demo."
                 )
-                with _stop_on_signals(stop):
+                with stop_on_signals(stop):
                     watch_loop(engine, queue, on_cycle=lambda r: self._on_cycle(engine, r))
         except TolkenError as exc:
             self.err.print(f"[red]error:[/] {exc}")
@@ -452,18 +451,3 @@ def _timed_cycle(engine: SyncEngine) -> float:
     began = time.monotonic()
     engine.run_cycle()
     return time.monotonic() - began
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the loop to stop (the cycle in flight finishes) instead of raising."""
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import os
 import secrets as secrets_module
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from tolken._signals import stop_on_signals
 from tolken.config import TolkenConfig
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import AuthError, ConfigError, TolkenError
@@ -296,21 +295,18 @@ def run_serve(
     with serving(config, redactor=redactor) as running:
         engine, queue = running.engine, running.queue
 
-        def stop(_signum: int, _frame: FrameType | None) -> None:
+        def stop() -> None:
             engine.request_stop()  # finish the record in flight, commit
             queue.wake()
 
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        echo(f"dashboard: {running.url}/  (sign in with ?token=<serve.token>)")
-        if running.webhook_url:
-            echo(f"PMS webhooks: {running.webhook_url}")
-        try:
-            watch_loop(engine, queue, on_cycle=on_cycle)
-        except (AuthError, ConfigError) as exc:
-            echo(f"error: {exc}")
-            return 1 if isinstance(exc, AuthError) else 2
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with stop_on_signals(stop):
+            echo(f"dashboard: {running.url}/  (sign in with ?token=<serve.token>)")
+            if running.webhook_url:
+                echo(f"PMS webhooks: {running.webhook_url}")
+            try:
+                watch_loop(engine, queue, on_cycle=on_cycle)
+            except (AuthError, ConfigError) as exc:
+                echo(f"error: {exc}")
+                return 1 if isinstance(exc, AuthError) else 2
     echo("stopped")
     return 0
