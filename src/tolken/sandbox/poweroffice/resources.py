@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Any, Literal
 
 from tolken.sandbox.poweroffice.db import TABLES, Store, format_ticks
 from tolken.sandbox.poweroffice.dtos import ADDRESS, CUSTOMER, DEPARTMENT, PROJECT, EntitySpec
@@ -165,7 +165,7 @@ class Resources:
         self._assign(DEPARTMENT, doc, fields)
         if doc["IsActive"] is None:
             doc["IsActive"] = True
-        self._check_department_code(conn, doc.get("Code"), None)
+        self._check_code_free(conn, "Department", doc.get("Code"), None)
         doc["Id"] = self.store.next_value(conn, "department_id")
 
     def _new_customer(
@@ -256,7 +256,7 @@ class Resources:
             numbers = [int(c[len(prefix) :]) for (c,) in rows if c[len(prefix) :].isdigit()]
             code = str(max(numbers, default=0) + 1)
         full = prefix + code
-        self._check_project_code_free(conn, full, None)
+        self._check_code_free(conn, "Project", full, None)
         return full
 
     # -- references and uniqueness ------------------------------------------------
@@ -304,24 +304,21 @@ class Resources:
         else:
             doc["CustomerNo"] = None
 
-    def _check_department_code(
-        self, conn: sqlite3.Connection, code: str | None, own_id: int | None
+    def _check_code_free(
+        self,
+        conn: sqlite3.Connection,
+        entity: Literal["Department", "Project"],
+        code: str | None,
+        own_id: int | None,
     ) -> None:
+        """A department's or project's ``Code`` (when set) is used by no other of its kind."""
         if code is None:
             return
-        other = _one(conn, "SELECT id FROM departments WHERE code = ?", (code,))
+        table = "departments" if entity == "Department" else "projects"
+        other = _one(conn, f"SELECT id FROM {table} WHERE code = ?", (code,))
         if other is not None and other != own_id:
             raise validation_error(
-                "Department", f"Code is already in use. '{code}' is used on Id = {other}."
-            )
-
-    def _check_project_code_free(
-        self, conn: sqlite3.Connection, code: str, own_id: int | None
-    ) -> None:
-        other = _one(conn, "SELECT id FROM projects WHERE code = ?", (code,))
-        if other is not None and other != own_id:
-            raise validation_error(
-                "Project", f"Code is already in use. '{code}' is used on Id = {other}."
+                entity, f"Code is already in use. '{code}' is used on Id = {other}."
             )
 
     def _check_customer_unique(
@@ -416,7 +413,7 @@ class Resources:
     ) -> None:
         if path == "Departments":
             if "Code" in changed:
-                self._check_department_code(conn, doc["Code"], doc["Id"])
+                self._check_code_free(conn, "Department", doc["Code"], doc["Id"])
                 for table in ("customers", "projects"):
                     conn.execute(
                         f"UPDATE {table} SET doc = json_set(doc, '$.DepartmentCode', ?) "
@@ -452,7 +449,7 @@ class Resources:
                 raise validation_error("Project", "Code cannot be empty.")
             prefix = f"{doc['ParentProjectCode']}." if doc.get("ParentProjectCode") else ""
             doc["Code"] = prefix + doc["Code"]
-            self._check_project_code_free(conn, doc["Code"], doc["Id"])
+            self._check_code_free(conn, "Project", doc["Code"], doc["Id"])
 
     # -- delete -----------------------------------------------------------------
     def delete(self, path: str, entity_id: int) -> None:
