@@ -7,6 +7,9 @@ SQLite store.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -209,3 +212,14 @@ def no_waits() -> Iterator[None]:
     with _http.testing():
         yield
     _http.clear_shared_buckets()
+
+
+def start_tolken(*args: str) -> subprocess.Popen[str]:
+    """``tolken ARGS`` as a child process with text pipes and no colours (use it in ``with``)."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("tolken")), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )

@@ -15,19 +15,17 @@ import pytest
 import structlog
 from typer.testing import CliRunner
 
-from integration.sync_harness import Sandbox, no_waits
+from integration.sync_harness import Sandbox, start_tolken
 from tolken.cli import app
 from tolken.store import open_store
 
 
 @pytest.fixture
-def sb(urls: tuple[str, str], tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(urls[0], urls[1], tmp_path)
-    sandbox.reset()
+def sb(sb: Sandbox) -> Iterator[Sandbox]:
+    """The shared loopback sandbox (conftest.py), with the root logger put back afterwards."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    with no_waits():
-        yield sandbox
+    yield sb
     # The commands route logs to (CliRunner's captured) stderr; give other tests theirs back.
     root.handlers[:] = handlers
     root.setLevel(level)
@@ -192,14 +190,7 @@ def test_watch_stops_cleanly_on_sigterm(sb: Sandbox) -> None:
     """`sync --watch --json` prints a JSON line per cycle until SIGTERM, then exits 0."""
     _seed(sb)
     config = sb.write_config()
-    tolken = Path(sys.executable).with_name("tolken")
-    with subprocess.Popen(
-        [str(tolken), "sync", "--config", str(config), "--watch", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    ) as proc:
+    with start_tolken("sync", "--config", str(config), "--watch", "--json") as proc:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # JSON Lines: one object per cycle
         assert first, proc.stderr.read() if proc.stderr else ""

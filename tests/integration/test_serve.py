@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from integration.sync_harness import Sandbox
+from integration.sync_harness import Sandbox, start_tolken
 from tolken.config import ServeSettings, TolkenConfig
 from tolken.engine import CycleReport
 from tolken.errors import ConfigError
@@ -130,14 +126,7 @@ def test_the_serve_command_serves_syncs_and_stops_on_sigterm(sb: Sandbox) -> Non
     sb.po_create("Departments", {"Code": "D1", "Name": "Salg"})
     extra = f"serve:\n  port: 0\n  token: {TOKEN}\n  webhook_secret: {SECRET}\n"
     config = sb.write_config(extra=extra)
-    tolken = Path(sys.executable).with_name("tolken")
-    with subprocess.Popen(
-        [str(tolken), "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    ) as proc:
+    with start_tolken("serve", "--config", str(config)) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("dashboard: http://127.0.0.1:"), line
@@ -161,14 +150,7 @@ def test_sync_watch_with_a_serve_section_reacts_to_pms_webhooks(sb: Sandbox) -> 
     cust = sb.po_create("Customers", {"Name": "Vik AS", "OrganizationNumber": "923456783"})
     extra = f"serve:\n  port: 0\n  token: {TOKEN}\n  webhook_secret: {SECRET}\n"
     config = sb.write_config(extra=extra, interval=60)
-    tolken = Path(sys.executable).with_name("tolken")
-    with subprocess.Popen(
-        [str(tolken), "sync", "--watch", "--json", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    ) as proc:
+    with start_tolken("sync", "--watch", "--json", "--config", str(config)) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("dashboard: http://127.0.0.1:")
         _poll(lambda: len(sb.pms_list("customers", kind="company")) == 1, 10.0)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from integration.sync_harness import Sandbox, no_waits
+from integration.sync_harness import Sandbox
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
@@ -18,13 +17,11 @@ from tolken.store import open_store
 
 
 @pytest.fixture
-def sb(urls: tuple[str, str], tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(urls[0], urls[1], tmp_path)
-    sandbox.reset()
-    with no_waits():
-        yield sandbox
-    sandbox.control("poweroffice", "faults", {})
-    sandbox.control("pms", "faults", {})
+def sb(sb: Sandbox) -> Iterator[Sandbox]:
+    """The shared loopback sandbox (conftest.py), with injected faults cleared afterwards."""
+    yield sb
+    sb.control("poweroffice", "faults", {})
+    sb.control("pms", "faults", {})
 
 
 def test_a_create_interrupted_after_its_post_is_found_not_repeated(sb: Sandbox) -> None:
