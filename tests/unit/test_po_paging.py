@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,20 @@ from tolken.connectors.poweroffice import Page, PageRequest, next_page, paginate
 from tolken.connectors.poweroffice._paging import paginate_ahead, parse_pagination_header
 
 FIRST = PageRequest(1, 3)
+
+
+def _listing(count: int, fetched: list[int] | None = None) -> Callable[[PageRequest], Page[int]]:
+    """A listing of ``range(count)``: full pages, then a short one or 204; notes page numbers."""
+    data = list(range(count))
+
+    def fetch(request: PageRequest) -> Page[int]:
+        if fetched is not None:
+            fetched.append(request.number)
+        start = (request.number - 1) * request.size
+        chunk = data[start : start + request.size]
+        return Page(request, 200 if chunk else 204, chunk)
+
+    return fetch
 
 
 def test_full_page_asks_for_the_next() -> None:
@@ -54,16 +69,8 @@ def test_bad_pagination_header_is_ignored() -> None:
 
 def test_paginate_streams_until_the_short_page() -> None:
     """The generator fetches pages lazily and stops after the short one."""
-    data = list(range(8))
     fetched: list[int] = []
-
-    def fetch(request: PageRequest) -> Page[int]:
-        fetched.append(request.number)
-        start = (request.number - 1) * request.size
-        chunk = data[start : start + request.size]
-        return Page(request, 200 if chunk else 204, chunk)
-
-    pages = paginate(fetch, FIRST)
+    pages = paginate(_listing(8, fetched), FIRST)
     first = next(pages)
     assert fetched == [1]
     assert list(first.items) == [0, 1, 2]
@@ -73,28 +80,13 @@ def test_paginate_streams_until_the_short_page() -> None:
 
 def test_paginate_exact_multiple_ends_on_204() -> None:
     """When the count is a multiple of the page size, one more request sees 204 and stops."""
-    data = list(range(6))
-
-    def fetch(request: PageRequest) -> Page[int]:
-        start = (request.number - 1) * request.size
-        chunk = data[start : start + request.size]
-        return Page(request, 200 if chunk else 204, chunk)
-
-    assert [len(p.items) for p in paginate(fetch, FIRST)] == [3, 3, 0]
+    assert [len(p.items) for p in paginate(_listing(6), FIRST)] == [3, 3, 0]
 
 
 def test_read_ahead_yields_the_same_pages_and_fetches_one_ahead() -> None:
     """The read-ahead pager gives the same pages in order, fetching at most one page early."""
-    data = list(range(8))
     fetched: list[int] = []
-
-    def fetch(request: PageRequest) -> Page[int]:
-        fetched.append(request.number)
-        start = (request.number - 1) * request.size
-        chunk = data[start : start + request.size]
-        return Page(request, 200 if chunk else 204, chunk)
-
-    pages = paginate_ahead(fetch, FIRST)
+    pages = paginate_ahead(_listing(8, fetched), FIRST)
     first = next(pages)
     assert list(first.items) == [0, 1, 2]
     assert [list(p.items) for p in pages] == [[3, 4, 5], [6, 7]]
