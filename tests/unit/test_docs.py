@@ -213,7 +213,7 @@ ALLOWED_IMPORTS = {
     "mapping": {"errors", "config", "_yaml"},
     "connectors": {"errors", "config", "_closing"},
     "store": {"errors", "config", "_closing"},
-    "engine": {"errors", "config", "mapping", "connectors", "store", "_closing"},
+    "engine": {"errors", "config", "logging", "mapping", "connectors", "store", "_closing"},
     "conformance": {"errors", "config", "connectors", "_closing"},
     "sandbox": set(),
     "web": {"errors", "config", "logging", "mapping", "connectors", "store", "engine", "_signals"},

@@ -15,7 +15,7 @@ even to the store: writes become :class:`~tolken.engine.report.PlannedChange`\\ 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,13 +55,16 @@ from tolken.engine.plan import FlowContext, plan_link
 from tolken.engine.report import AmbiguousMatch, CycleReport, FlowReport, PlannedChange
 from tolken.engine.resolver import LinkResolver
 from tolken.errors import Fatal, RecordError, Retriable, StaleVersion, Unreachable
+from tolken.logging import get_logger
 from tolken.mapping import Flow, pms_changes, poweroffice_changes, project, to_pms_flat
-from tolken.store import FlowState, Shadow, Store
+from tolken.store import Direction, FlowState, HistoryEntry, Shadow, Store
 from tolken.store import Link as StoredLink
 from tolken.store.records import Flow as FlowId
 
 __all__ = ["BY_HAND", "Applier", "group_actions"]  # BY_HAND, group_actions: from pairs
 
+
+_log = get_logger("tolken.engine")
 
 MAX_REPLANS = 3
 """How often one pair is re-read and re-planned (412, Fetch) before it is parked."""
@@ -160,11 +163,41 @@ class Applier:
                 system=system,
             ) from exc
 
+    def history(
+        self,
+        link_id: int,
+        direction: Direction,
+        action: str,
+        fields: Mapping[str, Any],
+        reason: str,
+        *,
+        run_id: int | None = None,
+    ) -> None:
+        """Record (and log) one write tolken made for a link."""
+        self.history_many(
+            [HistoryEntry(link_id, direction, action, dict(fields), reason, run_id=run_id)]
+        )
+
+    def history_many(self, entries: Iterable[HistoryEntry]) -> None:
+        """Record (and log) many writes: the store keeps the audit trail, the log shows it."""
+        entries = list(entries)
+        self.store.add_history_many(entries)
+        for e in entries:
+            _log.info(
+                "record written",
+                link_id=e.link_id,
+                direction=e.direction,
+                action=e.action,
+                fields=sorted(e.fields),
+                reason=e.reason,
+            )
+
     def park(self, side: str, record_id: str, exc: Exception) -> None:
         """Park a record with its error (retried with backoff) and count it as failed."""
         self.report.add("failed")
         if self.dry_run:
             return
+        _log.warning("record parked", side=side, record_id=record_id, error=str(exc))
         if isinstance(exc, RecordError | Retriable | StaleVersion):
             self.store.record_error(self.tenant, self.flow_id, side_of(side), record_id, exc)
         self.open_failures.add((side, record_id))
@@ -278,7 +311,7 @@ class Applier:
         with self.store.transaction():
             self.store.save_shadow(pair.link_id, shadow)
             if direction is not None:
-                self.store.add_history(
+                self.history(
                     pair.link_id,
                     "to_pms" if direction == "to_pms" else "to_poweroffice",
                     action,
@@ -349,6 +382,9 @@ class Applier:
             f"{len(action.candidates)} {other} records match by {action.rule}: "
             f"{', '.join(action.candidates)}; link one by hand with tolken link"
         )
+        _log.warning(
+            "ambiguous match", side=action.source, record_id=action.record_id, error=message
+        )
         self.store.record_failure(
             self.tenant, self.flow_id, action.source, action.record_id, "AmbiguousMatch", message
         )
@@ -369,6 +405,13 @@ class Applier:
             same = known.poweroffice_value == po_value and known.pms_value == pms_value
             if known.field == c.field and same:
                 return  # re-planning the same pair repeats a conflict already recorded
+        _log.info(
+            "conflict recorded",
+            link_id=pair.link_id,
+            field=c.field,
+            policy=c.policy,
+            winner=c.winner or "parked",
+        )
         self.store.record_conflict(
             self.tenant,
             self.flow_id,
@@ -396,7 +439,7 @@ class Applier:
             return
         with self.store.transaction():
             link = self.store.create_link(self.tenant, self.flow_id, action.po_id, action.pms_id)
-            self.store.add_history(
+            self.history(
                 link.id, "to_pms", "link", {}, link_reason(action.rule), run_id=self.run_id
             )
         pair.link_id = link.id

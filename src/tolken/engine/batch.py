@@ -108,7 +108,7 @@ def _link_created(a: Applier, made: list[tuple[CreateInPMS, RemoteRecord, dict[s
             for pair, link in zip(pairs, links, strict=True):
                 pair.link_id = link.id
             a.store.save_shadows({p.link_id: p.shadow() for p in pairs if p.link_id is not None})
-            a.store.add_history_many(
+            a.history_many(
                 HistoryEntry(
                     link.id,
                     "to_pms",
@@ -174,7 +174,7 @@ def link_many(a: Applier, groups: list[list[Action]]) -> None:
             a.store.save_shadows(
                 {p.link_id: p.shadow() for p, _l, _u in pairs if p.has_shadow and p.link_id}
             )
-            a.store.add_history_many(
+            a.history_many(
                 HistoryEntry(
                     stored.id, "to_pms", "link", {}, link_reason(link.rule), run_id=a.run_id
                 )

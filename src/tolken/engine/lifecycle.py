@@ -212,7 +212,7 @@ def _end_link(
     if link is not None:
         with a.store.transaction():
             a.store.set_link_state(link.id, state)
-            a.store.add_history(link.id, direction, action, fields, reason, run_id=a.run_id)
+            a.history(link.id, direction, action, fields, reason, run_id=a.run_id)
 
 
 def _exists(connector: Connector, resource: str, record_id: str) -> bool:
@@ -270,7 +270,7 @@ def recover_pending_creates(a: Applier) -> int:
                 a.store.get_link_by_pms(a.tenant, a.flow_id, pms_id) is None
             ):
                 link = a.store.create_link(a.tenant, a.flow_id, po_id, pms_id)
-                a.store.add_history(
+                a.history(
                     link.id,
                     "to_pms" if to_pms else "to_poweroffice",
                     "create",

@@ -35,11 +35,15 @@ from tolken.engine.plan import plan_link
 from tolken.engine.report import CycleReport
 from tolken.engine.resolver import LinkResolver
 from tolken.errors import RecordError, TolkenError
+from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
 from tolken.store import DuplicateLink, Store, open_store
 from tolken.store.records import Flow as FlowId
 
 __all__ = ["SyncEngine"]
+
+
+_log = get_logger("tolken.engine")
 
 
 class SyncEngine(Closeable):
@@ -147,19 +151,24 @@ class SyncEngine(Closeable):
                     progress(flow_id)
                 sync = self.config.sync
                 applier = self._applier(flow_id, report, resolver, dry_run=dry_run, run_id=run_id)
-                finished = FlowRun(
-                    applier,
-                    self.store,
-                    pms_capture,
-                    overlap,
-                    started,
-                    reconcile=reconcile,
-                    confirm_deletes=confirm_deletes,
-                    mass_delete_threshold=sync.mass_delete_threshold,
-                    reconcile_pms=self.config.pms.change_capture == "polling",
-                    should_stop=self.stop_event.is_set,
-                    on_progress=on_record,
-                ).run()
+                with log_context(run_id=run_id, flow=flow_id):
+                    finished = FlowRun(
+                        applier,
+                        self.store,
+                        pms_capture,
+                        overlap,
+                        started,
+                        reconcile=reconcile,
+                        confirm_deletes=confirm_deletes,
+                        mass_delete_threshold=sync.mass_delete_threshold,
+                        reconcile_pms=self.config.pms.change_capture == "polling",
+                        should_stop=self.stop_event.is_set,
+                        on_progress=on_record,
+                    ).run()
+                    flow_report = report.flow(flow_id)
+                    counts = {k: v for k, v in flow_report.counts.items() if v}
+                    if counts or flow_report.stopped:
+                        _log.info("flow synchronised", counts=counts, stopped=flow_report.stopped)
                 if not finished:
                     report.interrupted = True
                     break

@@ -73,7 +73,7 @@ def apply_settled_conflicts(a: Applier) -> int:
         if (("poweroffice", po_id) in a.open_failures) or (("pms", pms_id) in a.open_failures):
             continue  # the write was parked; try again next cycle
         direction: Direction = "to_poweroffice" if conflict.winner == "pms" else "to_pms"
-        a.store.add_history(
+        a.history(
             link.id,
             direction,
             SETTLE,

@@ -43,8 +43,6 @@ __all__ = ["Serving", "WorkQueue", "run_serve", "serving", "watch_loop"]
 
 _log = get_logger("tolken.serve")
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-_LOGGED_WRITES = 500
-_WRITES = ("created", "linked", "updated", "conflicts", "deactivated", "pms_deleted")
 
 
 class WorkQueue:
@@ -118,7 +116,7 @@ def watch_loop(
         return True
 
     def cycled(report: CycleReport) -> None:
-        _log_cycle(engine, report, items, time.monotonic() - started)
+        _log_cycle(report, items, time.monotonic() - started)
         if on_cycle is not None:
             on_cycle(report)
 
@@ -126,9 +124,8 @@ def watch_loop(
     engine.watch(on_cycle=cycled, on_error=go_on, wait=wait)
 
 
-def _log_cycle(
-    engine: SyncEngine, report: CycleReport, items: list[ChangeItem], seconds: float
-) -> None:
+def _log_cycle(report: CycleReport, items: list[ChangeItem], seconds: float) -> None:
+    # The engine logs each flow and each write itself (with run_id, flow, link_id).
     with log_context(run_id=report.run_id):
         _log.info(
             "cycle finished",
@@ -138,30 +135,6 @@ def _log_cycle(
             requests=report.requests,
             interrupted=report.interrupted,
         )
-        for flow_id, flow in report.flows.items():
-            counts = {k: v for k, v in flow.counts.items() if v}
-            if counts or flow.stopped:
-                with log_context(flow=flow_id):
-                    _log.info("flow synchronised", counts=counts, stopped=flow.stopped or None)
-        if report.run_id is None or not any(report.total(k) for k in _WRITES):
-            return  # an idle cycle wrote nothing: no history to read
-        # One line per write of this run, with its link: the audit trail in the logs
-        # (the newest writes only after a big first run; the store keeps them all).
-        flows: dict[int, str | None] = {}
-        for entry in engine.store.recent_history(engine.tenant, limit=_LOGGED_WRITES):
-            if entry.run_id != report.run_id:
-                continue
-            if entry.link_id not in flows:
-                link = engine.store.get_link(entry.link_id)
-                flows[entry.link_id] = link.flow if link else None
-            with log_context(flow=flows[entry.link_id], link_id=entry.link_id):
-                _log.info(
-                    "record written",
-                    direction=entry.direction,
-                    action=entry.action,
-                    fields=sorted(entry.fields),
-                    reason=entry.reason,
-                )
 
 
 @dataclass
