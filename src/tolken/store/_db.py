@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+import stamina
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -20,6 +22,30 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # lock up front avoids the "database is locked" error a deferred transaction
 # gets when it upgrades from reading to writing while another writer is busy.
 READ_ONLY = "tolken_read_only"
+
+
+def _database_locked(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL (it stays so); several first connections may race for it.
+
+    The switch needs an exclusive lock and SQLite answers "database is locked" at
+    once instead of waiting on the busy timeout, so the loser tries again briefly.
+    """
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    for attempt in stamina.retry_context(
+        on=_database_locked,
+        attempts=20,
+        timeout=10.0,
+        wait_initial=0.01,
+        wait_max=0.5,
+        wait_jitter=0.05,
+    ):
+        with attempt:
+            cursor.execute("PRAGMA journal_mode = WAL")
 
 
 def parse_url(url: str | URL) -> URL:
@@ -66,7 +92,7 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         if not in_memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             # WAL + NORMAL is durable across application crashes (only an OS crash
             # can lose the last transactions), at a fraction of FULL's fsyncs.
             cursor.execute("PRAGMA synchronous = NORMAL")
