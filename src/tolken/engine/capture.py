@@ -2,7 +2,7 @@
 
 PowerOffice: per resource, the pure cursor rules of :mod:`tolken.engine.cursor`
 (overlap window, dedupe by ``(id, content hash)``, capped at the run start,
-never past a record that must wait). The first run (no cursor) and a
+never past a record that must wait or failed). The first run (no cursor) and a
 reconcile read the full listing.
 
 PMS: the connector's ``changes_since`` (the changes feed, or ``updated_after``
@@ -83,7 +83,7 @@ def save_po_cursor(
     run_started_at: datetime,
     overlap: timedelta,
 ) -> None:
-    """Advance the cursor over the captured records; ``held`` (waiting) ids keep it back."""
+    """Advance the cursor over the captured records; ``held`` ids (waiting, failed) keep it back."""
     held = set(held)
     outcomes = [
         Outcome(r.id, capture.digests[r.id], r.changed_at, r.id not in held)

@@ -11,7 +11,8 @@ The steps, for flow ``F`` (PowerOffice resource ``R``, PMS resource ``S``):
 4. Only when unlinked PowerOffice records need a match: list the unlinked PMS
    records of ``F`` as candidates (and vice versa when ``create_in_poweroffice``).
 5. Plan (:func:`tolken.engine.plan.plan_flow`) and apply group by group.
-6. Advance the PowerOffice cursor, never past a record that waits.
+6. Advance the PowerOffice cursor, never past a record that waits or failed
+   (a parked record read again before its retry is due waits too).
 
 A reconcile also runs :func:`tolken.engine.plan.plan_reconcile` over the full
 listing's ids (deletes, with the mass-delete breaker and the outage guard).
@@ -105,7 +106,13 @@ class FlowRun:
                 return True
         po_changed = self._changed_po(state, capture.records)
         pms_changed = self._changed_pms(state)
-        self._add_due_failures(state, po_changed, pms_changed)
+        backing_off = self._add_due_failures(state, po_changed, pms_changed)
+        # A parked PowerOffice record read again (the cursor stays before it) is
+        # retried only when its backoff is over (or after tolken retry): it waits.
+        held_back = {r.id for r in po_changed if r.id in backing_off}
+        if held_back:
+            po_changed = [r for r in po_changed if r.id not in held_back]
+            a.report.add("waiting", len(held_back))
         for record in po_changed:
             a.po_records[record.id] = record
         for record in pms_changed:
@@ -135,11 +142,14 @@ class FlowRun:
         if not self._apply(groups):
             return False
         if not a.dry_run:
+            # Never past a record that waits or failed (DESIGN §4): a parked record
+            # keeps the cursor before it until it syncs.
+            failed = {rid for side, rid in a.open_failures if side == "poweroffice"}
             save_po_cursor(
                 self.store,
                 a.tenant,
                 capture,
-                a.waiting_po,
+                a.waiting_po | failed | held_back,
                 run_started_at=self.run_started_at,
                 overlap=self.overlap,
             )
@@ -230,10 +240,22 @@ class FlowRun:
 
     def _add_due_failures(
         self, state: FlowState, po_changed: list[RemoteRecord], pms_changed: list[RemoteRecord]
-    ) -> None:
-        """Re-read the parked records whose retry is due (both sides of a linked pair)."""
+    ) -> set[str]:
+        """Re-read the parked records whose retry is due (both sides of a linked pair).
+
+        Returns the ids of parked PowerOffice records whose retry is not due yet.
+        """
         a = self._a
-        due = self.store.due_failures(a.tenant, a.flow_id)  # reads only, dry run included
+        # One read of the flow's open failures per cycle (dry run included), split here.
+        parked = self.store.list_failures(a.tenant, a.flow_id)
+        now = self.store.now()
+        due = sorted(
+            (f for f in parked if f.next_attempt_at <= now),
+            key=lambda f: (f.next_attempt_at, f.id),
+        )
+        backing_off = {
+            f.record_id for f in parked if f.side == "poweroffice" and f.next_attempt_at > now
+        }
         have_po = {r.id for r in po_changed}
         have_pms = {r.id for r in pms_changed}
         for failure in due:
@@ -258,6 +280,8 @@ class FlowRun:
                 # The parked record is gone; a reconcile deals with deleted linked records.
                 if not a.dry_run:
                     self.store.resolve_failure(a.tenant, a.flow_id, failure.side, failure.record_id)
+                    a.open_failures.discard((failure.side, failure.record_id))
+        return backing_off
 
     def _get_pms(self, pms_id: str) -> RemoteRecord:
         try:
@@ -276,6 +300,7 @@ class FlowRun:
                 a.report.add("failed")
                 if not a.dry_run:
                     self.store.record_error(a.tenant, a.flow_id, "poweroffice", record.id, exc)
+                    a.open_failures.add(("poweroffice", record.id))
                 continue
             if value is not None:
                 projected.append(value)
