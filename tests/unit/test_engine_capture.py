@@ -104,3 +104,27 @@ def test_a_reconcile_reads_everything_again(store: Store) -> None:
     po.put("1", "A", T0)
     _cycle(po, store, T0 + timedelta(hours=1))
     assert _read(po, store, full=True) == ["1"]
+
+
+def test_records_the_caller_holds_unchanged_are_set_aside_without_their_data(
+    store: Store,
+) -> None:
+    """An unchanged record is not handed on, yet still counts as listed and moves the cursor."""
+    po = FakePowerOffice()
+    po.put("1", "A", T0)
+    po.put("2", "B", T0 + timedelta(minutes=10))
+    capture = read_poweroffice(
+        po,  # type: ignore[arg-type]
+        store,
+        "t",
+        "Customers",
+        overlap=OVERLAP,
+        full=True,
+        unchanged=lambda record_id, _digest: record_id == "2",
+    )
+    assert [r.id for r in capture.records] == ["1"]
+    assert capture.unchanged == [("2", T0 + timedelta(minutes=10))]
+    assert sorted(capture.listed_ids()) == ["1", "2"]
+    now = T0 + timedelta(hours=1)
+    save_po_cursor(store, "t", capture, (), run_started_at=now, overlap=OVERLAP)
+    assert load_po_cursor(store, "t", "Customers").position == T0 + timedelta(minutes=10)

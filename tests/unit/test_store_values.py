@@ -81,6 +81,15 @@ def test_flow_state_decodes_shadows_only_when_asked() -> None:
     assert state.shadow(1) is shadow
 
 
+def test_flow_state_answers_pairs_and_poweroffice_hashes_without_building_links() -> None:
+    """A full listing's questions (every pair, a record's stored hash) match by_po + hashes."""
+    state = FlowState("acme", "customers", [row(1, "1", "a", {"name": "A"}), row(2, "2", "b")])
+    assert sorted(state.pairs()) == [("1", "a", "active"), ("2", "b", "active")]
+    assert state.poweroffice_hash("1") == "po-1"
+    assert state.poweroffice_hash("2") is None  # linked, never synchronised
+    assert state.poweroffice_hash("3") is None  # not linked
+
+
 def test_flow_state_loads_once_on_first_use() -> None:
     """A lazily loaded state reads its rows once, when first asked, never before."""
     calls: list[int] = []

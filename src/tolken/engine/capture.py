@@ -14,7 +14,7 @@ cursor saved at the end of the cycle, unless a flow held it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,13 +31,24 @@ _TIME_PREFIX = "changed_after:"
 
 @dataclass
 class PowerOfficeCapture:
-    """PowerOffice records read for one resource, and the cursor they were read from."""
+    """PowerOffice records read for one resource, and the cursor they were read from.
+
+    ``unchanged`` are the listed records the caller's test found equal to what it
+    already holds: only their id and time are kept (the cursor and a reconcile's
+    delete check need them), not their data, so a full listing of 100,000
+    records is not held in memory.
+    """
 
     resource: str
     records: list[RemoteRecord]
     digests: dict[str, str]
     state: CursorState
     full: bool
+    unchanged: list[tuple[str, datetime | None]] = field(default_factory=list)
+
+    def listed_ids(self) -> list[str]:
+        """The ids of every record read (kept or unchanged), deduplicated ones excepted."""
+        return [r.id for r in self.records] + [record_id for record_id, _ in self.unchanged]
 
 
 def load_po_cursor(store: Store, tenant: str, resource: str) -> CursorState:
@@ -56,12 +67,18 @@ def read_poweroffice(
     *,
     overlap: timedelta,
     full: bool,
+    unchanged: Callable[[str, str], bool] | None = None,
 ) -> PowerOfficeCapture:
-    """Read changed records (all records when ``full`` or before the first run), deduplicated."""
+    """Read changed records (all records when ``full`` or before the first run), deduplicated.
+
+    ``unchanged(id, content_hash)`` true: the record is set aside without its data
+    (:attr:`PowerOfficeCapture.unchanged`).
+    """
     state = load_po_cursor(store, tenant, resource)
     since = None if full else cursor_read_after(state, overlap)
     records: list[RemoteRecord] = []
     digests: dict[str, str] = {}
+    same: list[tuple[str, datetime | None]] = []
     # The same test as cursor.is_duplicate, as one set lookup per record (the overlap
     # after a bulk change re-reads thousands of records).
     handled = {(seen.id, seen.digest) for seen in state.seen} if not full else set()
@@ -69,9 +86,12 @@ def read_poweroffice(
         digest = content_hash(record.data)
         if (record.id, digest) in handled:
             continue
-        records.append(record)
         digests[record.id] = digest
-    return PowerOfficeCapture(resource, records, digests, state, full or since is None)
+        if unchanged is not None and unchanged(record.id, digest):
+            same.append((record.id, record.changed_at))
+        else:
+            records.append(record)
+    return PowerOfficeCapture(resource, records, digests, state, full or since is None, same)
 
 
 def save_po_cursor(
@@ -85,9 +105,10 @@ def save_po_cursor(
 ) -> None:
     """Advance the cursor over the captured records; ``held`` ids (waiting, failed) keep it back."""
     held = set(held)
+    listed = [(r.id, r.changed_at) for r in capture.records] + capture.unchanged
     outcomes = [
-        Outcome(r.id, capture.digests[r.id], r.changed_at, r.id not in held)
-        for r in capture.records
+        Outcome(record_id, capture.digests[record_id], changed_at, record_id not in held)
+        for record_id, changed_at in listed
     ]
     state = advance(capture.state, outcomes, run_started_at=run_started_at, overlap=overlap)
     if state != capture.state:

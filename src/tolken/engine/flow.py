@@ -97,10 +97,12 @@ class FlowRun:
             a.po_resource,
             overlap=self.overlap,
             full=self.reconcile,
+            # Unchanged records are dropped while the listing is read, not held.
+            unchanged=lambda record_id, digest: _po_unchanged(state, record_id, digest),
         )
         deletes: list[Action] = []
         if self.reconcile:
-            stop_reason, deletes = self._reconcile_deletes(state, capture.records)
+            stop_reason, deletes = self._reconcile_deletes(state, capture.listed_ids())
             if stop_reason is not None:
                 a.report.stopped = stop_reason
                 return True
@@ -210,15 +212,7 @@ class FlowRun:
     # -- steps ----------------------------------------------------------------
 
     def _changed_po(self, state: FlowState, records: Iterable[RemoteRecord]) -> list[RemoteRecord]:
-        changed = []
-        for record in records:
-            link = state.by_po(record.id)
-            if link is not None:
-                po_hash, _ = state.hashes(link.id)
-                if po_hash is not None and po_hash == content_hash(record.data):
-                    continue  # what tolken last saw or wrote: nothing new
-            changed.append(record)
-        return changed
+        return [r for r in records if not _po_unchanged(state, r.id, content_hash(r.data))]
 
     def _changed_pms(self, state: FlowState) -> list[RemoteRecord]:
         a = self._a
@@ -332,13 +326,15 @@ class FlowRun:
         return out
 
     def _reconcile_deletes(
-        self, state: FlowState, listing: list[RemoteRecord]
+        self, state: FlowState, listed_ids: list[str]
     ) -> tuple[str | None, list[Action]]:
         """Deletes seen by the full listing(s); a reason when the flow must stop instead."""
         a = self._a
-        pairs = [LinkedPair(link.poweroffice_id, link.pms_id, status=link.state) for link in state]
+        pairs = [
+            LinkedPair(po_id, pms_id, status=status) for po_id, pms_id, status in state.pairs()
+        ]
         actions: list[Action] = []
-        sides: list[tuple[str, list[str]]] = [("poweroffice", [r.id for r in listing])]
+        sides: list[tuple[str, list[str]]] = [("poweroffice", listed_ids)]
         if self.reconcile_pms:
             sides.append(("pms", [r.id for r in self.pms_capture.listing(a.pms_resource)]))
         for side, ids in sides:
@@ -361,6 +357,12 @@ class FlowRun:
                 return (f"{side} outage: {outcome.reason}; nothing was changed", [])
             actions.extend(outcome.actions)
         return None, actions
+
+
+def _po_unchanged(state: FlowState, poweroffice_id: str, digest: str) -> bool:
+    """Whether a linked PowerOffice record's content is what tolken last saw or wrote."""
+    po_hash = state.poweroffice_hash(poweroffice_id)
+    return po_hash is not None and po_hash == digest
 
 
 def _touched_links(

@@ -12,9 +12,9 @@ import json
 import threading
 from collections.abc import Callable, Iterator, KeysView, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from tolken.store.records import Flow, Link, Shadow
+from tolken.store.records import Flow, Link, LinkState, Shadow
 
 __all__ = ["FlowState", "to_utc"]
 
@@ -146,6 +146,24 @@ class FlowState:
         """The link's state (``active``, ``source-deleted``, ``pms-deleted``)."""
         row = self._ix().rows.get(link_id)
         return None if row is None else str(row[_STATE])
+
+    def pairs(self) -> Iterator[tuple[str, str, LinkState]]:
+        """``(poweroffice_id, pms_id, state)`` of every link, without building :class:`Link`\\ s."""
+        for row in self._ix().rows.values():
+            yield str(row[_PO]), str(row[_PMS]), cast(LinkState, row[_STATE])
+
+    def poweroffice_hash(self, poweroffice_id: str) -> str | None:
+        """The shadow's PowerOffice hash of a linked record (``None``: unlinked or no shadow).
+
+        The same as :meth:`by_po` then :meth:`hashes`, without building the link:
+        a full listing asks this for every record.
+        """
+        ix = self._ix()
+        link_id = ix.by_po.get(poweroffice_id)
+        if link_id is None:
+            return None
+        row = ix.rows[link_id]
+        return None if row[_FIELDS] is None else row[_PO_HASH]
 
     def hashes(self, link_id: int) -> tuple[str | None, str | None]:
         """``(poweroffice_hash, pms_hash)`` of the shadow, without decoding its fields."""
