@@ -9,7 +9,7 @@ import pytest
 
 from tolken.store import FLOW_PMS_RESOURCE, FlowState, Link, Shadow
 from tolken.store._issues import retry_delay
-from tolken.store.flowstate import to_utc
+from tolken.store.flowstate import compact_row, to_utc
 
 T0 = datetime(2026, 5, 17, 10, 0, tzinfo=UTC)
 
@@ -88,6 +88,28 @@ def test_flow_state_answers_pairs_and_poweroffice_hashes_without_building_links(
     assert state.poweroffice_hash("1") == "po-1"
     assert state.poweroffice_hash("2") is None  # linked, never synchronised
     assert state.poweroffice_hash("3") is None  # not linked
+
+
+def test_compact_rows_keep_their_values_and_share_repeated_strings() -> None:
+    """A loaded row keeps every value, with one shared copy of tenant, flow and state."""
+    first, second = row(1, "1", "a", {"name": "A"}), row(2, "2", "b")
+    # Equal strings built at run time, as a driver returns them: distinct objects.
+    second = (
+        2,
+        "".join(["ac", "me"]),
+        "".join(["custom", "ers"]),
+        "2",
+        "b",
+        "act" + "ive".lower(),
+        *second[6:],
+    )
+    one, two = compact_row(first), compact_row(second)
+    assert type(one) is tuple
+    assert one == first
+    assert two == second
+    assert one[1] is two[1]
+    assert one[2] is two[2]
+    assert one[5] is two[5]
 
 
 def test_flow_state_loads_once_on_first_use() -> None:

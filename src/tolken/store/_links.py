@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from tolken.store._base import StoreBase, chunked
-from tolken.store.flowstate import FlowState, decode_shadow
+from tolken.store.flowstate import FlowState, compact_row, decode_shadow
 from tolken.store.models import (
     FLOWS,
     LINK_STATES,
@@ -429,7 +429,9 @@ class LinkRepository(StoreBase):
 
     def _flow_rows(
         self, tenant: str, flow: Flow, *, own_connection: bool = True
-    ) -> Sequence[Row[Any]]:
+    ) -> list[tuple[Any, ...]]:
+        # Rows are compacted as they stream from the cursor, so the driver's own
+        # row objects for 100,000 links never exist all at once.
         stmt = (
             select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
             .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
@@ -437,11 +439,11 @@ class LinkRepository(StoreBase):
         )
         if not own_connection:
             with self._read() as conn:
-                return conn.execute(stmt).all()
+                return [compact_row(row) for row in conn.execute(stmt)]
         # A lazily loaded state may first be used inside a caller's transaction;
         # it must still see only committed rows, so it reads on its own connection.
         with self._connect(read_only=True) as conn, conn.begin():
-            return conn.execute(stmt).all()
+            return [compact_row(row) for row in conn.execute(stmt)]
 
     def link_map(self, tenant: str, flow: Flow) -> dict[str, str]:
         """``{poweroffice_id: pms_id}`` for every link of a flow (reference translation)."""

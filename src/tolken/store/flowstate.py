@@ -9,6 +9,7 @@ ids touch neither JSON nor timestamps.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator, KeysView, Sequence
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from typing import Any, cast
 
 from tolken.store.records import Flow, Link, LinkState, Shadow
 
-__all__ = ["FlowState", "to_utc"]
+__all__ = ["FlowState", "compact_row", "to_utc"]
 
 # Positions in a raw row: the link's columns, then the shadow's.
 _ID, _PO, _PMS, _STATE = 0, 3, 4, 5
@@ -34,6 +35,16 @@ def to_utc(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     raise TypeError(f"not a timestamp: {value!r}")
+
+
+def compact_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A raw row as a plain tuple, its tenant, flow and state shared with every other row.
+
+    The driver gives each row its own copy of these strings and a row object
+    around the values: about 230 bytes a link, 23 MB of a 100,000-link state.
+    """
+    intern = sys.intern
+    return (row[0], intern(row[1]), intern(row[2]), row[3], row[4], intern(row[5]), *row[6:])
 
 
 class _Index:
