@@ -12,12 +12,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import structlog
 import typer
 from rich.console import Console
 
 from tolken.config import TolkenConfig, load_config
 from tolken.errors import ConfigError, Fatal, TolkenError
+from tolken.logging import configure_logging
 
 __all__ = ["EXIT_CONFIG", "EXIT_FATAL", "console", "dump_json", "load", "one_line_errors"]
 
@@ -59,15 +59,6 @@ def setup_logging(config: TolkenConfig) -> None:
     level = logging.getLevelName(level_name)
     if not isinstance(level, int):
         level = logging.ERROR
-    try:
-        from tolken.logging import configure_logging
-    except ImportError:  # an install without the JSON log set-up: plain lines on stderr
-        structlog.configure(
-            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-            wrapper_class=structlog.make_filtering_bound_logger(level),
-        )
-        logging.basicConfig(stream=sys.stderr, level=level)
-        return
     configure_logging(config.secrets(), level=level)
 
 
