@@ -149,3 +149,18 @@ def test_the_watch_loop_reconciles_every_n_cycles_and_stops_on_request(sb: Sandb
     assert seen == [False, True, False, True]
     assert len(runs) == 4
     assert {run.status for run in runs} == {"ok"}
+
+
+def test_the_watch_loop_can_start_with_a_reconcile(sb: Sandbox) -> None:
+    """`sync --watch --reconcile`: the first cycle is a reconcile, counted in the schedule."""
+    sb.po_create("Customers", {"Name": "Acme AS"})
+    seen: list[bool] = []
+    with sb.engine(reconcile_every=3, interval_seconds=0.01) as engine:
+
+        def on_cycle(report: Any) -> None:
+            seen.append(report.reconciled)
+            if len(seen) == 3:
+                engine.request_stop()
+
+        engine.watch(on_cycle=on_cycle, reconcile_first=True)
+    assert seen == [True, False, True]

@@ -115,7 +115,12 @@ def sync_command(
         from tolken.web.serve import run_serve
 
         with one_line_errors():
-            code = run_serve(config, echo=typer.echo, on_cycle=_cycle_printer(as_json))
+            code = run_serve(
+                config,
+                echo=typer.echo,
+                on_cycle=_cycle_printer(as_json),
+                reconcile_first=reconcile,
+            )
         raise typer.Exit(code)
     with one_line_errors(), SyncEngine.from_config(config) as engine:
         if not watch:
@@ -157,9 +162,7 @@ def _watch(engine: SyncEngine, *, as_json: bool, reconcile_first: bool) -> None:
         return True
 
     with stop_on_signals(engine.request_stop):
-        if reconcile_first and not engine.stop_event.is_set():
-            on_cycle(engine.run_cycle(reconcile=True))
-        engine.watch(on_cycle=on_cycle, on_error=on_error)
+        engine.watch(on_cycle=on_cycle, on_error=on_error, reconcile_first=reconcile_first)
 
 
 def plan_command(config_path: Path, *, as_json: bool, reconcile: bool) -> None:

@@ -296,6 +296,7 @@ class SyncEngine(Closeable):
         on_cycle: Callable[[CycleReport], None] | None = None,
         on_error: Callable[[TolkenError], bool] | None = None,
         wait: Callable[[float], object] | None = None,
+        reconcile_first: bool = False,
     ) -> None:
         """Run cycles every ``sync.interval_seconds`` until :meth:`request_stop`.
 
@@ -304,9 +305,14 @@ class SyncEngine(Closeable):
         next cycle (True); without it the error is raised. ``wait(seconds)``
         sleeps between cycles (by default until the interval passes or a stop
         is requested); one that returns early, woken by new work, starts the
-        next cycle at once (the serve loop's webhooks).
+        next cycle at once (the serve loop's webhooks). ``reconcile_first`` runs
+        a reconcile before the loop (``sync --watch --reconcile``); its errors are raised.
         """
         wait = wait or self.stop_event.wait
+        if reconcile_first and not self.stop_event.is_set():
+            first = self.run_cycle(reconcile=True)
+            if on_cycle is not None:
+                on_cycle(first)
         while not self.stop_event.is_set():
             try:
                 report = self.run_cycle(reconcile=self.due_for_reconcile())

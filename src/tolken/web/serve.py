@@ -89,6 +89,7 @@ def watch_loop(
     queue: WorkQueue,
     *,
     on_cycle: Callable[[CycleReport], None] | None = None,
+    reconcile_first: bool = False,
 ) -> None:
     """Run cycles until ``engine.request_stop()``: every interval, or at once when woken.
 
@@ -121,7 +122,7 @@ def watch_loop(
             on_cycle(report)
 
     take()
-    engine.watch(on_cycle=cycled, on_error=go_on, wait=wait)
+    engine.watch(on_cycle=cycled, on_error=go_on, wait=wait, reconcile_first=reconcile_first)
 
 
 def _log_cycle(report: CycleReport, items: list[ChangeItem], seconds: float) -> None:
@@ -255,11 +256,13 @@ def run_serve(
     *,
     echo: Callable[[str], None] = print,
     on_cycle: Callable[[CycleReport], None] | None = None,
+    reconcile_first: bool = False,
 ) -> int:
     """Body of ``tolken serve`` (and of ``sync --watch`` with a ``serve:`` section).
 
     Serves the dashboard and the webhook receiver and syncs until
-    SIGTERM/SIGINT; returns the exit code. ``on_cycle`` sees every cycle's report.
+    SIGTERM/SIGINT; returns the exit code. ``on_cycle`` sees every cycle's report;
+    ``reconcile_first`` starts with a reconcile (``sync --watch --reconcile``).
     """
     from tolken.logging import configure_logging
 
@@ -277,7 +280,7 @@ def run_serve(
             if running.webhook_url:
                 echo(f"PMS webhooks: {running.webhook_url}")
             try:
-                watch_loop(engine, queue, on_cycle=on_cycle)
+                watch_loop(engine, queue, on_cycle=on_cycle, reconcile_first=reconcile_first)
             except (AuthError, ConfigError) as exc:
                 echo(f"error: {exc}")
                 return 1 if isinstance(exc, AuthError) else 2
