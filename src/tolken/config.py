@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from tolken._yaml import expand_env, load_yaml, validate_model
 from tolken.errors import ConfigError
+from tolken.vocabulary import ConflictPolicy, FlowId
 
 __all__ = [
     "ConflictPolicy",
@@ -24,9 +25,6 @@ __all__ = [
     "TolkenConfig",
     "load_config",
 ]
-
-ConflictPolicy = Literal["newest-wins", "poweroffice-wins", "pms-wins", "manual"]
-FlowId = Literal["departments", "customers", "projects"]
 
 
 class _Strict(BaseModel):

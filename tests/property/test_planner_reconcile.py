@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tolken.engine.model import (
     DeactivateInPMS,
     LinkedPair,
-    LinkStatus,
+    LinkState,
     MassDeleteBlocked,
     ReconcilePlan,
     Side,
@@ -16,7 +16,7 @@ from tolken.engine.model import (
 )
 from tolken.engine.plan import plan_reconcile
 
-STATUSES: list[LinkStatus] = ["active", "active", "active", "source-deleted", "pms-deleted"]
+STATUSES: list[LinkState] = ["active", "active", "active", "source-deleted", "pms-deleted"]
 status_st = st.sampled_from(STATUSES)
 links_st = st.lists(status_st, max_size=40).map(
     lambda statuses: [LinkedPair(str(i), f"m{i}", status=s) for i, s in enumerate(statuses)]

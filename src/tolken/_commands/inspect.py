@@ -14,7 +14,7 @@ from tolken._commands.common import console, dump_json, load, one_line_errors
 from tolken.config import TolkenConfig
 from tolken.engine import SyncEngine
 from tolken.store import Store, open_store
-from tolken.store.records import Flow
+from tolken.store.records import FlowId
 
 __all__ = [
     "conflicts_command",
@@ -31,7 +31,7 @@ def _store(config: TolkenConfig) -> Store:
     return open_store(config.store)
 
 
-def _flow(value: str | None) -> Flow | None:
+def _flow(value: str | None) -> FlowId | None:
     if value is None:
         return None
     if value not in FLOWS:

@@ -59,7 +59,7 @@ from tolken.logging import get_logger
 from tolken.mapping import Flow, pms_changes, poweroffice_changes, project, to_pms_flat
 from tolken.store import Direction, FlowState, HistoryEntry, Shadow, Store
 from tolken.store import Link as StoredLink
-from tolken.store.records import Flow as FlowId
+from tolken.vocabulary import FlowId
 
 __all__ = ["BY_HAND", "Applier", "group_actions"]  # BY_HAND, group_actions: from pairs
 

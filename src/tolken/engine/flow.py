@@ -43,7 +43,7 @@ from tolken.engine.settle import apply_settled_conflicts
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import Flow, belongs, merge_key_flat
 from tolken.store import FlowState, Store
-from tolken.store.records import Flow as FlowId
+from tolken.vocabulary import FlowId
 
 __all__ = ["FlowRun", "match_rules"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from tolken.config import ConflictPolicy
+from tolken.vocabulary import ConflictPolicy, LinkState, Side
 
 __all__ = [
     "Action",
@@ -29,7 +29,7 @@ __all__ = [
     "Fetch",
     "FieldConflict",
     "Link",
-    "LinkStatus",
+    "LinkState",
     "LinkedPair",
     "MarkPMSDeleted",
     "MassDeleteBlocked",
@@ -50,10 +50,6 @@ __all__ = [
     "Wait",
 ]
 
-Side = Literal["poweroffice", "pms"]
-"""Which system a record, value or write belongs to."""
-
-LinkStatus = Literal["active", "source-deleted", "pms-deleted"]
 """``source-deleted``: the PowerOffice record is gone (its PMS record was made
 inactive); ``pms-deleted``: the PMS record was deleted (accounting data is kept).
 Only ``active`` links are synchronised."""
@@ -98,7 +94,7 @@ class LinkedPair:
     po_id: str
     pms_id: str
     shadow: Values | None = None
-    status: LinkStatus = "active"
+    status: LinkState = "active"
     pms_version: int | None = None
     parked: frozenset[str] = frozenset()
 

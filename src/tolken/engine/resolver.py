@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tolken.store import Store
-from tolken.store.records import Flow
+from tolken.store.records import FlowId
 
 __all__ = ["LinkResolver"]
 
@@ -45,7 +45,7 @@ class LinkResolver:
         self._to_po[flow][pms_id] = po_id
 
 
-def _flow(flow: str) -> Flow:
+def _flow(flow: str) -> FlowId:
     if flow not in ("departments", "customers", "projects"):
         raise KeyError(f"unknown flow {flow!r}")
     return flow  # type: ignore[return-value]

@@ -23,7 +23,6 @@ from datetime import timedelta
 import httpx
 
 from tolken._closing import Closeable
-from tolken.config import FlowId as ConfigFlowId
 from tolken.config import TolkenConfig
 from tolken.connectors.base import Connector
 from tolken.engine.apply import BY_HAND, Applier, group_actions
@@ -38,7 +37,7 @@ from tolken.errors import RecordError, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
 from tolken.store import DuplicateLink, Store, open_store
-from tolken.store.records import Flow as FlowId
+from tolken.vocabulary import FlowId
 
 __all__ = ["SyncEngine"]
 
@@ -113,7 +112,7 @@ class SyncEngine(Closeable):
     def flows(self) -> list[FlowId]:
         """The enabled flows in dependency order."""
         order: list[FlowId] = list(self.mapping.order())
-        return [f for f in order if self.config.sync.flow(_cfg(f)).enabled]
+        return [f for f in order if self.config.sync.flow(f).enabled]
 
     def due_for_reconcile(self) -> bool:
         """True when the next cycle is a scheduled reconcile (every ``sync.reconcile_every``)."""
@@ -217,8 +216,8 @@ class SyncEngine(Closeable):
             self.tenant,
             flow_id,
             flow,
-            sync.policy_for(_cfg(flow_id)),
-            sync.flow(_cfg(flow_id)).create_in_poweroffice,
+            sync.policy_for(flow_id),
+            sync.flow(flow_id).create_in_poweroffice,
         )
         return Applier(
             tenant=self.tenant,
@@ -326,10 +325,6 @@ class SyncEngine(Closeable):
             if self.stop_event.is_set():
                 break
             wait(self.config.sync.interval_seconds)
-
-
-def _cfg(flow: FlowId) -> ConfigFlowId:
-    return flow
 
 
 def _counts(report: CycleReport) -> dict[str, dict[str, int]]:

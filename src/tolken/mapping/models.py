@@ -34,10 +34,10 @@ from tolken.mapping.transforms import (
     Transform,
     TransformSlot,
 )
+from tolken.vocabulary import FLOW_IDS, FlowId, PropertyDirection, Side
 
 __all__ = [
     "FLOW_IDS",
-    "Direction",
     "Flow",
     "FlowId",
     "Mapping",
@@ -47,11 +47,7 @@ __all__ = [
     "Side",
 ]
 
-FlowId = Literal["departments", "customers", "projects"]
-FLOW_IDS: tuple[FlowId, ...] = ("departments", "customers", "projects")
 PMSType = Literal["string", "boolean", "date", "integer", "reference", "enum"]
-Direction = Literal["both", "to_pms", "to_poweroffice"]
-Side = Literal["poweroffice", "pms"]
 Scalar = StrictBool | StrictInt | str
 
 _PO_PATH = re.compile(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*)*")
@@ -110,7 +106,7 @@ class Property(_Strict):
     pms: PMSPath
     type: PMSType = "string"
     transform: TransformSlot | None = None
-    direction: Direction = "both"
+    direction: PropertyDirection = "both"
     note: str | None = Field(default=None, description="Shown in the dataflow document.")
 
     @model_validator(mode="after")

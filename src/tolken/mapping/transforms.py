@@ -35,6 +35,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from tolken.errors import RecordError
+from tolken.vocabulary import FlowId
 
 __all__ = [
     "BUILTIN_TRANSFORMS",
@@ -57,8 +58,6 @@ __all__ = [
     "normalise_date",
     "register_transform",
 ]
-
-FlowId = Literal["departments", "customers", "projects"]
 
 
 class MappingValueError(RecordError):

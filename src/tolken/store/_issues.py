@@ -15,8 +15,8 @@ from tolken.store.models import SIDES, WINNERS, ConflictRow, FailureRow, Pending
 from tolken.store.records import (
     ConflictRecord,
     Failure,
-    Flow,
     FlowCounts,
+    FlowId,
     Side,
     UnknownRecord,
     Winner,
@@ -76,7 +76,7 @@ class IssueRepository(LinkRepository):
     def record_failure(
         self,
         tenant: str,
-        flow: Flow,
+        flow: FlowId,
         side: Side,
         record_id: str,
         error_class: str,
@@ -150,7 +150,7 @@ class IssueRepository(LinkRepository):
         raise RuntimeError("could not record the failure under concurrent writes")
 
     def record_error(
-        self, tenant: str, flow: Flow, side: Side, record_id: str, error: TolkenError
+        self, tenant: str, flow: FlowId, side: Side, record_id: str, error: TolkenError
     ) -> Failure:
         """Park a record with a tolken error: its class, verbatim message, status, field errors."""
         details: dict[str, Any] | None = None
@@ -190,7 +190,7 @@ class IssueRepository(LinkRepository):
         ).first()
         return Failure(*row) if row is not None else None
 
-    def resolve_failure(self, tenant: str, flow: Flow, side: Side, record_id: str) -> bool:
+    def resolve_failure(self, tenant: str, flow: FlowId, side: Side, record_id: str) -> bool:
         """Mark a parked record as done (it synchronised); False if it was not parked."""
         with self._write() as conn:
             result = conn.execute(
@@ -209,7 +209,7 @@ class IssueRepository(LinkRepository):
     def due_failures(
         self,
         tenant: str,
-        flow: Flow | None = None,
+        flow: FlowId | None = None,
         *,
         now: datetime | None = None,
         limit: int | None = None,
@@ -231,7 +231,7 @@ class IssueRepository(LinkRepository):
             return [Failure(*row) for row in conn.execute(stmt)]
 
     def list_failures(
-        self, tenant: str, flow: Flow | None = None, *, include_resolved: bool = False
+        self, tenant: str, flow: FlowId | None = None, *, include_resolved: bool = False
     ) -> list[Failure]:
         """Parked records (and resolved ones when asked), oldest first."""
         stmt = select(*_FAILURE_COLUMNS).where(FailureRow.tenant == tenant)
@@ -259,7 +259,7 @@ class IssueRepository(LinkRepository):
     def record_conflict(
         self,
         tenant: str,
-        flow: Flow,
+        flow: FlowId,
         link_id: int,
         field: str,
         *,
@@ -300,7 +300,7 @@ class IssueRepository(LinkRepository):
     def list_conflicts(
         self,
         tenant: str,
-        flow: Flow | None = None,
+        flow: FlowId | None = None,
         *,
         link_id: int | None = None,
         parked_only: bool = False,

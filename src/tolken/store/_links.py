@@ -38,7 +38,7 @@ from tolken.store.records import (
     FLOW_PMS_RESOURCE,
     Direction,
     DuplicateLink,
-    Flow,
+    FlowId,
     HistoryEntry,
     Link,
     LinkState,
@@ -135,7 +135,7 @@ class LinkRepository(StoreBase):
     def create_link(
         self,
         tenant: str,
-        flow: Flow,
+        flow: FlowId,
         poweroffice_id: str,
         pms_id: str,
         *,
@@ -147,7 +147,7 @@ class LinkRepository(StoreBase):
     def create_links(
         self,
         tenant: str,
-        flow: Flow,
+        flow: FlowId,
         pairs: Sequence[tuple[str, str]],
         *,
         state: LinkState = "active",
@@ -186,7 +186,7 @@ class LinkRepository(StoreBase):
                 raise self._duplicate_error(conn, tenant, flow, pairs) from None
 
     def _duplicate_error(
-        self, conn: Connection, tenant: str, flow: Flow, pairs: Sequence[tuple[str, str]]
+        self, conn: Connection, tenant: str, flow: FlowId, pairs: Sequence[tuple[str, str]]
     ) -> DuplicateLink:
         seen_po: set[str] = set()
         seen_pms: set[str] = set()
@@ -230,7 +230,7 @@ class LinkRepository(StoreBase):
         with self._read() as conn:
             return self._one_link(conn, LinkRow.id == link_id)
 
-    def get_link_by_po(self, tenant: str, flow: Flow, poweroffice_id: str) -> Link | None:
+    def get_link_by_po(self, tenant: str, flow: FlowId, poweroffice_id: str) -> Link | None:
         """The link of a PowerOffice record in a flow, or ``None``."""
         with self._read() as conn:
             return self._one_link(
@@ -240,7 +240,7 @@ class LinkRepository(StoreBase):
                 LinkRow.poweroffice_id == str(poweroffice_id),
             )
 
-    def get_link_by_pms(self, tenant: str, flow: Flow, pms_id: str) -> Link | None:
+    def get_link_by_pms(self, tenant: str, flow: FlowId, pms_id: str) -> Link | None:
         """The link of a PMS record in a flow, or ``None``."""
         with self._read() as conn:
             return self._one_link(
@@ -264,12 +264,12 @@ class LinkRepository(StoreBase):
             )
 
     def links_by_po(
-        self, tenant: str, flow: Flow, poweroffice_ids: Iterable[str]
+        self, tenant: str, flow: FlowId, poweroffice_ids: Iterable[str]
     ) -> dict[str, Link]:
         """Links of many PowerOffice records, keyed by PowerOffice id (missing ids left out)."""
         return self._links_by(LinkRow.flow == flow, tenant, LinkRow.poweroffice_id, poweroffice_ids)
 
-    def links_by_pms(self, tenant: str, flow: Flow, pms_ids: Iterable[str]) -> dict[str, Link]:
+    def links_by_pms(self, tenant: str, flow: FlowId, pms_ids: Iterable[str]) -> dict[str, Link]:
         """Links of many PMS records, keyed by PMS id (missing ids left out)."""
         return self._links_by(LinkRow.flow == flow, tenant, LinkRow.pms_id, pms_ids)
 
@@ -297,7 +297,7 @@ class LinkRepository(StoreBase):
     def list_links(
         self,
         tenant: str,
-        flow: Flow | None = None,
+        flow: FlowId | None = None,
         *,
         state: LinkState | None = None,
         limit: int | None = None,
@@ -396,7 +396,7 @@ class LinkRepository(StoreBase):
                 )
                 conn.execute(stmt, batch)
 
-    def load_flow_state(self, tenant: str, flow: Flow, *, refresh: bool = False) -> FlowState:
+    def load_flow_state(self, tenant: str, flow: FlowId, *, refresh: bool = False) -> FlowState:
         """Every link of a flow with its (lazily decoded) shadow, read in one query.
 
         The rows are read on the state's first use, and the state is handed out
@@ -428,7 +428,7 @@ class LinkRepository(StoreBase):
             return state
 
     def _flow_rows(
-        self, tenant: str, flow: Flow, *, own_connection: bool = True
+        self, tenant: str, flow: FlowId, *, own_connection: bool = True
     ) -> list[tuple[Any, ...]]:
         # Rows are compacted as they stream from the cursor, so the driver's own
         # row objects for 100,000 links never exist all at once.
@@ -445,7 +445,7 @@ class LinkRepository(StoreBase):
         with self._connect(read_only=True) as conn, conn.begin():
             return [compact_row(row) for row in conn.execute(stmt)]
 
-    def link_map(self, tenant: str, flow: Flow) -> dict[str, str]:
+    def link_map(self, tenant: str, flow: FlowId) -> dict[str, str]:
         """``{poweroffice_id: pms_id}`` for every link of a flow (reference translation)."""
         stmt = select(LinkRow.poweroffice_id, LinkRow.pms_id).where(
             LinkRow.tenant == tenant, LinkRow.flow == flow
@@ -505,7 +505,7 @@ class LinkRepository(StoreBase):
         return [HistoryEntry(*row) for row in reversed(rows)]
 
     def recent_history(
-        self, tenant: str, flow: Flow | None = None, *, limit: int = 50
+        self, tenant: str, flow: FlowId | None = None, *, limit: int = 50
     ) -> list[HistoryEntry]:
         """The newest writes across a tenant's links (the dashboard's activity), newest first."""
         stmt = (

@@ -23,7 +23,7 @@ from tolken.store.models import (
 )
 from tolken.store.records import (
     DuplicatePendingCreate,
-    Flow,
+    FlowId,
     PendingCreate,
     Run,
     RunStatus,
@@ -100,7 +100,7 @@ class OpsRepository(StoreBase):
     # -- pending creates ---------------------------------------------------
 
     def _pending_rows(
-        self, tenant: str, flow: Flow, target: Side, items: Sequence[tuple[str, str]]
+        self, tenant: str, flow: FlowId, target: Side, items: Sequence[tuple[str, str]]
     ) -> list[dict[str, Any]]:
         """Rows of new pending creates, ``(source_id, idempotency_key)`` each."""
         check_flow(flow)
@@ -123,7 +123,7 @@ class OpsRepository(StoreBase):
     def add_pending_create(
         self,
         tenant: str,
-        flow: Flow,
+        flow: FlowId,
         target: Side,
         source_id: str,
         idempotency_key: str | None = None,
@@ -150,7 +150,7 @@ class OpsRepository(StoreBase):
         return PendingCreate(*created)
 
     def add_pending_creates(
-        self, tenant: str, flow: Flow, target: Side, items: Sequence[tuple[str, str]]
+        self, tenant: str, flow: FlowId, target: Side, items: Sequence[tuple[str, str]]
     ) -> None:
         """Record many creates, ``(source_id, idempotency_key)`` each, in one statement.
 
@@ -180,7 +180,7 @@ class OpsRepository(StoreBase):
         return PendingCreate(*row) if row is not None else None
 
     def pending_create_for(
-        self, tenant: str, flow: Flow, target: Side, source_id: str
+        self, tenant: str, flow: FlowId, target: Side, source_id: str
     ) -> PendingCreate | None:
         """The create still pending for a source record (an earlier run crashed), or ``None``."""
         stmt = select(*_PENDING_COLUMNS).where(
@@ -194,7 +194,7 @@ class OpsRepository(StoreBase):
             row = conn.execute(stmt).first()
         return PendingCreate(*row) if row is not None else None
 
-    def pending_creates(self, tenant: str, flow: Flow | None = None) -> list[PendingCreate]:
+    def pending_creates(self, tenant: str, flow: FlowId | None = None) -> list[PendingCreate]:
         """Creates still pending (oldest first): after a crash, look each up by its key."""
         stmt = (
             select(*_PENDING_COLUMNS)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, KeysView, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from tolken.store.records import Flow, Link, LinkState, Shadow
+from tolken.store.records import FlowId, Link, LinkState, Shadow
 
 __all__ = ["FlowState", "compact_row", "to_utc"]
 
@@ -68,7 +68,7 @@ class FlowState:
     def __init__(
         self,
         tenant: str,
-        flow: Flow,
+        flow: FlowId,
         rows: Sequence[Sequence[Any]] | None = None,
         *,
         loader: Callable[[], Sequence[Sequence[Any]]] | None = None,

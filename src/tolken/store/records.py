@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from tolken.errors import RecordError
+from tolken.vocabulary import Direction, FlowId, LinkState, Side
 
 __all__ = [
     "FLOW_PMS_RESOURCE",
@@ -21,8 +22,8 @@ __all__ = [
     "DuplicateLink",
     "DuplicatePendingCreate",
     "Failure",
-    "Flow",
     "FlowCounts",
+    "FlowId",
     "HistoryEntry",
     "Link",
     "LinkState",
@@ -36,12 +37,8 @@ __all__ = [
     "Winner",
 ]
 
-Flow = Literal["departments", "customers", "projects"]
-Side = Literal["poweroffice", "pms"]
-LinkState = Literal["active", "source-deleted", "pms-deleted"]
 PendingState = Literal["pending", "done", "abandoned"]
 Winner = Literal["poweroffice", "pms", "parked"]
-Direction = Literal["to_pms", "to_poweroffice"]
 RunStatus = Literal["running", "ok", "failed", "stopped"]
 
 # Departments and customers are both PMS customers, so a PMS id is unique per resource.
@@ -69,7 +66,7 @@ class Link(NamedTuple):
 
     id: int
     tenant: str
-    flow: Flow
+    flow: FlowId
     poweroffice_id: str
     pms_id: str
     state: LinkState
@@ -100,7 +97,7 @@ class PendingCreate:
 
     id: int
     tenant: str
-    flow: Flow
+    flow: FlowId
     target: Side
     source_id: str
     idempotency_key: str
@@ -116,7 +113,7 @@ class Failure:
 
     id: int
     tenant: str
-    flow: Flow
+    flow: FlowId
     side: Side
     record_id: str
     error_class: str
@@ -137,7 +134,7 @@ class ConflictRecord:
 
     id: int
     tenant: str
-    flow: Flow
+    flow: FlowId
     link_id: int
     field: str
     poweroffice_value: Any

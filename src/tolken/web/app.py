@@ -25,11 +25,12 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tolken import __version__
-from tolken.config import FlowId, TolkenConfig
+from tolken.config import TolkenConfig
 from tolken.connectors.pms import WebhookRejected
 from tolken.errors import TolkenError
 from tolken.logging import get_logger
 from tolken.store import Store
+from tolken.vocabulary import FlowId
 from tolken.web import _format
 from tolken.web.auth import COOKIE_NAME, PUBLIC_PATHS, TokenAuth, url_without_token
 from tolken.web.metrics import CONTENT_TYPE, Metrics

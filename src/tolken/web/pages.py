@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from tolken.logging import get_logger, log_context
 from tolken.store import Failure, Store, UnknownRecord
-from tolken.store.records import Flow, Side
+from tolken.store.records import FlowId, Side
 from tolken.web.status import (
     conflict_json,
     failure_json,
@@ -53,12 +53,12 @@ def _page(request: Request, template: str, title: str, data: dict[str, Any]) -> 
     )
 
 
-def _flow(value: str | None, ctx: Context) -> Flow | None:
+def _flow(value: str | None, ctx: Context) -> FlowId | None:
     if value in (None, ""):
         return None
     if value not in ("departments", "customers", "projects"):
         raise HTTPException(400, f"unknown flow {value!r}")
-    return cast(Flow, value)
+    return cast(FlowId, value)
 
 
 # -- overview -------------------------------------------------------------------
@@ -109,7 +109,7 @@ def _failure_row(ctx: Context, failure: Failure) -> dict[str, Any]:
     return data
 
 
-def failures_data(ctx: Context, flow: Flow | None, include_resolved: bool) -> dict[str, Any]:
+def failures_data(ctx: Context, flow: FlowId | None, include_resolved: bool) -> dict[str, Any]:
     failures = ctx.store.list_failures(ctx.tenant, flow, include_resolved=include_resolved)
     return {"failures": [failure_json(f) for f in failures]}
 
@@ -190,7 +190,7 @@ def api_retry_all(request: Request) -> JSONResponse:
 # -- conflicts ------------------------------------------------------------------
 
 
-def conflicts_data(ctx: Context, flow: Flow | None, parked_only: bool) -> dict[str, Any]:
+def conflicts_data(ctx: Context, flow: FlowId | None, parked_only: bool) -> dict[str, Any]:
     conflicts = ctx.store.list_conflicts(ctx.tenant, flow, parked_only=parked_only, limit=500)
     return {"conflicts": [conflict_json(c) for c in conflicts]}
 
@@ -239,7 +239,7 @@ def api_resolve(request: Request, conflict_id: int, winner: str = Query(...)) ->
 # -- links ----------------------------------------------------------------------
 
 
-def links_data(ctx: Context, flow: Flow | None, offset: int) -> dict[str, Any]:
+def links_data(ctx: Context, flow: FlowId | None, offset: int) -> dict[str, Any]:
     links = ctx.store.list_links(ctx.tenant, flow, limit=_PAGE_SIZE + 1, offset=offset)
     return {
         "links": [link_json(link) for link in links[:_PAGE_SIZE]],
