@@ -169,7 +169,7 @@ def test_store_package_exports_exactly_its_api() -> None:
         "DuplicateLink",
         "DuplicatePendingCreate",
         "Failure",
-        "Flow",
+        "FlowId",
         "FlowCounts",
         "FlowState",
         "HistoryEntry",

@@ -18,7 +18,7 @@ from tolken.connectors.poweroffice._records import (
     to_record,
 )
 
-SPEC = Path(__file__).parents[1] / "data" / "poweroffice-go-v2-dept-cust-proj.subset.json"
+SPEC = Path(__file__).parents[3] / "data" / "poweroffice-go-v2-dept-cust-proj.subset.json"
 
 
 def test_field_tables_match_the_public_spec() -> None:

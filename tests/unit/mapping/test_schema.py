@@ -14,7 +14,7 @@ from tolken._yaml import load_yaml
 from tolken.mapping.load import DEFAULT_MAPPING_PATH
 from tolken.mapping.schema import SCHEMA_FILES, render_schemas, write_schemas
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schema"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "docs" / "schema"
 
 
 def plain(node: Any) -> Any:
