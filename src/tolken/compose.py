@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
 
-from tolken.config import TolkenConfig
+from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
 from tolken.connectors.base import Connector, load_connector_class
 from tolken.engine import SyncEngine
 from tolken.mapping import load_mapping
@@ -67,7 +67,7 @@ def open_engine(
     config: TolkenConfig,
     *,
     store: Store | None = None,
-    transports: dict[str, httpx.BaseTransport] | None = None,
+    transports: Mapping[str, httpx.BaseTransport] | None = None,
 ) -> Iterator[SyncEngine]:
     """The engine for ``config`` with everything it needs; closed again on exit.
 
@@ -81,7 +81,9 @@ def open_engine(
         counter = RequestCounter()
         given = transports or {}
 
-        def connect(system: Side, name: str, settings: Any) -> Connector:
+        def connect(
+            system: Side, name: str, settings: PowerOfficeSettings | PMSSettings
+        ) -> Connector:
             http = httpx.Client(
                 timeout=settings.timeout_seconds,
                 event_hooks={"request": [counter.hook(system)]},
