@@ -208,19 +208,39 @@ def test_pms_projection_canonicalises_types() -> None:
 
 
 def test_changes_only_carry_writable_fields() -> None:
-    """Partial changes: nested merge patch for the PMS, PascalCase for PowerOffice, one-way kept."""
+    """Partial changes: flat PMS paths for the PMS, flat PascalCase paths for PowerOffice,
+    one-way properties kept to their side."""
     assert pms_changes(CUSTOMERS, {"address.city": "Oslo", "name": "X"}) == {
-        "address": {"city": "Oslo"},
+        "address.city": "Oslo",
         "name": "X",
+    }
+    assert pms_changes(DEPARTMENTS, {"kind": "department", "name": "R&D"}) == {
+        "kind": "department",
+        "name": "R&D",
     }
     assert poweroffice_changes(DEPARTMENTS, {"kind": "department", "name": "R&D"}) == {
         "Name": "R&D"
     }
     assert poweroffice_changes(CUSTOMERS, {"address.postal_code": "5003"}) == {
-        "MailAddress": {"ZipCode": "5003"}
+        "MailAddress.ZipCode": "5003"
     }
     with pytest.raises(KeyError):
         pms_changes(CUSTOMERS, {"nickname": "x"})
+
+
+def test_poweroffice_changes_are_flat_converted_paths() -> None:
+    """Every mapped PMS change becomes one PowerOffice path with the converted value, address
+    fields included, ready for the connector's JSON Patch; cleared fields stay None."""
+    changes = poweroffice_changes(
+        CUSTOMERS,
+        {"address.city": "Bergen", "address.line2": None, "active": False, "phone": None},
+    )
+    assert changes == {
+        "MailAddress.City": "Bergen",
+        "MailAddress.AddressLine2": None,
+        "IsArchived": True,
+        "PhoneNumber": None,
+    }
 
 
 def test_flow_membership_by_kind() -> None:

@@ -258,9 +258,9 @@ def test_camel_case_answers_are_written_back_in_pascal_case() -> None:
         return httpx.Response(200, json={"id": 5, "name": "x", "mailAddress": {"city": "Oslo"}})
 
     po = client(httpx.Client(transport=httpx.MockTransport(handler)))
-    record = po.update("Customers", "5", {"mailaddress": {"CITY": "Oslo"}})
+    record = po.update("Customers", "5", {"mailaddress.CITY": "Oslo"})
     assert record.data == {"Id": 5, "Name": "x", "MailAddress": {"City": "Oslo"}}
-    po.create("Customers", {"name": "x", "mailAddress": {"zipCode": "1"}}, idempotency_key="k")
+    po.create("Customers", {"name": "x", "mailAddress.zipCode": "1"}, idempotency_key="k")
     assert bodies == [
         [{"op": "replace", "path": "/MailAddress/City", "value": "Oslo"}],
         {"Name": "x", "MailAddress": {"ZipCode": "1"}, "ExternalImportReference": "k"},
