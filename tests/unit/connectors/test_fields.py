@@ -28,7 +28,7 @@ def test_nest_keeps_cleared_fields_and_empty_objects() -> None:
 
 
 def test_nest_merges_mapping_values_without_changing_them() -> None:
-    """A nested mapping merges with paths under the same object; the caller's mapping is untouched."""
+    """A nested mapping merges with paths under the same object and is itself left untouched."""
     address = {"city": "Oslo"}
     body = nest({"address": address, "address.line1": "Gate 1"})
     assert body == {"address": {"city": "Oslo", "line1": "Gate 1"}}

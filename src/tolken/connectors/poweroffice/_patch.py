@@ -34,7 +34,7 @@ def _refuse(resource: str, field: str, reason: str) -> ValidationFailed:
 
 
 def _pointer(spec: _schema.ResourceSpec, path: str) -> tuple[str, str]:
-    """``(top-level field, JSON Pointer)`` for a flat field path; refuses what the PatchDto lacks."""
+    """``(top-level field, JSON Pointer)`` of a field path; refuses what the PatchDto lacks."""
     field, *rest = path.split(".")
     field = canonical_key(field)
     if field not in spec.patch:
