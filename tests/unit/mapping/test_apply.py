@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tolken.connectors.poweroffice import build_patch
 from tolken.errors import RecordError
 from tolken.mapping import (
     MappingValueError,
@@ -241,6 +244,32 @@ def test_poweroffice_changes_are_flat_converted_paths() -> None:
         "IsArchived": True,
         "PhoneNumber": None,
     }
+
+
+_TEXT_PROPS = [
+    p
+    for p in CUSTOMERS.properties
+    if getattr(p.transform, "name", None) == "string"
+    and getattr(p.transform, "poweroffice_type", None) == "string"
+]
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([p.pms for p in _TEXT_PROPS]),
+        st.none() | st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=6),
+    )
+)
+def test_each_pms_change_is_one_poweroffice_patch_operation(changes: dict[str, Any]) -> None:
+    """Any set of PMS text changes reaches PowerOffice as one replace per field, at the field's
+    own path (address fields under /MailAddress/), with the same value."""
+    writes = poweroffice_changes(CUSTOMERS, changes)
+    by_pms = {p.pms: p.poweroffice for p in _TEXT_PROPS}
+    assert writes == {by_pms[path]: value for path, value in changes.items()}
+    patch = build_patch("Customers", writes)
+    assert sorted((op["path"], op["value"]) for op in patch) == sorted(
+        ("/" + str(by_pms[path]).replace(".", "/"), value) for path, value in changes.items()
+    )
 
 
 def test_flow_membership_by_kind() -> None:
