@@ -25,6 +25,7 @@ from tolken.mapping import (
     to_pms_flat,
     to_poweroffice,
 )
+from tolken.mapping.transforms import StringTransform
 
 
 class Links:
@@ -249,8 +250,7 @@ def test_poweroffice_changes_are_flat_converted_paths() -> None:
 _TEXT_PROPS = [
     p
     for p in CUSTOMERS.properties
-    if getattr(p.transform, "name", None) == "string"
-    and getattr(p.transform, "poweroffice_type", None) == "string"
+    if isinstance(p.transform, StringTransform) and p.transform.poweroffice_type == "string"
 ]
 
 
