@@ -26,7 +26,7 @@ CONTRACT = DOCS["pms-contract.md"]
 
 
 def _example_module() -> types.ModuleType:
-    """Every Python block of the section, run in order in one module (later ones build on earlier)."""
+    """Every Python block of the section, in order, in one module (later ones build on earlier)."""
     part = section(CONTRACT, "## Custom connectors")
     module = types.ModuleType("acme_example")
     for source in (body for lang, body in fenced(part) if lang == "python"):
