@@ -17,7 +17,12 @@ import pytest
 
 from tolken.config import PMSSettings
 from tolken.connectors import _http
-from tolken.connectors.base import ChangeFeed, RemoteRecord, UpdatedAfterListing
+from tolken.connectors.base import (
+    ChangeFeed,
+    RemoteRecord,
+    UpdatedAfterListing,
+    WebhookSource,
+)
 from tolken.connectors.pms import PMSClient
 from tolken.engine.capture import (
     PMSCapture,
@@ -221,11 +226,12 @@ def _cycle_pms(
 
 
 @pytest.mark.usefixtures("_no_waits")
-def test_the_pms_connector_offers_the_feed_and_the_exact_listing() -> None:
-    """PMSClient is a ChangeFeed and an UpdatedAfterListing: the engine finds both by isinstance."""
+def test_the_pms_connector_offers_its_capabilities() -> None:
+    """PMSClient is a ChangeFeed, an UpdatedAfterListing and a WebhookSource (found by isinstance)."""
     client = _pms(FakeFeedPMS(), "changes")
     assert isinstance(client, ChangeFeed)
     assert isinstance(client, UpdatedAfterListing)
+    assert isinstance(client, WebhookSource)
 
 
 @pytest.mark.usefixtures("_no_waits")
