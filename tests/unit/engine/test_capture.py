@@ -227,7 +227,7 @@ def _cycle_pms(
 
 @pytest.mark.usefixtures("_no_waits")
 def test_the_pms_connector_offers_its_capabilities() -> None:
-    """PMSClient is a ChangeFeed, an UpdatedAfterListing and a WebhookSource (found by isinstance)."""
+    """PMSClient is a ChangeFeed, UpdatedAfterListing and WebhookSource (found by isinstance)."""
     client = _pms(FakeFeedPMS(), "changes")
     assert isinstance(client, ChangeFeed)
     assert isinstance(client, UpdatedAfterListing)
