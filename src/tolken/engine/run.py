@@ -114,7 +114,12 @@ class SyncEngine:
         run_id = None if dry_run else self.store.start_run(self.tenant)
         report.run_id = run_id
         resolver = LinkResolver(self.store, self.tenant)
-        pms_capture = PMSCapture(self.pms, self.store, self.tenant)
+        pms_capture = PMSCapture(
+            self.pms,
+            self.store,
+            self.tenant,
+            use_feed=self.config.pms.change_capture == "changes",
+        )
         overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
         status = "ok"
         try:
