@@ -6,8 +6,9 @@ already agree (``[Link]`` or ``[Link, SaveShadow]``). Crash safety is as for
 one record: pending rows are committed before any POST, and a created record
 whose link was not committed yet is found by its idempotency key by the next
 run. Anything unusual (a reused key, a duplicate link) falls back to the
-one-by-one path. These functions take the flow's services and values; the
-executor does the POSTs and keeps the cycle's state.
+one-by-one path. :func:`create_many_in_pms` and :func:`link_many` work
+through the flow's :class:`~tolken.engine.executor.Executor` (its public
+methods: apply, park, adopt); the other functions take services and values.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from tolken.connectors.base import RemoteRecord
+from tolken.engine.executor import Executor
 from tolken.engine.model import Action, CreateInPMS, Link, SaveShadow, Unchanged
-from tolken.engine.pairs import PairState, jsonable, link_reason
+from tolken.engine.pairs import PairState, jsonable, link_reason, without_empty
 from tolken.engine.services import FlowServices
-from tolken.store import DuplicateLink, DuplicatePendingCreate, HistoryEntry
+from tolken.errors import Fatal, RecordError, Retriable
+from tolken.mapping import pms_changes
+from tolken.store import Direction, DuplicateLink, DuplicatePendingCreate, HistoryEntry
 
 __all__ = [
     "BATCH",
     "Created",
     "FirstLink",
     "add_pending",
+    "create_many_in_pms",
     "first_links",
     "is_plain_link",
+    "link_many",
     "store_created",
     "store_first_links",
 ]
@@ -186,3 +192,91 @@ def store_first_links(svc: FlowServices, links: Sequence[FirstLink], run_id: int
             first.pair.stored = first.pair.shadow()
         svc.resolver.add(svc.flow_id, first.pair.po_id, first.pair.pms_id)
     return True
+
+
+def create_many_in_pms(executor: Executor, actions: Sequence[CreateInPMS]) -> None:
+    """Create many PMS records with two store transactions for the lot instead of two each.
+
+    Every pending row is committed before any POST; a key used before (an
+    interrupted create) takes the one-by-one path, which looks the record up first.
+    """
+    if executor.state.dry_run or len(actions) < 2:
+        for action in actions:
+            executor.apply([action])
+        return
+    fresh, reused = add_pending(executor.services, actions)
+    made: list[Created] = []
+    try:
+        for action in fresh:
+            created = _post(executor, action)
+            if created is not None:
+                made.append(created)
+    finally:
+        _link_created(executor, made)
+    for action in reused:
+        executor.apply([action])
+
+
+def _post(executor: Executor, action: CreateInPMS) -> Created | None:
+    svc = executor.services
+    body = without_empty(pms_changes(svc.flow, action.values))
+    try:
+        record = svc.pms.create(svc.pms_resource, body, idempotency_key=action.idempotency_key)
+    except Fatal:
+        raise
+    except (RecordError, Retriable) as exc:
+        executor.note_failure(exc)
+        executor.park("poweroffice", action.po_id, exc)
+        return None
+    executor.note_success()
+    return Created(action, record, body)
+
+
+def _link_created(executor: Executor, made: Sequence[Created]) -> None:
+    if not made:
+        return
+    st, svc = executor.state, executor.services
+    pairs = []
+    for m in made:
+        pair = PairState(None, m.action.po_id, m.record.id, dict(m.action.values), True)
+        pair.see_po(st.po_records.get(m.action.po_id))
+        pair.see_pms(m.record)
+        pairs.append(pair)
+    if store_created(svc, made, pairs, st.run_id):
+        for pair in pairs:
+            executor.adopt(pair, "created")
+            executor.settled({("poweroffice", pair.po_id)})
+        return
+    # Someone linked one of them meanwhile: settle them one by one.
+    for pair, m in zip(pairs, made, strict=True):
+        write: tuple[Direction, Mapping[str, Any], str] = (
+            "to_pms",
+            m.body,
+            "new PowerOffice record",
+        )
+        try:
+            svc.store_new_link(pair, write, m.action.idempotency_key, st.run_id)
+        except DuplicateLink as exc:
+            executor.park("poweroffice", m.action.po_id, exc)
+            continue
+        executor.adopt(pair, "created")
+
+
+def link_many(executor: Executor, groups: Sequence[Sequence[Action]]) -> None:
+    """Store many first links (and their agreed shadows) in one transaction."""
+    st = executor.state
+    if st.dry_run or len(groups) < 2:
+        for group in groups:
+            executor.apply(group)
+        return
+    firsts = first_links(groups, st.po_records, st.pms_records)
+    if not store_first_links(executor.services, firsts, st.run_id):
+        for group in groups:
+            executor.apply(group)  # one by one: the duplicate is parked, the others linked
+        return
+    for first in firsts:
+        executor.adopt(first.pair, "linked")
+        if first.unchanged:
+            st.report.add("unchanged")
+        executor.note_success()
+        executor.settled({("poweroffice", first.pair.po_id), ("pms", first.pair.pms_id)})

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from tolken.connectors.base import RemoteRecord
-from tolken.engine import batch, lifecycle, settle
+from tolken.engine import lifecycle
 from tolken.engine.model import (
     Action,
     Ambiguous,
@@ -37,7 +37,6 @@ from tolken.engine.model import (
     Link,
     LinkedPair,
     MarkPMSDeleted,
-    ProjectedRecord,
     RecordConflict,
     SaveShadow,
     Side,
@@ -47,13 +46,13 @@ from tolken.engine.model import (
     UpdatePowerOffice,
     Wait,
 )
-from tolken.engine.pairs import PairState, describe, jsonable, link_reason, park_key, without_empty
+from tolken.engine.pairs import PairState, describe, link_reason, park_key
 from tolken.engine.plan import plan_link
 from tolken.engine.report import AmbiguousMatch, CycleReport, FlowReport, PlannedChange
 from tolken.engine.services import FlowServices
-from tolken.errors import Fatal, NotFound, RecordError, Retriable, StaleVersion, Unreachable
+from tolken.errors import Fatal, RecordError, Retriable, StaleVersion, Unreachable
 from tolken.mapping import pms_changes, poweroffice_changes
-from tolken.store import ConflictRecord, Direction, DuplicateLink, FlowState, HistoryEntry, Shadow
+from tolken.store import Direction, FlowState, HistoryEntry, Shadow
 from tolken.store import Link as StoredLink
 
 __all__ = ["MAX_CONSECUTIVE_RETRIABLE", "MAX_REPLANS", "CycleState", "Executor", "Reread"]
@@ -115,14 +114,6 @@ class Executor:
         """Keep a record read this cycle (the latest copy wins)."""
         records = self.state.pms_records if side == "pms" else self.state.po_records
         records[record.id] = record
-
-    def project_po(self, record: RemoteRecord | None) -> ProjectedRecord | None:
-        """A PowerOffice record in the flat field space (see :class:`FlowServices`)."""
-        return self.services.project_po(record)
-
-    def project_pms(self, record: RemoteRecord | None) -> ProjectedRecord | None:
-        """A PMS record (or tombstone) in the flat field space."""
-        return self.services.project_pms(record)
 
     # -- groups -----------------------------------------------------------------
 
@@ -264,8 +255,8 @@ class Executor:
         link = svc.store.get_link_by_po(svc.tenant, svc.flow_id, po_id)
         return link, svc.store.load_shadow(link.id) if link is not None else None
 
-    def _adopt(self, pair: PairState, count: str) -> None:
-        """A pair linked this cycle: keep its live state and count it."""
+    def adopt(self, pair: PairState, count: str) -> None:
+        """A pair linked this cycle: keep its live state and count it under ``count``."""
         self.state.pairs[(pair.po_id, pair.pms_id)] = pair
         self.state.report.add(count)
 
@@ -353,7 +344,7 @@ class Executor:
         pair = PairState(None, action.po_id, action.pms_id, {}, False)
         pair.see_po(st.po_records.get(action.po_id))
         pair.see_pms(st.pms_records.get(action.pms_id))
-        self._adopt(pair, "linked")
+        self.adopt(pair, "linked")
         svc.resolver.add(svc.flow_id, action.po_id, action.pms_id)
         if st.dry_run:
             self._planned("link", action.po_id, action.pms_id, link_reason(action.rule))
@@ -411,21 +402,11 @@ class Executor:
         )
         if st.dry_run:
             return
-        other = "PMS" if action.source == "poweroffice" else "PowerOffice"
-        message = (
-            f"{len(action.candidates)} {other} records match by {action.rule}: "
-            f"{', '.join(action.candidates)}; link one by hand with tolken link"
-        )
-        svc.log.warning(
-            "ambiguous match", side=action.source, record_id=action.record_id, error=message
-        )
-        svc.store.record_failure(
-            svc.tenant, svc.flow_id, action.source, action.record_id, "AmbiguousMatch", message
-        )
+        self.services.record_ambiguous(action)
         st.open_failures.add((action.source, action.record_id))
 
     def _conflict(self, action: RecordConflict) -> None:
-        st, svc, c = self.state, self.services, action.conflict
+        st, c = self.state, action.conflict
         st.report.add("conflicts")
         if st.dry_run:
             detail = f"{c.field}: {c.winner or 'parked'}"
@@ -433,26 +414,7 @@ class Executor:
             return
         link_id = self.pair(action.po_id, action.pms_id).link_id
         assert link_id is not None
-        po_value, pms_value = jsonable(c.poweroffice), jsonable(c.pms)
-        known = svc.store.list_conflicts(svc.tenant, svc.flow_id, link_id=link_id)
-        if any(_same_conflict(k, c.field, po_value, pms_value) for k in known):
-            return  # re-planning the same pair repeats a conflict already recorded
-        winner = c.winner or "parked"
-        svc.log.info(
-            "conflict recorded", link_id=link_id, field=c.field, policy=c.policy, winner=winner
-        )
-        svc.store.record_conflict(
-            svc.tenant,
-            svc.flow_id,
-            link_id,
-            c.field,
-            poweroffice_value=po_value,
-            pms_value=pms_value,
-            shadow_value=jsonable(c.shadow),
-            policy=c.policy,
-            winner=winner,
-            run_id=st.run_id,
-        )
+        self.services.record_conflict(link_id, c, st.run_id)
 
     def _create_in_pms(self, action: CreateInPMS) -> None:
         st = self.state
@@ -467,7 +429,7 @@ class Executor:
             absent_keys=st.absent_keys,
             run_id=st.run_id,
         )
-        self._adopt(pair, "created")
+        self.adopt(pair, "created")
 
     def _create_in_poweroffice(self, action: CreateInPowerOffice) -> None:
         st = self.state
@@ -484,7 +446,7 @@ class Executor:
         )
         if written_back is not None:
             self.remember("pms", written_back)
-        self._adopt(pair, "created")
+        self.adopt(pair, "created")
 
     def _deactivate(self, action: DeactivateInPMS) -> None:
         if self.services.exists("poweroffice", action.po_id):
@@ -514,92 +476,6 @@ class Executor:
         )
         self.services.end_link(action.po_id, "pms-deleted", write, st.run_id)
 
-    # -- batches ----------------------------------------------------------------
-
-    def create_many_in_pms(self, actions: Sequence[CreateInPMS]) -> None:
-        """Create many PMS records with two store transactions for the lot instead of two each.
-
-        Every pending row is committed before any POST; a key used before (an
-        interrupted create) takes the one-by-one path, which looks the record up first.
-        """
-        if self.state.dry_run or len(actions) < 2:
-            for action in actions:
-                self.apply([action])
-            return
-        fresh, reused = batch.add_pending(self.services, actions)
-        made: list[batch.Created] = []
-        try:
-            for action in fresh:
-                created = self._post_batched(action)
-                if created is not None:
-                    made.append(created)
-        finally:
-            self._link_created(made)
-        for action in reused:
-            self.apply([action])
-
-    def _post_batched(self, action: CreateInPMS) -> batch.Created | None:
-        svc = self.services
-        body = without_empty(pms_changes(svc.flow, action.values))
-        try:
-            record = svc.pms.create(svc.pms_resource, body, idempotency_key=action.idempotency_key)
-        except Fatal:
-            raise
-        except (RecordError, Retriable) as exc:
-            self.note_failure(exc)
-            self.park("poweroffice", action.po_id, exc)
-            return None
-        self.note_success()
-        return batch.Created(action, record, body)
-
-    def _link_created(self, made: Sequence[batch.Created]) -> None:
-        if not made:
-            return
-        st, svc = self.state, self.services
-        pairs = []
-        for m in made:
-            pair = PairState(None, m.action.po_id, m.record.id, dict(m.action.values), True)
-            pair.see_po(st.po_records.get(m.action.po_id))
-            pair.see_pms(m.record)
-            pairs.append(pair)
-        if batch.store_created(svc, made, pairs, st.run_id):
-            for pair in pairs:
-                self._adopt(pair, "created")
-                self.settled({("poweroffice", pair.po_id)})
-            return
-        # Someone linked one of them meanwhile: settle them one by one.
-        for pair, m in zip(pairs, made, strict=True):
-            write: tuple[Direction, Mapping[str, Any], str] = (
-                "to_pms",
-                m.body,
-                "new PowerOffice record",
-            )
-            try:
-                svc.store_new_link(pair, write, m.action.idempotency_key, st.run_id)
-            except DuplicateLink as exc:
-                self.park("poweroffice", m.action.po_id, exc)
-                continue
-            self._adopt(pair, "created")
-
-    def link_many(self, groups: Sequence[Sequence[Action]]) -> None:
-        """Store many first links (and their agreed shadows) in one transaction."""
-        st = self.state
-        if st.dry_run or len(groups) < 2:
-            for group in groups:
-                self.apply(group)
-            return
-        firsts = batch.first_links(groups, st.po_records, st.pms_records)
-        if not batch.store_first_links(self.services, firsts, st.run_id):
-            for group in groups:
-                self.apply(group)  # one by one: the duplicate is parked, the others linked
-            return
-        for first in firsts:
-            self._adopt(first.pair, "linked")
-            if first.unchanged:
-                st.report.add("unchanged")
-            self.note_success()
-            self.settled({("poweroffice", first.pair.po_id), ("pms", first.pair.pms_id)})
-
     # -- start of a flow ----------------------------------------------------------
 
     def recover_pending_creates(self) -> int:
@@ -610,45 +486,9 @@ class Executor:
             self.state.report.add("created")  # the interrupted create, completed now
         return len(recovery.linked)
 
-    def apply_settled_conflicts(self) -> int:
-        """Write the winners of hand-settled conflicts of the flow; how many were applied."""
-        st, svc = self.state, self.services
-        if svc.ctx.policy != "manual" or st.dry_run:
-            return 0  # only the manual policy parks conflicts for a person to settle
-        applied = 0
-        for conflict, link in settle.settled_conflicts(svc):
-            winner = self._read_winner(conflict, link)
-            if winner is None:
-                continue
-            self.apply(settle.settling_writes(conflict, link, winner))
-            keys = {("poweroffice", link.poweroffice_id), ("pms", link.pms_id)}
-            if keys & st.open_failures:
-                continue  # the write was parked; try again next cycle
-            settle.note_settled(svc, conflict, st.run_id)
-            applied += 1
-        return applied
-
-    def _read_winner(self, conflict: ConflictRecord, link: StoredLink) -> ProjectedRecord | None:
-        """The winning side's current record, projected (None when it is gone)."""
-        svc = self.services
-        side: Side = "pms" if conflict.winner == "pms" else "poweroffice"
-        record_id = link.pms_id if side == "pms" else link.poweroffice_id
-        try:
-            record = svc.connector(side).get(svc.resource(side), record_id)
-        except NotFound:
-            return None  # the record is gone; the reconcile deals with it
-        self.remember(side, record)
-        return svc.project_pms(record) if side == "pms" else svc.project_po(record)
-
 
 def _side(side: str) -> Side:
     return "pms" if side == "pms" else "poweroffice"
-
-
-def _same_conflict(known: ConflictRecord, name: str, po_value: object, pms_value: object) -> bool:
-    return (
-        known.field == name and known.poweroffice_value == po_value and known.pms_value == pms_value
-    )
 
 
 def _pair_keys(action: Action) -> set[tuple[str, str]]:

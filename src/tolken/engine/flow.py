@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tolken.connectors.base import RemoteRecord
-from tolken.engine import batch
+from tolken.engine import batch, settle
 from tolken.engine.capture import PMSCapture, read_poweroffice, save_po_cursor
 from tolken.engine.cursor import content_hash
 from tolken.engine.executor import Executor
@@ -84,7 +84,7 @@ class FlowRun:
         svc, st = ex.services, ex.state
         if not st.dry_run:
             ex.recover_pending_creates()
-            ex.apply_settled_conflicts()
+            settle.apply_settled_conflicts(ex)
         state = self.store.load_flow_state(svc.tenant, svc.flow_id)
         st.links = state
         capture = read_poweroffice(
@@ -168,9 +168,9 @@ class FlowRun:
         def flush() -> None:
             nonlocal done
             if creates:
-                ex.create_many_in_pms(creates)
+                batch.create_many_in_pms(ex, creates)
             if links:
-                ex.link_many(links)
+                batch.link_many(ex, links)
             if creates or links:
                 done += len(creates) + len(links)
                 creates.clear()

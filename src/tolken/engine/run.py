@@ -268,8 +268,8 @@ class SyncEngine(Closeable):
         )
         executor.remember("poweroffice", po_record)
         executor.remember("pms", pms_record)
-        po = executor.project_po(po_record)
-        pms = executor.project_pms(pms_record)
+        po = executor.services.project_po(po_record)
+        pms = executor.services.project_pms(pms_record)
         pair = LinkedPair(po_id, pms_id, pms_version=pms_record.version)
         actions = [
             Link(po_id, pms_id, BY_HAND),

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from tolken.connectors.base import Connector, RemoteRecord
-from tolken.engine.model import ProjectedRecord
+from tolken.engine.model import Ambiguous, FieldConflict, ProjectedRecord
 from tolken.engine.pairs import PairState, jsonable
 from tolken.engine.plan import FlowContext
 from tolken.engine.resolver import LinkResolver
@@ -183,3 +183,43 @@ class FlowServices:
             self.record_history(
                 [HistoryEntry(link.id, direction, action, dict(fields), reason, run_id=run_id)]
             )
+
+    def record_ambiguous(self, action: Ambiguous) -> None:
+        """Park the record of an ambiguous match with a message saying how to settle it."""
+        other = "PMS" if action.source == "poweroffice" else "PowerOffice"
+        message = (
+            f"{len(action.candidates)} {other} records match by {action.rule}: "
+            f"{', '.join(action.candidates)}; link one by hand with tolken link"
+        )
+        self.log.warning(
+            "ambiguous match", side=action.source, record_id=action.record_id, error=message
+        )
+        self.store.record_failure(
+            self.tenant, self.flow_id, action.source, action.record_id, "AmbiguousMatch", message
+        )
+
+    def record_conflict(self, link_id: int, c: FieldConflict, run_id: int | None) -> None:
+        """Record a field conflict of a link, once per (field, both values)."""
+        po_value, pms_value = jsonable(c.poweroffice), jsonable(c.pms)
+        known = self.store.list_conflicts(self.tenant, self.flow_id, link_id=link_id)
+        if any(
+            k.field == c.field and k.poweroffice_value == po_value and k.pms_value == pms_value
+            for k in known
+        ):
+            return  # re-planning the same pair repeats a conflict already recorded
+        winner = c.winner or "parked"
+        self.log.info(
+            "conflict recorded", link_id=link_id, field=c.field, policy=c.policy, winner=winner
+        )
+        self.store.record_conflict(
+            self.tenant,
+            self.flow_id,
+            link_id,
+            c.field,
+            poweroffice_value=po_value,
+            pms_value=pms_value,
+            shadow_value=jsonable(c.shadow),
+            policy=c.policy,
+            winner=winner,
+            run_id=run_id,
+        )

@@ -4,17 +4,27 @@ A person settles a parked conflict (dashboard, or ``Store.resolve_conflict``)
 by naming the winning side. The next cycle reads the winner's *current* value
 of the field (a later edit on that side is not undone), writes it to the other
 side and into the shadow, and notes the conflict id in the link's history so
-it is applied once. The executor does the reads and writes; this module says
-which conflicts are due, what to write and how to note it.
+it is applied once. :func:`apply_settled_conflicts` does it through the
+flow's :class:`~tolken.engine.executor.Executor` (its public methods), so a
+write that fails is parked like any other.
 """
 
 from __future__ import annotations
 
+from tolken.engine.executor import Executor
 from tolken.engine.model import Action, ProjectedRecord, SaveShadow, UpdatePMS, UpdatePowerOffice
 from tolken.engine.services import FlowServices
+from tolken.errors import NotFound
 from tolken.store import ConflictRecord, Direction, HistoryEntry, Link
+from tolken.vocabulary import Side
 
-__all__ = ["SETTLE", "note_settled", "settled_conflicts", "settling_writes"]
+__all__ = [
+    "SETTLE",
+    "apply_settled_conflicts",
+    "note_settled",
+    "settled_conflicts",
+    "settling_writes",
+]
 
 SETTLE = "settle-conflict"
 """The history action that marks a settled conflict as applied."""
@@ -64,3 +74,37 @@ def note_settled(svc: FlowServices, conflict: ConflictRecord, run_id: int | None
         run_id=run_id,
     )
     svc.record_history([entry])
+
+
+def apply_settled_conflicts(executor: Executor) -> int:
+    """Write the winners of hand-settled conflicts of the flow; how many were applied."""
+    svc, st = executor.services, executor.state
+    if svc.ctx.policy != "manual" or st.dry_run:
+        return 0  # only the manual policy parks conflicts for a person to settle
+    applied = 0
+    for conflict, link in settled_conflicts(svc):
+        winner = _read_winner(executor, conflict, link)
+        if winner is None:
+            continue
+        executor.apply(settling_writes(conflict, link, winner))
+        keys = {("poweroffice", link.poweroffice_id), ("pms", link.pms_id)}
+        if keys & st.open_failures:
+            continue  # the write was parked; try again next cycle
+        note_settled(svc, conflict, st.run_id)
+        applied += 1
+    return applied
+
+
+def _read_winner(
+    executor: Executor, conflict: ConflictRecord, link: Link
+) -> ProjectedRecord | None:
+    """The winning side's current record, projected (None when it is gone)."""
+    svc = executor.services
+    side: Side = "pms" if conflict.winner == "pms" else "poweroffice"
+    record_id = link.pms_id if side == "pms" else link.poweroffice_id
+    try:
+        record = svc.connector(side).get(svc.resource(side), record_id)
+    except NotFound:
+        return None  # the record is gone; the reconcile deals with it
+    executor.remember(side, record)
+    return svc.project_pms(record) if side == "pms" else svc.project_po(record)
