@@ -113,9 +113,9 @@ class FlowRun:
             po_changed = [r for r in po_changed if r.id not in held_back]
             st.report.add("waiting", len(held_back))
         for record in po_changed:
-            st.po_records[record.id] = record
+            ex.remember("poweroffice", record)
         for record in pms_changed:
-            st.pms_records[record.id] = record
+            ex.remember("pms", record)
 
         po_projected = self._project_po(po_changed)
         pms_projected = [p for r in pms_changed if (p := svc.project_pms(r)) is not None]
