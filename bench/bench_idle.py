@@ -109,11 +109,11 @@ def _maxrss_mib() -> float:
 
 def _cycle_child(config_path: str, kind: str) -> int:
     """Child: build the engine, then time one cycle (``idle``/``edit`` or ``reconcile``)."""
+    from tolken.compose import open_engine
     from tolken.config import load_config
-    from tolken.engine import SyncEngine
 
     listed = 0
-    with SyncEngine.from_config(load_config(config_path)) as engine:
+    with open_engine(load_config(config_path)) as engine:
         po_list = engine.poweroffice.list
 
         def counting_list(resource: str, **kwargs: Any) -> Iterator[Any]:

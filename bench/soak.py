@@ -264,8 +264,8 @@ def _runs(config_path: Path) -> tuple[Counter[str], int, int]:
 
 def _check(config_path: Path, pms_only: list[str]) -> dict[str, list[str]]:
     """Compare both systems and the store after the quiet run (see the module docstring)."""
+    from tolken.compose import open_engine
     from tolken.config import load_config
-    from tolken.engine import SyncEngine
     from tolken.engine.resolver import LinkResolver
     from tolken.mapping import belongs, project, to_pms_flat
 
@@ -275,7 +275,7 @@ def _check(config_path: Path, pms_only: list[str]) -> dict[str, list[str]]:
         "divergent": [],
         "wrong_failures": [],
     }
-    with SyncEngine.from_config(load_config(config_path)) as engine:
+    with open_engine(load_config(config_path)) as engine:
         store, mapping, tenant = engine.store, engine.mapping, engine.tenant
         resolver = LinkResolver(store, tenant)
         all_pms: set[str] = set()

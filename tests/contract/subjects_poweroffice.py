@@ -81,7 +81,9 @@ def _customer(token: str) -> tuple[dict[str, Any], str]:
     data = {
         "Name": f"Fjordkraft {token} AS",
         "EmailAddress": f"post{token}@example.no",
-        "MailAddress": {"AddressLine1": "Storgata 1", "ZipCode": "0150", "City": "Oslo"},
+        "MailAddress.AddressLine1": "Storgata 1",
+        "MailAddress.ZipCode": "0150",
+        "MailAddress.City": "Oslo",
     }
     return data, f"tolken-contract-{token}"
 
@@ -101,7 +103,11 @@ RESOURCES = [
     ResourceCase(
         "Customers",
         _customer,
-        change={"PhoneNumber": "+4712345678", "MailAddress": {"City": "Bergen", "ZipCode": "5003"}},
+        change={
+            "PhoneNumber": "+4712345678",
+            "MailAddress.City": "Bergen",
+            "MailAddress.ZipCode": "5003",
+        },
         invalid_change={"Allowance": 5000},
     ),
     ResourceCase(

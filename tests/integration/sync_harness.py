@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import httpx
 from pydantic import SecretStr
 
 from loopback import serve
+from tolken.compose import open_engine
 from tolken.config import PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
 from tolken.connectors import _http
 from tolken.connectors.pms import PMSClient
@@ -111,8 +112,8 @@ class Sandbox:
         po: dict[str, Any] | None = None,
         pms: dict[str, Any] | None = None,
         **sync: Any,
-    ) -> SyncEngine:
-        return SyncEngine.from_config(self.config(po=po, pms=pms, **sync))
+    ) -> AbstractContextManager[SyncEngine]:
+        return open_engine(self.config(po=po, pms=pms, **sync))
 
     # -- arranging data ----------------------------------------------------------
     @contextmanager

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from synchelp import LoseAnswers, data_writes, divergences
+from tolken.compose import open_engine
 from tolken.config import FlowSettings, PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
 from tolken.connectors import _http
 from tolken.engine import SyncEngine
@@ -143,6 +145,7 @@ class SyncMachine(RuleBasedStateMachine):
         for system in SYSTEMS:
             systems.control(system, "reset", {})
         self.tmp = Path(tempfile.mkdtemp(prefix="tolken-machine-"))
+        self.opened = ExitStack()
         self.engine = self._engine(create_in_poweroffice=False)
         self.po = self.engine.poweroffice
         self.pms = self.engine.pms
@@ -157,18 +160,20 @@ class SyncMachine(RuleBasedStateMachine):
         try:
             self._check_converged()
         finally:
-            self.engine.close()
+            self.opened.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- helpers ------------------------------------------------------------------
 
     def _engine(self, *, create_in_poweroffice: bool) -> SyncEngine:
+        """A new engine and its connectors; the ones opened before are closed first."""
+        self.opened.close()
         transports = {
             "poweroffice": self.systems.po_http._transport,
             "pms": self.systems.pms_http._transport,
         }
         config = _config(self.tmp / "tolken.db", create_in_poweroffice=create_in_poweroffice)
-        return SyncEngine.from_config(config, transports=transports)
+        return self.opened.enter_context(open_engine(config, transports=transports))
 
     def _pms_id(self, flow: str, po_id: str) -> str | None:
         return self.engine.store.link_map(self.engine.tenant, flow).get(po_id)  # type: ignore[arg-type]
@@ -213,7 +218,6 @@ class SyncMachine(RuleBasedStateMachine):
         With ``create_in_poweroffice`` PMS-only customers are created in PowerOffice too.
         """
         if create_in_poweroffice:
-            self.engine.close()
             self.engine = self._engine(create_in_poweroffice=True)
             self.po, self.pms = self.engine.poweroffice, self.engine.pms
         for name in ("Hovedkontor", "Bergen"):

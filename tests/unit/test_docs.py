@@ -197,14 +197,15 @@ def test_architecture_has_a_section_per_package() -> None:
     src = ROOT / "src" / "tolken"
     packages = {p.name for p in src.iterdir() if (p / "__init__.py").is_file()}
     packages = {name for name in packages if not name.startswith("_")}
-    packages |= {"config", "errors"}
+    packages |= {"config", "errors", "compose"}
     sections = set(re.findall(r"^### `tolken\.(\w+)`", ARCHITECTURE, re.M))
     assert {"engine", "store", "connectors"} <= packages
     assert packages == sections
 
 
 # What each part of tolken may import (besides itself and the root package), as the
-# dependency drawing in docs/architecture.md says. The shells (cli, demo) may import anything.
+# dependency drawing in docs/architecture.md says. The shells (cli, demo) may import anything;
+# the composition root (compose) sits above the engine and only the shells and web import it.
 ALLOWED_IMPORTS = {
     "vocabulary": set(),
     "errors": set(),
@@ -224,6 +225,16 @@ ALLOWED_IMPORTS = {
         "store",
         "_closing",
     },
+    "compose": {
+        "vocabulary",
+        "errors",
+        "config",
+        "mapping",
+        "connectors",
+        "store",
+        "engine",
+        "_closing",
+    },
     "conformance": {"vocabulary", "errors", "config", "connectors", "_closing"},
     "sandbox": set(),
     "web": {
@@ -235,6 +246,7 @@ ALLOWED_IMPORTS = {
         "connectors",
         "store",
         "engine",
+        "compose",
         "_signals",
     },
     "_commands": {
@@ -246,6 +258,7 @@ ALLOWED_IMPORTS = {
         "connectors",
         "store",
         "engine",
+        "compose",
         "web",
         "_signals",
     },
@@ -282,6 +295,52 @@ def test_imports_follow_the_documented_direction() -> None:
                 wrong.append(f"{path.relative_to(src)} imports tolken.{target}")
             if part == "cli" and module_level and target in {"sandbox", "demo"}:
                 wrong.append(f"cli.py imports tolken.{target} at module level")
+    assert not wrong, wrong
+
+
+def _is_tolken_module(name: str) -> bool:
+    path = ROOT / "src" / Path(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _imported_modules(path: Path) -> Iterator[str]:
+    """The dotted name of every module ``path`` imports (``from m import sub`` gives ``m.sub``)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            subs = (f"{node.module}.{alias.name}" for alias in node.names)
+            yield from (sub for sub in subs if _is_tolken_module(sub))
+
+
+def test_the_engine_never_speaks_http() -> None:
+    """No module of the engine imports httpx: the composition root hands it its connectors."""
+    engine = ROOT / "src" / "tolken" / "engine"
+    wrong = [
+        str(path.relative_to(engine))
+        for path in sorted(engine.rglob("*.py"))
+        for name in _imported_modules(path)
+        if name.split(".")[0] == "httpx"
+    ]
+    assert not wrong, f"engine modules importing httpx: {wrong}"
+
+
+def test_no_package_imports_another_packages_private_modules() -> None:
+    """A ``_private`` module is imported only from inside its own package; others use its API."""
+    src = ROOT / "src"
+    wrong = []
+    for path in sorted((src / "tolken").rglob("*.py")):
+        importer = ".".join(path.relative_to(src).with_suffix("").parts)
+        for name in _imported_modules(path):
+            parts = name.split(".")
+            private = [i for i, part in enumerate(parts) if part.startswith("_")]
+            private = [i for i in private if not parts[i].startswith("__")]
+            if parts[0] != "tolken" or not private:
+                continue
+            owner = ".".join(parts[: private[0]])  # the package the private module belongs to
+            if not importer.startswith(owner + "."):
+                wrong.append(f"{importer} imports {name}")
     assert not wrong, wrong
 
 

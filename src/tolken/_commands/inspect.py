@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from tolken._commands.common import console, dump_json, load, one_line_errors
+from tolken.compose import open_engine
 from tolken.config import TolkenConfig
-from tolken.engine import SyncEngine
 from tolken.store import Store, open_store
 from tolken.store.records import FlowId
 
@@ -190,7 +190,7 @@ def link_command(config_path: Path, *, flow: str, po_id: str, pms_id: str, as_js
     flow_id = _flow(flow)
     assert flow_id is not None
     # A missing record or one already linked is refused with one line and exit 1.
-    with one_line_errors(), SyncEngine.from_config(config) as engine:
+    with one_line_errors(), open_engine(config) as engine:
         report = engine.link_by_hand(flow_id, po_id, pms_id)
     counts = report.flow(flow_id).counts
     if as_json:

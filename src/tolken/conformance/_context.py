@@ -14,8 +14,7 @@ from typing import Any
 
 import httpx
 
-from tolken.connectors._http import parse_retry_after
-from tolken.connectors.pms._records import parse_timestamp
+from tolken.connectors.pms import parse_retry_after, parse_timestamp
 
 __all__ = ["CheckContext", "Listing", "RuleFailed", "describe", "expect"]
 

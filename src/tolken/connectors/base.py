@@ -65,7 +65,13 @@ class Connector(Protocol):
     def create(
         self, resource: str, data: Mapping[str, Any], *, idempotency_key: str
     ) -> RemoteRecord:
-        """Create a record; the same ``idempotency_key`` never yields a second record."""
+        """Create a record from flat dotted field paths; the same ``idempotency_key`` never
+        yields a second record.
+
+        ``data`` is ``{"Name": "Acme", "MailAddress.City": "Oslo"}`` in the
+        system's own field spelling; the connector builds its wire body from it
+        (see :mod:`tolken.connectors.fields`).
+        """
         ...
 
     def find_by_idempotency_key(self, resource: str, idempotency_key: str) -> RemoteRecord | None:
@@ -80,8 +86,11 @@ class Connector(Protocol):
         *,
         version: int | None = None,
     ) -> RemoteRecord:
-        """Change only the given fields (nested mappings for nested objects).
+        """Change only the given fields, named by flat dotted field paths.
 
+        ``changes`` is ``{"MailAddress.City": "Oslo", "Name": "Acme"}`` (``None``
+        clears a field); the connector builds its wire body from it (a JSON
+        Patch, a nested merge patch: see :mod:`tolken.connectors.fields`).
         ``version`` makes the write conditional where the system supports it
         (raises :class:`tolken.errors.StaleVersion` when the record moved).
         """

@@ -15,9 +15,8 @@ from typing import Any
 import httpx
 
 from tolken.config import PMSSettings, PowerOfficeSettings
-from tolken.connectors._http import TokenBucket
 from tolken.connectors.pms import PMSClient
-from tolken.connectors.poweroffice import PowerOfficeClient
+from tolken.connectors.poweroffice import PowerOfficeClient, TokenBucket
 from tolken.demo import sample
 
 __all__ = ["Seeded", "seed_sandbox"]

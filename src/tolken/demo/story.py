@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tolken._signals import stop_on_signals
+from tolken.compose import open_engine
 from tolken.config import TolkenConfig, load_config
 from tolken.demo import render, sample
 from tolken.demo.options import DEFAULT_DASHBOARD_PORT, DemoOptions
@@ -147,7 +148,7 @@ class _Demo:
         store = open_store(config.store)
         try:
             watcher = LinkWatchingStore(store)
-            with SyncEngine.from_config(config, store=watcher.as_store()) as engine:
+            with open_engine(config, store=watcher.as_store()) as engine:
                 yield engine, watcher
         finally:
             store.close()

@@ -2,10 +2,11 @@
 
 A thin shell around the pure core (planner, merge, cursor rules): it reads
 through the connectors, asks the planner, applies the actions (see
-:mod:`tolken.engine.executor`) and keeps the store up to date. Build one from a
-config with :meth:`SyncEngine.from_config`::
+:mod:`tolken.engine.executor`) and keeps the store up to date. It is handed its
+parts (config, store, connectors, mapping); :func:`tolken.compose.open_engine`
+builds them from a config::
 
-    with SyncEngine.from_config(load_config("tolken.yaml")) as engine:
+    with open_engine(load_config("tolken.yaml")) as engine:
         report = engine.run_cycle()
         print(report.to_json())
 
@@ -19,14 +20,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
-import httpx
-
-from tolken._closing import Closeable
 from tolken.config import TolkenConfig
 from tolken.connectors.base import Connector
 from tolken.engine.capture import PMSCapture
-from tolken.engine.connect import ConnectorPair, RequestCounter, build_connectors
 from tolken.engine.executor import CycleState, Executor
 from tolken.engine.flow import FlowRun, flow_context
 from tolken.engine.model import Link, LinkedPair
@@ -38,21 +36,29 @@ from tolken.engine.services import FlowServices
 from tolken.errors import RecordError, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
-from tolken.store import DuplicateLink, Store, open_store
+from tolken.store import DuplicateLink, Store
 from tolken.vocabulary import FlowId
 
-__all__ = ["SyncEngine"]
+__all__ = ["RequestCounts", "SyncEngine"]
 
 
 _log = get_logger("tolken.engine")
 
 
-class SyncEngine(Closeable):
+class RequestCounts(Protocol):
+    """HTTP requests per system so far; whoever makes the connectors' clients counts them."""
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts so far, by system (``poweroffice``, ``pms``)."""
+        ...
+
+
+class SyncEngine:
     """Runs sync cycles for one tenant: the three flows, both ways, with the store.
 
     ``poweroffice`` and ``pms`` are any :class:`~tolken.connectors.base.Connector`;
-    ``counter`` (optional) reports requests per system. The engine closes what
-    :meth:`from_config` opened for it when closed.
+    ``counter`` (optional) reports requests per system. The engine opens
+    nothing, so it closes nothing: whoever handed it its parts closes them.
     """
 
     def __init__(
@@ -63,7 +69,7 @@ class SyncEngine(Closeable):
         pms: Connector,
         mapping: Mapping | None = None,
         *,
-        counter: RequestCounter | None = None,
+        counter: RequestCounts | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -74,36 +80,6 @@ class SyncEngine(Closeable):
         self.tenant = config.tenant
         self.cycles = 0
         self.stop_event = threading.Event()
-        self._closers: list[Callable[[], None]] = []
-
-    @classmethod
-    def from_config(
-        cls,
-        config: TolkenConfig,
-        *,
-        store: Store | None = None,
-        transports: dict[str, httpx.BaseTransport] | None = None,
-    ) -> SyncEngine:
-        """Open the store, load the mapping and build both connectors from ``config``."""
-        mapping = load_mapping(config.mapping)
-        own_store = store is None
-        store = store or open_store(config.store)
-        try:
-            pair: ConnectorPair = build_connectors(config, transports=transports)
-        except BaseException:
-            if own_store:
-                store.close()
-            raise
-        engine = cls(config, store, pair.poweroffice, pair.pms, mapping, counter=pair.counter)
-        engine._closers.append(pair.close)
-        if own_store:
-            engine._closers.append(store.close)
-        return engine
-
-    def close(self) -> None:
-        """Close the connectors and the store if the engine opened them."""
-        while self._closers:
-            self._closers.pop()()
 
     def request_stop(self) -> None:
         """Finish the record in flight, commit, and end the cycle (SIGTERM/SIGINT)."""

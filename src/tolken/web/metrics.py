@@ -24,7 +24,7 @@ Connectors count their requests by attaching a hook to their ``httpx.Client``::
 
     client = httpx.Client(event_hooks={"response": [metrics.response_hook("pms")]})
 
-or, where only a transport can be handed in (``SyncEngine.from_config(transports=...)``),
+or, where only a transport can be handed in (``open_engine(transports=...)``),
 with ``metrics.transport("pms")``, which wraps the default transport.
 """
 

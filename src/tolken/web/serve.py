@@ -30,6 +30,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from tolken._signals import stop_on_signals
+from tolken.compose import open_engine
 from tolken.config import TolkenConfig
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import AuthError, ConfigError, TolkenError
@@ -205,8 +206,7 @@ def serving(
             # Every response either connector gets is counted by system and status.
             given = transports or {}
             counted = {s: metrics.transport(s, given.get(s)) for s in ("poweroffice", "pms")}
-            engine = SyncEngine.from_config(config, store=store, transports=counted)
-            stack.callback(engine.close)
+            engine = stack.enter_context(open_engine(config, store=store, transports=counted))
         else:
             metrics = metrics or Metrics(engine.store, config.tenant)
         queue = WorkQueue()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from integration.sync_harness import Sandbox
+from tolken.compose import open_engine
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
@@ -36,7 +37,7 @@ def test_a_create_interrupted_after_its_post_is_found_not_repeated(sb: Sandbox) 
             made = pms.create(
                 "customers", {"kind": "company", "name": "Acme AS"}, idempotency_key=key
             )
-        with SyncEngine.from_config(config, store=store) as engine:
+        with open_engine(config, store=store) as engine:
             report = engine.run_cycle()
             links = engine.store.link_map("default", "customers")
         pending = store.get_pending_create(key)
@@ -75,7 +76,7 @@ def test_a_stale_pms_version_is_re_read_and_re_merged(sb: Sandbox) -> None:
     """A 412 on If-Match makes tolken re-read the record and keep both edits."""
     cust = sb.po_create("Customers", {"Name": "Acme AS", "PhoneNumber": "1"})
     config = sb.config()
-    with SyncEngine.from_config(config) as first:
+    with open_engine(config) as first:
         first.run_cycle()
         pms_id = first.store.link_map("default", "customers")[cust]
     sb.po_update("Customers", cust, {"Name": "Acme Holding AS"})
@@ -101,7 +102,7 @@ def test_repeated_runs_converge_under_faults_with_every_record_once(sb: Sandbox)
     sb.control("poweroffice", "faults", faults)
     sb.control("pms", "faults", faults)
     config = sb.config()
-    with SyncEngine.from_config(config) as engine:
+    with open_engine(config) as engine:
         for _ in range(6):
             engine.store.retry_failures_now("default")
             try:

@@ -108,7 +108,8 @@ def test_custom_connector_example_implements_the_protocol(acme: tuple[Any, _Fake
 
 
 def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> None:
-    """The example creates, finds by key, lists changes, updates and classifies errors."""
+    """The example creates, finds by key, lists changes, updates (field paths nested on the
+    wire) and classifies errors."""
     connector, _ = acme
     made = [
         connector.create("customers", {"name": f"Firma {i}"}, idempotency_key=f"tk-{i}")
@@ -120,8 +121,11 @@ def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> Non
     assert connector.find_by_idempotency_key("customers", "tk-missing") is None
     after = list(connector.list("customers", changed_after=made[2].changed_at))
     assert [r.id for r in after] == [made[3].id, made[4].id]
-    updated = connector.update("customers", made[0].id, {"phone": "+47 22 00 00 00"})
+    updated = connector.update(
+        "customers", made[0].id, {"phone": "+47 22 00 00 00", "address.city": "Oslo"}
+    )
     assert updated.data["phone"] == "+47 22 00 00 00"
+    assert updated.data["address"] == {"city": "Oslo"}
     assert updated.changed_at > made[4].changed_at
     assert list(connector.list("projects")) == []  # another Acme path
     connector.delete("customers", made[1].id)
@@ -155,7 +159,8 @@ def test_custom_connector_registration_snippets_are_valid() -> None:
 
 
 def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
-    """With the example connector and polling, records reach Acme, edits come back, deletes mark."""
+    """With the example connector and polling, records reach Acme (nested objects nested), edits
+    come back, deletes mark."""
     po_settings = PowerOfficeSettings.model_validate(
         {
             "base_url": "http://testserver/v2",
@@ -186,7 +191,12 @@ def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
     ):
         po = PowerOfficeClient(po_settings, http=po_http)
         po.create("Departments", {"Code": "10", "Name": "Salg"}, idempotency_key="10")
-        customer = po.create("Customers", {"Name": "Fjellvind AS"}, idempotency_key="c-1").id
+        fjellvind = {
+            "Name": "Fjellvind AS",
+            "MailAddress.City": "Tromsø",
+            "MailAddress.ZipCode": "9008",
+        }
+        customer = po.create("Customers", fjellvind, idempotency_key="c-1").id
         acme = _example_module().AcmeConnector(pms_settings, http=acme_http)
         engine = SyncEngine(config, store, po, acme)
 
@@ -198,6 +208,11 @@ def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
         ]
         link = store.get_link_by_po("default", "customers", customer)
         assert link is not None
+        assert fake.records["clients"][link.pms_id]["address"] == {
+            "postal_code": "9008",
+            "city": "Tromsø",
+            "country": "NO",
+        }
 
         fake.records["clients"][link.pms_id].update(phone="+47 90 00 00 01", modified=fake.stamp())
         engine.run_cycle()

@@ -26,6 +26,7 @@ from tolken._closing import Closeable
 from tolken.config import PMSSettings
 from tolken.connectors._http import RetryPolicy
 from tolken.connectors.base import RemoteRecord
+from tolken.connectors.fields import nest
 from tolken.connectors.pms._errors import classify_response, classify_transport_error
 from tolken.connectors.pms._records import (
     RESOURCES,
@@ -204,11 +205,13 @@ class PMSClient(Closeable):
     ) -> RemoteRecord:
         """POST a record with ``Idempotency-Key``; the same key never makes a second record.
 
-        When ``data`` has no ``external_ref`` the key is stored there, which is
-        how :meth:`find_by_idempotency_key` finds the record after a crash.
+        ``data`` is flat field paths (``{"name": ..., "address.city": ...}``),
+        nested into the record body. When it has no ``external_ref`` the key is
+        stored there, which is how :meth:`find_by_idempotency_key` finds the
+        record after a crash.
         """
         self._check(resource)
-        body = dict(data)
+        body = nest(data)
         body.setdefault("external_ref", idempotency_key)
         response = self._send(
             "POST",
@@ -248,7 +251,9 @@ class PMSClient(Closeable):
         *,
         version: int | None = None,
     ) -> RemoteRecord:
-        """PATCH as JSON Merge Patch (``None`` clears a field); ``version`` sends ``If-Match``.
+        """PATCH flat field paths as a JSON Merge Patch (``{"address.city": "Oslo"}`` is sent
+        as ``{"address": {"city": "Oslo"}}``; ``None`` clears a field); ``version`` sends
+        ``If-Match``.
 
         Raises StaleVersion (412) when the record moved since ``version``.
         """
@@ -257,7 +262,7 @@ class PMSClient(Closeable):
         response = self._send(
             "PATCH",
             self._url(resource, record_id),
-            body=dict(changes),
+            body=nest(changes),
             headers=headers,
             content_type=MERGE_PATCH,
         )

@@ -39,6 +39,7 @@ from tolken._closing import Closeable
 from tolken.config import PowerOfficeSettings
 from tolken.connectors._http import RetryPolicy, TokenBucket, shared_bucket
 from tolken.connectors.base import RemoteRecord
+from tolken.connectors.fields import nest
 from tolken.connectors.poweroffice import _schema
 from tolken.connectors.poweroffice._auth import TokenSource, parse_token_response
 from tolken.connectors.poweroffice._errors import SYSTEM, classify, never_sent
@@ -335,13 +336,14 @@ class PowerOfficeClient(Closeable):
     def create(
         self, resource: str, data: Mapping[str, Any], *, idempotency_key: str
     ) -> RemoteRecord:
-        """Create a record (PascalCase body); the same key never yields a second record.
+        """Create a record from flat field paths (``{"Name": ..., "MailAddress.City": ...}``,
+        nested into the PascalCase POST body); the same key never yields a second record.
 
         When PowerOffice refuses the create (400) and a record with the key
         already exists (a retried create), that record is returned instead.
         """
         spec = _schema.resource_spec(resource)
-        body = _check_fields(spec.name, data, spec.post, f"{spec.entity}PostDto")
+        body = _check_fields(spec.name, nest(data), spec.post, f"{spec.entity}PostDto")
         if spec.idempotency_field == "ExternalImportReference":
             body["ExternalImportReference"] = external_reference(idempotency_key)
         elif body.get("Code") != idempotency_key:
@@ -384,8 +386,9 @@ class PowerOfficeClient(Closeable):
         *,
         version: int | None = None,
     ) -> RemoteRecord:
-        """Apply ``changes`` as a JSON Patch of PatchDto fields (PowerOffice has no versions,
-        so ``version`` is ignored); returns the record as PowerOffice then holds it."""
+        """Apply flat field paths (``{"MailAddress.City": "Oslo"}``) as a JSON Patch of PatchDto
+        fields (PowerOffice has no versions, so ``version`` is ignored); returns the record as
+        PowerOffice then holds it."""
         spec = _schema.resource_spec(resource)
         patch = build_patch(spec.name, changes)
         if not patch:

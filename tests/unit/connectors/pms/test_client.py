@@ -123,17 +123,35 @@ def test_422_field_errors_reach_the_user_verbatim() -> None:
 
 
 def test_update_is_a_conditional_merge_patch() -> None:
-    """update sends JSON Merge Patch with If-Match and nulls, and returns the new version."""
+    """update sends flat field paths as a nested JSON Merge Patch with If-Match and nulls, and
+    returns the new version."""
     client, seen = _client(lambda r: httpx.Response(200, json=_customer("c1", version=3)))
     record = client.update(
-        "customers", "c1", {"phone": None, "address": {"city": "Oslo"}}, version=2
+        "customers", "c1", {"phone": None, "address.city": "Oslo", "address.line2": None}, version=2
     )
     assert record.version == 3
     request = seen[0]
     assert request.method == "PATCH"
     assert request.headers["Content-Type"] == "application/merge-patch+json"
     assert request.headers["If-Match"] == '"2"'
-    assert json.loads(request.content) == {"phone": None, "address": {"city": "Oslo"}}
+    assert request.content == b'{"phone": null, "address": {"city": "Oslo", "line2": null}}'
+
+
+def test_create_nests_flat_field_paths_into_the_record_body() -> None:
+    """create posts flat field paths as the nested record the contract defines, key last."""
+    client, seen = _client(lambda r: httpx.Response(201, json=_customer("c9")))
+    client.create(
+        "customers",
+        {"kind": "company", "address.line1": "Gate 1", "name": "A", "address.city": "Oslo"},
+        idempotency_key="k-3",
+    )
+    assert json.loads(seen[0].content) == {
+        "kind": "company",
+        "address": {"line1": "Gate 1", "city": "Oslo"},
+        "name": "A",
+        "external_ref": "k-3",
+    }
+    assert list(json.loads(seen[0].content)) == ["kind", "address", "name", "external_ref"]
 
 
 def test_412_is_stale_version() -> None:

@@ -13,7 +13,7 @@ from tolken.config import PowerOfficeSettings
 from tolken.connectors import _http
 from tolken.connectors._http import RetryPolicy, TokenBucket
 from tolken.connectors.poweroffice import PowerOfficeClient
-from tolken.errors import AuthError, RateLimited, ServerError, Unreachable
+from tolken.errors import AuthError, RateLimited, ServerError, Unreachable, ValidationFailed
 from tolken.sandbox import credentials
 from tolken.sandbox.poweroffice import create_app
 
@@ -258,14 +258,35 @@ def test_camel_case_answers_are_written_back_in_pascal_case() -> None:
         return httpx.Response(200, json={"id": 5, "name": "x", "mailAddress": {"city": "Oslo"}})
 
     po = client(httpx.Client(transport=httpx.MockTransport(handler)))
-    record = po.update("Customers", "5", {"mailaddress": {"CITY": "Oslo"}})
+    record = po.update("Customers", "5", {"mailaddress.CITY": "Oslo"})
     assert record.data == {"Id": 5, "Name": "x", "MailAddress": {"City": "Oslo"}}
-    po.create("Customers", {"name": "x", "mailAddress": {"zipCode": "1"}}, idempotency_key="k")
+    po.create("Customers", {"name": "x", "mailAddress.zipCode": "1"}, idempotency_key="k")
     assert bodies == [
         [{"op": "replace", "path": "/MailAddress/City", "value": "Oslo"}],
         {"Name": "x", "MailAddress": {"ZipCode": "1"}, "ExternalImportReference": "k"},
     ]
     assert types == ["application/json-patch+json", "application/json"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"Name": "x", "MailAddress.Id": 3}, "Id"), ({"Name": "x", "Id": 3}, "Id")],
+)
+def test_create_refuses_fields_outside_the_post_dto_before_sending(
+    data: dict[str, object], field: str
+) -> None:
+    """A create naming a read-only field, an address's too, is refused without a request."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    po = client(httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(ValidationFailed) as info:
+        po.create("Customers", data, idempotency_key="k")
+    assert [e.field for e in info.value.field_errors] == [field]
+    assert sent == []
 
 
 def test_post_is_retried_when_the_token_request_failed_before_it() -> None:

@@ -1,0 +1,100 @@
+"""The composition root: the one place a config becomes a running engine.
+
+:func:`open_engine` loads the mapping, opens the store (unless the caller
+shares one), makes one ``httpx.Client`` per remote system whose request hook
+counts every request (token requests and retries included), builds the two
+connectors through the ``tolken.connectors`` entry points and wires them into a
+:class:`~tolken.engine.SyncEngine`. Whatever it opened it closes again, in
+reverse order, when the ``with`` block ends. The engine itself never speaks
+HTTP: it gets connectors, and a :class:`RequestCounter` it reads for the
+``requests`` of its report.
+
+The CLI, ``tolken serve``, the demo, the benchmarks and the tests all build
+their engine here::
+
+    with open_engine(load_config("tolken.yaml")) as engine:
+        print(engine.run_cycle().to_json())
+
+``transports`` (by system: ``poweroffice``, ``pms``) is the seam for tests and
+for ``/metrics``: each client then sends through the given transport (an
+in-process app, a counting wrapper) instead of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import httpx
+
+from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
+from tolken.connectors.base import Connector, load_connector_class
+from tolken.engine import SyncEngine
+from tolken.mapping import load_mapping
+from tolken.store import Store, open_store
+from tolken.vocabulary import Side
+
+__all__ = ["RequestCounter", "open_engine"]
+
+
+class RequestCounter:
+    """Thread-safe count of HTTP requests per system; the engine reads :meth:`snapshot`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def hook(self, system: Side) -> Callable[[httpx.Request], None]:
+        """An httpx ``request`` event hook that counts under ``system``."""
+
+        def count(_request: httpx.Request) -> None:
+            with self._lock:
+                self._counts[system] += 1
+
+        return count
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts so far."""
+        with self._lock:
+            return dict(self._counts)
+
+
+@contextmanager
+def open_engine(
+    config: TolkenConfig,
+    *,
+    store: Store | None = None,
+    transports: Mapping[str, httpx.BaseTransport] | None = None,
+) -> Iterator[SyncEngine]:
+    """The engine for ``config`` with everything it needs; closed again on exit.
+
+    A ``store`` handed in is shared, not owned: it stays open afterwards (the
+    dashboard and the demo keep using theirs).
+    """
+    mapping = load_mapping(config.mapping)  # a bad mapping fails before anything is opened
+    with ExitStack() as opened:
+        if store is None:
+            store = opened.enter_context(open_store(config.store))
+        counter = RequestCounter()
+        given = transports or {}
+
+        def connect(
+            system: Side, name: str, settings: PowerOfficeSettings | PMSSettings
+        ) -> Connector:
+            http = httpx.Client(
+                timeout=settings.timeout_seconds,
+                event_hooks={"request": [counter.hook(system)]},
+                transport=given.get(system),
+            )
+            opened.callback(http.close)
+            connector_class: Any = load_connector_class(name)
+            connector: Connector = connector_class(settings, http=http)
+            opened.callback(connector.close)
+            return connector
+
+        poweroffice = connect("poweroffice", "poweroffice", config.poweroffice)
+        pms = connect("pms", config.pms.connector, config.pms)
+        yield SyncEngine(config, store, poweroffice, pms, mapping, counter=counter)
