@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from tolken.compose import open_engine
 from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
 from tolken.connectors.base import Connector, RemoteRecord
 from tolken.engine import SyncEngine
@@ -117,7 +118,7 @@ def open_world(tmp_path: Path) -> Iterator[World]:
     )
     with po_http, pms_http:
         transports = {"poweroffice": po_http._transport, "pms": pms_http._transport}
-        with SyncEngine.from_config(config, transports=transports) as engine:
+        with open_engine(config, transports=transports) as engine:
             yield World(engine, po_http, pms_http)
 
 
