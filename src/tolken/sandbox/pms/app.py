@@ -137,7 +137,8 @@ def create_app(
     """The reference PMS as an ASGI app.
 
     ``data_dir=None`` keeps state in a fresh temporary SQLite file; otherwise
-    in ``data_dir/pms.sqlite3``, which survives restarts. Webhooks are
+    in ``data_dir/pms.sqlite3``, which survives restarts. ``api_key`` and every
+    ``<api_key>-<name>`` open a workspace of their own. Webhooks are
     delivered while the app's lifespan runs (uvicorn, or ``with TestClient(app)``).
     """
     if data_dir is not None:
