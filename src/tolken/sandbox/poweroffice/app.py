@@ -132,8 +132,10 @@ class Simulator:
         return self.clients.default.store
 
     def reset(self, client: str | None) -> None:
-        """Empty one client's tables, or every client's."""
+        """Empty one client's tables, or every client's and forget pending onboardings."""
         self.clients.reset(client)
+        if client is None:
+            self.onboarding.clear()
 
     def seed(self, counts: dict[str, int], client: str | None) -> dict[str, Any]:
         """Add sample data to one client (the default client when None)."""

@@ -15,7 +15,9 @@ is one `Store`, so no query can reach another client's rows:
 The registry of clients (key, ordinal, name, organisation number) is a table
 in the default client's file. Onboarding (`onboarding`) registers new keys
 with the name and organisation number the person consented for; any other
-valid key registers itself on first use with a generated name. Each open
+valid key registers itself on first use with a generated name. A reset
+empties clients' data but keeps the registry: keys stay valid and onboarded
+clients keep their names. Each open
 client costs one SQLite connection (three file descriptors with WAL).
 """
 

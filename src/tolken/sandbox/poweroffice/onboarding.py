@@ -20,8 +20,9 @@ In the sandbox, step 2 is ``POST /_sandbox/onboarding/consent``
 the pending session. Finalize registers one fresh client per consented
 client, with a new key ``sandbox-client-key-<uuid>`` and empty data.
 Temporary URLs are valid for ``ttl_seconds`` (one hour); each consent and
-each onboarding token is usable once. Sessions live in memory: a restart
-forgets unfinished onboardings (finished ones are clients in the registry).
+each onboarding token is usable once. Sessions live in memory: a restart or
+a full ``/_sandbox/reset`` forgets unfinished onboardings (finished ones are
+clients in the registry).
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class Onboarding:
         self.ttl_seconds = ttl_seconds
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
+
+    def clear(self) -> None:
+        """Forget every pending onboarding (``/_sandbox/reset``)."""
+        with self._lock:
+            self._sessions.clear()
 
     def initiate(self, body: Any, base_url: str) -> dict[str, Any]:
         """``POST /Onboarding/Initiate``: the temporary URL; ApiError 400 on a bad body."""

@@ -109,6 +109,14 @@ def test_client_organization_number_limits_the_consent(po: httpx.Client) -> None
     assert po.post("/_sandbox/onboarding/consent", json=body).status_code == 400
 
 
+def test_reset_forgets_pending_onboardings(po: httpx.Client) -> None:
+    """After a full /_sandbox/reset an earlier temporary URL no longer takes a consent."""
+    started = _initiate(po)
+    assert po.post("/_sandbox/reset").status_code == 200
+    body = {"temporary_url": started["TemporaryUrl"], "clients": [{"name": "Sen AS"}]}
+    assert po.post("/_sandbox/onboarding/consent", json=body).status_code == 400
+
+
 def test_onboarding_refuses_bad_requests(po: httpx.Client) -> None:
     """Wrong application key, no redirect, unknown token: 400; no subscription key: 401."""
     wrong = po.post(
