@@ -24,7 +24,6 @@ client costs one SQLite connection (three file descriptors with WAL).
 from __future__ import annotations
 
 import hashlib
-import secrets
 import threading
 import uuid
 from dataclasses import dataclass
@@ -133,7 +132,7 @@ class Clients:
 
     def create(self, name: str, organization_number: str | None) -> Client:
         """A new client (onboarding): a fresh key, registered with its name and org number."""
-        key = f"{CLIENT_KEY}-{uuid.UUID(bytes=secrets.token_bytes(16), version=4)}"
+        key = f"{CLIENT_KEY}-{uuid.uuid4()}"
         with self._lock:
             ordinal, name, org = self._register(key, name, organization_number)
             return self._make(key, ordinal, name, org, self._open_store(key, ordinal))
