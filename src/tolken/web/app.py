@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import SecretStr
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tolken import __version__
@@ -35,7 +36,13 @@ from tolken.web import _format
 from tolken.web.auth import COOKIE_NAME, PUBLIC_PATHS, TokenAuth, url_without_token
 from tolken.web.metrics import CONTENT_TYPE, Metrics
 from tolken.web.pages import Context, router
-from tolken.web.webhooks import ChangeItem, InvalidDelivery, WebhookReceiver
+from tolken.web.webhooks import (
+    BodyTooLarge,
+    ChangeItem,
+    InvalidDelivery,
+    WebhookReceiver,
+    read_capped,
+)
 
 __all__ = ["create_app"]
 
@@ -84,7 +91,9 @@ def create_app(
     auth = TokenAuth(serve.token if serve else None)
     secret = webhook_secret if webhook_secret is not None else (serve and serve.webhook_secret)
     metrics = metrics or Metrics(store, config.tenant)
-    receiver = WebhookReceiver(secret or None, on_webhook, clock=clock)
+    receiver = WebhookReceiver(
+        secret or None, on_webhook, store=store, tenant=config.tenant, clock=clock
+    )
     all_flows: tuple[FlowId, ...] = ("departments", "customers", "projects")
     flows = tuple(f for f in all_flows if config.sync.flow(f).enabled)
     ctx = Context(store=store, tenant=config.tenant, flows=flows, wake=wake, templates=_templates())
@@ -160,9 +169,14 @@ def create_app(
 
     @app.post("/webhooks/pms", include_in_schema=False)
     async def pms_webhook(request: Request) -> JSONResponse:
-        body = await request.body()
         try:
-            item = receiver.receive(request.headers, body)
+            body = await read_capped(request.headers.get("content-length"), request.stream())
+            # The store call blocks: keep it off the event loop.
+            item = await run_in_threadpool(receiver.receive, request.headers, body)
+        except BodyTooLarge as exc:
+            metrics.webhooks.labels(outcome="rejected").inc()
+            _log.warning("webhook rejected", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, 413)
         except WebhookRejected as exc:
             metrics.webhooks.labels(outcome="rejected").inc()
             _log.warning("webhook rejected", reason=exc.reason)
