@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -36,6 +37,15 @@ from tolken.web import _format
 from tolken.web.auth import COOKIE_NAME, PUBLIC_PATHS, TokenAuth, url_without_token
 from tolken.web.metrics import CONTENT_TYPE, Metrics
 from tolken.web.pages import Context, router
+from tolken.web.security import (
+    CSRF_FIELD,
+    SAFE_METHODS,
+    SameOrigin,
+    SecurityHeaders,
+    csrf_protect,
+    csrf_token,
+    json_or_page,
+)
 from tolken.web.webhooks import (
     BodyTooLarge,
     ChangeItem,
@@ -47,6 +57,7 @@ from tolken.web.webhooks import (
 __all__ = ["create_app"]
 
 _TEMPLATES = Path(__file__).with_name("templates")
+_STATIC = Path(__file__).with_name("static")
 _log = get_logger("tolken.web")
 
 
@@ -59,7 +70,15 @@ def _templates() -> Jinja2Templates:
     env.filters.update(
         ago=_format.ago_on_page, duration=_format.duration, value=_format.value, when=_format.when
     )
+    env.globals["csrf_field"] = _csrf_field  # every form: {{ csrf_field(request) }}
     return Jinja2Templates(env=env)
+
+
+def _csrf_field(request: Request) -> markupsafe.Markup:
+    """The hidden form field that carries the page's CSRF token."""
+    return markupsafe.Markup('<input type="hidden" name="{}" value="{}">').format(
+        CSRF_FIELD, csrf_token(request.scope)
+    )
 
 
 def _nothing() -> None:
@@ -109,12 +128,37 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(router)
 
+    # Middleware, innermost first: the CSRF token check, the same-origin check,
+    # the dashboard token (so nobody unauthenticated gets a body read), and the
+    # security headers on every response, refusals included.
+    def error_page(message: str) -> str:
+        return ctx.templates.get_template("error.html").render(title="403", message=message)
+
+    refuse = json_or_page(error_page, _is_page_path)
+    exempt = {p for p in PUBLIC_PATHS if p.startswith("/webhooks/")}
+    app.add_middleware(
+        csrf_protect,
+        session_key=serve.token.get_secret_value() if serve and serve.token else None,
+        refuse=refuse,
+        exempt=exempt,
+    )
+    app.add_middleware(
+        SameOrigin, refuse=refuse, exempt=exempt, public_url=serve.public_url if serve else None
+    )
+
     @app.middleware("http")
     async def require_token(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         if request.url.path in PUBLIC_PATHS:
             return await call_next(request)
+        if request.method not in SAFE_METHODS and "token" in request.query_params:
+            # A cross-site form could carry it in its action; the token opens GET pages only.
+            return refuse(
+                request.scope,
+                "Refused: ?token= is accepted on GET only, to sign in. "
+                "Post from the dashboard's pages, or send Authorization: Bearer <serve.token>.",
+            )
         if not auth.allowed(request):
             return _refused(ctx, request, configured=auth.configured)
         if auth.query_ok(request) and request.method in ("GET", "HEAD") and _is_page(request):
@@ -122,7 +166,7 @@ def create_app(
             response: Response = RedirectResponse(url_without_token(request), status_code=303)
         else:
             response = await call_next(request)
-        if auth.query_ok(request):
+        if auth.query_ok(request) and request.method in ("GET", "HEAD"):
             response.set_cookie(
                 COOKIE_NAME,
                 auth.session_value(),
@@ -132,6 +176,8 @@ def create_app(
                 path="/",
             )
         return response
+
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(TolkenError)
     async def store_down(request: Request, exc: TolkenError) -> Response:
@@ -162,6 +208,14 @@ def create_app(
             _log.warning("health check: store unreachable", error=str(exc))
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "store": "ok", "version": __version__})
+
+    stylesheet = (_STATIC / "tolken.css").read_bytes()
+
+    @app.get("/static/tolken.css", include_in_schema=False)
+    def css() -> Response:
+        return Response(
+            stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
+        )
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
@@ -200,7 +254,10 @@ def create_app(
 
 def _is_page(request: Request) -> bool:
     """A browser page (HTML) rather than an API, metrics or webhook call."""
-    path = request.url.path
+    return _is_page_path(request.url.path)
+
+
+def _is_page_path(path: str) -> bool:
     return not (path.startswith("/api/") or path == "/metrics" or path in PUBLIC_PATHS)
 
 
