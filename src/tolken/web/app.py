@@ -131,8 +131,8 @@ def create_app(
     # Middleware, innermost first: the CSRF token check, the same-origin check,
     # the dashboard token (so nobody unauthenticated gets a body read), and the
     # security headers on every response, refusals included.
-    def error_page(message: str) -> str:
-        return ctx.templates.get_template("error.html").render(title="403", message=message)
+    def error_page(message: str, status: int) -> str:
+        return ctx.templates.get_template("error.html").render(title=str(status), message=message)
 
     refuse = json_or_page(error_page, _is_page_path)
     exempt = {p for p in PUBLIC_PATHS if p.startswith("/webhooks/")}
@@ -158,6 +158,7 @@ def create_app(
                 request.scope,
                 "Refused: ?token= is accepted on GET only, to sign in. "
                 "Post from the dashboard's pages, or send Authorization: Bearer <serve.token>.",
+                403,
             )
         if not auth.allowed(request):
             return _refused(ctx, request, configured=auth.configured)

@@ -71,13 +71,14 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ENTERED = "tolken.csrf_passed"  # scope key: set once asgi-csrf hands the request on
 CSRF_COOKIE = "tolken_csrf"
 CSRF_FIELD = "csrftoken"  # asgi-csrf's form field; the header is X-CSRFToken
 _SAME_ORIGIN_SITES = frozenset({"same-origin", "none"})  # "none": typed in, a bookmark
 
-# Renders a refusal: (scope, message) -> response. The app passes one that
-# answers an HTML page to a browser page and JSON to an API client.
-Refusal = Callable[[Scope, str], Response]
+# Renders a refusal: (scope, message, status) -> response. The app passes one
+# that answers an HTML page to a browser page and JSON to an API client.
+Refusal = Callable[[Scope, str, int], Response]
 
 
 class SecurityHeaders:
@@ -118,14 +119,14 @@ class SameOrigin:
     ) -> None:
         self.app = app
         self._refuse = refuse
-        self._exempt = frozenset(exempt)
+        self._exempt = tuple(exempt)
         self._public = _origin(public_url) if public_url else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
             or scope["method"] in SAFE_METHODS
-            or scope["path"] in self._exempt
+            or _under(scope["path"], self._exempt)
         ):
             await self.app(scope, receive, send)
             return
@@ -134,9 +135,8 @@ class SameOrigin:
             await self.app(scope, receive, send)
             return
         _log.warning("cross-origin request refused", path=scope["path"], reason=reason)
-        await self._refuse(scope, f"Refused: {reason}. Use the dashboard's own pages.")(
-            scope, receive, send
-        )
+        message = f"Refused: {reason}. Use the dashboard's own pages."
+        await self._refuse(scope, message, 403)(scope, receive, send)
 
     def _cross_origin(self, scope: Scope) -> str | None:
         """Why the request is not same-origin, or None when it is (or no browser says)."""
@@ -157,6 +157,11 @@ class SameOrigin:
         if _origin(origin) not in {own, self._public}:
             return f"the request came from another origin (Origin: {origin})"
         return None
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    """``path`` is one of ``prefixes`` or below one (``/webhooks/pms/acme``)."""
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
 def _origin(url: str) -> str:
@@ -183,14 +188,14 @@ def csrf_protect(
     so open pages keep working across a restart and between processes
     serving the same dashboard.
     """
-    exempt_paths = frozenset(exempt)
+    exempt_paths = tuple(exempt)
     if session_key:
         signing = hmac.new(session_key.encode(), b"tolken csrf", hashlib.sha256).hexdigest()
     else:
         signing = secrets.token_hex(32)  # nothing gets past the token check anyway
 
     def skip(scope: Scope) -> bool:
-        return scope["path"] in exempt_paths
+        return _under(scope["path"], exempt_paths)
 
     async def refused(scope: Scope, send: Send, error: Any) -> None:
         message = (
@@ -201,17 +206,39 @@ def csrf_protect(
             "(form field csrftoken or header X-CSRFToken), or use Authorization: Bearer."
         )
         _log.warning("request without a valid CSRF token refused", path=scope["path"])
-        await refuse(scope, message)(scope, _no_body, send)
+        await refuse(scope, message, 403)(scope, _no_body, send)
 
-    protected = asgi_csrf(
-        app,
-        cookie_name=CSRF_COOKIE,
-        signing_secret=signing,
-        skip_if_scope=skip,
-        cookie_samesite="Strict",
-        send_csrf_failed=refused,
+    async def entered(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_ENTERED].append(True)  # the library let the request through
+        await app(scope, receive, send)
+
+    protected = cast(
+        ASGIApp,
+        asgi_csrf(
+            entered,
+            cookie_name=CSRF_COOKIE,
+            signing_secret=signing,
+            skip_if_scope=skip,
+            cookie_samesite="Strict",
+            send_csrf_failed=refused,
+        ),
     )
-    return cast(ASGIApp, protected)
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        # asgi-csrf reads a form body itself and raises on one it cannot parse
+        # (not UTF-8, a multipart body without a boundary): that is a bad request.
+        passed: list[bool] = []
+        scope = {**scope, _ENTERED: passed}
+        try:
+            await protected(scope, receive, send)
+        except (ValueError, IndexError, AssertionError):
+            if passed or scope["type"] != "http":
+                raise
+            _log.warning("unreadable form refused", path=scope["path"])
+            message = "Refused: the form body could not be read (URL-encoded UTF-8 expected)."
+            await refuse(scope, message, 400)(scope, _no_body, send)
+
+    return guarded
 
 
 async def _no_body() -> Message:
@@ -224,12 +251,13 @@ def csrf_token(scope: Scope) -> str:
     return get()
 
 
-def json_or_page(page: Callable[[str], str], is_page: Callable[[str], bool]) -> Refusal:
-    """A :data:`Refusal` answering 403 as an HTML page (``page(message)``) or as JSON."""
+def json_or_page(page: Callable[[str, int], str], is_page: Callable[[str], bool]) -> Refusal:
+    """A :data:`Refusal` answering an HTML page (``page(message, status)``) or JSON."""
 
-    def refuse(scope: Scope, message: str) -> Response:
+    def refuse(scope: Scope, message: str, status: int) -> Response:
         if is_page(scope["path"]):
-            return HTMLResponse(page(message), 403)
-        return JSONResponse({"error": "forbidden", "message": message}, 403)
+            return HTMLResponse(page(message, status), status)
+        error = "forbidden" if status == 403 else "bad request"
+        return JSONResponse({"error": error, "message": message}, status)
 
     return refuse

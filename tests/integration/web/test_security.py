@@ -201,3 +201,27 @@ def test_a_cookie_api_call_without_the_csrf_header_is_refused(
     token = _form_token(client, "/failures")
     allowed = client.post("/api/failures/retry", headers={"Origin": OWN, "X-CSRFToken": token})
     assert allowed.status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/x-www-form-urlencoded", b"winner=pms&x=\xff\xfe"),  # not UTF-8
+        ("multipart/form-data", b"--x\r\n"),  # no boundary
+    ],
+    ids=["not-utf8", "multipart-without-boundary"],
+)
+def test_an_unreadable_form_is_a_400_not_a_crash(
+    tmp_path: Path, store: Store, ids: dict[str, int], content_type: str, body: bytes
+) -> None:
+    """A signed-in post whose form cannot be parsed gets 400 with a message, never a 500."""
+    client = TestClient(create_app(make_config(tmp_path), store), raise_server_exceptions=False)
+    _signed_in(client)
+    answer = client.post(
+        f"/conflicts/{ids['parked']}/resolve",
+        content=body,
+        headers={"Content-Type": content_type, "Origin": OWN},
+    )
+    assert answer.status_code == 400
+    assert "could not be read" in answer.text
+    assert _parked(store) == 1
