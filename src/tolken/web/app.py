@@ -1,7 +1,10 @@
 """The ``tolken serve`` web app: dashboard (HTML + JSON twin), ``/metrics``, ``/healthz``, webhooks.
 
-Build it with :func:`create_app`; it holds no sync logic. What it needs from
-the process around it comes in as callables:
+Build it with :func:`create_app`; it holds no sync logic. Every response
+carries the security headers and every state-changing request passes the CSRF
+checks of :mod:`tolken.web.security`; webhook bodies are capped at 1 MiB and
+replays are refused through the store (:mod:`tolken.web.webhooks`). What it
+needs from the process around it comes in as callables:
 
 - ``on_webhook(item)``: a verified PMS changes-feed item
   (``{"seq", "type", "id", "op"}``); the watch loop takes it from there
