@@ -274,16 +274,18 @@ class BudgetLimiter:
 
     def acquire(self) -> None:
         """Block until one request may go (after any pause); :class:`Stopped` once stopped."""
-        if waits_removed():
-            return
         while True:
             if self._stop.is_set():
                 raise Stopped("stopping: no further request is sent")
-            paused = self.budget.paused_for()
-            if paused > 0:
-                self._stop.wait(min(paused, STOP_CHECK_SECONDS))
-            elif self.budget.take(timeout=STOP_CHECK_SECONDS):
+            if waits_removed():
                 return
+            if not self.budget.take(timeout=STOP_CHECK_SECONDS):
+                continue
+            # Checked after the slot came: a pause set while we waited for it wins.
+            paused = self.budget.paused_for()
+            if paused <= 0:
+                return
+            self._stop.wait(min(paused, STOP_CHECK_SECONDS))
 
     def pause(self, seconds: float) -> None:
         """Pause the whole budget, for every user of it (see :meth:`Budget.pause`)."""
