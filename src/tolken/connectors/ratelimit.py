@@ -52,7 +52,7 @@ from pyrate_limiter import (
 )
 
 from tolken.connectors._http import waits_removed
-from tolken.errors import Stopped, TransportError
+from tolken.errors import Stopped, TransportError, Unreachable
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -78,7 +78,11 @@ STOP_CHECK_SECONDS = 0.25
 LEAK_EVERY_SECONDS = 10.0
 """How often a budget forgets the requests that left its window."""
 
+CONNECT_TIMEOUT_SECONDS = 5.0
+"""How long a PostgreSQL budget waits for a connection before the request fails (retriable)."""
+
 PAUSE_TABLE = "tolken_rate_pauses"
+APPLICATION_NAME = "tolken-ratelimit"  # of its PostgreSQL sessions, as pg_stat_activity shows
 
 
 class StopSignal(Protocol):
@@ -352,13 +356,13 @@ def postgres_limiter(
     one pause: a 429 that one of them :meth:`~BudgetLimiter.pause`\\ s makes
     every other one's next :meth:`~BudgetLimiter.acquire` wait too. The rate
     (``rate`` per second) is this process's: give every process the same.
-    Close it when done (it holds up to ``max_connections`` connections).
+    Close it when done (it holds up to ``max_connections`` connections)::
 
         limiter = postgres_limiter(config.store, subscription_key, 10.0, stop=stop)
         PowerOfficeClient(settings, rate_limiter=limiter)
     """
     import psycopg
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import ConnectionPool, PoolTimeout
 
     def utc(conn: psycopg.Connection[tuple[float]]) -> None:
         # The bucket stores naive timestamps: every session must read them in one zone.
@@ -369,16 +373,24 @@ def postgres_limiter(
         libpq_url(url),
         min_size=1,
         max_size=max_connections,
+        kwargs={"application_name": APPLICATION_NAME},
         configure=utc,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        num_workers=1,
         open=True,
-        name="tolken-ratelimit",
+        name=APPLICATION_NAME,
     )
     try:
         name = f"tolken_{_digest(key)}"
         bucket = PostgresBucket(pool, name, [pacing_rate(rate)])
         pause = _PostgresPause(pool, name)
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        pool.close()
+        raise Unreachable(
+            f"the rate-limit database cannot be reached: {exc}", system="ratelimit"
+        ) from exc
     except BaseException:
         pool.close()
         raise
-    budget = Budget(bucket, pause, unavailable=(psycopg.OperationalError,))
+    budget = Budget(bucket, pause, unavailable=(psycopg.OperationalError, PoolTimeout))
     return BudgetLimiter(budget, stop=stop, owns_budget=True)

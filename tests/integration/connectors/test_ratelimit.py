@@ -125,6 +125,31 @@ def test_the_database_holds_neither_the_key_nor_every_past_request(
     assert secret not in json.dumps([tables, pauses])
 
 
+def test_a_lost_database_connection_is_replaced(postgres_url: str) -> None:
+    """PostgreSQL dropping the limiter's connection fails the call that meets it as a retriable
+    transport error (never a raw database error); the next request gets a fresh one and goes."""
+    import psycopg
+
+    from tolken.connectors.ratelimit import APPLICATION_NAME, libpq_url, postgres_limiter
+    from tolken.errors import TransportError
+
+    limiter = postgres_limiter(postgres_url, "key-1", 1000.0, max_connections=1)
+    try:
+        limiter.acquire()
+        with psycopg.connect(libpq_url(postgres_url), autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND datname = current_database()",
+                (APPLICATION_NAME,),
+            ).fetchall()
+        assert ended == [(True,)]
+        with pytest.raises(TransportError, match="rate-limit budget"):
+            limiter.pause(1.0)
+        limiter.acquire()
+    finally:
+        limiter.close()
+
+
 # -- three processes against the simulator ---------------------------------------
 
 
