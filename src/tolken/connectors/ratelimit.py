@@ -22,7 +22,9 @@ budget can live:
   and machine using that database shares one budget and one pause per key.
   Make one per process, hand it to every connector (it is thread-safe) and
   close it at the end. The tables are the limiter's own, created when first
-  needed; they are not part of the store's schema.
+  needed; they are not part of the store's schema. A database that cannot be
+  reached at start is :class:`~tolken.errors.Unreachable`; a connection lost
+  later fails that one call as a (retried) :class:`~tolken.errors.TransportError`.
 
 Every wait ends within :data:`STOP_CHECK_SECONDS` of the ``stop`` signal (a
 :class:`threading.Event`, say) being set: :meth:`~RateLimiter.acquire` then
@@ -59,6 +61,8 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 __all__ = [
+    "APPLICATION_NAME",
+    "PAUSE_TABLE",
     "STOP_CHECK_SECONDS",
     "Budget",
     "BudgetLimiter",
