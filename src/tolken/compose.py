@@ -5,9 +5,8 @@ shares one), makes one ``httpx.Client`` per remote system whose request hook
 counts every request (token requests and retries included), builds the two
 connectors through the ``tolken.connectors`` entry points (PowerOffice's with
 the request budget of its subscription key, see :func:`poweroffice_limiter`)
-and wires them into a
-:class:`~tolken.engine.SyncEngine`. Whatever it opened it closes again, in
-reverse order, when the ``with`` block ends. The engine itself never speaks
+and wires them into a :class:`~tolken.engine.SyncEngine`. Whatever it opened
+it closes again, in reverse order, when the ``with`` block ends. The engine itself never speaks
 HTTP: it gets connectors, and a :class:`RequestCounter` it reads for the
 ``requests`` of its report.
 
