@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import structlog
 
@@ -127,20 +128,21 @@ class ListingGuard:
         if forward:
             return
         if not ids:
-            self._fail(f"sent an empty page {self.pages} and asked to go on")
+            self.fail(f"sent an empty page {self.pages} and asked to go on")
         if repeated or self._previous_ids.issuperset(ids):
-            self._fail(f"sent page {self.pages} with the same records as before and asked to go on")
+            self.fail(f"sent page {self.pages} with the same records as before and asked to go on")
 
     def _check_caps(self) -> None:
         limits = self.limits
         if self.pages >= limits.pages:
-            self._fail(f"needs more than {limits.pages} pages")
+            self.fail(f"needs more than {limits.pages} pages")
         if self.records >= limits.records:
-            self._fail(f"holds more than {limits.records} records")
+            self.fail(f"holds more than {limits.records} records")
         if self._clock() - self._started >= limits.seconds:
-            self._fail(f"took longer than {limits.seconds:g} seconds")
+            self.fail(f"took longer than {limits.seconds:g} seconds")
 
-    def _fail(self, what: str) -> None:
+    def fail(self, what: str) -> NoReturn:
+        """Raise the listing's Fatal error: ``what`` the system did wrong."""
         raise Fatal(
             f"{self.system} listing {self.request} {what}: stopped rather than "
             f"paging on forever (after {self.pages} pages, {self.records} records)",

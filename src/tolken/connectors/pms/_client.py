@@ -201,6 +201,7 @@ class PMSClient(Closeable):
             "the PMS", "pms", f"GET {urlsplit(url).path}", stop=self._stop, limits=self._limits
         )
         guard.check_stop()
+        seen_cursors: set[str] = set()
         while True:
             page = self._json(self._send("GET", url, params=params))
             raw = page.get("items") if isinstance(page, dict) else None
@@ -213,6 +214,9 @@ class PMSClient(Closeable):
             yield from items
             if not cursor:
                 return
+            if cursor in seen_cursors:
+                guard.fail(f"handed out the cursor {str(cursor)[:40]!r} again")
+            seen_cursors.add(cursor)
             params["cursor"] = str(cursor)
 
     def get(self, resource: str, record_id: str) -> RemoteRecord:
