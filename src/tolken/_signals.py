@@ -1,4 +1,4 @@
-"""SIGTERM/SIGINT that ask a loop to stop instead of killing it mid-record; a second one stops at once.
+"""SIGTERM/SIGINT ask a loop to stop instead of killing it mid-record; a second one is final.
 
 Shared by ``tolken sync``, ``tolken serve`` and the demo. It imports
 nothing of tolken, so any layer may use it.
