@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import httpx
 import pytest
 
 from integration.sync_harness import Sandbox
 from tolken.compose import open_engine
+from tolken.connectors import _http
 from tolken.errors import ConfigError
 from tolken.store import open_store
 
@@ -72,3 +76,23 @@ def test_an_unknown_connector_is_a_config_error_naming_the_installed_ones(sb: Sa
         pass
     assert po.closed
     assert pms.closed
+
+
+def test_request_stop_ends_a_connector_retry_wait_within_a_second(sb: Sandbox) -> None:
+    """engine.request_stop() (what serve's shutdown calls) ends a 30 s Retry-After wait at once."""
+    refused = httpx.MockTransport(
+        lambda _request: httpx.Response(429, json={}, headers={"Retry-After": "30"})
+    )
+    _http.set_testing(False)  # real waits: the stop has to end one
+    try:
+        with open_engine(sb.config(), transports={"pms": refused}) as engine:
+            threading.Timer(0.5, engine.request_stop).start()
+            started = time.monotonic()
+            report = engine.run_cycle()
+            took = time.monotonic() - started
+    finally:
+        _http.set_testing(True)
+    assert report.interrupted
+    assert took < 1.5
+    with open_store(sb.config().store) as store:
+        assert store.last_runs("default")[0].status == "stopped"
