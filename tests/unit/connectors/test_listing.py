@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+import structlog.testing
 
-from tolken.connectors._listing import ListingGuard, ListingLimits
+from tolken.connectors._listing import LOG_EVERY_PAGES, ListingGuard, ListingLimits
 from tolken.errors import Fatal, Stopped
 
 
@@ -86,3 +87,14 @@ def test_a_stop_ends_the_listing_before_the_next_page() -> None:
     guard.page(["b"], None, more=False)
     with pytest.raises(Stopped):
         guard.page(["c"], None, more=True)
+
+
+def test_a_long_listing_logs_its_progress() -> None:
+    """Every LOG_EVERY_PAGES pages a listing logs how far it got, naming the request."""
+    guard = _guard()
+    with structlog.testing.capture_logs() as logs:
+        for n in range(LOG_EVERY_PAGES * 2):
+            guard.page([f"r{n}"], None, more=True)
+    progress = [entry for entry in logs if entry["event"] == "listing in progress"]
+    assert [entry["pages"] for entry in progress] == [LOG_EVERY_PAGES, LOG_EVERY_PAGES * 2]
+    assert progress[0]["request"] == "GET /api/v1/customers"
