@@ -23,6 +23,7 @@ in-process app, a counting wrapper) instead of its own.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -85,13 +86,16 @@ def open_engine(
     *,
     store: Store | None = None,
     transports: Mapping[str, httpx.BaseTransport] | None = None,
-    stop: StopSignal | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[SyncEngine]:
     """The engine for ``config`` with everything it needs; closed again on exit.
 
     A ``store`` handed in is shared, not owned: it stays open afterwards (the
-    dashboard and the demo keep using theirs). Once ``stop`` is set, waiting
-    for PowerOffice's rate limit raises :class:`~tolken.errors.Stopped`.
+    dashboard and the demo keep using theirs). ``stop`` (made here when not
+    given) is the one stop signal of the engine and both connectors:
+    ``engine.request_stop()`` sets it, and every retry wait and listing of a
+    connector that takes a ``stop`` ends within a second
+    (:class:`~tolken.errors.Stopped`).
     """
     mapping = load_mapping(config.mapping)  # a bad mapping fails before anything is opened
     with ExitStack() as opened:
@@ -99,6 +103,7 @@ def open_engine(
             store = opened.enter_context(open_store(config.store))
         counter = RequestCounter()
         given = transports or {}
+        stop = stop if stop is not None else threading.Event()
 
         def connect(
             system: Side, name: str, settings: PowerOfficeSettings | PMSSettings, **extra: Any
@@ -110,6 +115,8 @@ def open_engine(
             )
             opened.callback(http.close)
             connector_class: Any = load_connector_class(name)
+            if _takes_stop(connector_class):
+                extra = {**extra, "stop": stop}
             connector: Connector = connector_class(settings, http=http, **extra)
             opened.callback(connector.close)
             return connector
@@ -119,4 +126,16 @@ def open_engine(
             "poweroffice", "poweroffice", config.poweroffice, rate_limiter=limiter
         )
         pms = connect("pms", config.pms.connector, config.pms)
-        yield SyncEngine(config, store, poweroffice, pms, mapping, counter=counter)
+        yield SyncEngine(config, store, poweroffice, pms, mapping, counter=counter, stop=stop)
+
+
+def _takes_stop(connector_class: Any) -> bool:
+    """True when the connector's constructor takes ``stop`` (the built-in ones do).
+
+    A custom connector written before the stop signal existed is built as before;
+    the engine still ends its listings between records when a stop comes.
+    """
+    try:
+        return "stop" in inspect.signature(connector_class).parameters
+    except (TypeError, ValueError):
+        return False

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
 
 from integration.sync_harness import Sandbox
 from tolken.compose import open_engine
-from tolken.errors import ConfigError, Stopped
+from tolken.connectors import _http
+from tolken.errors import ConfigError
 from tolken.store import open_store
 
 
@@ -77,15 +79,13 @@ def test_an_unknown_connector_is_a_config_error_naming_the_installed_ones(sb: Sa
 
 
 def test_a_stop_handed_to_the_engine_ends_its_poweroffice_requests(sb: Sandbox) -> None:
-    """With the stop set, a cycle ends with Stopped and PowerOffice gets no request at all."""
+    """With the stop set, a cycle ends interrupted and PowerOffice gets no request at all."""
     po, pms = Tally(), Tally()
     stop = threading.Event()
     stop.set()
-    with (
-        open_engine(sb.config(), transports={"poweroffice": po, "pms": pms}, stop=stop) as engine,
-        pytest.raises(Stopped),
-    ):
-        engine.run_cycle()
+    with open_engine(sb.config(), transports={"poweroffice": po, "pms": pms}, stop=stop) as engine:
+        report = engine.run_cycle()
+    assert report.interrupted
     assert po.requests == 0
 
 
@@ -96,3 +96,23 @@ def test_connectors_of_one_subscription_key_share_the_process_budget(sb: Sandbox
     with open_engine(config) as first, open_engine(config) as second:
         first.poweroffice._limiter.pause(30.0)  # type: ignore[attr-defined]
         assert second.poweroffice._limiter.budget.paused_for() > 29  # type: ignore[attr-defined]
+
+
+def test_request_stop_ends_a_connector_retry_wait_within_a_second(sb: Sandbox) -> None:
+    """engine.request_stop() (what serve's shutdown calls) ends a 30 s Retry-After wait at once."""
+    refused = httpx.MockTransport(
+        lambda _request: httpx.Response(429, json={}, headers={"Retry-After": "30"})
+    )
+    _http.set_testing(False)  # real waits: the stop has to end one
+    try:
+        with open_engine(sb.config(), transports={"pms": refused}) as engine:
+            threading.Timer(0.5, engine.request_stop).start()
+            started = time.monotonic()
+            report = engine.run_cycle()
+            took = time.monotonic() - started
+    finally:
+        _http.set_testing(True)
+    assert report.interrupted
+    assert took < 1.5
+    with open_store(sb.config().store) as store:
+        assert store.last_runs("default")[0].status == "stopped"

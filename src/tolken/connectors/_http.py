@@ -11,8 +11,9 @@ request and paused after a 429, is :mod:`tolken.connectors.ratelimit`):
   wait per failure: ``Retry-After`` with a floor and a cap for
   :class:`~tolken.errors.RateLimited`, jittered exponential backoff for other
   :class:`~tolken.errors.Retriable` errors, no retry for anything else.
-  :meth:`RetryPolicy.call` runs a function under it with stamina.
-* :func:`set_testing` removes every wait (stamina backoffs, rate-limit waits)
+  :meth:`RetryPolicy.call` runs a function under it with tenacity, every wait
+  an ``Event.wait`` so a stop request ends it at once (:class:`~tolken.errors.Stopped`).
+* :func:`set_testing` removes every wait (retry backoffs, rate-limit waits)
   while keeping the attempt counts, so tests can assert how often a request was
   retried without sleeping; :func:`waits_removed` tells the rate limiters.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,8 +43,9 @@ from typing import Any, TypeVar
 
 import httpx
 import stamina
+import tenacity
 
-from tolken.errors import RateLimited, Retriable
+from tolken.errors import RateLimited, Retriable, Stopped
 
 __all__ = [
     "RetryPolicy",
@@ -67,8 +70,9 @@ def waits_removed() -> bool:
 def set_testing(on: bool) -> None:
     """Remove (``True``) or restore all waits: retry backoffs and rate-limit waits.
 
-    Attempt counts are unchanged (stamina's testing mode with ``cap=True``), so
-    a test still sees every retry the policy would make, instantly.
+    Attempt counts are unchanged, so a test still sees every retry the policy
+    would make, instantly. (stamina's testing mode goes along, for the store's
+    retries, with ``cap=True`` keeping each caller's own attempts.)
     """
     global _no_waits
     _no_waits = on
@@ -132,13 +136,15 @@ def plain_text(response: httpx.Response, limit: int) -> str:
 class RetryPolicy:
     """Bounded, jittered retries of :class:`~tolken.errors.Retriable` errors.
 
-    ``attempts`` counts the first try. A :class:`~tolken.errors.RateLimited`
-    error waits its ``retry_after`` clamped to ``[retry_after_floor,
-    retry_after_cap]`` plus up to ``retry_after_jitter`` (so callers sharing a
-    key do not return in lock-step); without a hint it waits the floor. Another
-    retriable error with a ``retry_after`` hint (a 503 with ``Retry-After``)
-    waits the same way; without one, stamina's exponential backoff with
-    jitter. Anything else is raised at once.
+    ``attempts`` counts the first try; ``timeout`` bounds the total time. A
+    :class:`~tolken.errors.RateLimited` error waits its ``retry_after`` clamped
+    to ``[retry_after_floor, retry_after_cap]`` plus up to
+    ``retry_after_jitter`` (so callers sharing a key do not return in
+    lock-step); without a hint it waits the floor. Another retriable error with
+    a ``retry_after`` hint (a 503 with ``Retry-After``) waits the same way;
+    without one, exponential backoff with jitter. Anything else is raised at
+    once. Every wait is ``stop.wait(seconds)``: a stop ends it at once with
+    :class:`~tolken.errors.Stopped`.
     """
 
     attempts: int = 5
@@ -151,7 +157,7 @@ class RetryPolicy:
     retry_after_jitter: float = 0.25
 
     def backoff(self, exc: Exception) -> bool | float:
-        """stamina backoff hook: False = do not retry, True = default backoff, float = wait."""
+        """The retry decision: False = do not retry, True = default backoff, float = wait."""
         if isinstance(exc, RateLimited) or (
             isinstance(exc, Retriable) and exc.retry_after is not None
         ):
@@ -166,28 +172,60 @@ class RetryPolicy:
             return self.retry_after_floor
         return min(self.retry_after_cap, max(self.retry_after_floor, retry_after))
 
+    def exponential_wait(self, attempt: int) -> float:
+        """The default backoff after failed attempt number ``attempt`` (1-based), jittered."""
+        jitter = random.uniform(0, self.wait_jitter) if self.wait_jitter else 0.0
+        return min(self.wait_max, self.wait_initial * 2.0 ** (attempt - 1) + jitter)
+
     def call(
-        self, fn: Callable[[], T], *, retry_if: Callable[[Exception], bool] | None = None
+        self,
+        fn: Callable[[], T],
+        *,
+        retry_if: Callable[[Exception], bool] | None = None,
+        stop: threading.Event | None = None,
     ) -> T:
         """Run ``fn`` until it succeeds, raises a non-retriable error, or the bounds run out.
 
         ``retry_if`` narrows the policy further for one call: an error it
         rejects is raised at once (e.g. a create that may already have happened).
+        ``stop`` set (before or during a wait) raises :class:`~tolken.errors.Stopped`
+        instead of waiting or trying again.
         """
+        stop = stop or threading.Event()
 
-        def hook(exc: Exception) -> bool | float:
+        def should_retry(exc: BaseException) -> bool:
+            if not isinstance(exc, Exception) or isinstance(exc, Stopped):
+                return False
             if retry_if is not None and not retry_if(exc):
                 return False
-            return self.backoff(exc)
+            return self.backoff(exc) is not False
 
-        for attempt in stamina.retry_context(
-            on=hook,
-            attempts=self.attempts,
-            timeout=self.timeout,
-            wait_initial=self.wait_initial,
-            wait_max=self.wait_max,
-            wait_jitter=self.wait_jitter,
-        ):
-            with attempt:
-                return fn()
-        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+        def wait(state: tenacity.RetryCallState) -> float:
+            if _no_waits:
+                return 0.0
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            decision = self.backoff(exc) if isinstance(exc, Exception) else True
+            if decision is True or decision is False:
+                return self.exponential_wait(state.attempt_number)
+            return decision
+
+        def give_up(state: tenacity.RetryCallState) -> bool:
+            # While testing the waits are gone, so only the attempts count (as stamina's mode).
+            elapsed = state.seconds_since_start or 0.0
+            return state.attempt_number >= self.attempts or (
+                not _no_waits and elapsed >= self.timeout
+            )
+
+        def sleep(seconds: float) -> None:
+            if stop.wait(seconds):
+                raise Stopped("stopping: a retry wait was cut short")
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(should_retry),
+            stop=give_up,
+            wait=wait,
+            sleep=sleep,
+            reraise=True,
+        )
+        return retrying(fn)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from tolken.connectors.base import (
     ChangeFeed,
@@ -45,6 +46,7 @@ from tolken.engine.cursor import (
     content_hash,
     feed_next,
     feed_read_on,
+    feed_stuck,
     format_pms_cursor,
     format_po_cursor,
     is_duplicate,
@@ -53,10 +55,11 @@ from tolken.engine.cursor import (
     parse_po_cursor,
 )
 from tolken.engine.cursor import read_after as cursor_read_after
-from tolken.errors import NotFound
+from tolken.errors import Fatal, NotFound, Stopped
 from tolken.store import Store
 
 __all__ = [
+    "FEED_MAX_PAGES",
     "FEED_PAGE_LIMIT",
     "PMSCapture",
     "PowerOfficeCapture",
@@ -64,10 +67,17 @@ __all__ = [
     "load_po_cursor",
     "read_poweroffice",
     "save_po_cursor",
+    "stop_aware",
 ]
+
+T = TypeVar("T")
 
 FEED_PAGE_LIMIT = 1000
 """Items asked for per changes-feed page."""
+
+FEED_MAX_PAGES = 10_000
+"""The most changes-feed pages one read takes (ten million changes): a feed that
+keeps reporting more past that ends the run with a clear error instead."""
 
 
 @dataclass
@@ -150,18 +160,55 @@ def save_po_cursor(
         store.set_cursor(tenant, "poweroffice", capture.resource, format_po_cursor(state))
 
 
-def feed_pages(feed: ChangeFeed, after: int, *, limit: int = FEED_PAGE_LIMIT) -> Iterator[FeedPage]:
+def feed_pages(
+    feed: ChangeFeed,
+    after: int,
+    *,
+    limit: int = FEED_PAGE_LIMIT,
+    stop: Callable[[], bool] = lambda: False,
+    max_pages: int = FEED_MAX_PAGES,
+) -> Iterator[FeedPage]:
     """Every non-empty page of the feed after ``after``, up to its head when read.
 
-    Bounded: each page read on from moves the position forward.
+    Bounded: a page that reports ``has_more`` must move the position forward
+    (:func:`~tolken.engine.cursor.feed_stuck`), at most ``max_pages`` pages are
+    read, and ``stop()`` true between pages ends the read with
+    :class:`~tolken.errors.Stopped`. The first two raise :class:`~tolken.errors.Fatal`.
     """
+    pages = 0
     while True:
+        if stop():
+            raise Stopped("stopping: the changes feed read was cut short", system="pms")
         page = feed.changes(after, limit=limit)
+        pages += 1
+        if feed_stuck(after, page):
+            raise Fatal(
+                f"the changes feed reported has_more after seq {after} but sent nothing "
+                f"newer: stopped rather than reading it forever",
+                system="pms",
+            )
         if page.items:
             yield page
         if not feed_read_on(after, page):
             return
+        if pages >= max_pages:
+            raise Fatal(
+                f"the changes feed needs more than {max_pages} pages of {limit} after seq "
+                f"{after}: stopped rather than reading on",
+                system="pms",
+            )
         after = feed_next(after, page)
+
+
+def stop_aware(records: Iterable[T], stop: Callable[[], bool], what: str) -> Iterator[T]:
+    """``records`` as they come, ending with :class:`~tolken.errors.Stopped` once ``stop()``.
+
+    For any connector's listing, built-in or not: a listing cut short is never used.
+    """
+    for record in records:
+        if stop():
+            raise Stopped(f"stopping: the listing of {what} was cut short")
+        yield record
 
 
 @dataclass
@@ -170,6 +217,7 @@ class PMSCapture:
 
     ``use_feed`` is ``pms.change_capture == "changes"``: read the changes feed
     when the connector offers one. ``commit`` stores the new positions.
+    ``stop()`` true ends a feed read or listing with :class:`~tolken.errors.Stopped`.
     """
 
     connector: Connector
@@ -177,6 +225,7 @@ class PMSCapture:
     tenant: str
     use_feed: bool = True
     feed_limit: int = FEED_PAGE_LIMIT
+    stop: Callable[[], bool] = lambda: False
     _batches: dict[str, tuple[list[RemoteRecord], PMSPosition | None]] = field(default_factory=dict)
     _listings: dict[str, list[RemoteRecord]] = field(default_factory=dict)
     _held: set[str] = field(default_factory=set)
@@ -205,12 +254,12 @@ class PMSCapture:
             # the feed after it, so the next read sees it (maybe twice; the
             # engine deduplicates by content).
             head = 0
-            for page in feed_pages(feed, 0, limit=self.feed_limit):
+            for page in feed_pages(feed, 0, limit=self.feed_limit, stop=self.stop):
                 head = feed_next(head, page)
-            return list(self.connector.list(resource)), FeedPosition(head)
+            return self._list(resource), FeedPosition(head)
         items: list[FeedItem] = []
         head = position.seq
-        for page in feed_pages(feed, position.seq, limit=self.feed_limit):
+        for page in feed_pages(feed, position.seq, limit=self.feed_limit, stop=self.stop):
             items.extend(page.items)
             head = feed_next(head, page)
         records = [
@@ -233,21 +282,29 @@ class PMSCapture:
         after = position if isinstance(position, ListingPosition) else None
         if isinstance(self.connector, UpdatedAfterListing):
             listed = list(
-                self.connector.list_updated_after(resource, after.stamp if after else None)
+                stop_aware(
+                    self.connector.list_updated_after(resource, after.stamp if after else None),
+                    self.stop,
+                    f"PMS {resource}",
+                )
             )
             records = [entry.record for entry in listed]
             stamps = [entry.stamp for entry in listed]
         else:
             since = after.at if after is not None else None
-            records = list(self.connector.list(resource, changed_after=since))
+            records = self._list(resource, since)
             stamps = [r.changed_at.isoformat() if r.changed_at else None for r in records]
         return records, listing_next(after, stamps)
 
     def listing(self, resource: str) -> list[RemoteRecord]:
         """Every record of ``resource`` (read at most once per cycle)."""
         if resource not in self._listings:
-            self._listings[resource] = list(self.connector.list(resource))
+            self._listings[resource] = self._list(resource)
         return self._listings[resource]
+
+    def _list(self, resource: str, since: datetime | None = None) -> list[RemoteRecord]:
+        listing = self.connector.list(resource, changed_after=since)
+        return list(stop_aware(listing, self.stop, f"PMS {resource}"))
 
     def hold(self, resource: str) -> None:
         """Do not move ``resource``'s cursor this cycle (a record could not be handled)."""

@@ -50,7 +50,9 @@ A PMS position is one of two values, stored as text (:func:`format_pms_cursor`,
   (:class:`tolken.connectors.base.ChangeFeed`). Reading on continues from the
   last item actually received, whatever the PMS says ``last_seq`` is
   (:func:`feed_next`), and stops at an empty page, a page that does not move
-  the position, or ``has_more: false`` (:func:`feed_read_on`). A run of items
+  the position, or ``has_more: false`` (:func:`feed_read_on`); a page that
+  says ``has_more`` without moving the position is a broken feed
+  (:func:`feed_stuck`), never read on from. A run of items
   collapses to the last operation per record (:func:`collapse_feed`).
 - :class:`ListingPosition`, ``updated_after:<stamp>``: records modified
   strictly after ``stamp``, kept as the PMS spelt it so no precision is lost.
@@ -90,6 +92,7 @@ __all__ = [
     "content_hash",
     "feed_next",
     "feed_read_on",
+    "feed_stuck",
     "format_pms_cursor",
     "format_po_cursor",
     "is_duplicate",
@@ -300,6 +303,14 @@ def feed_next(after: int, page: FeedPage) -> int:
 def feed_read_on(after: int, page: FeedPage) -> bool:
     """True when the feed may have more after ``page`` (read from :func:`feed_next`)."""
     return feed_next(after, page) > after and page.has_more is not False
+
+
+def feed_stuck(after: int, page: FeedPage) -> bool:
+    """True when ``page`` says the feed has more but does not move the position past ``after``.
+
+    A PMS that answers so would be read forever; the engine stops with an error instead.
+    """
+    return page.has_more is True and feed_next(after, page) <= after
 
 
 def collapse_feed(items: Iterable[FeedItem], resource: str) -> dict[str, FeedItem]:

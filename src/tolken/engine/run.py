@@ -33,7 +33,7 @@ from tolken.engine.plan import plan_link
 from tolken.engine.report import CycleReport
 from tolken.engine.resolver import LinkResolver
 from tolken.engine.services import FlowServices
-from tolken.errors import RecordError, TolkenError
+from tolken.errors import RecordError, Stopped, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
 from tolken.store import DuplicateLink, Store
@@ -57,7 +57,9 @@ class SyncEngine:
     """Runs sync cycles for one tenant: the three flows, both ways, with the store.
 
     ``poweroffice`` and ``pms`` are any :class:`~tolken.connectors.base.Connector`;
-    ``counter`` (optional) reports requests per system. The engine opens
+    ``counter`` (optional) reports requests per system; ``stop`` is the event
+    :meth:`request_stop` sets (the one the connectors' waits and listings
+    watch, when the composition root shares it). The engine opens
     nothing, so it closes nothing: whoever handed it its parts closes them.
     """
 
@@ -70,6 +72,7 @@ class SyncEngine:
         mapping: Mapping | None = None,
         *,
         counter: RequestCounts | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -79,7 +82,7 @@ class SyncEngine:
         self.counter = counter
         self.tenant = config.tenant
         self.cycles = 0
-        self.stop_event = threading.Event()
+        self.stop_event = stop if stop is not None else threading.Event()
 
     def request_stop(self) -> None:
         """Finish the record in flight, commit, and end the cycle (SIGTERM/SIGINT)."""
@@ -121,6 +124,7 @@ class SyncEngine:
             self.store,
             self.tenant,
             use_feed=self.config.pms.change_capture == "changes",
+            stop=self.stop_event.is_set,
         )
         overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
         status = "ok"
@@ -158,6 +162,9 @@ class SyncEngine:
                     status = "stopped"
             if not dry_run and not report.interrupted:
                 pms_capture.commit()
+        except Stopped:
+            # A wait or listing cut short by the stop: nothing half-read is kept.
+            report.interrupted = True
         except BaseException as exc:
             # Record every way a cycle can end (a bug, Ctrl-C twice), never leave it "running".
             report.requests = self._requests(before)

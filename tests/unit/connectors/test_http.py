@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from tolken.connectors import _http
 from tolken.connectors._http import RetryPolicy, parse_retry_after
-from tolken.errors import NotFound, RateLimited, ServerError, ValidationFailed
+from tolken.errors import NotFound, RateLimited, ServerError, Stopped, ValidationFailed
 
 
 @pytest.mark.parametrize(
@@ -94,3 +96,35 @@ def test_policy_returns_the_first_success() -> None:
 
     with _http.testing():
         assert RetryPolicy(attempts=5).call(flaky) == "ok"
+
+
+def test_a_stop_ends_a_long_retry_after_wait_within_a_second() -> None:
+    """A stop request during a 30 s Retry-After wait ends it at once, without another try."""
+    calls = 0
+
+    def refused() -> str:
+        nonlocal calls
+        calls += 1
+        raise RateLimited("slow down", retry_after=30.0)
+
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        RetryPolicy(retry_after_jitter=0).call(refused, stop=stop)
+    assert time.monotonic() - started < 1.0
+    assert calls == 1
+
+
+def test_a_stop_ends_the_exponential_backoff_too() -> None:
+    """A stop during the backoff after a 5xx ends the wait at once."""
+    stop = threading.Event()
+
+    def failing() -> str:
+        raise ServerError("busy")
+
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        RetryPolicy(wait_initial=20.0, wait_max=20.0).call(failing, stop=stop)
+    assert time.monotonic() - started < 1.0

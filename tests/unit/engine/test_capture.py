@@ -7,6 +7,7 @@ cursors of earlier versions still read.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,8 @@ from tolken.config import PMSSettings
 from tolken.connectors import _http
 from tolken.connectors.base import (
     ChangeFeed,
+    FeedItem,
+    FeedPage,
     RemoteRecord,
     UpdatedAfterListing,
     WebhookSource,
@@ -31,6 +34,7 @@ from tolken.engine.capture import (
     read_poweroffice,
     save_po_cursor,
 )
+from tolken.errors import Fatal, Stopped
 from tolken.store import Store, open_store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -405,3 +409,41 @@ def test_a_held_resource_keeps_its_pms_cursor(store: Store) -> None:
     capture.commit()
     assert store.get_cursor("t", "pms", "customers") is None
     assert [r.id for r in _cycle_pms(pms, store)[0]] == ["a"]
+
+
+class _StuckFeed:
+    """A changes feed that keeps saying has_more without sending anything newer."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def changes(self, after: int, *, limit: int) -> FeedPage:
+        self.reads += 1
+        return FeedPage(
+            (FeedItem(after, "customers", "c1", "upsert"),), last_seq=after, has_more=True
+        )
+
+
+def test_a_feed_whose_position_does_not_move_while_it_has_more_is_a_clear_error() -> None:
+    """has_more with no item past the position ends the read with an error, not a loop."""
+    feed = _StuckFeed()
+    with pytest.raises(Fatal, match="pms: the changes feed reported has_more after seq 7"):
+        list(feed_pages(feed, 7))
+    assert feed.reads == 1
+
+
+def test_a_stop_ends_a_feed_read_between_pages() -> None:
+    """A stop request ends a long feed read before the next page."""
+    stop = threading.Event()
+    reads = 0
+
+    class LongFeed:
+        def changes(self, after: int, *, limit: int) -> FeedPage:
+            nonlocal reads
+            reads += 1
+            stop.set()
+            return FeedPage((FeedItem(after + 1, "customers", "c1", "upsert"),), has_more=True)
+
+    with pytest.raises(Stopped):
+        list(feed_pages(LongFeed(), 0, stop=stop.is_set))
+    assert reads == 1

@@ -4,7 +4,7 @@ Every request goes through :meth:`PMSClient._send`, which adds the bearer key,
 classifies the response with :func:`classify_response` and retries what is
 safe to retry: 429 (honouring ``Retry-After``), 5xx and timeouts, with
 jittered, bounded backoff (the shared :class:`~tolken.connectors._http.RetryPolicy`,
-built on stamina). A request that is not idempotent
+built on tenacity). A request that is not idempotent
 (registering a webhook) is retried only when the server cannot have acted on
 it: a 429, or a connection that was never made. A create always carries its
 ``Idempotency-Key``, so retrying it is safe: the PMS answers a repeated key
@@ -15,22 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PMSSettings
 from tolken.connectors._http import RetryPolicy
+from tolken.connectors._listing import ListingGuard, ListingLimits
 from tolken.connectors.base import FeedPage, RemoteRecord, StampedRecord
 from tolken.connectors.fields import nest
 from tolken.connectors.pms._errors import classify_response, classify_transport_error
 from tolken.connectors.pms._records import RESOURCES, parse_changes_page, to_record
 from tolken.errors import (
     ConfigError,
+    Fatal,
     NotFound,
     RateLimited,
     RecordError,
@@ -55,6 +59,14 @@ class _UnsentOnlyPolicy(RetryPolicy):
         return False
 
 
+def _last_key(items: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The last item's ``(updated_at, id)``: the contract's listing order."""
+    if not items:
+        return None
+    last = items[-1]
+    return (str(last.get("updated_at")), str(last.get("id")))
+
+
 class PMSClient(Closeable):
     """Talks to one PMS through the REST contract; a :class:`~tolken.connectors.base.Connector`.
 
@@ -69,13 +81,24 @@ class PMSClient(Closeable):
     ``http`` lets tests hand in a client with an in-process transport (for
     example a ``starlette.testclient.TestClient``); without it the client makes
     and owns its own ``httpx.Client`` with ``settings.timeout_seconds`` (a client
-    handed in keeps its own timeout).
+    handed in keeps its own timeout). ``stop`` (a :class:`threading.Event`) ends
+    retry waits and listings with :class:`~tolken.errors.Stopped` once set;
+    every listing is bounded by ``limits`` (see :mod:`tolken.connectors._listing`).
     """
 
     system = "pms"
 
-    def __init__(self, settings: PMSSettings, *, http: httpx.Client | None = None):
+    def __init__(
+        self,
+        settings: PMSSettings,
+        *,
+        http: httpx.Client | None = None,
+        stop: threading.Event | None = None,
+        limits: ListingLimits | None = None,
+    ):
         self.settings = settings
+        self._stop = stop
+        self._limits = limits
         self._base = settings.base_url.rstrip("/")
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
@@ -130,7 +153,7 @@ class PMSClient(Closeable):
 
         policy = self._retry if idempotent else self._retry_unsent
         try:
-            return policy.call(once)
+            return policy.call(once, stop=self._stop)
         except TransportError as exc:
             if isinstance(exc.__cause__, httpx.ConnectError):
                 raise Unreachable(f"cannot reach the PMS at {self._base}", system="pms") from exc
@@ -173,19 +196,26 @@ class PMSClient(Closeable):
         params: dict[str, str | int] = {"limit": self.settings.page_size, **(extra or {})}
         if updated_after is not None:
             params["updated_after"] = updated_after
+        url = self._url(resource)
+        guard = ListingGuard(
+            "the PMS", "pms", f"GET {urlsplit(url).path}", stop=self._stop, limits=self._limits
+        )
+        guard.check_stop()
         seen_cursors: set[str] = set()
         while True:
-            page = self._json(self._send("GET", self._url(resource), params=params))
-            items = page.get("items") if isinstance(page, dict) else None
-            if not isinstance(items, list):
+            page = self._json(self._send("GET", url, params=params))
+            raw = page.get("items") if isinstance(page, dict) else None
+            if not isinstance(raw, list):
                 raise ServerError(f"the PMS list of {resource} has no items array", system="pms")
-            yield from (item for item in items if isinstance(item, dict))
+            items = [item for item in raw if isinstance(item, dict)]
             cursor = page.get("next_cursor")
+            # Checked before the items go out, so a page that makes no progress is never used.
+            guard.page([str(item.get("id")) for item in items], _last_key(items), more=bool(cursor))
+            yield from items
             if not cursor:
                 return
             if cursor in seen_cursors:
-                # A PMS bug would otherwise make us page forever.
-                raise ServerError(f"the PMS repeated the cursor {cursor!r}", system="pms")
+                guard.fail(f"handed out the cursor {str(cursor)[:40]!r} again")
             seen_cursors.add(cursor)
             params["cursor"] = str(cursor)
 
@@ -319,8 +349,16 @@ class PMSClient(Closeable):
 
     def changes(self, after: int, *, limit: int) -> FeedPage:
         """One raw page of the changes feed: items with ``seq`` strictly greater than ``after``."""
-        response = self._send("GET", self._url("changes"), params={"after": after, "limit": limit})
-        return parse_changes_page(self._json(response))
+        url = self._url("changes")
+        response = self._send("GET", url, params={"after": after, "limit": limit})
+        page = parse_changes_page(self._json(response))
+        if page.has_more and not any(item.seq > after for item in page.items):
+            raise Fatal(
+                f"the PMS answered GET {urlsplit(url).path} after seq {after} with has_more "
+                f"but no newer item: stopped rather than reading the feed forever",
+                system="pms",
+            )
+        return page
 
     def list_updated_after(self, resource: str, after: str | None) -> Iterator[StampedRecord]:
         """Every record updated strictly after ``after`` (the PMS's own ``updated_at`` text).

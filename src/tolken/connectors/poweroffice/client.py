@@ -30,16 +30,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PowerOfficeSettings
 from tolken.connectors._http import RetryPolicy
+from tolken.connectors._listing import ListingGuard
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.fields import nest
 from tolken.connectors.poweroffice import _schema
@@ -48,6 +51,7 @@ from tolken.connectors.poweroffice._errors import SYSTEM, classify, never_sent
 from tolken.connectors.poweroffice._paging import (
     Page,
     PageRequest,
+    guarded,
     paginate,
     paginate_ahead,
     parse_pagination_header,
@@ -105,6 +109,10 @@ def _check_fields(
     return body
 
 
+def _record_id(item: Mapping[str, Any]) -> str:
+    return str(normalise(item).get("Id")) if isinstance(item, Mapping) else repr(item)
+
+
 class PowerOfficeClient(Closeable):
     """Connector for one PowerOffice Go client (company); see the module docstring.
 
@@ -114,7 +122,9 @@ class PowerOfficeClient(Closeable):
     (:func:`~tolken.connectors.ratelimit.shared_limiter`); ``retry`` to a
     :class:`~tolken.connectors._http.RetryPolicy`; ``clock`` (monotonic seconds)
     drives token renewal. ``read_ahead`` fetches the next list page while the
-    caller processes the current one (at most two pages in memory).
+    caller processes the current one (at most two pages in memory). ``stop``
+    (a :class:`threading.Event`) ends retry waits and listings with
+    :class:`~tolken.errors.Stopped` once set.
     """
 
     system = SYSTEM
@@ -128,8 +138,10 @@ class PowerOfficeClient(Closeable):
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         read_ahead: bool = True,
+        stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings
+        self._stop = stop
         self._read_ahead = read_ahead
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
@@ -266,7 +278,7 @@ class PowerOfficeClient(Closeable):
             return not sent or isinstance(exc, RateLimited) or never_sent(exc)
 
         try:
-            return self.retry.call(once, retry_if=retry_if)
+            return self.retry.call(once, retry_if=retry_if, stop=self._stop)
         except TransportError as exc:
             if never_sent(exc):
                 raise Unreachable(
@@ -299,10 +311,7 @@ class PowerOfficeClient(Closeable):
                 yield to_record(spec.name, raw)
 
     def _pages(self, name: str, params: Mapping[str, Any]) -> Iterator[Page[Mapping[str, Any]]]:
-        previous_first: object = None
-
         def fetch(request: PageRequest) -> Page[Mapping[str, Any]]:
-            nonlocal previous_first
             query = {**params, "PageNumber": request.number, "PageSize": request.size}
             response = self._send("GET", f"/{name}", params=query)
             items: Any = [] if response.status_code == 204 or not response.content else None
@@ -317,19 +326,13 @@ class PowerOfficeClient(Closeable):
                     system=SYSTEM,
                     status=response.status_code,
                 )
-            first = normalise(items[0]).get("Id") if items else None
-            if first is not None and request.number > 1 and first == previous_first:
-                raise ServerError(
-                    f"PowerOffice returned the same page again for /{name} page "
-                    f"{request.number}; stopping rather than looping",
-                    system=SYSTEM,
-                )
-            previous_first = first
             header = parse_pagination_header(response.headers.get("X-Pagination"))
             return Page(request, response.status_code, items, header)
 
+        path = urlsplit(f"{self._base}/{name}").path
+        guard = ListingGuard("PowerOffice", SYSTEM, f"GET {path}", stop=self._stop)
         pager = paginate_ahead if self._read_ahead else paginate
-        return pager(fetch, PageRequest(1, self.settings.page_size))
+        return pager(guarded(fetch, guard, _record_id), PageRequest(1, self.settings.page_size))
 
     def get(self, resource: str, record_id: str) -> RemoteRecord:
         """Read one record; :class:`~tolken.errors.NotFound` when it does not exist."""

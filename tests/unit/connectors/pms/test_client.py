@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -15,11 +16,13 @@ from tolken.connectors.base import Connector
 from tolken.connectors.pms import PMSClient
 from tolken.errors import (
     AuthError,
+    Fatal,
     InUse,
     NotFound,
     RateLimited,
     ServerError,
     StaleVersion,
+    Stopped,
     TransportError,
     Unreachable,
     ValidationFailed,
@@ -83,10 +86,14 @@ def test_list_follows_cursors_and_sends_the_key() -> None:
 
 def test_a_repeated_cursor_stops_paging() -> None:
     """A PMS that hands out the same cursor again gets an error, not an endless loop."""
-    client, seen = _client(
-        lambda r: httpx.Response(200, json={"items": [_customer("c1")], "next_cursor": "same"})
-    )
-    with pytest.raises(ServerError, match="repeated the cursor"):
+    pages = iter(range(1, 10))
+
+    def answer(_request: httpx.Request) -> httpx.Response:
+        fresh = _customer(f"c{next(pages)}")  # new items, but the cursor never moves
+        return httpx.Response(200, json={"items": [fresh], "next_cursor": "same"})
+
+    client, seen = _client(answer)
+    with pytest.raises(Fatal, match="GET /api/v1/customers handed out the cursor 'same' again"):
         list(client.list("customers"))
     assert len(seen) == 2
 
@@ -298,3 +305,46 @@ def test_ensure_webhook_just_registers_when_the_pms_cannot_list() -> None:
     client, seen = _client(handler)
     assert client.ensure_webhook("http://127.0.0.1:1/h", "s") == {"id": "wh9", "url": "u"}
     assert [r.method for r in seen] == ["GET", "POST"]
+
+
+def test_a_fresh_cursor_over_the_same_items_ends_with_a_clear_error() -> None:
+    """A new next_cursor on every page with the same items: Fatal naming the PMS request."""
+    client, seen = _client(
+        lambda r: httpx.Response(
+            200, json={"items": [_customer("c1")], "next_cursor": f"n{len(seen)}"}
+        )
+    )
+    with pytest.raises(
+        Fatal, match="the PMS listing GET /api/v1/customers sent page 2 with the same"
+    ):
+        list(client.list("customers"))
+    assert len(seen) == 2
+
+
+def test_a_stop_ends_a_pms_listing_between_pages() -> None:
+    """A stop request while the PMS is paged ends the listing before the next page."""
+    stop = threading.Event()
+    pages = 0
+
+    def answer(_request: httpx.Request) -> httpx.Response:
+        nonlocal pages
+        pages += 1
+        if pages == 2:
+            stop.set()
+        items = [_customer(f"c{pages}", updated=f"2026-01-01T00:00:{pages:02d}Z")]
+        return httpx.Response(200, json={"items": items, "next_cursor": f"p{pages}"})
+
+    http = httpx.Client(transport=httpx.MockTransport(answer))
+    cfg = PMSSettings.model_validate({"base_url": BASE, "api_key": KEY})
+    with pytest.raises(Stopped):
+        list(PMSClient(cfg, http=http, stop=stop).list("customers"))
+    assert pages == 2
+
+
+def test_a_feed_page_with_more_but_nothing_newer_is_a_clear_error() -> None:
+    """has_more with no item past `after`: Fatal naming GET /api/v1/changes, not a loop."""
+    client, _ = _client(
+        lambda r: httpx.Response(200, json={"items": [], "last_seq": 5, "has_more": True})
+    )
+    with pytest.raises(Fatal, match="GET /api/v1/changes after seq 5 with has_more"):
+        client.changes(5, limit=10)

@@ -18,6 +18,7 @@ from tolken.connectors.poweroffice import PowerOfficeClient
 from tolken.connectors.ratelimit import clear_shared_limiters, memory_limiter
 from tolken.errors import (
     AuthError,
+    Fatal,
     RateLimited,
     ServerError,
     Stopped,
@@ -380,3 +381,49 @@ def test_clients_sharing_a_key_stay_under_the_limit_together() -> None:
     assert errors == []
     # 2 tokens + 2 x 7 pages = 16 requests at 10/s, one every 0.1 s: at least 1.5 s.
     assert elapsed >= 1.45
+
+
+def test_a_server_that_ignores_the_page_number_ends_with_a_clear_error() -> None:
+    """PowerOffice answering every page with the same full page: Fatal naming the request."""
+    pages = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal pages
+        if request.url.path == "/OAuth/Token":
+            return httpx.Response(200, json={"access_token": "T", "expires_in": 1200})
+        pages += 1
+        return httpx.Response(200, json=[{"Id": 1, "Name": "A"}, {"Id": 2, "Name": "B"}])
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    po = PowerOfficeClient(
+        settings(page_size=2), http=http, rate_limiter=memory_limiter(1000.0), read_ahead=False
+    )
+    with pytest.raises(
+        Fatal, match="PowerOffice listing GET /v2/Customers sent page 2 with the same"
+    ):
+        list(po.list("Customers"))
+    assert pages == 2
+
+
+def test_a_stop_ends_a_listing_between_pages() -> None:
+    """A stop request while PowerOffice pages through a listing ends it before the next page."""
+    stop = threading.Event()
+    pages = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal pages
+        if request.url.path == "/OAuth/Token":
+            return httpx.Response(200, json={"access_token": "T", "expires_in": 1200})
+        pages += 1
+        if pages == 3:
+            stop.set()
+        ids = [pages * 2, pages * 2 + 1]
+        return httpx.Response(200, json=[{"Id": i, "Name": "A"} for i in ids])
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    po = PowerOfficeClient(
+        settings(page_size=2), http=http, rate_limiter=memory_limiter(1000.0), stop=stop
+    )
+    with pytest.raises(Stopped):
+        list(po.list("Customers"))
+    assert pages <= 4
