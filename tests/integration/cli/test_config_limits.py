@@ -29,6 +29,7 @@ def big_config(size: int) -> str:
         ("5mb", big_config(5_000_000), "larger than 256 KiB"),
         ("50mb", big_config(50_000_000), "larger than 256 KiB"),
     ],
+    ids=["bomb", "5mb", "50mb"],
 )
 def test_sync_refuses_the_file_with_exit_2_in_a_second(
     tmp_path: Path, name: str, text: str, says: str
