@@ -61,7 +61,7 @@ class FakeFeedPMS:
 
 def _client(pms: FakeFeedPMS, mode: str) -> PMSClient:
     settings = PMSSettings.model_validate(
-        {"base_url": BASE, "api_key": "k", "change_capture": mode}
+        {"base_url": BASE, "api_key": "pms-api-key", "change_capture": mode}
     )
     return PMSClient(settings, http=httpx.Client(transport=httpx.MockTransport(pms)))
 
