@@ -1,11 +1,14 @@
-"""`tolken sync --once` refuses a hostile or huge tolken.yaml with exit 2 within a second."""
+"""The CLI refuses a hostile or huge tolken.yaml, or a store it cannot open, with exit 2."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from tolken.cli import app
@@ -43,3 +46,36 @@ def test_sync_refuses_the_file_with_exit_2_in_a_second(
     assert result.exit_code == 2
     assert str(path) in result.stderr
     assert says in result.stderr
+
+
+@pytest.fixture
+def quiet_logs() -> Iterator[None]:
+    """The CLI routes logs to its captured stderr; give other tests the root logger back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def test_a_store_path_that_cannot_be_opened_exits_2_naming_it(
+    tmp_path: Path, quiet_logs: None
+) -> None:
+    """`sync --once` with a store in a missing folder exits 2 with one line naming the path."""
+    store = tmp_path / "no-such-folder" / "tolken.db"
+    config = tmp_path / "tolken.yaml"
+    config.write_text(
+        f"store: sqlite:///{store}\n"
+        "poweroffice:\n  application_key: application-key\n  client_key: client-key-1\n"
+        "  subscription_key: subscription-key-1\n"
+        "pms:\n  base_url: http://127.0.0.1:1/api/v1\n  api_key: pms-api-key-1\n",
+        encoding="utf-8",
+    )
+    for command in (["sync", "--once"], ["status"]):
+        result = CliRunner().invoke(app, [*command, "--config", str(config)])
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"error: store: cannot open the SQLite store {store}: "
+            f"the folder {store.parent} does not exist\n"
+        )
