@@ -25,7 +25,7 @@ from ruamel.yaml.scanner import RoundTripScanner, ScannerError
 
 from tolken.errors import ConfigError
 
-__all__ = ["MAX_FILE_BYTES", "expand_env", "load_yaml", "validate_model"]
+__all__ = ["MAX_FILE_BYTES", "expand_env", "line_of", "load_yaml", "validate_model"]
 
 MAX_FILE_BYTES = 256 * 1024
 """The largest config or mapping file tolken reads: 256 KiB.
@@ -168,7 +168,7 @@ class _MissingVar(Exception):
         self.name = name
 
 
-def _line_of(root: Any, loc: Sequence[int | str]) -> int | None:
+def line_of(root: Any, loc: Sequence[int | str]) -> int | None:
     """Line (1-based) of the deepest key in ``loc`` that exists in the parsed document."""
     node = root
     line: int | None = None
@@ -191,7 +191,7 @@ def validate_model(model: type[M], data: Any, path: Path) -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [p for p in err["loc"] if isinstance(p, int | str)]
-        line = _line_of(data, loc)
+        line = line_of(data, loc)
         where = f"{path}:{line}" if line else str(path)
         key = ".".join(str(p) for p in loc) or None
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""

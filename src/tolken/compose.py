@@ -34,6 +34,7 @@ from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
 from tolken.connectors.base import Connector, load_connector_class
 from tolken.engine import SyncEngine
 from tolken.mapping import load_mapping
+from tolken.mapping.load import BUILTIN_PMS_CONNECTOR
 from tolken.store import Store, open_store
 from tolken.vocabulary import Side
 
@@ -74,7 +75,9 @@ def open_engine(
     A ``store`` handed in is shared, not owned: it stays open afterwards (the
     dashboard and the demo keep using theirs).
     """
-    mapping = load_mapping(config.mapping)  # a bad mapping fails before anything is opened
+    # A bad mapping fails before anything is opened; a custom PMS connector has its own fields.
+    contract = config.pms.connector == BUILTIN_PMS_CONNECTOR
+    mapping = load_mapping(config.mapping, pms_contract=contract)
     with ExitStack() as opened:
         if store is None:
             store = opened.enter_context(open_store(config.store))
