@@ -2,7 +2,7 @@
 
 Secrets come from the environment through ``${VAR}``; they are held as
 :class:`pydantic.SecretStr` so they never print by accident. API keys shorter
-than :data:`~tolken._redact.MIN_SECRET_LENGTH` (8) characters are refused: a
+than :data:`tolken._redact.MIN_SECRET_LENGTH` (8) characters are refused: a
 value that short could not be redacted from messages without mangling them.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 
-from tolken._redact import MIN_SECRET_LENGTH
+from tolken._redact import MIN_SECRET_LENGTH as MIN_KEY_LENGTH
 from tolken._yaml import expand_env, load_yaml, validate_model
 from tolken.errors import ConfigError
 from tolken.vocabulary import ConflictPolicy, FlowId
@@ -34,17 +35,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _long_enough(value: SecretStr) -> SecretStr:
-    if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+def _key_long_enough(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_KEY_LENGTH:
         raise ValueError(
-            f"is shorter than {MIN_SECRET_LENGTH} characters: too short to be a key "
+            f"is shorter than {MIN_KEY_LENGTH} characters: too short to be a key "
             "tolken can keep out of its messages and logs"
         )
     return value
 
 
-ApiKey = Annotated[SecretStr, AfterValidator(_long_enough)]
-"""A credential of a remote system: at least :data:`MIN_SECRET_LENGTH` characters."""
+ApiKey = Annotated[SecretStr, AfterValidator(_key_long_enough)]
+"""A credential of a remote system: at least ``MIN_KEY_LENGTH`` (8) characters."""
 
 
 class PowerOfficeSettings(_Strict):
@@ -97,14 +98,35 @@ class SyncSettings(_Strict):
         return self.flow(flow_id).conflict_policy or self.conflict_policy
 
 
+# serve.token and serve.webhook_secret: shorter secrets are refused at load.
+MIN_SECRET_LENGTH = 16
+
+
 class ServeSettings(_Strict):
     """The ``tolken serve`` process: dashboard, metrics and the PMS webhook receiver."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8470, ge=0, le=65535)
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(
+        default=None, json_schema_extra={"minLength": MIN_SECRET_LENGTH}
+    )
     public_url: str | None = None
-    webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(
+        default=None, json_schema_extra={"minLength": MIN_SECRET_LENGTH}
+    )
+
+    @field_validator("token", "webhook_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short dashboard token or webhook secret can be guessed; refuse it outright.
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise PydanticCustomError(
+                "secret_too_short",
+                "must be at least {length} characters "
+                "(a random value, e.g. `openssl rand -hex 24`)",
+                {"length": MIN_SECRET_LENGTH},
+            )
+        return value
 
 
 class TolkenConfig(_Strict):

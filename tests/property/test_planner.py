@@ -26,7 +26,6 @@ from tolken.engine.model import (
     SaveShadow,
     Side,
     Unchanged,
-    UpdateParked,
     UpdatePMS,
     UpdatePowerOffice,
 )
@@ -328,7 +327,6 @@ class World:
             UpdatePMS,
             UpdatePowerOffice,
             SaveShadow,
-            UpdateParked,
         )
         return [a for a in actions if isinstance(a, writing)]
 
@@ -378,8 +376,6 @@ class World:
                 self._shadow_update(action.po_id, action.fields)
             elif isinstance(action, SaveShadow):
                 self._shadow_update(action.po_id, action.values)
-            elif isinstance(action, UpdateParked):
-                self.links[action.po_id] = replace(self.links[action.po_id], parked=action.fields)
             elif isinstance(action, RecordConflict):
                 self.conflicts.append(action.conflict)
             elif isinstance(action, Fetch):

@@ -346,6 +346,64 @@ def test_no_package_imports_another_packages_private_modules() -> None:
     assert not wrong, wrong
 
 
+def _module_graph(src: Path) -> dict[str, set[str]]:
+    """``module -> tolken modules it imports``, every import counted (``TYPE_CHECKING`` too)."""
+    modules = {}
+    for path in src.rglob("*.py"):
+        parts = list(path.relative_to(src.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                # ``from package import module`` imports the module; otherwise the package.
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    for alias in node.names
+                ]
+            graph[name].update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (the modules in order, first repeated last), or None."""
+    finished: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        for target in sorted(graph[node]):
+            if target in path:
+                return [*path[path.index(target) :], target]
+            if target not in finished and (found := visit(target)):
+                return found
+        finished.add(path.pop())
+        return None
+
+    for start in sorted(graph):
+        if start not in finished and (found := visit(start)):
+            return found
+    return None
+
+
+def test_no_import_cycles() -> None:
+    """No tolken module imports itself through others, even behind ``TYPE_CHECKING``."""
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+    cycle = _cycle(_module_graph(ROOT / "src" / "tolken"))
+    assert cycle is None, " -> ".join(cycle or [])
+
+
 def test_architecture_names_every_engine_and_store_module() -> None:
     """Each module of the engine and the store is described in docs/architecture.md."""
     for package in ("engine", "store"):

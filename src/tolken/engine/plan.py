@@ -9,10 +9,9 @@ Order of a flow's plan: first the linked pairs that changed (sorted by
 PowerOffice id), then unlinked PowerOffice records (link to a match, or
 create in the PMS), then unlinked PMS records (link, create in PowerOffice
 when the flow allows it, or skip). For one pair the order is
-``RecordConflict``\\* → ``UpdatePMS`` → ``UpdatePowerOffice`` → ``SaveShadow`` →
-``UpdateParked``: conflicts are stored before a write overwrites a losing value,
-and the conditional PMS write goes first so a stale version costs no
-PowerOffice write.
+``RecordConflict``\\* → ``UpdatePMS`` → ``UpdatePowerOffice`` → ``SaveShadow``:
+conflicts are stored before a write overwrites a losing value, and the
+conditional PMS write goes first so a stale version costs no PowerOffice write.
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ from tolken.engine.model import (
     Skipped,
     SourceOutage,
     Unchanged,
-    UpdateParked,
     UpdatePMS,
     UpdatePowerOffice,
     Values,
@@ -138,9 +136,9 @@ def plan_link(
         if unknown:
             reason = f"no last synchronised value for {', '.join(unknown)}"
             return [Fetch(po_id, pms_id, missing, reason)]
-        if link.parked or policy == "manual":
-            # A parked field differs on both sides and from the shadow, so the shadow cannot
-            # stand in; under ``manual`` fetch anyway, should the executor not track ``parked``.
+        if policy == "manual":
+            # A field parked by a manual conflict differs on both sides and from the shadow,
+            # so under ``manual`` the shadow cannot stand in for the side that was not read.
             reason = "a manual conflict may be open; both sides are needed"
             return [Fetch(po_id, pms_id, missing, reason)]
         stand_in = ProjectedRecord(
@@ -171,9 +169,6 @@ def plan_link(
         actions.append(UpdatePowerOffice(po_id, pms_id, result.to_poweroffice))
     if result.settled:
         actions.append(SaveShadow(po_id, pms_id, result.settled))
-    parked = frozenset(c.field for c in result.conflicts if c.winner is None)
-    if parked != link.parked:
-        actions.append(UpdateParked(po_id, pms_id, parked))
     return actions or [Unchanged(po_id, pms_id)]
 
 

@@ -2,7 +2,7 @@
 
 A thin shell around the pure core (planner, merge, cursor rules): it reads
 through the connectors, asks the planner, applies the actions (see
-:mod:`tolken.engine.apply`) and keeps the store up to date. It is handed its
+:mod:`tolken.engine.executor`) and keeps the store up to date. It is handed its
 parts (config, store, connectors, mapping); :func:`tolken.compose.open_engine`
 builds them from a config::
 
@@ -24,13 +24,15 @@ from typing import Protocol
 
 from tolken.config import TolkenConfig
 from tolken.connectors.base import Connector
-from tolken.engine.apply import BY_HAND, Applier, group_actions
 from tolken.engine.capture import PMSCapture
+from tolken.engine.executor import CycleState, Executor
 from tolken.engine.flow import FlowRun, flow_context
 from tolken.engine.model import Link, LinkedPair
+from tolken.engine.pairs import BY_HAND, group_actions
 from tolken.engine.plan import plan_link
 from tolken.engine.report import CycleReport
 from tolken.engine.resolver import LinkResolver
+from tolken.engine.services import FlowServices
 from tolken.errors import RecordError, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
@@ -114,7 +116,12 @@ class SyncEngine:
         run_id = None if dry_run else self.store.start_run(self.tenant)
         report.run_id = run_id
         resolver = LinkResolver(self.store, self.tenant)
-        pms_capture = PMSCapture(self.pms, self.store, self.tenant)
+        pms_capture = PMSCapture(
+            self.pms,
+            self.store,
+            self.tenant,
+            use_feed=self.config.pms.change_capture == "changes",
+        )
         overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
         status = "ok"
         try:
@@ -125,10 +132,10 @@ class SyncEngine:
                 if progress is not None:
                     progress(flow_id)
                 sync = self.config.sync
-                applier = self._applier(flow_id, report, resolver, dry_run=dry_run, run_id=run_id)
+                executor = self._executor(flow_id, report, resolver, dry_run=dry_run, run_id=run_id)
                 with log_context(run_id=run_id, flow=flow_id):
                     finished = FlowRun(
-                        applier,
+                        executor,
                         self.store,
                         pms_capture,
                         overlap,
@@ -177,7 +184,7 @@ class SyncEngine:
             self.cycles += 1
         return report
 
-    def _applier(
+    def _executor(
         self,
         flow_id: FlowId,
         report: CycleReport,
@@ -185,7 +192,8 @@ class SyncEngine:
         *,
         dry_run: bool,
         run_id: int | None,
-    ) -> Applier:
+    ) -> Executor:
+        """The executor of one flow for one cycle: this engine's services, a fresh state."""
         flow = self.mapping.flow(flow_id)
         sync = self.config.sync
         ctx = flow_context(
@@ -195,7 +203,7 @@ class SyncEngine:
             sync.policy_for(flow_id),
             sync.flow(flow_id).create_in_poweroffice,
         )
-        return Applier(
+        services = FlowServices(
             tenant=self.tenant,
             flow_id=flow_id,
             flow=flow,
@@ -204,14 +212,9 @@ class SyncEngine:
             poweroffice=self.poweroffice,
             pms=self.pms,
             resolver=resolver,
-            report=report.flow(flow_id),
-            cycle=report,
-            po_records={},
-            pms_records={},
-            open_failures=set(),
-            dry_run=dry_run,
-            run_id=run_id,
         )
+        state = CycleState(report.flow(flow_id), report, dry_run=dry_run, run_id=run_id)
+        return Executor(services, state)
 
     def link_by_hand(self, flow_id: FlowId, po_id: str, pms_id: str) -> CycleReport:
         """Link two existing records (``tolken link``) and merge them at once.
@@ -241,20 +244,20 @@ class SyncEngine:
                     f"(PowerOffice {existing.poweroffice_id} <-> PMS {existing.pms_id})"
                 )
         report = CycleReport()
-        applier = self._applier(
+        executor = self._executor(
             flow_id, report, LinkResolver(self.store, self.tenant), dry_run=False, run_id=None
         )
-        applier.po_records[po_id] = po_record
-        applier.pms_records[pms_id] = pms_record
-        po = applier.project_po(po_record)
-        pms = applier.project_pms(pms_record)
+        executor.remember("poweroffice", po_record)
+        executor.remember("pms", pms_record)
+        po = executor.services.project_po(po_record)
+        pms = executor.services.project_pms(pms_record)
         pair = LinkedPair(po_id, pms_id, pms_version=pms_record.version)
         actions = [
             Link(po_id, pms_id, BY_HAND),
-            *plan_link(pair, po, pms, policy=applier.ctx.policy),
+            *plan_link(pair, po, pms, policy=executor.services.ctx.policy),
         ]
         for group in group_actions(actions):
-            applier.apply(group)
+            executor.apply(group)
         for side_name, record_id in (("poweroffice", po_id), ("pms", pms_id)):
             self.store.resolve_failure(self.tenant, flow_id, side_name, record_id)  # type: ignore[arg-type]
         return report

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import uvicorn
@@ -32,6 +31,7 @@ from fastapi import FastAPI
 from tolken._signals import stop_on_signals
 from tolken.compose import open_engine
 from tolken.config import TolkenConfig
+from tolken.connectors.base import WebhookSource
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import AuthError, ConfigError, TolkenError
 from tolken.logging import Redactor, get_logger, log_context
@@ -233,12 +233,11 @@ def serving(
 
 
 def _register(engine: SyncEngine, url: str, secret: str) -> None:
-    ensure: Any = getattr(engine.pms, "ensure_webhook", None)
-    if ensure is None:
+    if not isinstance(engine.pms, WebhookSource):
         _log.warning("the PMS connector cannot register webhooks; polling only")
         return
     try:
-        ensure(url, secret)
+        engine.pms.ensure_webhook(url, secret)
     except TolkenError as exc:
         # The loop still polls the changes feed; webhooks only make it faster.
         _log.warning("could not register the PMS webhook; polling only", error=str(exc))

@@ -12,7 +12,7 @@ ENV = {
     "POWEROFFICE_CLIENT_KEY": "client-key-b",
     "POWEROFFICE_SUBSCRIPTION_KEY": "subscription-key-c",
     "PMS_API_KEY": "pms-api-key-d",
-    "TOLKEN_DASHBOARD_TOKEN": "e",
+    "TOLKEN_DASHBOARD_TOKEN": "dashboard-token-0123456789",
 }
 
 

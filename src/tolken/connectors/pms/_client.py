@@ -25,20 +25,10 @@ import httpx
 from tolken._closing import Closeable
 from tolken.config import PMSSettings
 from tolken.connectors._http import RetryPolicy
-from tolken.connectors.base import RemoteRecord
+from tolken.connectors.base import FeedPage, RemoteRecord, StampedRecord
 from tolken.connectors.fields import nest
 from tolken.connectors.pms._errors import classify_response, classify_transport_error
-from tolken.connectors.pms._records import (
-    RESOURCES,
-    Change,
-    ChangeBatch,
-    ChangesPage,
-    collapse_changes,
-    parse_change,
-    parse_timestamp,
-    to_record,
-    tombstone,
-)
+from tolken.connectors.pms._records import RESOURCES, parse_changes_page, to_record
 from tolken.errors import (
     ConfigError,
     NotFound,
@@ -52,10 +42,7 @@ from tolken.errors import (
 
 __all__ = ["PMSClient"]
 
-FEED_PAGE_LIMIT = 1000
 MERGE_PATCH = "application/merge-patch+json"
-_SEQ_PREFIX = "seq:"
-_TIME_PREFIX = "updated_after:"
 
 
 @dataclass(frozen=True)
@@ -70,6 +57,14 @@ class _UnsentOnlyPolicy(RetryPolicy):
 
 class PMSClient(Closeable):
     """Talks to one PMS through the REST contract; a :class:`~tolken.connectors.base.Connector`.
+
+    It also offers the contract's optional parts as the capabilities of
+    :mod:`tolken.connectors.base`: the changes feed
+    (:class:`~tolken.connectors.base.ChangeFeed`), the ``updated_after``
+    listing in the PMS's own spelling
+    (:class:`~tolken.connectors.base.UpdatedAfterListing`) and webhooks
+    (:class:`~tolken.connectors.base.WebhookSource`). Which way changes are
+    captured is the engine's choice (``pms.change_capture``).
 
     ``http`` lets tests hand in a client with an in-process transport (for
     example a ``starlette.testclient.TestClient``); without it the client makes
@@ -322,93 +317,19 @@ class PMSClient(Closeable):
 
     # -- change capture -----------------------------------------------------
 
-    def changes(self, after: int = 0, *, limit: int = FEED_PAGE_LIMIT) -> ChangesPage:
-        """One page of the changes feed: items with ``seq`` strictly greater than ``after``."""
-        page = self._json(
-            self._send("GET", self._url("changes"), params={"after": after, "limit": limit})
-        )
-        raw = page.get("items") if isinstance(page, dict) else None
-        if not isinstance(raw, list):
-            raise ServerError("the PMS changes feed has no items array", system="pms")
-        items = tuple(parse_change(item) for item in raw if isinstance(item, dict))
-        # Continue from the last item we actually got, whatever ``last_seq``
-        # means to this PMS (last item or feed head): that never skips an item.
-        if items:
-            last = max(item.seq for item in items)
-        else:
-            reported = page.get("last_seq")
-            last = max(after, reported) if isinstance(reported, int) else after
-        return ChangesPage(items=items, last_seq=last)
+    def changes(self, after: int, *, limit: int) -> FeedPage:
+        """One raw page of the changes feed: items with ``seq`` strictly greater than ``after``."""
+        response = self._send("GET", self._url("changes"), params={"after": after, "limit": limit})
+        return parse_changes_page(self._json(response))
 
-    def iter_changes(
-        self, after: int = 0, *, limit: int = FEED_PAGE_LIMIT
-    ) -> Iterator[ChangesPage]:
-        """Every page of the feed after ``after``, up to the current head."""
-        while True:
-            page = self.changes(after, limit=limit)
-            if page.items:
-                yield page
-            if not page.items or page.last_seq <= after:
-                return
-            after = page.last_seq
+    def list_updated_after(self, resource: str, after: str | None) -> Iterator[StampedRecord]:
+        """Every record updated strictly after ``after`` (the PMS's own ``updated_at`` text).
 
-    def feed_head(self) -> int:
-        """The highest ``seq`` in the feed now (0 when empty)."""
-        head = 0
-        for page in self.iter_changes(0):
-            head = page.last_seq
-        return head
-
-    def changes_since(self, resource: str, cursor: str | None) -> ChangeBatch:
-        """What changed in ``resource`` since ``cursor``, by ``settings.change_capture``.
-
-        ``cursor=None`` (or a cursor from the other mode) means a full listing.
-        ``changes`` mode reads the feed, keeps the last operation per record,
-        GETs each upserted record and returns deletes as tombstones
-        (``deleted=True``). ``polling`` mode lists with ``updated_after``; it
-        cannot see deletes (the engine's reconcile does).
+        Each record comes with its ``updated_at`` as the PMS spelt it, so a
+        position kept from it loses no precision on the way back.
         """
-        self._check(resource)
-        if self.settings.change_capture == "changes":
-            return self._capture_from_feed(resource, cursor)
-        return self._capture_by_polling(resource, cursor)
-
-    def _capture_from_feed(self, resource: str, cursor: str | None) -> ChangeBatch:
-        if cursor is None or not cursor.startswith(_SEQ_PREFIX):
-            # Read the head first: anything changing during the listing is in
-            # the feed after it, so the next call sees it (maybe twice; the
-            # engine deduplicates by content).
-            head = self.feed_head()
-            return ChangeBatch(tuple(self.list(resource)), f"{_SEQ_PREFIX}{head}")
-        after = int(cursor.removeprefix(_SEQ_PREFIX))
-        changes: list[Change] = []
-        head = after
-        for page in self.iter_changes(after):
-            changes.extend(page.items)
-            head = page.last_seq
-        records: list[RemoteRecord] = []
-        for record_id, change in collapse_changes(changes, resource).items():
-            if change.op == "delete":
-                records.append(tombstone(resource, record_id))
-                continue
-            try:
-                records.append(self.get(resource, record_id))
-            except NotFound:
-                records.append(tombstone(resource, record_id))
-        return ChangeBatch(tuple(records), f"{_SEQ_PREFIX}{head}")
-
-    def _capture_by_polling(self, resource: str, cursor: str | None) -> ChangeBatch:
-        after = None
-        if cursor is not None and cursor.startswith(_TIME_PREFIX):
-            after = cursor.removeprefix(_TIME_PREFIX)
-        records: list[RemoteRecord] = []
-        newest_raw, newest = after, parse_timestamp(after)
         for item in self._list_raw(resource, after):
-            record = to_record(resource, item)
-            records.append(record)
-            stamp = record.changed_at
-            if stamp is not None and (newest is None or stamp > newest):
-                # Keep the PMS's own spelling so no precision is lost on the way back.
-                newest, newest_raw = stamp, str(item["updated_at"])
-        next_cursor = f"{_TIME_PREFIX}{newest_raw}" if newest_raw is not None else ""
-        return ChangeBatch(tuple(records), next_cursor)
+            stamp = item.get("updated_at")
+            yield StampedRecord(
+                to_record(resource, item), stamp if isinstance(stamp, str) else None
+            )
