@@ -1,17 +1,20 @@
 """Settings for ``tolken.yaml``: pydantic models (``extra="forbid"``) and the loader.
 
 Secrets come from the environment through ``${VAR}``; they are held as
-:class:`pydantic.SecretStr` so they never print by accident.
+:class:`pydantic.SecretStr` so they never print by accident. API keys shorter
+than :data:`tolken._redact.MIN_SECRET_LENGTH` (8) characters are refused: a
+value that short could not be redacted from messages without mangling them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
+from tolken._redact import MIN_SECRET_LENGTH as MIN_KEY_LENGTH
 from tolken._yaml import expand_env, load_yaml, validate_model
 from tolken.errors import ConfigError
 from tolken.vocabulary import ConflictPolicy, FlowId
@@ -32,14 +35,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _key_long_enough(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"is shorter than {MIN_KEY_LENGTH} characters: too short to be a key "
+            "tolken can keep out of its messages and logs"
+        )
+    return value
+
+
+ApiKey = Annotated[SecretStr, AfterValidator(_key_long_enough)]
+"""A credential of a remote system: at least ``MIN_KEY_LENGTH`` (8) characters."""
+
+
 class PowerOfficeSettings(_Strict):
     """How to reach one PowerOffice Go client (company)."""
 
     base_url: str = "https://goapi.poweroffice.net/v2"
     token_url: str = "https://goapi.poweroffice.net/OAuth/Token"
-    application_key: SecretStr
-    client_key: SecretStr
-    subscription_key: SecretStr
+    application_key: ApiKey
+    client_key: ApiKey
+    subscription_key: ApiKey
     requests_per_second: float = Field(default=10.0, gt=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
     page_size: int = Field(default=5000, ge=1, le=20000)
@@ -50,7 +66,7 @@ class PMSSettings(_Strict):
     """How to reach the custom PMS."""
 
     base_url: str
-    api_key: SecretStr
+    api_key: ApiKey
     connector: str = "pms"
     change_capture: Literal["changes", "polling"] = "changes"
     timeout_seconds: float = Field(default=30.0, gt=0)

@@ -10,11 +10,11 @@ from tolken.errors import ConfigError
 GOOD = """\
 poweroffice:
   application_key: ${APP}
-  client_key: ck
-  subscription_key: sk
+  client_key: client-key-1
+  subscription_key: subscription-key-1
 pms:
   base_url: http://127.0.0.1:1/api/v1
-  api_key: pk
+  api_key: pms-api-key-1
 """
 
 
@@ -26,10 +26,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_env_reference_is_expanded(tmp_path: Path) -> None:
     """${VAR} is replaced from the environment and kept secret in reprs."""
-    config = load_config(write(tmp_path, GOOD), environ={"APP": "s3cret"})
-    assert config.poweroffice.application_key.get_secret_value() == "s3cret"
-    assert "s3cret" not in repr(config)
-    assert "s3cret" in config.secrets()
+    config = load_config(write(tmp_path, GOOD), environ={"APP": "s3cret-app-key"})
+    assert config.poweroffice.application_key.get_secret_value() == "s3cret-app-key"
+    assert "s3cret-app-key" not in repr(config)
+    assert "s3cret-app-key" in config.secrets()
 
 
 def test_missing_env_var_names_key_and_line(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_unknown_key_is_rejected_with_line(tmp_path: Path) -> None:
     """A typo in a key is an error naming the line, not silently ignored."""
     text = GOOD + "sync:\n  interval_secnds: 5\n"
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text), environ={"APP": "x"})
+        load_config(write(tmp_path, text), environ={"APP": "application-key"})
     assert info.value.location is not None
     assert info.value.location.endswith(":9")
     assert info.value.key == "sync.interval_secnds"
@@ -55,7 +55,7 @@ def test_bad_value_is_rejected(tmp_path: Path) -> None:
     """An unknown conflict policy is refused."""
     text = GOOD + "sync:\n  conflict_policy: coin-flip\n"
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text), environ={"APP": "x"})
+        load_config(write(tmp_path, text), environ={"APP": "application-key"})
     assert info.value.key == "sync.conflict_policy"
 
 
@@ -65,3 +65,13 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
         load_config(write(tmp_path, "pms: [\n  a: b\n"), environ={})
     assert info.value.location is not None
     assert ":" in info.value.location
+
+
+def test_a_key_too_short_to_redact_is_refused(tmp_path: Path) -> None:
+    """An API key under 8 characters is refused at load, naming its key and line."""
+    text = GOOD.replace("api_key: pms-api-key-1", "api_key: ab1")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={"APP": "application-key"})
+    assert info.value.key == "pms.api_key"
+    assert str(info.value).startswith(f"{tmp_path / 'tolken.yaml'}:7: pms.api_key: ")
+    assert "shorter than 8 characters" in str(info.value)

@@ -210,11 +210,12 @@ ALLOWED_IMPORTS = {
     "vocabulary": set(),
     "errors": set(),
     "_closing": set(),
+    "_redact": set(),
     "_yaml": {"vocabulary", "errors"},
-    "config": {"vocabulary", "errors", "_yaml"},
+    "config": {"vocabulary", "errors", "_yaml", "_redact"},
     "mapping": {"vocabulary", "errors", "config", "_yaml"},
-    "connectors": {"vocabulary", "errors", "config", "_closing"},
-    "store": {"vocabulary", "errors", "config", "_closing"},
+    "connectors": {"vocabulary", "errors", "config", "_closing", "_redact"},
+    "store": {"vocabulary", "errors", "config", "_closing", "_redact"},
     "engine": {
         "vocabulary",
         "errors",
@@ -261,6 +262,7 @@ ALLOWED_IMPORTS = {
         "compose",
         "web",
         "_signals",
+        "_redact",
     },
     "_signals": set(),
 }

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tolken._redact import shared as shared_redactor
 from tolken.errors import RecordError, TolkenError
 from tolken.store._links import LinkRepository, check_flow
 from tolken.store.models import SIDES, WINNERS, ConflictRow, FailureRow, PendingCreateRow
@@ -90,19 +91,21 @@ class IssueRepository(LinkRepository):
         """Park a record, or count another attempt if it is already parked.
 
         ``side`` and ``record_id`` name the record the failure is about; the
-        message is kept verbatim. The next attempt is due after an exponential
-        backoff on the number of attempts.
+        message is kept verbatim but for secrets (the process's redactor
+        replaces them in it and in ``details``). The next attempt is due after
+        an exponential backoff on the number of attempts.
         """
         check_flow(flow)
         if side not in SIDES:
             raise ValueError(f"unknown side {side!r}")
         record_id = str(record_id)
         now = self.now()
+        redactor = shared_redactor()
         changes: dict[str, Any] = {
             "error_class": error_class,
-            "message": message,
+            "message": redactor.text(message),
             "status": status,
-            "details": dict(details) if details is not None else None,
+            "details": redactor.value(dict(details)) if details is not None else None,
             "last_seen": now,
         }
         with self._write() as conn:

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
+from tolken._redact import shared as shared_redactor
 from tolken.store._base import StoreBase
 from tolken.store._links import check_flow
 from tolken.store.models import (
@@ -274,7 +275,7 @@ class OpsRepository(StoreBase):
             "finished_at": self.now(),
             "counts": {flow: dict(c) for flow, c in counts.items()},
             "requests": dict(requests),
-            "error": error,
+            "error": shared_redactor().text(error) if error is not None else None,
         }
         with self._write() as conn:
             row = conn.execute(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from tolken._closing import Closeable
-from tolken.errors import Unreachable
 from tolken.store._base import Clock, utcnow
-from tolken.store._db import make_engine
+from tolken.store._db import make_engine, open_failure
 from tolken.store._issues import IssueRepository
 from tolken.store._ops import OpsRepository
 from tolken.store._webhooks import WebhookRepository
@@ -32,8 +31,9 @@ def open_store(url: str | URL | Engine, *, clock: Clock = utcnow, migrate: bool 
 
     ``sqlite:///tolken.db`` (the default; WAL, foreign keys, busy timeout) or
     ``postgresql+psycopg://user:pass@host/db``. Raises :class:`tolken.errors.ConfigError`
-    for a malformed or unsupported URL and :class:`tolken.errors.Unreachable`
-    when the database cannot be reached.
+    for a malformed or unsupported URL or a SQLite file that cannot be opened
+    (naming its path), and :class:`tolken.errors.Unreachable` when the database
+    server cannot be reached.
     """
     owned = not isinstance(url, Engine)
     engine = url if isinstance(url, Engine) else make_engine(url)
@@ -41,9 +41,11 @@ def open_store(url: str | URL | Engine, *, clock: Clock = utcnow, migrate: bool 
         try:
             try:
                 upgrade(engine)
-            except OperationalError as exc:
-                message = f"cannot open the store: {exc.orig or exc}"
-                raise Unreachable(message, system="store") from None
+            except DBAPIError as exc:
+                # Not reachable, or not a database file; other errors are bugs to show whole.
+                if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
+                    raise
+                raise open_failure(engine.url, exc) from None
         except BaseException:
             if owned:  # a caller's engine is the caller's to dispose
                 engine.dispose()

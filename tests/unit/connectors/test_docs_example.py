@@ -151,7 +151,7 @@ def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> Non
 
 def test_custom_connector_example_refused_key_is_fatal() -> None:
     """With a wrong API key the example raises AuthError, which stops the run."""
-    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong")
+    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong-key")
     with httpx.Client(transport=httpx.MockTransport(_FakeAcme())) as http:
         connector = _example_module().AcmeConnector(settings, http=http)
         with pytest.raises(errors.AuthError):

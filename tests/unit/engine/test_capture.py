@@ -214,7 +214,7 @@ class FakeFeedPMS:
 
 def _pms(pms: FakeFeedPMS, mode: str) -> PMSClient:
     settings = PMSSettings.model_validate(
-        {"base_url": PMS_BASE, "api_key": "k", "change_capture": mode}
+        {"base_url": PMS_BASE, "api_key": "pms-api-key", "change_capture": mode}
     )
     return PMSClient(settings, http=httpx.Client(transport=httpx.MockTransport(pms)))
 

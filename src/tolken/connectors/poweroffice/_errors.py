@@ -123,7 +123,12 @@ def classify(
     where = _where(request)
     kwargs: dict[str, Any] = {"system": SYSTEM, "status": status}
 
-    if token_request and status in (400, 401, 403):
+    if token_request and status == 401:
+        # API Management answers 401 for a missing or wrong subscription key before
+        # the token endpoint sees the request (reference §2.4); that endpoint itself
+        # answers 400 invalid_client for unknown application/client keys (§2.3).
+        return AuthError(f"PowerOffice refused the subscription key: {message}", **kwargs)
+    if token_request and status in (400, 403):
         return AuthError(f"PowerOffice refused the application/client keys: {message}", **kwargs)
     if status in (401, 403):
         what = "access token or subscription key" if status == 401 else "privileges"
