@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tolken.store._base import StoreBase
 from tolken.store._links import check_flow
-from tolken.store.models import (
+from tolken.store._models import (
     RUN_STATUSES,
     SIDES,
     CursorRow,
@@ -21,7 +21,7 @@ from tolken.store.models import (
     PendingCreateRow,
     RunRow,
 )
-from tolken.store.records import (
+from tolken.store._records import (
     DuplicatePendingCreate,
     FlowId,
     PendingCreate,

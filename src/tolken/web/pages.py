@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from tolken.logging import get_logger, log_context
 from tolken.store import Failure, Store, UnknownRecord
-from tolken.store.records import FlowId, Side
+from tolken.vocabulary import FlowId, Side
 from tolken.web.status import (
     conflict_json,
     failure_json,

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, text
 from tolken.errors import ConfigError, Fatal, Unreachable
 from tolken.store import open_store
 from tolken.store._db import make_engine
-from tolken.store.migrate import alembic_config, current_revision, head_revision, schema_diff
+from tolken.store._migrate import alembic_config, current_revision, head_revision, schema_diff
 
 TABLES = {
     "links",

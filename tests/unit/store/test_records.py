@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from tolken.store import FLOW_PMS_RESOURCE, FlowState, Link, Shadow
+from tolken.store._flowstate import compact_row, to_utc
 from tolken.store._issues import retry_delay
-from tolken.store.flowstate import compact_row, to_utc
 
 T0 = datetime(2026, 5, 17, 10, 0, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ from tolken.errors import Unreachable
 from tolken.store._base import Clock, utcnow
 from tolken.store._db import make_engine
 from tolken.store._issues import IssueRepository
+from tolken.store._migrate import upgrade
 from tolken.store._ops import OpsRepository
-from tolken.store.migrate import upgrade
 
 __all__ = ["Store", "open_store"]
 
