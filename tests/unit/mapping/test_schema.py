@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the lockfile
+import jsonschema
 import pytest
 
 from tolken._starter import STARTER_CONFIG

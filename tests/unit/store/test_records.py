@@ -121,8 +121,7 @@ def test_flow_state_loads_once_on_first_use() -> None:
         return [row(1, "1", "a")]
 
     state = FlowState("acme", "customers", loader=loader)
-    assert not state.loaded
-    assert calls == []
+    assert (state.loaded, calls) == (False, [])
     assert state.pms_id_for("1") == "a"
     assert len(state) == 1
     assert calls == [1]
