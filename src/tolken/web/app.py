@@ -100,29 +100,7 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(router)
 
-    @app.middleware("http")
-    async def require_token(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.url.path in PUBLIC_PATHS:
-            return await call_next(request)
-        if not auth.allowed(request):
-            return _refused(ctx, request, configured=auth.configured)
-        if auth.query_ok(request) and request.method in ("GET", "HEAD") and _is_page(request):
-            # Trade the token in the URL for a cookie, and drop it from the address bar.
-            response: Response = RedirectResponse(url_without_token(request), status_code=303)
-        else:
-            response = await call_next(request)
-        if auth.query_ok(request):
-            response.set_cookie(
-                COOKIE_NAME,
-                auth.session_value(),
-                httponly=True,
-                samesite="strict",
-                secure=request.url.scheme == "https",
-                path="/",
-            )
-        return response
+    _require_token(app, auth, ctx)
 
     @app.exception_handler(TolkenError)
     async def store_down(request: Request, exc: TolkenError) -> Response:
@@ -182,6 +160,35 @@ def create_app(
         return JSONResponse({"accepted": True}, 202)
 
     return app
+
+
+def _require_token(app: FastAPI, auth: TokenAuth, ctx: Context) -> None:
+    """Refuse requests without the dashboard token (public paths aside); a token in the URL
+    of a page becomes a session cookie."""
+
+    @app.middleware("http")
+    async def require_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path in PUBLIC_PATHS:
+            return await call_next(request)
+        if not auth.allowed(request):
+            return _refused(ctx, request, configured=auth.configured)
+        if auth.query_ok(request) and request.method in ("GET", "HEAD") and _is_page(request):
+            # Trade the token in the URL for a cookie, and drop it from the address bar.
+            response: Response = RedirectResponse(url_without_token(request), status_code=303)
+        else:
+            response = await call_next(request)
+        if auth.query_ok(request):
+            response.set_cookie(
+                COOKIE_NAME,
+                auth.session_value(),
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+                path="/",
+            )
+        return response
 
 
 def _is_page(request: Request) -> bool:

@@ -384,7 +384,7 @@ class PowerOfficeClient(Closeable):
         record_id: str,
         changes: Mapping[str, Any],
         *,
-        version: int | None = None,
+        version: int | None = None,  # noqa: ARG002 - the Connector protocol; PowerOffice has none
     ) -> RemoteRecord:
         """Apply flat field paths (``{"MailAddress.City": "Oslo"}``) as a JSON Patch of PatchDto
         fields (PowerOffice has no versions, so ``version`` is ignored); returns the record as
