@@ -53,7 +53,7 @@ def test_bucket_hold_pauses_every_user() -> None:
 
 def test_bucket_is_thread_safe() -> None:
     """Concurrent callers each reserve a distinct slot: total waiting grows as a queue."""
-    bucket = TokenBucket(1000.0, clock=lambda: 0.0, sleep=lambda s: None)
+    bucket = TokenBucket(1000.0, clock=lambda: 0.0, sleep=lambda _: None)
     waits: list[float] = []
     lock = threading.Lock()
 
@@ -147,7 +147,7 @@ def test_policy_retry_if_stops_retries_for_one_call() -> None:
         raise ServerError("maybe done")
 
     with _http.testing(), pytest.raises(ServerError):
-        RetryPolicy(attempts=4).call(fail, retry_if=lambda exc: False)
+        RetryPolicy(attempts=4).call(fail, retry_if=lambda _: False)
     assert calls == 1
 
 

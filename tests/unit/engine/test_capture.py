@@ -51,7 +51,7 @@ class FakePowerOffice:
         self.records[record_id] = RemoteRecord("Customers", record_id, data, changed_at=at)
 
     def list(
-        self, resource: str, *, changed_after: datetime | None = None
+        self, _resource: str, *, changed_after: datetime | None = None
     ) -> Iterator[RemoteRecord]:
         self.reads.append(changed_after)
         for record in sorted(self.records.values(), key=lambda r: r.changed_at or T0):
@@ -329,7 +329,7 @@ class PlainPMS:
         self.records[record_id] = RemoteRecord("customers", record_id, {"id": record_id}, at)
 
     def list(
-        self, resource: str, *, changed_after: datetime | None = None
+        self, _resource: str, *, changed_after: datetime | None = None
     ) -> Iterator[RemoteRecord]:
         self.reads.append(changed_after)
         for record in sorted(self.records.values(), key=lambda r: r.changed_at or T0):
