@@ -190,7 +190,7 @@ def validate_model(model: type[M], data: Any, path: Path) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = [p for p in err["loc"] if isinstance(p, int | str)]
+        loc = list(err["loc"])
         line = line_of(data, loc)
         where = f"{path}:{line}" if line else str(path)
         key = ".".join(str(p) for p in loc) or None

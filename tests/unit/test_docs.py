@@ -346,6 +346,33 @@ def test_no_package_imports_another_packages_private_modules() -> None:
     assert not wrong, wrong
 
 
+def _sealed_packages() -> set[str]:
+    """The sealed packages docs/architecture.md lists in its private-module rule."""
+    rule = ARCHITECTURE.split("**Private modules.**", 1)[1].split("\n\n", 1)[0]
+    listed = rule.split("the sealed packages are", 1)[1].split("(", 1)[0]
+    return set(re.findall(r"`(tolken(?:\.\w+)*)`", listed))
+
+
+def test_sealed_packages_keep_every_module_private() -> None:
+    """Each package docs/architecture.md calls sealed has only ``_``-prefixed modules, and every
+    package whose modules are all ``_``-prefixed is listed as sealed."""
+    src = ROOT / "src"
+    sealed = _sealed_packages()
+    assert {"tolken.store", "tolken.connectors.pms"} <= sealed
+    modules: dict[str, list[str]] = {}
+    for path in sorted((src / "tolken").rglob("*.py")):
+        if "migrations" in path.parts or path.name == "__init__.py":
+            continue  # Alembic loads its scripts by path
+        package = ".".join(path.relative_to(src).parent.parts)
+        modules.setdefault(package, []).append(path.stem)
+    public = {p: [m for m in names if not m.startswith("_")] for p, names in modules.items()}
+    wrong = {p: names for p, names in public.items() if p in sealed and names}
+    assert not wrong, f"public modules in sealed packages: {wrong}"
+    unlisted = sorted(p for p, names in public.items() if not names and p not in sealed)
+    assert not unlisted, f"all-private packages the docs do not call sealed: {unlisted}"
+    assert sealed <= set(modules), f"sealed packages that do not exist: {sealed - set(modules)}"
+
+
 def _module_graph(src: Path) -> dict[str, set[str]]:
     """``module -> tolken modules it imports``, every import counted (``TYPE_CHECKING`` too)."""
     modules = {}

@@ -14,7 +14,7 @@ from tolken._commands.common import console, dump_json, load, one_line_errors
 from tolken.compose import open_engine
 from tolken.config import TolkenConfig
 from tolken.store import Store, open_store
-from tolken.store.records import FlowId
+from tolken.vocabulary import FlowId
 
 __all__ = [
     "conflicts_command",

@@ -141,7 +141,6 @@ class _Demo:
             if not self.options.serve:
                 return 0
             return self._serve(config, redactor, token)
-        return 0  # pragma: no cover - the with block always returns
 
     @contextlib.contextmanager
     def _engine(self, config: TolkenConfig) -> Iterator[tuple[SyncEngine, LinkWatchingStore]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tolken.store import Store
-from tolken.store.records import FlowId
+from tolken.vocabulary import FlowId
 
 __all__ = ["LinkResolver"]
 

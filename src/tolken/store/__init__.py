@@ -10,8 +10,8 @@ the store is opened. SQLite by default, PostgreSQL through the same code::
         store.add_history(link.id, "to_pms", "link", {}, "merge rule: organization_number")
 """
 
-from tolken.store.flowstate import FlowState
-from tolken.store.records import (
+from tolken.store._flowstate import FlowState
+from tolken.store._records import (
     FLOW_PMS_RESOURCE,
     ConflictRecord,
     Direction,
@@ -32,7 +32,7 @@ from tolken.store.records import (
     UnknownRecord,
     Winner,
 )
-from tolken.store.repository import Store, open_store
+from tolken.store._repository import Store, open_store
 
 __all__ = [
     "FLOW_PMS_RESOURCE",

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from tolken._redact import shared as shared_redactor
 from tolken.errors import RecordError, TolkenError
 from tolken.store._links import LinkRepository, check_flow
-from tolken.store.models import SIDES, WINNERS, ConflictRow, FailureRow, PendingCreateRow
-from tolken.store.records import (
+from tolken.store._models import SIDES, WINNERS, ConflictRow, FailureRow, PendingCreateRow
+from tolken.store._records import (
     ConflictRecord,
     Failure,
     FlowCounts,

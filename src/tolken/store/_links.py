@@ -25,8 +25,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from tolken.store._base import StoreBase, chunked
-from tolken.store.flowstate import FlowState, compact_row, decode_shadow
-from tolken.store.models import (
+from tolken.store._flowstate import FlowState, compact_row, decode_shadow
+from tolken.store._models import (
     FLOWS,
     LINK_STATES,
     FlowVersionRow,
@@ -34,7 +34,7 @@ from tolken.store.models import (
     LinkRow,
     ShadowRow,
 )
-from tolken.store.records import (
+from tolken.store._records import (
     FLOW_PMS_RESOURCE,
     Direction,
     DuplicateLink,

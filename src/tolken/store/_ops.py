@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from tolken._redact import shared as shared_redactor
 from tolken.store._base import StoreBase
 from tolken.store._links import check_flow
-from tolken.store.models import (
+from tolken.store._models import (
     RUN_STATUSES,
     SIDES,
     CursorRow,
@@ -22,7 +22,7 @@ from tolken.store.models import (
     PendingCreateRow,
     RunRow,
 )
-from tolken.store.records import (
+from tolken.store._records import (
     DuplicatePendingCreate,
     FlowId,
     PendingCreate,

@@ -6,7 +6,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from tolken.store._base import StoreBase
-from tolken.store.models import WebhookDeliveryRow
+from tolken.store._models import WebhookDeliveryRow
 
 __all__ = ["WebhookRepository"]
 

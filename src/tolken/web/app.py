@@ -43,6 +43,7 @@ from tolken.web.pages import Context, router
 from tolken.web.security import (
     CSRF_FIELD,
     SAFE_METHODS,
+    Refusal,
     SameOrigin,
     SecurityHeaders,
     csrf_protect,
@@ -149,37 +150,7 @@ def create_app(
         SameOrigin, refuse=refuse, exempt=exempt, public_url=serve.public_url if serve else None
     )
 
-    @app.middleware("http")
-    async def require_token(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.url.path in PUBLIC_PATHS:
-            return await call_next(request)
-        if request.method not in SAFE_METHODS and "token" in request.query_params:
-            # A cross-site form could carry it in its action; the token opens GET pages only.
-            return refuse(
-                request.scope,
-                "Refused: ?token= is accepted on GET only, to sign in. "
-                "Post from the dashboard's pages, or send Authorization: Bearer <serve.token>.",
-                403,
-            )
-        if not auth.allowed(request):
-            return _refused(ctx, request, configured=auth.configured)
-        if auth.query_ok(request) and request.method in ("GET", "HEAD") and _is_page(request):
-            # Trade the token in the URL for a cookie, and drop it from the address bar.
-            response: Response = RedirectResponse(url_without_token(request), status_code=303)
-        else:
-            response = await call_next(request)
-        if auth.query_ok(request) and request.method in ("GET", "HEAD"):
-            response.set_cookie(
-                COOKIE_NAME,
-                auth.session_value(),
-                httponly=True,
-                samesite="strict",
-                secure=request.url.scheme == "https",
-                path="/",
-            )
-        return response
+    _require_token(app, auth, ctx, refuse)
 
     app.add_middleware(SecurityHeaders)
 
@@ -225,6 +196,14 @@ def create_app(
     def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    _add_webhook_route(app, receiver, metrics)
+
+    return app
+
+
+def _add_webhook_route(app: FastAPI, receiver: WebhookReceiver, metrics: Metrics) -> None:
+    """``POST /webhooks/pms``: a capped body, verified and queued (202), or refused."""
+
     @app.post("/webhooks/pms", include_in_schema=False)
     async def pms_webhook(request: Request) -> JSONResponse:
         try:
@@ -253,7 +232,42 @@ def create_app(
         )
         return JSONResponse({"accepted": True}, 202)
 
-    return app
+
+def _require_token(app: FastAPI, auth: TokenAuth, ctx: Context, refuse: Refusal) -> None:
+    """Refuse requests without the dashboard token (public paths aside); a token in the URL
+    of a page becomes a session cookie, and is never accepted on a state-changing request."""
+
+    @app.middleware("http")
+    async def require_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path in PUBLIC_PATHS:
+            return await call_next(request)
+        if request.method not in SAFE_METHODS and "token" in request.query_params:
+            # A cross-site form could carry it in its action; the token opens GET pages only.
+            return refuse(
+                request.scope,
+                "Refused: ?token= is accepted on GET only, to sign in. "
+                "Post from the dashboard's pages, or send Authorization: Bearer <serve.token>.",
+                403,
+            )
+        if not auth.allowed(request):
+            return _refused(ctx, request, configured=auth.configured)
+        if auth.query_ok(request) and request.method in ("GET", "HEAD") and _is_page(request):
+            # Trade the token in the URL for a cookie, and drop it from the address bar.
+            response: Response = RedirectResponse(url_without_token(request), status_code=303)
+        else:
+            response = await call_next(request)
+        if auth.query_ok(request) and request.method in ("GET", "HEAD"):
+            response.set_cookie(
+                COOKIE_NAME,
+                auth.session_value(),
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+                path="/",
+            )
+        return response
 
 
 def _is_page(request: Request) -> bool:

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from tolken.logging import get_logger, log_context
 from tolken.store import Failure, Store, UnknownRecord
-from tolken.store.records import FlowId, Side
+from tolken.vocabulary import FlowId, Side
 from tolken.web.status import (
     conflict_json,
     failure_json,
@@ -53,7 +53,7 @@ def _page(request: Request, template: str, title: str, data: dict[str, Any]) -> 
     )
 
 
-def _flow(value: str | None, ctx: Context) -> FlowId | None:
+def _flow(value: str | None) -> FlowId | None:
     if value in (None, ""):
         return None
     if value not in ("departments", "customers", "projects"):
@@ -119,7 +119,7 @@ def failures_page(
     request: Request, flow: str | None = None, include_resolved: bool = Query(False, alias="all")
 ) -> Response:
     ctx = _ctx(request)
-    data = failures_data(ctx, _flow(flow, ctx), include_resolved)
+    data = failures_data(ctx, _flow(flow), include_resolved)
     return _page(
         request,
         "failures.html",
@@ -133,7 +133,7 @@ def api_failures(
     request: Request, flow: str | None = None, include_resolved: bool = Query(False, alias="all")
 ) -> list[dict[str, Any]]:
     ctx = _ctx(request)
-    return list(failures_data(ctx, _flow(flow, ctx), include_resolved)["failures"])
+    return list(failures_data(ctx, _flow(flow), include_resolved)["failures"])
 
 
 def _one_failure(ctx: Context, failure_id: int) -> dict[str, Any]:
@@ -198,7 +198,7 @@ def conflicts_data(ctx: Context, flow: FlowId | None, parked_only: bool) -> dict
 @router.get("/conflicts")
 def conflicts_page(request: Request, flow: str | None = None, parked: bool = False) -> Response:
     ctx = _ctx(request)
-    data = conflicts_data(ctx, _flow(flow, ctx), parked)
+    data = conflicts_data(ctx, _flow(flow), parked)
     return _page(
         request, "conflicts.html", "Conflicts", {**data, "flow": flow or "", "parked": parked}
     )
@@ -209,7 +209,7 @@ def api_conflicts(
     request: Request, flow: str | None = None, parked: bool = False
 ) -> list[dict[str, Any]]:
     ctx = _ctx(request)
-    return list(conflicts_data(ctx, _flow(flow, ctx), parked)["conflicts"])
+    return list(conflicts_data(ctx, _flow(flow), parked)["conflicts"])
 
 
 def _settle(ctx: Context, conflict_id: int, winner: str) -> dict[str, Any]:
@@ -251,7 +251,7 @@ def links_data(ctx: Context, flow: FlowId | None, offset: int) -> dict[str, Any]
 @router.get("/links")
 def links_page(request: Request, flow: str | None = None, offset: int = Query(0, ge=0)) -> Response:
     ctx = _ctx(request)
-    data = links_data(ctx, _flow(flow, ctx), offset)
+    data = links_data(ctx, _flow(flow), offset)
     return _page(request, "links.html", "Links", {**data, "flow": flow or ""})
 
 
@@ -260,7 +260,7 @@ def api_links(
     request: Request, flow: str | None = None, offset: int = Query(0, ge=0)
 ) -> dict[str, Any]:
     ctx = _ctx(request)
-    return links_data(ctx, _flow(flow, ctx), offset)
+    return links_data(ctx, _flow(flow), offset)
 
 
 def link_data(ctx: Context, link_id: int) -> dict[str, Any]:

@@ -59,8 +59,9 @@ def quiet_logs() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+@pytest.mark.usefixtures("quiet_logs")
 def test_a_store_path_that_cannot_be_opened_exits_2_naming_it(
-    tmp_path: Path, quiet_logs: None
+    tmp_path: Path,
 ) -> None:
     """`sync --once` with a store in a missing folder exits 2 with one line naming the path."""
     store = tmp_path / "no-such-folder" / "tolken.db"

@@ -43,8 +43,9 @@ def quiet_logs() -> Iterator[None]:
     ],
     ids=["poweroffice", "pms"],
 )
+@pytest.mark.usefixtures("quiet_logs")
 def test_plan_docs_and_sync_exit_2_naming_file_line_and_field(
-    tmp_path: Path, quiet_logs: None, old: str, new: str, key: str, says: str
+    tmp_path: Path, old: str, new: str, key: str, says: str
 ) -> None:
     """Each command exits 2 with one line: mapping file, line, key and the missing field."""
     text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8").replace(old, new)

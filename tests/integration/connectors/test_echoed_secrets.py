@@ -70,7 +70,10 @@ def _store_bytes(tmp: Path) -> bytes:
     return b"".join(path.read_bytes() for path in tmp.glob("tolken.db*"))
 
 
-def test_echoed_key_in_record_errors_is_redacted_everywhere(sb: Sandbox, quiet_logs: None) -> None:
+@pytest.mark.usefixtures("quiet_logs")
+def test_echoed_key_in_record_errors_is_redacted_everywhere(
+    sb: Sandbox,
+) -> None:
     """Parked records' messages hold [redacted] for the echoed key: CLI, store and dashboard."""
     sb.po_create("Departments", {"Code": "D1", "Name": "Sales"})
     sb.po_create("Customers", {"Name": "Acme AS", "OrganizationNumber": "912345678"})
@@ -100,7 +103,10 @@ def test_echoed_key_in_record_errors_is_redacted_everywhere(sb: Sandbox, quiet_l
     assert PMS_API_KEY not in page.text
 
 
-def test_echoed_key_in_a_refusal_is_redacted_from_the_error(sb: Sandbox, quiet_logs: None) -> None:
+@pytest.mark.usefixtures("quiet_logs")
+def test_echoed_key_in_a_refusal_is_redacted_from_the_error(
+    sb: Sandbox,
+) -> None:
     """A 401 whose text echoes the key exits 1 with a line and a run error without the key."""
     pms = echoing(create_pms(), 401, writes_only=False, as_json=False)
     with serve(pms) as pms_url:

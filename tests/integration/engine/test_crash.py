@@ -16,6 +16,14 @@ import pytest
 
 from integration.sync_harness import Sandbox, no_waits, running_sandbox
 from tolken.store import open_store
+from tolken.vocabulary import FlowId
+
+# The PowerOffice resource each flow reads.
+PO_RESOURCES: dict[FlowId, str] = {
+    "departments": "Departments",
+    "customers": "Customers",
+    "projects": "Projects",
+}
 
 
 @pytest.fixture
@@ -68,11 +76,7 @@ def test_sigkill_during_the_initial_sync_then_restart_gives_one_record_each(sb: 
     assert done.returncode == 0, done.stderr
     po_ids = {
         flow: {str(r["Id"]) for r in sb.po_list(resource)}
-        for flow, resource in (
-            ("departments", "Departments"),
-            ("customers", "Customers"),
-            ("projects", "Projects"),
-        )
+        for flow, resource in PO_RESOURCES.items()
     }
     with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as store:
         links = {flow: store.link_map("default", flow) for flow in po_ids}

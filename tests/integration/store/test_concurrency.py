@@ -23,7 +23,7 @@ def run_workers(url: str, work: Callable[[Store, int], None]) -> list[BaseExcept
         try:
             barrier.wait()
             work(stores[number], number)
-        except BaseException as exc:  # reported by the caller's assertion
+        except BaseException as exc:  # noqa: BLE001 - a thread's error, reported by the caller's assertion
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(WORKERS)]
@@ -84,7 +84,7 @@ def test_concurrent_workers_pend_one_create_per_record(store_url: str) -> None:
     won: list[str] = []
     lock = threading.Lock()
 
-    def work(store: Store, number: int) -> None:
+    def work(store: Store, _number: int) -> None:
         for i in range(RECORDS):
             try:
                 store.add_pending_create("acme", "customers", "pms", str(i))

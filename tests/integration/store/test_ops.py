@@ -176,7 +176,8 @@ def test_resolved_failure_leaves_the_list_and_a_new_one_starts_over(store: Store
     assert again.attempts == 1
 
 
-def test_retry_now_makes_parked_records_due(store: Store, clock: FakeClock) -> None:
+@pytest.mark.usefixtures("clock")  # the store reads the fake time
+def test_retry_now_makes_parked_records_due(store: Store) -> None:
     """``tolken retry`` makes every parked record (or the chosen ones) due at once."""
     a = store.record_failure("acme", "customers", "pms", "c-1", "NotFound", "gone")
     store.record_failure("acme", "customers", "pms", "c-2", "NotFound", "gone")

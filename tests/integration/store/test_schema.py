@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, text
 from tolken.errors import ConfigError, Fatal, Unreachable
 from tolken.store import open_store
 from tolken.store._db import make_engine
-from tolken.store.migrate import alembic_config, current_revision, head_revision, schema_diff
+from tolken.store._migrate import alembic_config, current_revision, head_revision, schema_diff
 
 TABLES = {
     "links",
@@ -79,7 +79,7 @@ def test_workers_starting_together_migrate_once(store_url: str) -> None:
         try:
             barrier.wait()
             open_store(store_url).close()
-        except BaseException as exc:  # the assertion below reports it
+        except BaseException as exc:  # noqa: BLE001 - a thread's error; the assertion below reports it
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -141,7 +141,7 @@ def test_losing_postgres_mid_transaction_is_reported_and_recovered(postgres_url:
             def write_while_the_server_drops_us() -> None:
                 with store.transaction():
                     store.create_link("acme", "customers", "1", "a")
-                    current = store._current()
+                    current = store._current()  # noqa: SLF001 - the connection this transaction holds
                     assert current is not None
                     pid = current.exec_driver_sql("SELECT pg_backend_pid()").scalar()
                     with admin.begin() as conn:

@@ -42,9 +42,8 @@ def client(tmp_path: Path, store: Store, woken: list[str]) -> TestClient:
     return TestClient(app)
 
 
-def test_overview_shows_each_flow_with_counts_last_run_and_lag(
-    client: TestClient, ids: dict[str, int]
-) -> None:
+@pytest.mark.usefixtures("ids")  # the seeded store the page shows
+def test_overview_shows_each_flow_with_counts_last_run_and_lag(client: TestClient) -> None:
     """The JSON twin has per-flow links, failures, conflicts, the last run and the lag."""
     data = client.get("/api/status", headers=AUTH).json()
     flows = {f["flow"]: f for f in data["flows"]}
@@ -60,9 +59,8 @@ def test_overview_shows_each_flow_with_counts_last_run_and_lag(
     assert data["runs"][0]["requests"] == {"poweroffice": 9, "pms": 7}
 
 
-def test_overview_page_renders_the_same_figures_as_its_twin(
-    client: TestClient, ids: dict[str, int]
-) -> None:
+@pytest.mark.usefixtures("ids")  # the seeded store the page shows
+def test_overview_page_renders_the_same_figures_as_its_twin(client: TestClient) -> None:
     """The HTML overview shows each flow's link count, failures and a lag of 1 min 30 s."""
     html = client.get("/", headers=AUTH).text
     customers = html.split('data-flow="customers"', 1)[1].split("</section>", 1)[0]
@@ -103,9 +101,8 @@ def test_retry_button_marks_the_failure_due_and_wakes_the_loop(
     assert woken == ["wake"]
 
 
-def test_conflicts_list_both_values_the_policy_and_the_winner(
-    client: TestClient, ids: dict[str, int]
-) -> None:
+@pytest.mark.usefixtures("ids")  # the seeded store the page shows
+def test_conflicts_list_both_values_the_policy_and_the_winner(client: TestClient) -> None:
     """Each conflict shows both values, the value before, the policy and who won."""
     conflicts = {c["field"]: c for c in client.get("/api/conflicts", headers=AUTH).json()}
     assert conflicts["name"]["poweroffice_value"] == "Acme AS"
@@ -145,7 +142,8 @@ def test_link_page_shows_its_history_newest_first(client: TestClient, ids: dict[
     assert client.get("/links/9999", headers=AUTH).status_code == 404
 
 
-def test_links_list_filters_by_flow(client: TestClient, ids: dict[str, int]) -> None:
+@pytest.mark.usefixtures("ids")  # the seeded store the page shows
+def test_links_list_filters_by_flow(client: TestClient) -> None:
     """/api/links?flow=customers lists only that flow's links; an unknown flow is a 400."""
     data = client.get("/api/links?flow=customers", headers=AUTH).json()
     assert [link["pms_id"] for link in data["links"]] == ["cus_a", "cus_b"]

@@ -190,9 +190,8 @@ def test_an_api_client_with_a_bearer_token_needs_no_csrf_token(
     assert foreign.json()["error"] == "forbidden"
 
 
-def test_a_cookie_api_call_without_the_csrf_header_is_refused(
-    client: TestClient, ids: dict[str, int]
-) -> None:
+@pytest.mark.usefixtures("ids")
+def test_a_cookie_api_call_without_the_csrf_header_is_refused(client: TestClient) -> None:
     """A script riding on the session cookie must send X-CSRFToken (403 JSON otherwise)."""
     _signed_in(client)
     refused = client.post("/api/failures/retry", headers={"Origin": OWN})

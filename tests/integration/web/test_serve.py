@@ -63,7 +63,7 @@ def running(config: TolkenConfig) -> Iterator[tuple[Serving, Cycles]]:
         def loop() -> None:
             try:
                 watch_loop(srv.engine, srv.queue, on_cycle=cycles)
-            except BaseException as exc:  # surfaced in the test thread below
+            except BaseException as exc:  # noqa: BLE001 - surfaced in the test thread below
                 errors.append(exc)
 
         thread = threading.Thread(target=loop, daemon=True)

@@ -249,12 +249,12 @@ def test_custom_connector_feed_example_is_a_change_feed(acme: tuple[Any, _FakeAc
     settings = PMSSettings(base_url="https://acme.example.com/api/", api_key="acme-key")
     with httpx.Client(transport=httpx.MockTransport(fake)) as http:
         feed = _example_module().AcmeFeedConnector(settings, http=http)
-        assert isinstance(feed, ChangeFeed)
         made = [
             feed.create("customers", {"name": f"Firma {i}"}, idempotency_key=f"tk-{i}")
             for i in range(3)
         ]
         feed.delete("customers", made[0].id)
+        assert isinstance(feed, ChangeFeed)
         page = feed.changes(1, limit=2)
     assert [(i.seq, i.resource, i.id, i.op) for i in page.items] == [
         (2, "customers", made[1].id, "upsert"),

@@ -77,7 +77,7 @@ def test_policy_retry_if_stops_retries_for_one_call() -> None:
         raise ServerError("maybe done")
 
     with _http.testing(), pytest.raises(ServerError):
-        RetryPolicy(attempts=4).call(fail, retry_if=lambda exc: False)
+        RetryPolicy(attempts=4).call(fail, retry_if=lambda _: False)
     assert calls == 1
 
 

@@ -55,7 +55,7 @@ class FakePowerOffice:
         self.records[record_id] = RemoteRecord("Customers", record_id, data, changed_at=at)
 
     def list(
-        self, resource: str, *, changed_after: datetime | None = None
+        self, _resource: str, *, changed_after: datetime | None = None
     ) -> Iterator[RemoteRecord]:
         self.reads.append(changed_after)
         for record in sorted(self.records.values(), key=lambda r: r.changed_at or T0):
@@ -111,7 +111,9 @@ def test_a_waiting_record_holds_the_cursor_so_it_is_read_again(store: Store) -> 
     po.put("2", "waits", T0 + timedelta(minutes=5))
     po.put("3", "C", T0 + timedelta(minutes=10))
     _cycle(po, store, T0 + timedelta(hours=1), held=frozenset({"2"}))
-    assert load_po_cursor(store, "t", "Customers").position < T0 + timedelta(minutes=5)
+    position = load_po_cursor(store, "t", "Customers").position
+    assert position is not None
+    assert position < T0 + timedelta(minutes=5)
     assert _cycle(po, store, T0 + timedelta(hours=1)) == ["2"]
 
 
@@ -331,7 +333,7 @@ class PlainPMS:
         self.records[record_id] = RemoteRecord("customers", record_id, {"id": record_id}, at)
 
     def list(
-        self, resource: str, *, changed_after: datetime | None = None
+        self, _resource: str, *, changed_after: datetime | None = None
     ) -> Iterator[RemoteRecord]:
         self.reads.append(changed_after)
         for record in sorted(self.records.values(), key=lambda r: r.changed_at or T0):
@@ -417,7 +419,7 @@ class _StuckFeed:
     def __init__(self) -> None:
         self.reads = 0
 
-    def changes(self, after: int, *, limit: int) -> FeedPage:
+    def changes(self, after: int, *, limit: int) -> FeedPage:  # noqa: ARG002 (the ChangeFeed signature)
         self.reads += 1
         return FeedPage(
             (FeedItem(after, "customers", "c1", "upsert"),), last_seq=after, has_more=True
@@ -438,7 +440,7 @@ def test_a_stop_ends_a_feed_read_between_pages() -> None:
     reads = 0
 
     class LongFeed:
-        def changes(self, after: int, *, limit: int) -> FeedPage:
+        def changes(self, after: int, *, limit: int) -> FeedPage:  # noqa: ARG002 (the ChangeFeed signature)
             nonlocal reads
             reads += 1
             stop.set()

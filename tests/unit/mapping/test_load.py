@@ -229,10 +229,10 @@ def test_python_objects_fill_slots() -> None:
     """A mapping built in Python may put its own transform object in a slot."""
 
     class Upper:
-        def to_pms(self, value: object, ctx: object) -> object:
+        def to_pms(self, value: object, _ctx: object) -> object:
             return str(value).upper()
 
-        def to_poweroffice(self, value: object, ctx: object) -> object:
+        def to_poweroffice(self, value: object, _ctx: object) -> object:
             return str(value).lower()
 
         def describe(self) -> str:
@@ -280,10 +280,10 @@ def test_registered_transform_is_picked_by_name(tmp_path: Path) -> None:
         def __init__(self, params: dict[str, Any]) -> None:
             self.prefix = str(params.get("prefix", ""))
 
-        def to_pms(self, value: Any, ctx: Any) -> Any:
+        def to_pms(self, value: Any, _ctx: Any) -> Any:
             return None if value is None else f"{self.prefix}{value}"
 
-        def to_poweroffice(self, value: Any, ctx: Any) -> Any:
+        def to_poweroffice(self, value: Any, _ctx: Any) -> Any:
             return None if value is None else str(value).removeprefix(self.prefix)
 
         def describe(self) -> str:
@@ -321,7 +321,10 @@ def test_poweroffice_fields_match_in_any_casing(tmp_path: Path) -> None:
     """Real fields load in any casing (PowerOffice reads keys case-insensitively)."""
     text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")
     text = text.replace("poweroffice: MailAddress.City,", "poweroffice: mailAddress.city,")
-    assert load_mapping(write(tmp_path, text)).flow("customers").property_for("address.city")
+    assert (
+        load_mapping(write(tmp_path, text)).flow("customers").property_for("address.city")
+        is not None
+    )
 
 
 def test_a_pms_field_outside_the_contract_is_refused_unless_the_connector_is_custom(

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the lockfile
+import jsonschema
 import pytest
 
 from tolken._starter import STARTER_CONFIG
@@ -36,7 +36,7 @@ def test_default_mapping_validates_against_schema() -> None:
     jsonschema.validate(plain(load_yaml(DEFAULT_MAPPING_PATH)), schema)
 
 
-def test_schema_flags_a_misspelt_key(tmp_path: Path) -> None:
+def test_schema_flags_a_misspelt_key() -> None:
     """The mapping schema rejects what the loader rejects: an unknown key in a property."""
     schema = json.loads(render_schemas()["mapping.schema.json"])
     data = plain(load_yaml(DEFAULT_MAPPING_PATH))

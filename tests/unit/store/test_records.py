@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from tolken.store import FLOW_PMS_RESOURCE, FlowState, Link, Shadow
+from tolken.store._flowstate import compact_row, to_utc
 from tolken.store._issues import retry_delay
-from tolken.store.flowstate import compact_row, to_utc
 
 T0 = datetime(2026, 5, 17, 10, 0, tzinfo=UTC)
 
@@ -121,8 +121,7 @@ def test_flow_state_loads_once_on_first_use() -> None:
         return [row(1, "1", "a")]
 
     state = FlowState("acme", "customers", loader=loader)
-    assert not state.loaded
-    assert calls == []
+    assert (state.loaded, calls) == (False, [])
     assert state.pms_id_for("1") == "a"
     assert len(state) == 1
     assert calls == [1]

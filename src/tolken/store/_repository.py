@@ -10,9 +10,9 @@ from tolken._closing import Closeable
 from tolken.store._base import Clock, utcnow
 from tolken.store._db import make_engine, open_failure
 from tolken.store._issues import IssueRepository
+from tolken.store._migrate import upgrade
 from tolken.store._ops import OpsRepository
 from tolken.store._webhooks import WebhookRepository
-from tolken.store.migrate import upgrade
 
 __all__ = ["Store", "open_store"]
 
