@@ -102,7 +102,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Sandbox, Serving]]:
 
 
 def _finished_runs(srv: Serving) -> int:
-    return sum(r.finished_at is not None for r in srv.engine.store.last_runs("default"))
+    return sum(r.finished_at is not None for r in srv.engine.store.last_runs())
 
 
 def _wait(check: object, timeout: float) -> None:

@@ -56,7 +56,7 @@ def test_leaving_the_block_closes_the_connections_but_not_a_shared_store(sb: San
         assert po.closed
         assert pms.closed
         assert run_id is not None
-        run = store.get_run(run_id)  # the dashboard reads the run from the same store
+        run = store.for_tenant(config.tenant).get_run(run_id)  # the dashboard reads the same store
         assert run is not None
         assert run.status == "ok"
 

@@ -36,7 +36,7 @@ from tolken.engine.services import FlowServices
 from tolken.errors import RecordError, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
-from tolken.store import DuplicateLink, Store
+from tolken.store import DuplicateLink, Store, TenantStore
 from tolken.vocabulary import FlowId
 
 __all__ = ["RequestCounts", "SyncEngine"]
@@ -72,7 +72,7 @@ class SyncEngine:
         counter: RequestCounts | None = None,
     ) -> None:
         self.config = config
-        self.store = store
+        self.store: TenantStore = store.for_tenant(config.tenant)
         self.poweroffice = poweroffice
         self.pms = pms
         self.mapping = mapping or load_mapping(config.mapping)
@@ -113,13 +113,12 @@ class SyncEngine:
         before = self.counter.snapshot() if self.counter else {}
         report = CycleReport(reconciled=reconcile, dry_run=dry_run)
         started = self.store.now()
-        run_id = None if dry_run else self.store.start_run(self.tenant)
+        run_id = None if dry_run else self.store.start_run()
         report.run_id = run_id
-        resolver = LinkResolver(self.store, self.tenant)
+        resolver = LinkResolver(self.store)
         pms_capture = PMSCapture(
             self.pms,
             self.store,
-            self.tenant,
             use_feed=self.config.pms.change_capture == "changes",
         )
         overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
@@ -235,8 +234,8 @@ class SyncEngine:
                 system="pms",
             )
         for existing, side, record_id in (
-            (self.store.get_link_by_po(self.tenant, flow_id, po_id), "PowerOffice", po_id),
-            (self.store.get_link_by_pms(self.tenant, flow_id, pms_id), "PMS", pms_id),
+            (self.store.get_link_by_po(flow_id, po_id), "PowerOffice", po_id),
+            (self.store.get_link_by_pms(flow_id, pms_id), "PMS", pms_id),
         ):
             if existing is not None:
                 raise DuplicateLink(
@@ -245,7 +244,7 @@ class SyncEngine:
                 )
         report = CycleReport()
         executor = self._executor(
-            flow_id, report, LinkResolver(self.store, self.tenant), dry_run=False, run_id=None
+            flow_id, report, LinkResolver(self.store), dry_run=False, run_id=None
         )
         executor.remember("poweroffice", po_record)
         executor.remember("pms", pms_record)
@@ -259,7 +258,7 @@ class SyncEngine:
         for group in group_actions(actions):
             executor.apply(group)
         for side_name, record_id in (("poweroffice", po_id), ("pms", pms_id)):
-            self.store.resolve_failure(self.tenant, flow_id, side_name, record_id)  # type: ignore[arg-type]
+            self.store.resolve_failure(flow_id, side_name, record_id)  # type: ignore[arg-type]
         return report
 
     def _requests(self, before: dict[str, int]) -> dict[str, int]:

@@ -74,9 +74,10 @@ def test_sigkill_during_the_initial_sync_then_restart_gives_one_record_each(sb: 
             ("projects", "Projects"),
         )
     }
-    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as store:
-        links = {flow: store.link_map("default", flow) for flow in po_ids}
-        pending = store.pending_creates("default")
+    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as db:
+        store = db.for_tenant("default")
+        links = {flow: store.link_map(flow) for flow in po_ids}
+        pending = store.pending_creates()
     pms_customers = sb.pms_list("customers")
     pms_projects = sb.pms_list("projects")
     for flow, ids in po_ids.items():

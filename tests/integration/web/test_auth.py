@@ -29,7 +29,7 @@ PROTECTED = (
 def client(tmp_path: Path) -> Iterator[TestClient]:
     config = make_config(tmp_path)
     with open_store(config.store) as store:
-        yield TestClient(create_app(config, store))
+        yield TestClient(create_app(config, store.for_tenant(config.tenant)))
 
 
 @pytest.mark.parametrize("path", PROTECTED)
@@ -85,7 +85,7 @@ def test_without_a_configured_token_the_dashboard_stays_locked(tmp_path: Path) -
     """With no serve.token nothing is let in (an empty token must not match)."""
     config = make_config(tmp_path, token=None)
     with open_store(config.store) as store:
-        client = TestClient(create_app(config, store))
+        client = TestClient(create_app(config, store.for_tenant(config.tenant)))
         answer = client.get("/api/status", headers={"Authorization": "Bearer "})
         assert answer.status_code == 401
         assert "serve.token" in answer.json()["message"]

@@ -34,7 +34,7 @@ def received() -> Received:
 def client(tmp_path: Path, received: Received) -> Iterator[TestClient]:
     config = make_config(tmp_path)
     with open_store(config.store) as store:
-        yield TestClient(create_app(config, store, on_webhook=received))
+        yield TestClient(create_app(config, store.for_tenant(config.tenant), on_webhook=received))
 
 
 def _post(
