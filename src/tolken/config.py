@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 
 from tolken._yaml import expand_env, load_yaml, validate_model
 from tolken.errors import ConfigError
@@ -81,14 +82,35 @@ class SyncSettings(_Strict):
         return self.flow(flow_id).conflict_policy or self.conflict_policy
 
 
+# serve.token and serve.webhook_secret: shorter secrets are refused at load.
+MIN_SECRET_LENGTH = 16
+
+
 class ServeSettings(_Strict):
     """The ``tolken serve`` process: dashboard, metrics and the PMS webhook receiver."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8470, ge=0, le=65535)
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(
+        default=None, json_schema_extra={"minLength": MIN_SECRET_LENGTH}
+    )
     public_url: str | None = None
-    webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(
+        default=None, json_schema_extra={"minLength": MIN_SECRET_LENGTH}
+    )
+
+    @field_validator("token", "webhook_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short dashboard token or webhook secret can be guessed; refuse it outright.
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise PydanticCustomError(
+                "secret_too_short",
+                "must be at least {length} characters "
+                "(a random value, e.g. `openssl rand -hex 24`)",
+                {"length": MIN_SECRET_LENGTH},
+            )
+        return value
 
 
 class TolkenConfig(_Strict):

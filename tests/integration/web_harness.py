@@ -11,6 +11,7 @@ from tolken.config import PMSSettings, PowerOfficeSettings, ServeSettings, Tolke
 from tolken.store import TenantStore
 
 TOKEN = "dash-token-0123456789"
+WEBHOOK_SECRET = "hook-secret-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MESSAGE = 'email: must be an e-mail address <"not-an-email">'
 
@@ -35,7 +36,7 @@ def make_config(tmp_path: Path, token: str | None = TOKEN) -> TolkenConfig:
         ),
         pms=PMSSettings(base_url="http://127.0.0.1:9/api/v1", api_key=SecretStr("pms-key-1")),
         serve=ServeSettings(
-            token=SecretStr(token) if token else None, webhook_secret=SecretStr("hook-secret-1")
+            token=SecretStr(token) if token else None, webhook_secret=SecretStr(WEBHOOK_SECRET)
         ),
     )
 

@@ -43,6 +43,7 @@ __all__ = [
     "RunRow",
     "ShadowRow",
     "UTCDateTime",
+    "WebhookDeliveryRow",
 ]
 
 # Stable constraint names, so migrations can refer to them on every backend.
@@ -338,3 +339,19 @@ class FlowVersionRow(Base):
     tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
     flow: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDeliveryRow(Base):
+    """A PMS webhook delivery already taken in, kept while its timestamp can still verify.
+
+    The receiver refuses a delivery whose signature is here (a replay), also
+    after a restart; rows whose ``sent_at`` left the five-minute window are pruned.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_tenant_sent_at", "tenant", "sent_at"),)
+
+    tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sent_at: Mapped[int] = mapped_column(BigInteger)  # the delivery's X-PMS-Timestamp
+    received_at: Mapped[datetime]

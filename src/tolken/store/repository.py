@@ -14,14 +14,17 @@ from tolken.store._base import Clock, StoreBase, utcnow
 from tolken.store._db import make_engine
 from tolken.store._issues import IssueRepository
 from tolken.store._ops import OpsRepository
+from tolken.store._webhooks import WebhookRepository
 from tolken.store.migrate import upgrade
 from tolken.store.models import LinkRow, RunRow
 
 __all__ = ["Store", "TenantStore", "open_store"]
 
 
-class TenantStore(IssueRepository, OpsRepository):
+class TenantStore(IssueRepository, OpsRepository, WebhookRepository):
     """One tenant's links, shadows, cursors, pending creates, failures, conflicts, runs, history.
+
+    And its webhook deliveries taken in (the receiver's replay cache).
 
     Made by :meth:`Store.for_tenant`. No method takes a tenant: every read and
     write is about ``tenant``, and an id of another tenant's row (a link, a

@@ -12,7 +12,7 @@ ENV = {
     "POWEROFFICE_CLIENT_KEY": "b",
     "POWEROFFICE_SUBSCRIPTION_KEY": "c",
     "PMS_API_KEY": "d",
-    "TOLKEN_DASHBOARD_TOKEN": "e",
+    "TOLKEN_DASHBOARD_TOKEN": "dashboard-token-0123456789",
 }
 
 

@@ -67,6 +67,7 @@ def seed(alpha: TenantStore) -> Seeded:
     run_id = alpha.start_run()
     alpha.set_cursor("pms", "customers", "seq:5")
     alpha.add_pending_create("projects", "pms", "55", "key-55")
+    alpha.remember_delivery("sig-1", 1_000, 0)
     return Seeded(link, failure, parked, run_id)
 
 
@@ -84,6 +85,7 @@ def snapshot(alpha: TenantStore, s: Seeded) -> tuple[Any, ...]:
         alpha.get_pending_create("key-55"),
         alpha.flow_counts(),
         len(alpha.load_flow_state("customers", refresh=True)),
+        alpha.remember_delivery("sig-1", 1_000, 0),  # False while alpha keeps it (a replay)
     )
 
 
@@ -189,6 +191,9 @@ CHECKS: dict[str, tuple[Call, object]] = {
     "finish_run": (lambda b, s: b.finish_run(s.run_id, "failed", **SETTLE), REFUSED),
     "get_run": (lambda b, s: b.get_run(s.run_id), None),
     "last_runs": (lambda b, s: b.last_runs(), []),
+    # webhook deliveries: alpha's is no replay for another tenant, nor pruned or forgotten by it
+    "remember_delivery": (lambda b, s: b.remember_delivery("sig-1", 1_000, 5_000), True),
+    "forget_delivery": (lambda b, s: b.forget_delivery("sig-1"), None),
 }
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,6 +26,7 @@ from tolken.sandbox.pms.schema import COLLECTIONS, ResourceType
 from tolken.sandbox.pms.seed import seed
 from tolken.sandbox.pms.validation import ApiError, FieldProblem
 from tolken.sandbox.pms.webhooks import WebhookDispatcher
+from tolken.sandbox.pms.workspaces import Workspaces
 
 API = "/api/v1"
 MAX_BODY = 1024 * 1024
@@ -52,26 +53,40 @@ def _error(
     return JSONResponse({"errors": [{"field": field, "message": message}]}, status, headers=headers)
 
 
-class _BearerAuth:
-    """401 for any API request without ``Authorization: Bearer <api key>``."""
+def _bearer_key(scope: Scope) -> str | None:
+    """The API key of ``Authorization: Bearer <key>``, or None."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            return key if scheme == "Bearer" and key else None
+    return None
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+
+class _BearerAuth:
+    """401 for any API request without ``Authorization: Bearer <workspace key>``."""
+
+    def __init__(self, app: ASGIApp, workspaces: Workspaces) -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._workspaces = workspaces
+        self._base = workspaces.api_key.encode()
+
+    def _accepted(self, key: str | None) -> bool:
+        if key is None:
+            return False
+        given = key.encode("latin-1", errors="replace")
+        # The base key in constant time; a workspace suffix is no secret.
+        head = given[: len(self._base)]
+        return hmac.compare_digest(head, self._base) and self._workspaces.is_key(key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
-        if scope["type"] == "http" and path.startswith(API + "/") and path != API + "/openapi.json":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                response = _error(
-                    401,
-                    "Authorization",
-                    "missing or invalid API key",
-                    {"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-                return
+        guarded = path.startswith(API + "/") and path != API + "/openapi.json"
+        if scope["type"] == "http" and guarded and not self._accepted(_bearer_key(scope)):
+            response = _error(
+                401, "Authorization", "missing or invalid API key", {"WWW-Authenticate": "Bearer"}
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -122,16 +137,16 @@ def create_app(
     """The reference PMS as an ASGI app.
 
     ``data_dir=None`` keeps state in a fresh temporary SQLite file; otherwise
-    in ``data_dir/pms.sqlite3``, which survives restarts. Webhooks are
+    in ``data_dir/pms.sqlite3``, which survives restarts. ``api_key`` and every
+    ``<api_key>-<name>`` open a workspace of their own. Webhooks are
     delivered while the app's lifespan runs (uvicorn, or ``with TestClient(app)``).
     """
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(None if data_dir is None else data_dir / "pms.sqlite3")
-    dispatcher = WebhookDispatcher(
-        store, max_attempts=webhook_max_attempts, base_delay=webhook_base_delay
+    dispatcher = WebhookDispatcher(max_attempts=webhook_max_attempts, base_delay=webhook_base_delay)
+    workspaces = Workspaces(
+        data_dir, api_key, lambda store, item: dispatcher.enqueue(item, store.webhook_secrets())
     )
-    store.on_change(dispatcher.enqueue)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -153,17 +168,34 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.store = store
+    app.state.workspaces = workspaces
+    app.state.store = workspaces.default
     app.state.webhooks = dispatcher
+
+    async def workspace(request: Request) -> Store:
+        key = _bearer_key(request.scope)
+        assert key is not None  # _BearerAuth let the request in
+        return workspaces.get(key)
+
     _install_error_handlers(app)
     for collection, resource in COLLECTIONS.items():
-        _add_resource_routes(app, store, collection, resource)
-    _add_feed_routes(app, store)
-    app.add_middleware(_BearerAuth, api_key=api_key)
+        _add_resource_routes(app, workspace, collection, resource)
+    _add_feed_routes(app, workspace)
+    app.add_middleware(_BearerAuth, workspaces=workspaces)
+
+    def identify(scope: Scope) -> str | None:
+        key = _bearer_key(scope)
+        return key if key is not None and workspaces.is_key(key) else None
+
+    def seed_workspace(counts: dict[str, int], key: str | None) -> dict[str, Any]:
+        return seed(workspaces.default if key is None else workspaces.get(key), counts)
+
     install_control(
         app,
-        on_reset=store.reset,
-        on_seed=lambda counts: seed(store, counts),
+        on_reset=workspaces.reset,
+        on_seed=seed_workspace,
+        client_field="api_key",
+        identify=identify,
         fault_response=_fault_response,
     )
     docs.install_openapi(app)
@@ -198,8 +230,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, query_error)
 
 
+#: The FastAPI dependency that gives a handler its request's workspace.
+WorkspaceOf = Callable[[Request], Awaitable[Store]]
+
+
 def _add_resource_routes(
-    app: FastAPI, store: Store, collection: str, resource: ResourceType
+    app: FastAPI, workspace: WorkspaceOf, collection: str, resource: ResourceType
 ) -> None:
     model = docs.Customer if resource == "customer" else docs.Project
     page_model = docs.CustomerPage if resource == "customer" else docs.ProjectPage
@@ -212,6 +248,7 @@ def _add_resource_routes(
         limit: int = Query(100, ge=1, le=1000),
         cursor: str | None = Query(None, description="next_cursor of the previous page"),
         external_ref: str | None = Query(None, description="only records with this external_ref"),
+        store: Store = Depends(workspace),
     ) -> Response:
         bound = None
         if updated_after is not None:
@@ -236,13 +273,13 @@ def _add_resource_routes(
         content = f'{{"items":[{",".join(bodies)}],"next_cursor":{json.dumps(next_cursor)}}}'
         return Response(content, media_type="application/json")
 
-    async def get_record(id: str) -> JSONResponse:
+    async def get_record(id: str, store: Store = Depends(workspace)) -> JSONResponse:
         record = store.get(resource, id)
         if record is None:
             raise ApiError(404, [FieldProblem("id", f"no {resource} with id {id}")])
         return _record_response(record)
 
-    async def create_record(request: Request) -> JSONResponse:
+    async def create_record(request: Request, store: Store = Depends(workspace)) -> JSONResponse:
         key = request.headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= 255:
             raise ApiError(400, [FieldProblem("Idempotency-Key", "must be 1 to 255 characters")])
@@ -252,11 +289,15 @@ def _add_resource_routes(
             extra["Idempotent-Replayed"] = "true"
         return _record_response(record, 201, **extra)
 
-    async def patch_record(id: str, request: Request) -> JSONResponse:
+    async def patch_record(
+        id: str, request: Request, store: Store = Depends(workspace)
+    ) -> JSONResponse:
         if_match = _if_match(request)
         return _record_response(store.patch(resource, id, await _json_body(request), if_match))
 
-    async def delete_record(id: str, request: Request) -> Response:
+    async def delete_record(
+        id: str, request: Request, store: Store = Depends(workspace)
+    ) -> Response:
         store.delete(resource, id, _if_match(request))
         return Response(status_code=204)
 
@@ -341,16 +382,17 @@ def _add_resource_routes(
     )
 
 
-def _add_feed_routes(app: FastAPI, store: Store) -> None:
+def _add_feed_routes(app: FastAPI, workspace: WorkspaceOf) -> None:
     async def changes(
         after: int = Query(0, ge=0, description="seq of the last change already seen"),
         limit: int = Query(100, ge=1, le=1000),
+        store: Store = Depends(workspace),
     ) -> JSONResponse:
         items = store.changes(after, limit)
         last = items[-1]["seq"] if items else after
         return JSONResponse({"items": items, "last_seq": last, "has_more": len(items) == limit})
 
-    async def add_webhook(request: Request) -> JSONResponse:
+    async def add_webhook(request: Request, store: Store = Depends(workspace)) -> JSONResponse:
         body = await _json_body(request)
         problems = [FieldProblem(k, "unknown field") for k in body if k not in ("url", "secret")]
         url, secret = body.get("url"), body.get("secret")
@@ -364,10 +406,10 @@ def _add_feed_routes(app: FastAPI, store: Store) -> None:
         assert isinstance(secret, str)
         return JSONResponse(store.add_webhook(url, secret), 201)
 
-    async def list_webhooks() -> JSONResponse:
+    async def list_webhooks(store: Store = Depends(workspace)) -> JSONResponse:
         return JSONResponse({"items": store.webhooks()})
 
-    async def delete_webhook(id: str) -> Response:
+    async def delete_webhook(id: str, store: Store = Depends(workspace)) -> Response:
         if not store.delete_webhook(id):
             raise ApiError(404, [FieldProblem("id", f"no webhook with id {id}")])
         return Response(status_code=204)
