@@ -3,9 +3,10 @@
 :func:`open_engine` loads the mapping, opens the store (unless the caller
 shares one), makes one ``httpx.Client`` per remote system whose request hook
 counts every request (token requests and retries included), builds the two
-connectors through the ``tolken.connectors`` entry points and wires them into a
-:class:`~tolken.engine.SyncEngine`. Whatever it opened it closes again, in
-reverse order, when the ``with`` block ends. The engine itself never speaks
+connectors through the ``tolken.connectors`` entry points (PowerOffice's with
+the request budget of its subscription key, see :func:`poweroffice_limiter`)
+and wires them into a :class:`~tolken.engine.SyncEngine`. Whatever it opened
+it closes again, in reverse order, when the ``with`` block ends. The engine itself never speaks
 HTTP: it gets connectors, and a :class:`RequestCounter` it reads for the
 ``requests`` of its report.
 
@@ -32,12 +33,13 @@ import httpx
 
 from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
 from tolken.connectors.base import Connector, load_connector_class
+from tolken.connectors.ratelimit import RateLimiter, StopSignal, shared_limiter
 from tolken.engine import SyncEngine
 from tolken.mapping import load_mapping
 from tolken.store import Store, open_store
 from tolken.vocabulary import Side
 
-__all__ = ["RequestCounter", "open_engine"]
+__all__ = ["RequestCounter", "open_engine", "poweroffice_limiter"]
 
 
 class RequestCounter:
@@ -62,17 +64,34 @@ class RequestCounter:
             return dict(self._counts)
 
 
+def poweroffice_limiter(
+    settings: PowerOfficeSettings, *, stop: StopSignal | None = None
+) -> RateLimiter:
+    """The PowerOffice request budget: this process's in-memory one for the subscription key.
+
+    Single mode runs one process per key, so its budget lives in memory and is
+    shared by every connector of the process. (Fleet mode, many processes on one
+    key, takes :func:`~tolken.connectors.ratelimit.postgres_limiter` on the
+    store's database instead.) ``stop`` ends its waits.
+    """
+    return shared_limiter(
+        settings.subscription_key.get_secret_value(), settings.requests_per_second, stop=stop
+    )
+
+
 @contextmanager
 def open_engine(
     config: TolkenConfig,
     *,
     store: Store | None = None,
     transports: Mapping[str, httpx.BaseTransport] | None = None,
+    stop: StopSignal | None = None,
 ) -> Iterator[SyncEngine]:
     """The engine for ``config`` with everything it needs; closed again on exit.
 
     A ``store`` handed in is shared, not owned: it stays open afterwards (the
-    dashboard and the demo keep using theirs).
+    dashboard and the demo keep using theirs). Once ``stop`` is set, waiting
+    for PowerOffice's rate limit raises :class:`~tolken.errors.Stopped`.
     """
     mapping = load_mapping(config.mapping)  # a bad mapping fails before anything is opened
     with ExitStack() as opened:
@@ -82,7 +101,7 @@ def open_engine(
         given = transports or {}
 
         def connect(
-            system: Side, name: str, settings: PowerOfficeSettings | PMSSettings
+            system: Side, name: str, settings: PowerOfficeSettings | PMSSettings, **extra: Any
         ) -> Connector:
             http = httpx.Client(
                 timeout=settings.timeout_seconds,
@@ -91,10 +110,13 @@ def open_engine(
             )
             opened.callback(http.close)
             connector_class: Any = load_connector_class(name)
-            connector: Connector = connector_class(settings, http=http)
+            connector: Connector = connector_class(settings, http=http, **extra)
             opened.callback(connector.close)
             return connector
 
-        poweroffice = connect("poweroffice", "poweroffice", config.poweroffice)
+        limiter = poweroffice_limiter(config.poweroffice, stop=stop)
+        poweroffice = connect(
+            "poweroffice", "poweroffice", config.poweroffice, rate_limiter=limiter
+        )
         pms = connect("pms", config.pms.connector, config.pms)
         yield SyncEngine(config, store, poweroffice, pms, mapping, counter=counter)

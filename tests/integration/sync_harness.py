@@ -25,6 +25,7 @@ from tolken.config import PMSSettings, PowerOfficeSettings, SyncSettings, Tolken
 from tolken.connectors import _http
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
+from tolken.connectors.ratelimit import clear_shared_limiters
 from tolken.engine import SyncEngine
 from tolken.sandbox import credentials
 from tolken.sandbox.pms import create_app as create_pms
@@ -208,11 +209,11 @@ def running_sandbox() -> Iterator[tuple[str, str]]:
 
 @contextmanager
 def no_waits() -> Iterator[None]:
-    """Remove retry and rate-limit waits, with fresh shared rate buckets."""
-    _http.clear_shared_buckets()
+    """Remove retry and rate-limit waits, with fresh shared rate budgets."""
+    clear_shared_limiters()
     with _http.testing():
         yield
-    _http.clear_shared_buckets()
+    clear_shared_limiters()
 
 
 def start_tolken(*args: str) -> subprocess.Popen[str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import pytest
 
 from integration.sync_harness import Sandbox
 from tolken.compose import open_engine
-from tolken.errors import ConfigError
+from tolken.errors import ConfigError, Stopped
 from tolken.store import open_store
 
 
@@ -72,3 +74,25 @@ def test_an_unknown_connector_is_a_config_error_naming_the_installed_ones(sb: Sa
         pass
     assert po.closed
     assert pms.closed
+
+
+def test_a_stop_handed_to_the_engine_ends_its_poweroffice_requests(sb: Sandbox) -> None:
+    """With the stop set, a cycle ends with Stopped and PowerOffice gets no request at all."""
+    po, pms = Tally(), Tally()
+    stop = threading.Event()
+    stop.set()
+    with (
+        open_engine(sb.config(), transports={"poweroffice": po, "pms": pms}, stop=stop) as engine,
+        pytest.raises(Stopped),
+    ):
+        engine.run_cycle()
+    assert po.requests == 0
+
+
+def test_connectors_of_one_subscription_key_share_the_process_budget(sb: Sandbox) -> None:
+    """Two engines of one config in one process pause together: a 429 one of them saw holds
+    back the other's PowerOffice requests too."""
+    config = sb.config()
+    with open_engine(config) as first, open_engine(config) as second:
+        first.poweroffice._limiter.pause(30.0)  # type: ignore[attr-defined]
+        assert second.poweroffice._limiter.budget.paused_for() > 29  # type: ignore[attr-defined]

@@ -1,13 +1,9 @@
-"""HTTP helpers shared by connectors: a token bucket, ``Retry-After`` and the retry policy.
+"""HTTP helpers shared by connectors: ``Retry-After``, the retry policy and the test switch.
 
 Everything here is generic (no PowerOffice or PMS knowledge), so any HTTP
-connector can reuse it:
+connector can reuse it (the request budget of a credential, paced before each
+request and paused after a 429, is :mod:`tolken.connectors.ratelimit`):
 
-* :class:`TokenBucket` spaces requests to a rate; :func:`shared_bucket` hands
-  every client that uses the same credential (e.g. one PowerOffice
-  subscription key) the *same* bucket, process-wide. A ``Retry-After`` answer
-  can :meth:`~TokenBucket.hold` the bucket so every user of the key backs off,
-  not just the request that was refused.
 * :func:`parse_retry_after` reads the header (delta-seconds or HTTP date);
   :func:`json_or_none` and :func:`plain_text` read an error answer's body for
   the connector's classifier, which picks the remote words out of it.
@@ -16,17 +12,17 @@ connector can reuse it:
   :class:`~tolken.errors.RateLimited`, jittered exponential backoff for other
   :class:`~tolken.errors.Retriable` errors, no retry for anything else.
   :meth:`RetryPolicy.call` runs a function under it with stamina.
-* :func:`set_testing` removes every wait (stamina backoffs, bucket sleeps)
+* :func:`set_testing` removes every wait (stamina backoffs, rate-limit waits)
   while keeping the attempt counts, so tests can assert how often a request was
-  retried without sleeping.
+  retried without sleeping; :func:`waits_removed` tells the rate limiters.
 
 Usage in a connector::
 
-    bucket = shared_bucket(api_key, rate=10.0)
+    limiter = shared_limiter(api_key, rate=10.0)  # tolken.connectors.ratelimit
     policy = RetryPolicy()
 
     def once() -> httpx.Response:
-        bucket.acquire()
+        limiter.acquire()
         return classify_or_return(http.get(url))  # raises tolken.errors.*
 
     response = policy.call(once)
@@ -34,11 +30,8 @@ Usage in a connector::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,32 +46,26 @@ from tolken.errors import RateLimited, Retriable
 
 __all__ = [
     "RetryPolicy",
-    "TokenBucket",
-    "clear_shared_buckets",
     "json_or_none",
     "parse_retry_after",
     "plain_text",
     "set_testing",
-    "shared_bucket",
     "testing",
+    "waits_removed",
 ]
 
 T = TypeVar("T")
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
-
 _no_waits = False
 
 
-def _default_sleep(seconds: float) -> None:
-    # Looked up at call time so set_testing() also affects buckets made earlier.
-    if not _no_waits and seconds > 0:
-        time.sleep(seconds)
+def waits_removed() -> bool:
+    """True while :func:`set_testing` (or :func:`testing`) has removed every wait."""
+    return _no_waits
 
 
 def set_testing(on: bool) -> None:
-    """Remove (``True``) or restore all waits: retry backoffs and bucket sleeps.
+    """Remove (``True``) or restore all waits: retry backoffs and rate-limit waits.
 
     Attempt counts are unchanged (stamina's testing mode with ``cap=True``), so
     a test still sees every retry the policy would make, instantly.
@@ -103,96 +90,6 @@ def testing() -> Iterator[None]:
             yield
     finally:
         _no_waits = previous
-
-
-class TokenBucket:
-    """Spaces calls to ``rate`` per second, allowing bursts of ``capacity``.
-
-    Thread-safe. A caller *reserves* a token under the lock (the level may go
-    negative: that is the queue) and sleeps outside it, so waiting callers are
-    served in arrival order without holding the lock. ``clock`` and ``sleep``
-    are injectable for tests.
-
-    The default capacity of 1 never lets more than ``rate`` requests into any
-    one-second window, which is what a sliding-window gateway limit (like
-    PowerOffice's 10/s) counts; a larger burst would earn 429s.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        capacity: float = 1.0,
-        clock: Clock = time.monotonic,
-        sleep: Sleep | None = None,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self.rate = rate
-        self.capacity = capacity
-        self._clock = clock
-        self._sleep = sleep or _default_sleep
-        self._lock = threading.Lock()
-        self._level = capacity
-        self._stamp = clock()
-        self._hold_until = float("-inf")
-
-    def reserve(self) -> float:
-        """Take one token now; return how many seconds the caller must wait before using it."""
-        with self._lock:
-            now = self._clock()
-            if now > self._stamp:
-                self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
-                self._stamp = now
-            self._level -= 1.0
-            wait = 0.0 if self._level >= 0 else -self._level / self.rate
-            return max(wait, self._hold_until - now)
-
-    def acquire(self) -> float:
-        """Wait for a token (sleeping as needed); return the seconds waited."""
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
-        return max(wait, 0.0)
-
-    def hold(self, seconds: float) -> None:
-        """Let nobody through for ``seconds`` from now (a ``Retry-After`` for the whole key)."""
-        with self._lock:
-            self._hold_until = max(self._hold_until, self._clock() + seconds)
-
-    def set_rate(self, rate: float) -> None:
-        """Change the rate (used when a stricter limit is configured for a shared key)."""
-        with self._lock:
-            self.rate = rate
-
-
-_buckets: dict[str, TokenBucket] = {}
-_buckets_lock = threading.Lock()
-
-
-def shared_bucket(key: str, rate: float) -> TokenBucket:
-    """The process-wide bucket for credential ``key`` (e.g. a subscription key).
-
-    Every caller with the same key gets the same bucket. When callers ask for
-    different rates the strictest (lowest) wins, so the sum of all users never
-    exceeds the limit of the key. The key is stored only as a digest.
-    """
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    with _buckets_lock:
-        bucket = _buckets.get(digest)
-        if bucket is None:
-            bucket = _buckets[digest] = TokenBucket(rate)
-        elif rate < bucket.rate:
-            bucket.set_rate(rate)
-        return bucket
-
-
-def clear_shared_buckets() -> None:
-    """Forget every shared bucket (tests that want a fresh rate per key)."""
-    with _buckets_lock:
-        _buckets.clear()
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -1,88 +1,14 @@
-"""Shared HTTP helpers: token bucket, Retry-After parsing and the retry policy."""
+"""Shared HTTP helpers: Retry-After parsing and the retry policy."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 import pytest
 
 from tolken.connectors import _http
-from tolken.connectors._http import RetryPolicy, TokenBucket, parse_retry_after, shared_bucket
+from tolken.connectors._http import RetryPolicy, parse_retry_after
 from tolken.errors import NotFound, RateLimited, ServerError, ValidationFailed
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def test_bucket_spaces_requests_to_the_rate() -> None:
-    """Ten requests at 10/s take 0.9 s of waiting after the first: never more than the rate."""
-    clock = FakeClock()
-    bucket = TokenBucket(10.0, clock=clock, sleep=clock.sleep)
-    for _ in range(10):
-        bucket.acquire()
-    assert clock.now - 100.0 == pytest.approx(0.9)
-    assert all(s == pytest.approx(0.1) for s in clock.slept)
-
-
-def test_bucket_refills_while_idle_up_to_capacity() -> None:
-    """After idling, a burst of `capacity` goes through without waiting, then spacing resumes."""
-    clock = FakeClock()
-    bucket = TokenBucket(2.0, capacity=3, clock=clock, sleep=clock.sleep)
-    clock.now += 60
-    assert [bucket.reserve() for _ in range(4)] == pytest.approx([0, 0, 0, 0.5])
-
-
-def test_bucket_hold_pauses_every_user() -> None:
-    """A Retry-After hold delays the next caller even when tokens are available."""
-    clock = FakeClock()
-    bucket = TokenBucket(100.0, capacity=5, clock=clock, sleep=clock.sleep)
-    bucket.hold(2.0)
-    assert bucket.acquire() == pytest.approx(2.0)
-
-
-def test_bucket_is_thread_safe() -> None:
-    """Concurrent callers each reserve a distinct slot: total waiting grows as a queue."""
-    bucket = TokenBucket(1000.0, clock=lambda: 0.0, sleep=lambda s: None)
-    waits: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(50):
-            w = bucket.reserve()
-            with lock:
-                waits.append(w)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(waits) == pytest.approx([i / 1000 for i in range(200)])
-
-
-def test_shared_bucket_is_one_per_key_and_keeps_the_strictest_rate() -> None:
-    """Clients using one subscription key share a bucket; a second key gets its own."""
-    _http.clear_shared_buckets()
-    a = shared_bucket("key-1", 10.0)
-    b = shared_bucket("key-1", 20.0)
-    c = shared_bucket("key-2", 10.0)
-    assert a is b
-    assert a is not c
-    assert a.rate == 10.0
-    shared_bucket("key-1", 5.0)
-    assert a.rate == 5.0
-    _http.clear_shared_buckets()
 
 
 @pytest.mark.parametrize(

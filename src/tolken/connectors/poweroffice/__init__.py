@@ -1,11 +1,10 @@
 """The PowerOffice Go v2 connector (``tolken.connectors`` entry point ``poweroffice``).
 
 Public surface: :class:`PowerOfficeClient` plus the pure helpers it is built
-from, exported for the engine and for tests, and :class:`TokenBucket`, the
-type of its ``rate_limiter``.
+from, exported for the engine and for tests. Its ``rate_limiter`` is a
+:class:`tolken.connectors.ratelimit.RateLimiter`.
 """
 
-from tolken.connectors._http import TokenBucket
 from tolken.connectors.poweroffice._auth import needs_renewal, renew_at
 from tolken.connectors.poweroffice._paging import Page, PageRequest, next_page, paginate
 from tolken.connectors.poweroffice._patch import build_patch, field_diff
@@ -20,7 +19,6 @@ __all__ = [
     "Page",
     "PageRequest",
     "PowerOfficeClient",
-    "TokenBucket",
     "build_patch",
     "canonical_key",
     "external_reference",

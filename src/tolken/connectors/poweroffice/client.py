@@ -2,8 +2,10 @@
 
 The shell around the pure parts of this package: one ``httpx.Client``, one
 request function (:meth:`PowerOfficeClient._send`) through which every call
-passes, the shared token bucket of the subscription key, the retry policy and
-the single classifier.
+passes, the request budget of the subscription key (a
+:class:`~tolken.connectors.ratelimit.RateLimiter`: acquired before every
+request, token requests included, and paused for everyone using the key when
+PowerOffice answers 429), the retry policy and the single classifier.
 
 Retry rules (bounded by :class:`~tolken.connectors._http.RetryPolicy`):
 
@@ -37,7 +39,7 @@ import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PowerOfficeSettings
-from tolken.connectors._http import RetryPolicy, TokenBucket, shared_bucket
+from tolken.connectors._http import RetryPolicy
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.fields import nest
 from tolken.connectors.poweroffice import _schema
@@ -52,6 +54,7 @@ from tolken.connectors.poweroffice._paging import (
 )
 from tolken.connectors.poweroffice._patch import build_patch
 from tolken.connectors.poweroffice._records import canonical_key, normalise, to_record
+from tolken.connectors.ratelimit import RateLimiter, shared_limiter
 from tolken.errors import (
     FieldError,
     NotFound,
@@ -106,8 +109,9 @@ class PowerOfficeClient(Closeable):
     """Connector for one PowerOffice Go client (company); see the module docstring.
 
     ``http`` lets tests hand in a client (e.g. ``starlette.testclient.TestClient``);
-    URLs are always built from ``settings``. ``rate_limiter`` defaults to the
-    process-wide bucket of the subscription key; ``retry`` to a
+    URLs are always built from ``settings``. ``rate_limiter`` defaults to this
+    process's in-memory budget of the subscription key
+    (:func:`~tolken.connectors.ratelimit.shared_limiter`); ``retry`` to a
     :class:`~tolken.connectors._http.RetryPolicy`; ``clock`` (monotonic seconds)
     drives token renewal. ``read_ahead`` fetches the next list page while the
     caller processes the current one (at most two pages in memory).
@@ -120,7 +124,7 @@ class PowerOfficeClient(Closeable):
         settings: PowerOfficeSettings,
         *,
         http: httpx.Client | None = None,
-        rate_limiter: TokenBucket | None = None,
+        rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         read_ahead: bool = True,
@@ -131,7 +135,7 @@ class PowerOfficeClient(Closeable):
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
         self._base = settings.base_url.rstrip("/")
         self._subscription_key = settings.subscription_key.get_secret_value()
-        self._bucket = rate_limiter or shared_bucket(
+        self._limiter: RateLimiter = rate_limiter or shared_limiter(
             self._subscription_key, settings.requests_per_second
         )
         self.retry = retry or RetryPolicy()
@@ -152,13 +156,13 @@ class PowerOfficeClient(Closeable):
             return
         if isinstance(error, RateLimited):
             # Everyone using this subscription key pauses, not only this request.
-            self._bucket.hold(self.retry.retry_after_wait(error.retry_after))
+            self._limiter.pause(self.retry.retry_after_wait(error.retry_after))
         if isinstance(outcome, httpx.HTTPError):
             raise error from outcome
         raise error
 
     def _fetch_token(self) -> tuple[str, float]:
-        self._bucket.acquire()
+        self._limiter.acquire()
         try:
             response = self._http.post(
                 self.settings.token_url,
@@ -202,7 +206,7 @@ class PowerOfficeClient(Closeable):
 
         def send() -> httpx.Response:
             token = self.tokens.get()
-            self._bucket.acquire()
+            self._limiter.acquire()
             on_send()
             try:
                 response = self._http.request(
