@@ -58,7 +58,7 @@ def test_leaving_the_block_closes_the_connections_but_not_a_shared_store(sb: San
             assert (po.closed, pms.closed) == (False, False)
         assert (po.closed, pms.closed) == (True, True)
         assert run_id is not None
-        run = store.get_run(run_id)  # the dashboard reads the run from the same store
+        run = store.for_tenant(config.tenant).get_run(run_id)  # the dashboard reads the same store
         assert run is not None
         assert run.status == "ok"
 
@@ -113,4 +113,4 @@ def test_request_stop_ends_a_connector_retry_wait_within_a_second(sb: Sandbox) -
     assert report.interrupted
     assert took < 1.5
     with open_store(sb.config().store) as store:
-        assert store.last_runs("default")[0].status == "stopped"
+        assert store.for_tenant("default").last_runs()[0].status == "stopped"

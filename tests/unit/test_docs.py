@@ -181,7 +181,7 @@ def test_operations_metrics_table_matches_the_exported_metrics(tmp_path: Path) -
     """docs/operations.md describes exactly the metrics /metrics exports."""
     store = open_store(f"sqlite:///{tmp_path / 'tolken.db'}")
     try:
-        text = Metrics(store, "default").render().decode("utf-8")
+        text = Metrics(store.for_tenant("default")).render().decode("utf-8")
     finally:
         store.close()
     exported = set(re.findall(r"^# TYPE (\w+)", text, re.M))

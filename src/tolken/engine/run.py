@@ -37,7 +37,7 @@ from tolken.engine.services import FlowServices
 from tolken.errors import RecordError, Stopped, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
-from tolken.store import DuplicateLink, RunStatus, Store
+from tolken.store import DuplicateLink, RunStatus, Store, TenantStore
 from tolken.vocabulary import FlowId
 
 __all__ = ["RequestCounts", "SyncEngine"]
@@ -76,7 +76,7 @@ class SyncEngine:
         stop: threading.Event | None = None,
     ) -> None:
         self.config = config
-        self.store = store
+        self.store: TenantStore = store.for_tenant(config.tenant)
         self.poweroffice = poweroffice
         self.pms = pms
         self.mapping = mapping or load_mapping(config.mapping)
@@ -117,13 +117,12 @@ class SyncEngine:
         before = self.counter.snapshot() if self.counter else {}
         report = CycleReport(reconciled=reconcile, dry_run=dry_run)
         started = self.store.now()
-        run_id = None if dry_run else self.store.start_run(self.tenant)
+        run_id = None if dry_run else self.store.start_run()
         report.run_id = run_id
-        resolver = LinkResolver(self.store, self.tenant)
+        resolver = LinkResolver(self.store)
         pms_capture = PMSCapture(
             self.pms,
             self.store,
-            self.tenant,
             use_feed=self.config.pms.change_capture == "changes",
             stop=self.stop_event.is_set,
         )
@@ -266,8 +265,8 @@ class SyncEngine:
                 system="pms",
             )
         for existing, side, record_id in (
-            (self.store.get_link_by_po(self.tenant, flow_id, po_id), "PowerOffice", po_id),
-            (self.store.get_link_by_pms(self.tenant, flow_id, pms_id), "PMS", pms_id),
+            (self.store.get_link_by_po(flow_id, po_id), "PowerOffice", po_id),
+            (self.store.get_link_by_pms(flow_id, pms_id), "PMS", pms_id),
         ):
             if existing is not None:
                 raise DuplicateLink(
@@ -276,7 +275,7 @@ class SyncEngine:
                 )
         report = CycleReport()
         executor = self._executor(
-            flow_id, report, LinkResolver(self.store, self.tenant), dry_run=False, run_id=None
+            flow_id, report, LinkResolver(self.store), dry_run=False, run_id=None
         )
         executor.remember("poweroffice", po_record)
         executor.remember("pms", pms_record)
@@ -290,7 +289,7 @@ class SyncEngine:
         for group in group_actions(actions):
             executor.apply(group)
         for side_name, record_id in (("poweroffice", po_id), ("pms", pms_id)):
-            self.store.resolve_failure(self.tenant, flow_id, side_name, record_id)  # type: ignore[arg-type]
+            self.store.resolve_failure(flow_id, side_name, record_id)  # type: ignore[arg-type]
         return report
 
     def _requests(self, before: dict[str, int]) -> dict[str, int]:

@@ -1,29 +1,64 @@
-"""The :class:`Store`: one object the engine, CLI and dashboard share."""
+"""The :class:`Store`, shared by every part, and its :class:`TenantStore` views, one per tenant."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import threading
+
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from tolken._closing import Closeable
-from tolken.store._base import Clock, utcnow
+from tolken.store._base import Clock, StoreBase, utcnow
 from tolken.store._db import make_engine, open_failure
 from tolken.store._issues import IssueRepository
 from tolken.store._migrate import upgrade
+from tolken.store._models import LinkRow, RunRow
 from tolken.store._ops import OpsRepository
 from tolken.store._webhooks import WebhookRepository
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "TenantStore", "open_store"]
 
 
-class Store(IssueRepository, OpsRepository, WebhookRepository, Closeable):
-    """Links, shadows, cursors, pending creates, failures, conflicts, runs, history, webhooks.
+class TenantStore(IssueRepository, OpsRepository, WebhookRepository):
+    """One tenant's links, shadows, cursors, pending creates, failures, conflicts, runs, history.
 
-    Every call takes the tenant it is about, so one store serves many PowerOffice
-    clients. Calls are thread-safe; each runs in its own transaction unless made
-    inside ``with store.transaction():``.
+    And its webhook deliveries taken in (the receiver's replay cache).
+
+    Made by :meth:`Store.for_tenant`. No method takes a tenant: every read and
+    write is about ``tenant``, and an id of another tenant's row (a link, a
+    conflict, a failure, a run, a pending create's key) is not found. Calls are
+    thread-safe; each runs in its own transaction unless made inside
+    ``with store.transaction():`` (of this view or of its store: they share it).
     """
+
+
+class Store(StoreBase, Closeable):
+    """The database every part shares (engine, CLI, dashboard): connections and transactions.
+
+    It reads and writes no tenant's rows itself: :meth:`for_tenant` gives the
+    view that does, so one store serves many PowerOffice clients and no caller
+    can forget to say which one.
+    """
+
+    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+        super().__init__(engine, clock)
+        self._views: dict[str, TenantStore] = {}
+        self._views_lock = threading.Lock()
+
+    def for_tenant(self, tenant: str) -> TenantStore:
+        """The view of one tenant's rows (the same view each time, with its caches)."""
+        with self._views_lock:
+            view = self._views.get(tenant)
+            if view is None:
+                view = self._views[tenant] = TenantStore(self, tenant)
+            return view
+
+    def tenants(self) -> list[str]:
+        """Every tenant the store has seen (links or runs), sorted."""
+        stmt = select(LinkRow.tenant).union(select(RunRow.tenant))
+        with self._read() as conn:
+            return sorted(str(t) for t in conn.execute(stmt).scalars())
 
 
 def open_store(url: str | URL | Engine, *, clock: Clock = utcnow, migrate: bool = True) -> Store:

@@ -34,7 +34,7 @@ from tolken.config import TolkenConfig
 from tolken.connectors.pms import WebhookRejected
 from tolken.errors import TolkenError
 from tolken.logging import get_logger
-from tolken.store import Store
+from tolken.store import TenantStore
 from tolken.vocabulary import FlowId
 from tolken.web import _format
 from tolken.web.auth import COOKIE_NAME, PUBLIC_PATHS, TokenAuth, url_without_token
@@ -95,7 +95,7 @@ def _drop(_item: ChangeItem) -> None:
 
 def create_app(
     config: TolkenConfig,
-    store: Store,
+    store: TenantStore,
     *,
     on_webhook: Callable[[ChangeItem], None] = _drop,
     wake: Callable[[], None] = _nothing,
@@ -103,7 +103,7 @@ def create_app(
     webhook_secret: SecretStr | str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The web app for ``config``'s tenant, reading ``store``.
+    """The web app of one tenant, reading its view of the store (``store.tenant``).
 
     ``webhook_secret`` overrides ``serve.webhook_secret`` (``tolken serve``
     makes one up when none is configured, as it registers the webhook itself);
@@ -113,13 +113,11 @@ def create_app(
     serve = config.serve
     auth = TokenAuth(serve.token if serve else None)
     secret = webhook_secret if webhook_secret is not None else (serve and serve.webhook_secret)
-    metrics = metrics or Metrics(store, config.tenant)
-    receiver = WebhookReceiver(
-        secret or None, on_webhook, store=store, tenant=config.tenant, clock=clock
-    )
+    metrics = metrics or Metrics(store)
+    receiver = WebhookReceiver(secret or None, on_webhook, store=store, clock=clock)
     all_flows: tuple[FlowId, ...] = ("departments", "customers", "projects")
     flows = tuple(f for f in all_flows if config.sync.flow(f).enabled)
-    ctx = Context(store=store, tenant=config.tenant, flows=flows, wake=wake, templates=_templates())
+    ctx = Context(store=store, tenant=store.tenant, flows=flows, wake=wake, templates=_templates())
 
     app = FastAPI(
         title="tolken",
@@ -178,7 +176,7 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
         try:
-            store.last_runs(config.tenant, limit=1)
+            store.last_runs(limit=1)
         except TolkenError as exc:
             _log.warning("health check: store unreachable", error=str(exc))
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)

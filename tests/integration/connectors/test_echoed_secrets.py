@@ -93,7 +93,7 @@ def test_echoed_key_in_record_errors_is_redacted_everywhere(
     assert PMS_API_KEY.encode() not in _store_bytes(sb.tmp)
     config = load_config(path)
     with open_store(config.store) as store:
-        dashboard = TestClient(create_dashboard(config, store))
+        dashboard = TestClient(create_dashboard(config, store.for_tenant(config.tenant)))
         auth = {"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
         api = dashboard.get("/api/failures", headers=auth)
         page = dashboard.get("/failures", headers=auth)
@@ -117,7 +117,7 @@ def test_echoed_key_in_a_refusal_is_redacted_from_the_error(
     assert PMS_API_KEY not in result.stdout + result.stderr
     config = load_config(path)
     with open_store(config.store) as store:
-        runs = store.last_runs(config.tenant)
+        runs = store.for_tenant(config.tenant).last_runs()
     assert runs
     assert "[redacted]" in (runs[0].error or "")
     assert PMS_API_KEY.encode() not in _store_bytes(sb.tmp)

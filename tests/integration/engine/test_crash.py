@@ -78,9 +78,10 @@ def test_sigkill_during_the_initial_sync_then_restart_gives_one_record_each(sb: 
         flow: {str(r["Id"]) for r in sb.po_list(resource)}
         for flow, resource in PO_RESOURCES.items()
     }
-    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as store:
-        links = {flow: store.link_map("default", flow) for flow in po_ids}
-        pending = store.pending_creates("default")
+    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as db:
+        store = db.for_tenant("default")
+        links = {flow: store.link_map(flow) for flow in po_ids}
+        pending = store.pending_creates()
     pms_customers = sb.pms_list("customers")
     pms_projects = sb.pms_list("projects")
     for flow, ids in po_ids.items():

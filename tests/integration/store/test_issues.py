@@ -20,9 +20,11 @@ def test_failure_and_run_messages_are_redacted_before_they_are_stored(tmp_path: 
             field_errors=[FieldError("name", f"key {SECRET} is wrong")],
             remote={"detail": SECRET},
         )
-        failure = store.record_error("acme", "customers", "pms", "c-1", error)
-        run_id = store.start_run("acme")
-        run = store.finish_run(run_id, "failed", counts={}, requests={}, error=f"fatal: {SECRET}")
+        failure = store.for_tenant("acme").record_error("customers", "pms", "c-1", error)
+        run_id = store.for_tenant("acme").start_run()
+        run = store.for_tenant("acme").finish_run(
+            run_id, "failed", counts={}, requests={}, error=f"fatal: {SECRET}"
+        )
     assert failure.message == "refused [redacted]"
     assert failure.details == {
         "field_errors": [{"field": "name", "message": "key [redacted] is wrong"}],

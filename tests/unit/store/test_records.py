@@ -158,11 +158,12 @@ def test_departments_and_customers_share_the_pms_customer_resource() -> None:
 
 
 def test_store_package_exports_exactly_its_api() -> None:
-    """tolken.store exports the Store, its opener and its value types, nothing else."""
+    """tolken.store exports the Store, its tenant view, its opener and value types, nothing else."""
     import tolken.store
 
     assert set(tolken.store.__all__) == {
         "FLOW_PMS_RESOURCE",
+        "AlreadySettled",
         "ConflictRecord",
         "Direction",
         "DuplicateLink",
@@ -181,6 +182,7 @@ def test_store_package_exports_exactly_its_api() -> None:
         "Shadow",
         "Side",
         "Store",
+        "TenantStore",
         "UnknownRecord",
         "Winner",
         "open_store",
