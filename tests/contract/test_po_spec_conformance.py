@@ -1,14 +1,15 @@
 """The PowerOffice simulator answers as the public OpenAPI subset says (issue 2).
 
-schemathesis 3.x cannot generate data in this environment (its
-hypothesis-jsonschema is older than the pinned Hypothesis), so this module is
-the equivalent: Hypothesis generates requests for every Department, Customer
-and Project operation from the subset spec (valid and invalid parameters,
-PostDto bodies with type errors mixed in, JSON Patch documents with good and
-bad paths), every answer is checked against the spec (the status is one the
-operation documents; the body validates against the documented schema, with
-OpenAPI ``nullable`` honoured), and a scripted round trip hits every
-documented success status with real records. Over real loopback HTTP.
+schemathesis cannot share our venv (its hypothesis-jsonschema clashes with the
+pinned Hypothesis; ``test_schemathesis.py`` runs it from a venv of its own),
+so this module checks the same in-process with our pins: Hypothesis generates
+requests for every Department, Customer and Project operation from the subset
+spec (valid and invalid parameters, PostDto bodies with type errors mixed in,
+JSON Patch documents with good and bad paths), every answer is checked against
+the spec (the status is one the operation documents; the body validates
+against the documented schema, with OpenAPI ``nullable`` honoured), and a
+scripted round trip hits every documented success status with real records.
+Over real loopback HTTP.
 
 The onboarding operations (``/Onboarding/Initiate``, ``/Onboarding/Finalize``)
 and ``/ClientIntegrationInformation`` are covered the same way, and a

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tolken.sandbox.control import install_control
@@ -24,12 +25,14 @@ from tolken.sandbox.pms.cursor import decode_cursor, encode_cursor, format_ts, p
 from tolken.sandbox.pms.db import Store
 from tolken.sandbox.pms.schema import COLLECTIONS, ResourceType
 from tolken.sandbox.pms.seed import seed
-from tolken.sandbox.pms.validation import ApiError, FieldProblem
+from tolken.sandbox.pms.validation import URL_PATTERN, ApiError, FieldProblem
 from tolken.sandbox.pms.webhooks import WebhookDispatcher
 from tolken.sandbox.pms.workspaces import Workspaces
 
 API = "/api/v1"
 MAX_BODY = 1024 * 1024
+#: The largest ``after`` of the changes feed: seq is a signed 64-bit SQLite integer.
+MAX_SEQ = 2**63 - 1
 _IF_MATCH = re.compile(r'^(?:W/)?(?:"(\d+)"|(\d+))$')
 
 LIST_DOC = (
@@ -208,14 +211,27 @@ def _fault_response(status: int) -> Response:
     return _error(status, "", message, headers)
 
 
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at the request's path (one route per method here)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         return JSONResponse(exc.body(), exc.status, headers=exc.headers)
 
-    async def http_error(_request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return _error(exc.status_code, "", str(exc.detail), exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        return _error(exc.status_code, "", str(exc.detail), headers)
 
     async def query_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -259,14 +275,18 @@ def _add_resource_routes(
 ) -> None:
     model = docs.Customer if resource == "customer" else docs.Project
     page_model = docs.CustomerPage if resource == "customer" else docs.ProjectPage
-    write = docs.WRITE_MODELS[resource]
+    create_body, patch_body = docs.WRITE_MODELS[resource]
     base = f"{API}/{collection}"
     tag: list[str | Enum] = [collection]
 
     async def list_records(
         updated_after: str | None = Query(None, description="ISO-8601; exclusive"),
         limit: int = Query(100, ge=1, le=1000),
-        cursor: str | None = Query(None, description="next_cursor of the previous page"),
+        cursor: str | None = Query(
+            None,
+            min_length=1,
+            description="next_cursor of the previous page, as given (422 for anything else)",
+        ),
         external_ref: str | None = Query(None, description="only records with this external_ref"),
         store: Store = Depends(workspace),
     ) -> Response:
@@ -344,7 +364,7 @@ def _add_resource_routes(
             },
             **_ERRORS,
         },
-        openapi_extra=docs.request_body(write),
+        openapi_extra=docs.request_body(create_body),
     )
     app.add_api_route(
         base + "/{id}",
@@ -362,14 +382,14 @@ def _add_resource_routes(
         summary=f"Update a {resource} (JSON Merge Patch)",
         responses={
             200: {"model": model},
-            400: {"model": docs.ErrorBody},
+            400: {"model": docs.ErrorBody, "description": "malformed JSON or If-Match"},
             **not_found,
             412: {"model": docs.StaleVersion, "description": "If-Match is not the current version"},
             413: {"model": docs.ErrorBody},
             **invalid,
             **_ERRORS,
         },
-        openapi_extra=docs.request_body(write, "application/merge-patch+json"),
+        openapi_extra=docs.request_body(patch_body, "application/merge-patch+json"),
     )
     app.add_api_route(
         base + "/{id}",
@@ -381,6 +401,7 @@ def _add_resource_routes(
         responses={
             204: {"description": "deleted; the changes feed gets a tombstone"},
             **not_found,
+            400: {"model": docs.ErrorBody, "description": "malformed If-Match"},
             409: {"model": docs.ErrorBody, "description": "a project refers to this customer"},
             412: {"model": docs.StaleVersion},
             **_ERRORS,
@@ -390,7 +411,7 @@ def _add_resource_routes(
 
 def _add_feed_routes(app: FastAPI, workspace: WorkspaceOf) -> None:
     async def changes(
-        after: int = Query(0, ge=0, description="seq of the last change already seen"),
+        after: int = Query(0, ge=0, le=MAX_SEQ, description="seq of the last change already seen"),
         limit: int = Query(100, ge=1, le=1000),
         store: Store = Depends(workspace),
     ) -> JSONResponse:
@@ -402,7 +423,7 @@ def _add_feed_routes(app: FastAPI, workspace: WorkspaceOf) -> None:
         body = await _json_body(request)
         problems = [FieldProblem(k, "unknown field") for k in body if k not in ("url", "secret")]
         url, secret = body.get("url"), body.get("secret")
-        if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
+        if not isinstance(url, str) or not re.match(URL_PATTERN, url):
             problems.append(FieldProblem("url", "must be an http(s) URL"))
         if not isinstance(secret, str) or not secret:
             problems.append(FieldProblem("secret", "must be a non-empty string"))
@@ -435,7 +456,13 @@ def _add_feed_routes(app: FastAPI, workspace: WorkspaceOf) -> None:
         tags=["webhooks"],
         status_code=201,
         summary="Register a webhook receiver",
-        responses={201: {"model": docs.Webhook}, 422: {"model": docs.ErrorBody}, **_ERRORS},
+        responses={
+            201: {"model": docs.Webhook},
+            400: {"model": docs.ErrorBody, "description": "malformed JSON"},
+            413: {"model": docs.ErrorBody, "description": "body over 1 MB"},
+            422: {"model": docs.ErrorBody, "description": "field errors"},
+            **_ERRORS,
+        },
         openapi_extra=docs.request_body(docs.WebhookWrite),
     )
     app.add_api_route(

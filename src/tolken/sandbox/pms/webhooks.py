@@ -156,6 +156,6 @@ class WebhookDispatcher:
         }
         try:
             response = client.post(delivery.url, content=delivery.body, headers=headers)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, httpx.InvalidURL):  # a URL httpx cannot send to fails too
             return False
         return response.is_success

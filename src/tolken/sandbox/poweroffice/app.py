@@ -51,6 +51,8 @@ from tolken.sandbox.poweroffice.resources import SPECS
 from tolken.sandbox.poweroffice.seed import seed
 from tolken.sandbox.poweroffice.validation import malformed_json
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 __all__ = ["Simulator", "create_app"]
 
 API_PREFIXES = ("/v2", "/Demo/v2")
@@ -255,13 +257,14 @@ def _page_link(request: Request, page: int) -> str:
 
 
 def _entity_id(request: Request) -> int:
+    """The path's ``{id}``: an Int64 as the real API binds it, else 400 (never 500)."""
     text = request.path_params["id"]
     try:
         value = int(text)
     except ValueError:
-        raise ApiError(
-            400, "Unable to cast object(s)", f"The value '{text}' is not valid."
-        ) from None
+        value = None
+    if value is None or not INT64_MIN <= value <= INT64_MAX:
+        raise ApiError(400, "Unable to cast object(s)", f"The value '{text}' is not valid.")
     return value
 
 
