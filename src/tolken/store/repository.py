@@ -12,13 +12,14 @@ from tolken.store._base import Clock, utcnow
 from tolken.store._db import make_engine
 from tolken.store._issues import IssueRepository
 from tolken.store._ops import OpsRepository
+from tolken.store._tenants import TenantRepository
 from tolken.store._webhooks import WebhookRepository
 from tolken.store.migrate import upgrade
 
 __all__ = ["Store", "open_store"]
 
 
-class Store(IssueRepository, OpsRepository, WebhookRepository, Closeable):
+class Store(IssueRepository, OpsRepository, WebhookRepository, TenantRepository, Closeable):
     """Links, shadows, cursors, pending creates, failures, conflicts, runs, history, webhooks.
 
     Every call takes the tenant it is about, so one store serves many PowerOffice
