@@ -1,5 +1,8 @@
 """The store: links, shadows, cursors, pending creates, failures, conflicts, runs, history.
 
+In fleet mode also the tenants, with their credentials encrypted at rest
+(``store.tenant_registry(secret_key)``).
+
 SQLAlchemy 2 with Alembic migrations shipped in the package and applied when
 the store is opened. SQLite by default, PostgreSQL through the same code::
 
@@ -10,6 +13,14 @@ the store is opened. SQLite by default, PostgreSQL through the same code::
         store.add_history(link.id, "to_pms", "link", {}, "merge rule: organization_number")
 """
 
+from tolken.store._tenants import (
+    DuplicateTenant,
+    Tenant,
+    TenantRegistry,
+    TenantState,
+    TenantStatus,
+    UnknownTenant,
+)
 from tolken.store.flowstate import FlowState
 from tolken.store.records import (
     FLOW_PMS_RESOURCE,
@@ -40,6 +51,7 @@ __all__ = [
     "Direction",
     "DuplicateLink",
     "DuplicatePendingCreate",
+    "DuplicateTenant",
     "Failure",
     "FlowCounts",
     "FlowId",
@@ -54,7 +66,12 @@ __all__ = [
     "Shadow",
     "Side",
     "Store",
+    "Tenant",
+    "TenantRegistry",
+    "TenantState",
+    "TenantStatus",
     "UnknownRecord",
+    "UnknownTenant",
     "Winner",
     "open_store",
 ]
