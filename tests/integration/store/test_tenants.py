@@ -188,7 +188,8 @@ def test_remove_purge_leaves_nothing_of_the_tenant(store: Store) -> None:
     tenants.remove("acme", purge=True)
 
     assert rows_of(store) == dict.fromkeys(both, 1)
-    assert store.list_links("acme") == [] and len(store.list_links("beta")) == 1
+    assert store.list_links("acme") == []
+    assert len(store.list_links("beta")) == 1
     assert "acme" not in store.tenants()
     assert [t.id for t in tenants.all()] == ["beta"]
     with pytest.raises(UnknownTenant):
