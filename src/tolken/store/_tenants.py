@@ -117,7 +117,15 @@ class _Cipher:
         return self._fernet.encrypt(secret.get_secret_value().encode("utf-8")).decode("ascii")
 
     def open(self, token: str) -> SecretStr:
-        return SecretStr(self._fernet.decrypt(token.encode("ascii")).decode("utf-8"))
+        try:
+            return SecretStr(self._fernet.decrypt(token.encode("ascii")).decode("utf-8"))
+        except InvalidToken:
+            # The key check passed, so the token itself was changed or copied from elsewhere.
+            raise ConfigError(
+                "a stored tenant credential does not decrypt under this key "
+                "(changed in the database?): add that tenant's credentials again",
+                key="fleet.secret_key",
+            ) from None
 
 
 def _derive(secret_key: SecretStr, salt: bytes) -> Fernet:

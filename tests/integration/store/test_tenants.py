@@ -204,3 +204,15 @@ def test_remove_without_purge_keeps_the_data(store: Store) -> None:
     tenants.remove("acme")
     assert tenants.all() == []
     assert len(store.list_links("acme")) == 1
+
+
+def test_a_tampered_credential_is_a_clear_error(store: Store) -> None:
+    """A credential changed in the database is refused with a message, never read as garbage."""
+    tenants = store.tenant_registry(PASSPHRASE)
+    tenants.add(settings("acme"))
+    with store.engine.begin() as conn:
+        token = conn.execute(text("SELECT pms_api_key_token FROM tenants")).scalar_one()
+        tampered = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
+        conn.execute(text("UPDATE tenants SET pms_api_key_token = :t"), {"t": tampered})
+    with pytest.raises(ConfigError, match="does not decrypt"):
+        tenants.get("acme")
