@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -216,3 +217,13 @@ def test_a_tampered_credential_is_a_clear_error(store: Store) -> None:
         conn.execute(text("UPDATE tenants SET pms_api_key_token = :t"), {"t": tampered})
     with pytest.raises(ConfigError, match="does not decrypt"):
         tenants.get("acme")
+
+
+def test_processes_starting_together_agree_on_one_key(store: Store) -> None:
+    """Several workers opening a fresh store at once all unlock it, under one salt and key check."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        registries = list(pool.map(lambda _: store.tenant_registry(PASSPHRASE), range(4)))
+    registries[0].add(settings("acme"))
+    assert all(r.get("acme").id == "acme" for r in registries)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM store_meta")).scalar_one() == 3
