@@ -83,7 +83,7 @@ class World:
             store=engine.store,
             poweroffice=engine.poweroffice,
             pms=pms or engine.pms,
-            resolver=LinkResolver(engine.store, engine.tenant),
+            resolver=LinkResolver(engine.store),
         )
         report = CycleReport(dry_run=dry_run)
         return Executor(services, CycleState(report.flow(flow_id), report, dry_run=dry_run))
@@ -145,7 +145,7 @@ def linked(world: World, ex: Executor) -> tuple[RemoteRecord, RemoteRecord, Mapp
 
 
 def stored_shadow(world: World, po_id: str) -> Mapping[str, Any]:
-    link = world.engine.store.get_link_by_po(world.engine.tenant, "customers", po_id)
+    link = world.engine.store.get_link_by_po("customers", po_id)
     assert link is not None
     shadow = world.engine.store.load_shadow(link.id)
     assert shadow is not None
@@ -153,7 +153,7 @@ def stored_shadow(world: World, po_id: str) -> Mapping[str, Any]:
 
 
 def history(world: World, po_id: str) -> list[tuple[str, str]]:
-    link = world.engine.store.get_link_by_po(world.engine.tenant, "customers", po_id)
+    link = world.engine.store.get_link_by_po("customers", po_id)
     assert link is not None
     entries = world.engine.store.history_for_link(link.id)
     return sorted((e.direction, e.action) for e in entries)

@@ -21,7 +21,7 @@ from tolken.connectors.base import Connector, RemoteRecord
 from tolken.engine.resolver import LinkResolver
 from tolken.mapping import Mapping as SyncMapping
 from tolken.mapping import belongs, project, to_pms_flat
-from tolken.store import Store
+from tolken.store import TenantStore
 
 __all__ = [
     "WRITE_METHODS",
@@ -61,10 +61,9 @@ def pms_records(pms: Connector, mapping: SyncMapping, flow_id: str) -> dict[str,
 def divergences(
     po: Connector,
     pms: Connector,
-    store: Store,
+    store: TenantStore,
     mapping: SyncMapping,
     *,
-    tenant: str = "default",
     unlinked_pms_allowed: Collection[str] = (),
 ) -> list[str]:
     """Everything that is not in sync, one line each (empty when both systems agree).
@@ -76,12 +75,12 @@ def divergences(
     of a linked pair holds the same value on both sides.
     """
     problems: list[str] = []
-    resolver = LinkResolver(store, tenant)
+    resolver = LinkResolver(store)
     for flow_id in mapping.order():
         flow = mapping.flow(flow_id)
         po_by_id = po_records(po, mapping, flow_id)
         pms_by_id = pms_records(pms, mapping, flow_id)
-        links = store.list_links(tenant, flow_id)
+        links = store.list_links(flow_id)
         po_linked = Counter(link.poweroffice_id for link in links)
         pms_linked = Counter(link.pms_id for link in links)
         problems += [

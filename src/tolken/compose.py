@@ -37,6 +37,7 @@ from tolken.connectors.base import Connector, load_connector_class
 from tolken.connectors.ratelimit import RateLimiter, StopSignal, shared_limiter
 from tolken.engine import SyncEngine
 from tolken.mapping import load_mapping
+from tolken.mapping.load import BUILTIN_PMS_CONNECTOR
 from tolken.store import Store, open_store
 from tolken.vocabulary import Side
 
@@ -97,7 +98,9 @@ def open_engine(
     connector that takes a ``stop`` ends within a second
     (:class:`~tolken.errors.Stopped`).
     """
-    mapping = load_mapping(config.mapping)  # a bad mapping fails before anything is opened
+    # A bad mapping fails before anything is opened; a custom PMS connector has its own fields.
+    contract = config.pms.connector == BUILTIN_PMS_CONNECTOR
+    mapping = load_mapping(config.mapping, pms_contract=contract)
     with ExitStack() as opened:
         if store is None:
             store = opened.enter_context(open_store(config.store))

@@ -1,7 +1,9 @@
 """Settings for ``tolken.yaml``: pydantic models (``extra="forbid"``) and the loaders.
 
 Secrets come from the environment through ``${VAR}``; they are held as
-:class:`pydantic.SecretStr` so they never print by accident.
+:class:`pydantic.SecretStr` so they never print by accident. API keys shorter
+than :data:`tolken._redact.MIN_SECRET_LENGTH` (8) characters are refused: a
+value that short could not be redacted from messages without mangling them.
 
 A file is in one of two modes. **Single mode** (:class:`TolkenConfig`) names one
 PowerOffice client (``poweroffice.client_key``) and one PMS. **Fleet mode**
@@ -14,11 +16,12 @@ which must then be PostgreSQL. :func:`load_any_config` reads either;
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
+from tolken._redact import MIN_SECRET_LENGTH as MIN_KEY_LENGTH
 from tolken._yaml import expand_env, load_yaml, validate_model
 from tolken.errors import ConfigError
 from tolken.vocabulary import ConflictPolicy, FlowId
@@ -48,6 +51,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _key_long_enough(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"is shorter than {MIN_KEY_LENGTH} characters: too short to be a key "
+            "tolken can keep out of its messages and logs"
+        )
+    return value
+
+
+ApiKey = Annotated[SecretStr, AfterValidator(_key_long_enough)]
+"""A credential of a remote system: at least ``MIN_KEY_LENGTH`` (8) characters."""
+
+
 class PowerOfficeApplicationSettings(_Strict):
     """How to reach PowerOffice Go as an application, for any client: fleet mode's ``poweroffice:``.
 
@@ -56,8 +72,8 @@ class PowerOfficeApplicationSettings(_Strict):
 
     base_url: str = "https://goapi.poweroffice.net/v2"
     token_url: str = "https://goapi.poweroffice.net/OAuth/Token"
-    application_key: SecretStr
-    subscription_key: SecretStr
+    application_key: ApiKey
+    subscription_key: ApiKey
     requests_per_second: float = Field(default=10.0, gt=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
     page_size: int = Field(default=5000, ge=1, le=20000)
@@ -67,7 +83,7 @@ class PowerOfficeApplicationSettings(_Strict):
 class PowerOfficeSettings(PowerOfficeApplicationSettings):
     """How to reach one PowerOffice Go client (company)."""
 
-    client_key: SecretStr
+    client_key: ApiKey
 
 
 class _PMSConnection(_Strict):
@@ -82,7 +98,7 @@ class PMSSettings(_PMSConnection):
     """How to reach the custom PMS."""
 
     base_url: str
-    api_key: SecretStr
+    api_key: ApiKey
 
 
 class FleetPMSSettings(_PMSConnection):
@@ -209,8 +225,8 @@ class TenantSettings(_Strict):
     """
 
     id: str = Field(pattern=TENANT_ID_PATTERN)
-    poweroffice_client_key: SecretStr
-    pms_api_key: SecretStr
+    poweroffice_client_key: ApiKey
+    pms_api_key: ApiKey
     pms_base_url: str | None = None
     webhook_secret: SecretStr | None = None
     interval_seconds: float | None = Field(default=None, gt=0)

@@ -109,7 +109,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Sandbox, Serving]]:
 
 
 def _finished_runs(srv: Serving) -> int:
-    return sum(r.finished_at is not None for r in srv.engine.store.last_runs("default"))
+    return sum(r.finished_at is not None for r in srv.engine.store.last_runs())
 
 
 def _wait(check: object, timeout: float) -> None:
@@ -198,10 +198,9 @@ def test_a_page_on_another_port_can_neither_post_the_forms_nor_frame_the_dashboa
     _, srv = served
     store = srv.engine.store
     evil, pages = other_origin
-    [failure] = store.list_failures("default")
-    [link] = store.list_links("default", "customers")
+    [failure] = store.list_failures()
+    [link] = store.list_links("customers")
     conflict = store.record_conflict(
-        "default",
         "customers",
         link.id,
         "phone",
@@ -232,7 +231,7 @@ def test_a_page_on_another_port_can_neither_post_the_forms_nor_frame_the_dashboa
     assert not framed.url.startswith(srv.url), framed.url
 
     time.sleep(0.5)  # a retry that got through would have woken the loop by now
-    [after] = store.list_failures("default")
+    [after] = store.list_failures()
     assert after.next_attempt_at == failure.next_attempt_at
     assert after.attempts == failure.attempts
-    assert [c.id for c in store.list_conflicts("default", parked_only=True)] == [conflict.id]
+    assert [c.id for c in store.list_conflicts(parked_only=True)] == [conflict.id]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import pytest
@@ -80,7 +80,8 @@ def test_listing_streams_page_by_page(handle: SubjectHandle, case: ResourceCase)
     next(records)
     time.sleep(0.05)  # let a read-ahead, if the connector has one, reach the server
     assert 1 <= handle.control.requests("GET", case.resource) <= 2
-    records.close()
+    if isinstance(records, Generator):  # stop the listing: nothing more is read
+        records.close()
 
 
 def test_changed_since_is_strict_and_incremental(handle: SubjectHandle, case: ResourceCase) -> None:

@@ -246,6 +246,7 @@ ids = st.one_of(
 def test_generated_requests_conform(server: httpx.Client, method: str, path: str) -> None:
     """Generated requests to each operation get a documented status and a spec-valid body."""
     base = path.replace("/{id}", "")
+    request: st.SearchStrategy[dict[str, object]]
     if method == "GET" and "{id}" not in path:
         request = list_params(path).map(lambda params: {"params": params})
     elif method == "POST":
@@ -335,7 +336,7 @@ def test_gateway_statuses_are_documented(server: httpx.Client) -> None:
     control = base.removesuffix("/v2") + "/_sandbox/faults"
     for method, path in OPERATIONS:
         url = base + path.replace("{id}", "1001")
-        body = [] if method == "PATCH" else ({} if method == "POST" else None)
+        body: object = [] if method == "PATCH" else ({} if method == "POST" else None)
         anonymous = httpx.request(
             method, url, json=body, headers={"Ocp-Apim-Subscription-Key": "x"}
         )

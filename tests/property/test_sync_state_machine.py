@@ -176,7 +176,7 @@ class SyncMachine(RuleBasedStateMachine):
         return self.opened.enter_context(open_engine(config, transports=transports))
 
     def _pms_id(self, flow: str, po_id: str) -> str | None:
-        return self.engine.store.link_map(self.engine.tenant, flow).get(po_id)  # type: ignore[arg-type]
+        return self.engine.store.link_map(flow).get(po_id)  # type: ignore[arg-type]
 
     def _next(self) -> int:
         return next(self.numbers)
@@ -425,14 +425,14 @@ class SyncMachine(RuleBasedStateMachine):
     @invariant()
     def links_are_one_to_one(self) -> None:
         for flow in self.engine.flows():
-            links = self.engine.store.list_links(self.engine.tenant, flow)
+            links = self.engine.store.list_links(flow)
             assert len({link.poweroffice_id for link in links}) == len(links)
             assert len({link.pms_id for link in links}) == len(links)
 
     # -- the end --------------------------------------------------------------------
 
     def _check_converged(self) -> None:
-        self.engine.store.retry_failures_now(self.engine.tenant)
+        self.engine.store.retry_failures_now()
         quiet = self.engine.run_cycle(reconcile=True)
         assert quiet.total("failed") == 0, quiet.to_json()
         problems = divergences(

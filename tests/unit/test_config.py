@@ -18,11 +18,11 @@ from tolken.errors import ConfigError
 GOOD = """\
 poweroffice:
   application_key: ${APP}
-  client_key: ck
-  subscription_key: sk
+  client_key: client-key-1
+  subscription_key: subscription-key-1
 pms:
   base_url: http://127.0.0.1:1/api/v1
-  api_key: pk
+  api_key: pms-api-key-1
 """
 
 
@@ -34,10 +34,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_env_reference_is_expanded(tmp_path: Path) -> None:
     """${VAR} is replaced from the environment and kept secret in reprs."""
-    config = load_config(write(tmp_path, GOOD), environ={"APP": "s3cret"})
-    assert config.poweroffice.application_key.get_secret_value() == "s3cret"
-    assert "s3cret" not in repr(config)
-    assert "s3cret" in config.secrets()
+    config = load_config(write(tmp_path, GOOD), environ={"APP": "s3cret-app-key"})
+    assert config.poweroffice.application_key.get_secret_value() == "s3cret-app-key"
+    assert "s3cret-app-key" not in repr(config)
+    assert "s3cret-app-key" in config.secrets()
 
 
 def test_missing_env_var_names_key_and_line(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_unknown_key_is_rejected_with_line(tmp_path: Path) -> None:
     """A typo in a key is an error naming the line, not silently ignored."""
     text = GOOD + "sync:\n  interval_secnds: 5\n"
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text), environ={"APP": "x"})
+        load_config(write(tmp_path, text), environ={"APP": "application-key"})
     assert info.value.location is not None
     assert info.value.location.endswith(":9")
     assert info.value.key == "sync.interval_secnds"
@@ -63,7 +63,7 @@ def test_bad_value_is_rejected(tmp_path: Path) -> None:
     """An unknown conflict policy is refused."""
     text = GOOD + "sync:\n  conflict_policy: coin-flip\n"
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text), environ={"APP": "x"})
+        load_config(write(tmp_path, text), environ={"APP": "application-key"})
     assert info.value.key == "sync.conflict_policy"
 
 
@@ -80,8 +80,8 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 FLEET = """\
 store: postgresql+psycopg://tolken:${DB_PASSWORD}@db:5432/tolken
 poweroffice:
-  application_key: ak
-  subscription_key: sk
+  application_key: application-key
+  subscription_key: subscription-key
   requests_per_second: 8
 pms:
   base_url: https://pms.example.com/api/v1
@@ -106,7 +106,9 @@ def test_a_fleet_section_makes_a_fleet_config(tmp_path: Path) -> None:
     assert FLEET_ENV["TOLKEN_SECRET_KEY"] in config.secrets()
     assert FLEET_ENV["TOLKEN_SECRET_KEY"] not in repr(config)
     assert load_fleet_config(write(tmp_path, FLEET), environ=FLEET_ENV) == config
-    assert isinstance(load_any_config(write(tmp_path, GOOD), environ={"APP": "x"}), TolkenConfig)
+    assert isinstance(
+        load_any_config(write(tmp_path, GOOD), environ={"APP": "application-key"}), TolkenConfig
+    )
 
 
 @pytest.mark.parametrize("secret_key", ["", "x" * 31])
@@ -134,7 +136,10 @@ def test_fleet_mode_needs_postgresql(tmp_path: Path, store: str) -> None:
 
 def test_fleet_mode_refuses_a_client_key(tmp_path: Path) -> None:
     """fleet: together with poweroffice.client_key is an error: client keys belong to tenants."""
-    text = FLEET.replace("  subscription_key: sk\n", "  subscription_key: sk\n  client_key: ck\n")
+    text = FLEET.replace(
+        "  subscription_key: subscription-key\n",
+        "  subscription_key: subscription-key\n  client_key: client-key\n",
+    )
     with pytest.raises(ConfigError) as info:
         load_any_config(write(tmp_path, text), environ=FLEET_ENV)
     assert info.value.key == "poweroffice.client_key"
@@ -145,7 +150,7 @@ def test_each_loader_insists_on_its_mode(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="this is a fleet config"):
         load_config(write(tmp_path, FLEET), environ=FLEET_ENV)
     with pytest.raises(ConfigError, match="this is a single-mode config"):
-        load_fleet_config(write(tmp_path, GOOD), environ={"APP": "x"})
+        load_fleet_config(write(tmp_path, GOOD), environ={"APP": "application-key"})
 
 
 def tenant(**changes: object) -> TenantSettings:
@@ -166,7 +171,7 @@ def test_a_tenant_config_is_the_single_mode_shape(tmp_path: Path) -> None:
     assert config.tenant == "acme"
     assert config.store == fleet.store
     assert config.poweroffice.client_key.get_secret_value() == "client-key-of-acme"
-    assert config.poweroffice.application_key.get_secret_value() == "ak"
+    assert config.poweroffice.application_key.get_secret_value() == "application-key"
     assert config.poweroffice.requests_per_second == 8
     assert config.pms.api_key.get_secret_value() == "pms-key-of-acme"
     assert (config.pms.base_url, config.pms.timeout_seconds) == (fleet.pms.base_url, 12)
@@ -212,3 +217,13 @@ def test_bad_tenant_settings_are_refused(changes: dict[str, object]) -> None:
     """Tenant ids usable in URLs, webhook secrets of 16+ characters and positive intervals only."""
     with pytest.raises(ValidationError):
         tenant(**changes)
+
+
+def test_a_key_too_short_to_redact_is_refused(tmp_path: Path) -> None:
+    """An API key under 8 characters is refused at load, naming its key and line."""
+    text = GOOD.replace("api_key: pms-api-key-1", "api_key: ab1")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={"APP": "application-key"})
+    assert info.value.key == "pms.api_key"
+    assert str(info.value).startswith(f"{tmp_path / 'tolken.yaml'}:7: pms.api_key: ")
+    assert "shorter than 8 characters" in str(info.value)

@@ -199,7 +199,7 @@ def test_operations_metrics_table_matches_the_exported_metrics(tmp_path: Path) -
     """docs/operations.md describes exactly the metrics /metrics exports."""
     store = open_store(f"sqlite:///{tmp_path / 'tolken.db'}")
     try:
-        text = Metrics(store, "default").render().decode("utf-8")
+        text = Metrics(store.for_tenant("default")).render().decode("utf-8")
     finally:
         store.close()
     exported = set(re.findall(r"^# TYPE (\w+)", text, re.M))
@@ -228,11 +228,12 @@ ALLOWED_IMPORTS = {
     "vocabulary": set(),
     "errors": set(),
     "_closing": set(),
+    "_redact": set(),
     "_yaml": {"vocabulary", "errors"},
-    "config": {"vocabulary", "errors", "_yaml"},
+    "config": {"vocabulary", "errors", "_yaml", "_redact"},
     "mapping": {"vocabulary", "errors", "config", "_yaml"},
-    "connectors": {"vocabulary", "errors", "config", "_closing"},
-    "store": {"vocabulary", "errors", "config", "_closing"},
+    "connectors": {"vocabulary", "errors", "config", "_closing", "_redact"},
+    "store": {"vocabulary", "errors", "config", "_closing", "_redact"},
     "engine": {
         "vocabulary",
         "errors",
@@ -279,6 +280,7 @@ ALLOWED_IMPORTS = {
         "compose",
         "web",
         "_signals",
+        "_redact",
     },
     "_signals": set(),
 }
@@ -360,6 +362,33 @@ def test_no_package_imports_another_packages_private_modules() -> None:
             if not importer.startswith(owner + "."):
                 wrong.append(f"{importer} imports {name}")
     assert not wrong, wrong
+
+
+def _sealed_packages() -> set[str]:
+    """The sealed packages docs/architecture.md lists in its private-module rule."""
+    rule = ARCHITECTURE.split("**Private modules.**", 1)[1].split("\n\n", 1)[0]
+    listed = rule.split("the sealed packages are", 1)[1].split("(", 1)[0]
+    return set(re.findall(r"`(tolken(?:\.\w+)*)`", listed))
+
+
+def test_sealed_packages_keep_every_module_private() -> None:
+    """Each package docs/architecture.md calls sealed has only ``_``-prefixed modules, and every
+    package whose modules are all ``_``-prefixed is listed as sealed."""
+    src = ROOT / "src"
+    sealed = _sealed_packages()
+    assert {"tolken.store", "tolken.connectors.pms"} <= sealed
+    modules: dict[str, list[str]] = {}
+    for path in sorted((src / "tolken").rglob("*.py")):
+        if "migrations" in path.parts or path.name == "__init__.py":
+            continue  # Alembic loads its scripts by path
+        package = ".".join(path.relative_to(src).parent.parts)
+        modules.setdefault(package, []).append(path.stem)
+    public = {p: [m for m in names if not m.startswith("_")] for p, names in modules.items()}
+    wrong = {p: names for p, names in public.items() if p in sealed and names}
+    assert not wrong, f"public modules in sealed packages: {wrong}"
+    unlisted = sorted(p for p, names in public.items() if not names and p not in sealed)
+    assert not unlisted, f"all-private packages the docs do not call sealed: {unlisted}"
+    assert sealed <= set(modules), f"sealed packages that do not exist: {sealed - set(modules)}"
 
 
 def _module_graph(src: Path) -> dict[str, set[str]]:

@@ -211,7 +211,7 @@ def retry_command(config_path: Path, failure_ids: list[int], *, as_json: bool) -
     """Body of ``tolken retry``: make parked records due now, then run a cycle."""
     config = load(config_path)
     with one_line_errors(), open_engine(config) as engine:
-        due = engine.store.retry_failures_now(engine.tenant, failure_ids or None)
+        due = engine.store.retry_failures_now(failure_ids or None)
         if failure_ids and due == 0:
             typer.echo("error: no open failure with that id (see tolken failures)", err=True)
             raise typer.Exit(1)

@@ -6,7 +6,11 @@ request and paused after a 429, is :mod:`tolken.connectors.ratelimit`):
 
 * :func:`parse_retry_after` reads the header (delta-seconds or HTTP date);
   :func:`json_or_none` and :func:`plain_text` read an error answer's body for
-  the connector's classifier, which picks the remote words out of it.
+  the connector's classifier, which picks the remote words out of it. Both
+  redact the credentials the request carried (its ``Authorization`` and API
+  key headers) and every secret of the process's redactor, so a remote system
+  that echoes a key ("bad credentials: Bearer ...") cannot get it printed,
+  stored or shown: this is where every remote message enters tolken.
 * :class:`RetryPolicy` bounds retries (attempts and total time) and decides the
   wait per failure: ``Retry-After`` with a floor and a cap for
   :class:`~tolken.errors.RateLimited`, jittered exponential backoff for other
@@ -31,6 +35,9 @@ Usage in a connector::
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import json
 import random
 import threading
@@ -45,6 +52,7 @@ import httpx
 import stamina
 import tenacity
 
+from tolken._redact import Redactor, shared
 from tolken.errors import RateLimited, Retriable, Stopped
 
 __all__ = [
@@ -52,6 +60,7 @@ __all__ = [
     "json_or_none",
     "parse_retry_after",
     "plain_text",
+    "request_credentials",
     "set_testing",
     "testing",
     "waits_removed",
@@ -119,17 +128,49 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - reference).total_seconds())
 
 
+# Request headers that carry a credential (besides Authorization) in common APIs.
+_KEY_HEADERS = ("ocp-apim-subscription-key", "x-api-key", "api-key", "apikey")
+
+
+def request_credentials(request: httpx.Request) -> list[str]:
+    """The credentials ``request`` carried: bearer tokens, Basic user and password, API keys."""
+    found: list[str] = []
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    value = value.strip()
+    if value:
+        found.append(value)
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                user = password = ""
+            found += [user, password]
+    found += [request.headers.get(name, "") for name in _KEY_HEADERS]
+    return [secret for secret in found if secret]
+
+
+def _redactor_for(response: httpx.Response) -> Redactor:
+    redactor = Redactor(shared().secrets)
+    with contextlib.suppress(RuntimeError):  # a response built without a request (tests)
+        redactor.add(*request_credentials(response.request))
+    return redactor
+
+
 def json_or_none(response: httpx.Response) -> Any:
-    """The decoded JSON body of an error answer, or None when it is not JSON."""
+    """The decoded JSON body of an error answer (secrets redacted), or None when it is not JSON."""
     try:
-        return response.json()
+        body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return _redactor_for(response).value(body)
 
 
 def plain_text(response: httpx.Response, limit: int) -> str:
-    """An answer's own text (stripped, at most ``limit`` characters), else its reason phrase."""
-    return response.text.strip()[:limit] or response.reason_phrase or f"HTTP {response.status_code}"
+    """An answer's own text (secrets redacted, stripped, at most ``limit`` characters),
+    else its reason phrase."""
+    # Redact before cutting, so a secret that straddles the limit is not left half-shown.
+    text = _redactor_for(response).text(response.text.strip())
+    return text[:limit] or response.reason_phrase or f"HTTP {response.status_code}"
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def add_pending(
     try:
         # One statement for the lot; it fails as a whole when any key was used before.
         svc.store.add_pending_creates(
-            svc.tenant, svc.flow_id, "pms", [(x.po_id, x.idempotency_key) for x in actions]
+            svc.flow_id, "pms", [(x.po_id, x.idempotency_key) for x in actions]
         )
         return list(actions), []
     except DuplicatePendingCreate:
@@ -79,7 +79,7 @@ def add_pending(
         for action in actions:
             try:
                 svc.store.add_pending_create(
-                    svc.tenant, svc.flow_id, "pms", action.po_id, action.idempotency_key
+                    svc.flow_id, "pms", action.po_id, action.idempotency_key
                 )
                 fresh.append(action)
             except DuplicatePendingCreate:
@@ -101,9 +101,7 @@ def store_created(
     try:
         with svc.store.transaction():
             svc.store.resolve_pending_creates({m.action.idempotency_key: m.record.id for m in made})
-            links = svc.store.create_links(
-                svc.tenant, svc.flow_id, [(p.po_id, p.pms_id) for p in pairs]
-            )
+            links = svc.store.create_links(svc.flow_id, [(p.po_id, p.pms_id) for p in pairs])
             for pair, link in zip(pairs, links, strict=True):
                 pair.link_id = link.id
             svc.store.save_shadows(
@@ -168,7 +166,7 @@ def store_first_links(svc: FlowServices, links: Sequence[FirstLink], run_id: int
     try:
         with svc.store.transaction():
             stored = svc.store.create_links(
-                svc.tenant, svc.flow_id, [(f.pair.po_id, f.pair.pms_id) for f in links]
+                svc.flow_id, [(f.pair.po_id, f.pair.pms_id) for f in links]
             )
             for first, row in zip(links, stored, strict=True):
                 first.pair.link_id = row.id

@@ -56,7 +56,7 @@ from tolken.engine.cursor import (
 )
 from tolken.engine.cursor import read_after as cursor_read_after
 from tolken.errors import Fatal, NotFound, Stopped
-from tolken.store import Store
+from tolken.store import TenantStore
 
 __all__ = [
     "FEED_MAX_PAGES",
@@ -102,15 +102,14 @@ class PowerOfficeCapture:
         return [r.id for r in self.records] + [record_id for record_id, _ in self.unchanged]
 
 
-def load_po_cursor(store: Store, tenant: str, resource: str) -> CursorState:
+def load_po_cursor(store: TenantStore, resource: str) -> CursorState:
     """The stored PowerOffice cursor of ``resource`` (empty before the first run)."""
-    return parse_po_cursor(store.get_cursor(tenant, "poweroffice", resource))
+    return parse_po_cursor(store.get_cursor("poweroffice", resource))
 
 
 def read_poweroffice(
     connector: Connector,
-    store: Store,
-    tenant: str,
+    store: TenantStore,
     resource: str,
     *,
     overlap: timedelta,
@@ -122,7 +121,7 @@ def read_poweroffice(
     ``unchanged(id, content_hash)`` true: the record is set aside without its data
     (:attr:`PowerOfficeCapture.unchanged`).
     """
-    state = load_po_cursor(store, tenant, resource)
+    state = load_po_cursor(store, resource)
     since = None if full else cursor_read_after(state, overlap)
     records: list[RemoteRecord] = []
     digests: dict[str, str] = {}
@@ -140,8 +139,7 @@ def read_poweroffice(
 
 
 def save_po_cursor(
-    store: Store,
-    tenant: str,
+    store: TenantStore,
     capture: PowerOfficeCapture,
     held: Iterable[str],
     *,
@@ -157,7 +155,7 @@ def save_po_cursor(
     ]
     state = advance(capture.state, outcomes, run_started_at=run_started_at, overlap=overlap)
     if state != capture.state:
-        store.set_cursor(tenant, "poweroffice", capture.resource, format_po_cursor(state))
+        store.set_cursor("poweroffice", capture.resource, format_po_cursor(state))
 
 
 def feed_pages(
@@ -221,8 +219,7 @@ class PMSCapture:
     """
 
     connector: Connector
-    store: Store
-    tenant: str
+    store: TenantStore
     use_feed: bool = True
     feed_limit: int = FEED_PAGE_LIMIT
     stop: Callable[[], bool] = lambda: False
@@ -233,7 +230,7 @@ class PMSCapture:
     def changes(self, resource: str) -> list[RemoteRecord]:
         """Records (and tombstones) of ``resource`` changed since the stored cursor."""
         if resource not in self._batches:
-            stored = self.store.get_cursor(self.tenant, "pms", resource)
+            stored = self.store.get_cursor("pms", resource)
             position = parse_pms_cursor(stored)
             batch: tuple[list[RemoteRecord], PMSPosition | None]
             if self.use_feed and isinstance(self.connector, ChangeFeed):
@@ -314,4 +311,4 @@ class PMSCapture:
         """Save the positions of the resources read this cycle and not held."""
         for resource, (_records, position) in self._batches.items():
             if position is not None and resource not in self._held:
-                self.store.set_cursor(self.tenant, "pms", resource, format_pms_cursor(position))
+                self.store.set_cursor("pms", resource, format_pms_cursor(position))

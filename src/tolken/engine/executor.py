@@ -160,7 +160,7 @@ class Executor:
             return
         svc = self.services
         for side, record_id in keys & st.open_failures:
-            svc.store.resolve_failure(svc.tenant, svc.flow_id, _side(side), record_id)
+            svc.store.resolve_failure(svc.flow_id, _side(side), record_id)
             st.open_failures.discard((side, record_id))
 
     def park(self, side: str, record_id: str, exc: Exception) -> None:
@@ -171,7 +171,7 @@ class Executor:
             return
         svc.log.warning("record parked", side=side, record_id=record_id, error=str(exc))
         if isinstance(exc, RecordError | Retriable | StaleVersion):
-            svc.store.record_error(svc.tenant, svc.flow_id, _side(side), record_id, exc)
+            svc.store.record_error(svc.flow_id, _side(side), record_id, exc)
         st.open_failures.add((side, record_id))
 
     def _apply_group(self, group: Sequence[Action]) -> bool:
@@ -252,7 +252,7 @@ class Executor:
             link = links.by_po(po_id)
             if link is not None:
                 return link, links.shadow(link.id)
-        link = svc.store.get_link_by_po(svc.tenant, svc.flow_id, po_id)
+        link = svc.store.get_link_by_po(svc.flow_id, po_id)
         return link, svc.store.load_shadow(link.id) if link is not None else None
 
     def adopt(self, pair: PairState, count: str) -> None:
@@ -351,7 +351,7 @@ class Executor:
             pair.link_id = -1
             return
         with svc.store.transaction():
-            link = svc.store.create_link(svc.tenant, svc.flow_id, action.po_id, action.pms_id)
+            link = svc.store.create_link(svc.flow_id, action.po_id, action.pms_id)
             reason = link_reason(action.rule)
             svc.record_history([HistoryEntry(link.id, "to_pms", "link", {}, reason, st.run_id)])
         pair.link_id = link.id

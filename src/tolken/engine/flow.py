@@ -42,7 +42,7 @@ from tolken.engine.pairs import group_actions
 from tolken.engine.plan import FlowContext, plan_flow, plan_reconcile
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import Flow, belongs, merge_key_flat
-from tolken.store import FlowState, Store
+from tolken.store import FlowState, TenantStore
 from tolken.vocabulary import FlowId
 
 __all__ = ["FlowRun", "match_rules"]
@@ -66,7 +66,7 @@ class FlowRun:
     """Everything one flow needs for one cycle; :meth:`run` does the work."""
 
     executor: Executor
-    store: Store
+    store: TenantStore
     pms_capture: PMSCapture
     overlap: timedelta
     run_started_at: datetime
@@ -85,12 +85,11 @@ class FlowRun:
         if not st.dry_run:
             ex.recover_pending_creates()
             settle.apply_settled_conflicts(ex)
-        state = self.store.load_flow_state(svc.tenant, svc.flow_id)
+        state = self.store.load_flow_state(svc.flow_id)
         st.links = state
         capture = read_poweroffice(
             svc.poweroffice,
             self.store,
-            svc.tenant,
             svc.po_resource,
             overlap=self.overlap,
             full=self.reconcile,
@@ -146,7 +145,6 @@ class FlowRun:
             failed = {rid for side, rid in st.open_failures if side == "poweroffice"}
             save_po_cursor(
                 self.store,
-                svc.tenant,
                 capture,
                 st.waiting_po | failed | held_back,
                 run_started_at=self.run_started_at,
@@ -238,7 +236,7 @@ class FlowRun:
         """
         svc, st = self.executor.services, self.executor.state
         # One read of the flow's open failures per cycle (dry run included), split here.
-        parked = self.store.list_failures(svc.tenant, svc.flow_id)
+        parked = self.store.list_failures(svc.flow_id)
         now = self.store.now()
         due = sorted(
             (f for f in parked if f.next_attempt_at <= now),
@@ -270,9 +268,7 @@ class FlowRun:
             except NotFound:
                 # The parked record is gone; a reconcile deals with deleted linked records.
                 if not st.dry_run:
-                    self.store.resolve_failure(
-                        svc.tenant, svc.flow_id, failure.side, failure.record_id
-                    )
+                    self.store.resolve_failure(svc.flow_id, failure.side, failure.record_id)
                     st.open_failures.discard((failure.side, failure.record_id))
         return backing_off
 
@@ -292,7 +288,7 @@ class FlowRun:
                 # A value the mapping cannot convert: park the record, go on.
                 st.report.add("failed")
                 if not st.dry_run:
-                    self.store.record_error(svc.tenant, svc.flow_id, "poweroffice", record.id, exc)
+                    self.store.record_error(svc.flow_id, "poweroffice", record.id, exc)
                     st.open_failures.add(("poweroffice", record.id))
                 continue
             if value is not None:

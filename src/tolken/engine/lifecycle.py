@@ -134,7 +134,7 @@ def post_once(
     """
     key, remote_key = keys
     try:
-        svc.store.add_pending_create(svc.tenant, svc.flow_id, target, source_id, key)
+        svc.store.add_pending_create(svc.flow_id, target, source_id, key)
         open_key: str | None = key
     except DuplicatePendingCreate:
         # The key was used before: an interrupted or refused create. Look before posting.
@@ -178,13 +178,13 @@ def recover_pending_creates(svc: FlowServices, run_id: int | None) -> Recovery:
     refused record costs no lookup per cycle.
     """
     recovery = Recovery()
-    pendings = svc.store.pending_creates(svc.tenant, svc.flow_id)
+    pendings = svc.store.pending_creates(svc.flow_id)
     if not pendings:
         return recovery
     now = svc.now()
     waiting = {
         (f.side, f.record_id)
-        for f in svc.store.list_failures(svc.tenant, svc.flow_id)
+        for f in svc.store.list_failures(svc.flow_id)
         if f.next_attempt_at > now
     }
     for pending in pendings:
@@ -202,11 +202,11 @@ def _recover_one(
     run_id: int | None,
 ) -> None:
     to_pms = pending.target == "pms"
-    store, tenant, flow_id = svc.store, svc.tenant, svc.flow_id
+    store, flow_id = svc.store, svc.flow_id
     source_link = (
-        store.get_link_by_po(tenant, flow_id, pending.source_id)
+        store.get_link_by_po(flow_id, pending.source_id)
         if to_pms
-        else store.get_link_by_pms(tenant, flow_id, pending.source_id)
+        else store.get_link_by_pms(flow_id, pending.source_id)
     )
     if source_link is not None:
         store.abandon_pending_create(pending.idempotency_key)  # linked another way
@@ -222,10 +222,10 @@ def _recover_one(
         return
     po_id, pms_id = (pending.source_id, found.id) if to_pms else (found.id, pending.source_id)
     with store.transaction():
-        if store.get_link_by_po(tenant, flow_id, po_id) is None and (
-            store.get_link_by_pms(tenant, flow_id, pms_id) is None
+        if store.get_link_by_po(flow_id, po_id) is None and (
+            store.get_link_by_pms(flow_id, pms_id) is None
         ):
-            link = store.create_link(tenant, flow_id, po_id, pms_id)
+            link = store.create_link(flow_id, po_id, pms_id)
             reason = "found by its idempotency key after an interrupted run"
             direction: Direction = "to_pms" if to_pms else "to_poweroffice"
             svc.record_history([HistoryEntry(link.id, direction, "create", {}, reason, run_id)])
@@ -233,4 +233,4 @@ def _recover_one(
             recovery.linked.append((po_id, pms_id))
         store.resolve_pending_create(pending.idempotency_key, found.id)
     # The source was parked when its create failed ambiguously; it is settled now.
-    store.resolve_failure(tenant, flow_id, source_side, pending.source_id)
+    store.resolve_failure(flow_id, source_side, pending.source_id)

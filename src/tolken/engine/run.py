@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from tolken.config import TolkenConfig
@@ -36,7 +37,7 @@ from tolken.engine.services import FlowServices
 from tolken.errors import RecordError, Stopped, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
-from tolken.store import DuplicateLink, Store
+from tolken.store import DuplicateLink, RunStatus, Store, TenantStore
 from tolken.vocabulary import FlowId
 
 __all__ = ["RequestCounts", "SyncEngine"]
@@ -75,7 +76,7 @@ class SyncEngine:
         stop: threading.Event | None = None,
     ) -> None:
         self.config = config
-        self.store = store
+        self.store: TenantStore = store.for_tenant(config.tenant)
         self.poweroffice = poweroffice
         self.pms = pms
         self.mapping = mapping or load_mapping(config.mapping)
@@ -116,50 +117,26 @@ class SyncEngine:
         before = self.counter.snapshot() if self.counter else {}
         report = CycleReport(reconciled=reconcile, dry_run=dry_run)
         started = self.store.now()
-        run_id = None if dry_run else self.store.start_run(self.tenant)
+        run_id = None if dry_run else self.store.start_run()
         report.run_id = run_id
-        resolver = LinkResolver(self.store, self.tenant)
+        resolver = LinkResolver(self.store)
         pms_capture = PMSCapture(
             self.pms,
             self.store,
-            self.tenant,
             use_feed=self.config.pms.change_capture == "changes",
             stop=self.stop_event.is_set,
         )
-        overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
-        status = "ok"
+        status: RunStatus = "ok"
+        cycle = _CycleRun(
+            resolver, pms_capture, started, run_id, reconcile, dry_run, confirm_deletes
+        )
         try:
-            for flow_id in self.flows():
-                if self.stop_event.is_set():
-                    report.interrupted = True
-                    break
-                if progress is not None:
-                    progress(flow_id)
-                sync = self.config.sync
-                executor = self._executor(flow_id, report, resolver, dry_run=dry_run, run_id=run_id)
-                with log_context(run_id=run_id, flow=flow_id):
-                    finished = FlowRun(
-                        executor,
-                        self.store,
-                        pms_capture,
-                        overlap,
-                        started,
-                        reconcile=reconcile,
-                        confirm_deletes=confirm_deletes,
-                        mass_delete_threshold=sync.mass_delete_threshold,
-                        reconcile_pms=self.config.pms.change_capture == "polling",
-                        should_stop=self.stop_event.is_set,
-                        on_progress=on_record,
-                    ).run()
-                    flow_report = report.flow(flow_id)
-                    counts = {k: v for k, v in flow_report.counts.items() if v}
-                    if counts or flow_report.stopped:
-                        _log.info("flow synchronised", counts=counts, stopped=flow_report.stopped)
-                if not finished:
-                    report.interrupted = True
-                    break
-                if report.flow(flow_id).stopped:
-                    status = "stopped"
+            status = self._run_flows(
+                report,
+                cycle,
+                progress=progress,
+                on_record=on_record,
+            )
             if not dry_run and not report.interrupted:
                 pms_capture.commit()
         except Stopped:
@@ -182,7 +159,7 @@ class SyncEngine:
         if run_id is not None:
             self.store.finish_run(
                 run_id,
-                "stopped" if report.interrupted else status,  # type: ignore[arg-type]
+                "stopped" if report.interrupted else status,
                 counts=_counts(report),
                 requests=report.requests,
                 error="interrupted" if report.interrupted else None,
@@ -190,6 +167,52 @@ class SyncEngine:
         if not dry_run:
             self.cycles += 1
         return report
+
+    def _run_flows(
+        self,
+        report: CycleReport,
+        cycle: _CycleRun,
+        *,
+        progress: Callable[[str], None] | None,
+        on_record: Callable[[str, int, int], None] | None,
+    ) -> RunStatus:
+        """Run the enabled flows in order until one is interrupted (``stopped``: a breaker)."""
+        status: RunStatus = "ok"
+        overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
+        sync = self.config.sync
+        for flow_id in self.flows():
+            if self.stop_event.is_set():
+                report.interrupted = True
+                break
+            if progress is not None:
+                progress(flow_id)
+            executor = self._executor(
+                flow_id, report, cycle.resolver, dry_run=cycle.dry_run, run_id=cycle.run_id
+            )
+            with log_context(run_id=cycle.run_id, flow=flow_id):
+                finished = FlowRun(
+                    executor,
+                    self.store,
+                    cycle.pms_capture,
+                    overlap,
+                    cycle.started,
+                    reconcile=cycle.reconcile,
+                    confirm_deletes=cycle.confirm_deletes,
+                    mass_delete_threshold=sync.mass_delete_threshold,
+                    reconcile_pms=self.config.pms.change_capture == "polling",
+                    should_stop=self.stop_event.is_set,
+                    on_progress=on_record,
+                ).run()
+                flow_report = report.flow(flow_id)
+                counts = {k: v for k, v in flow_report.counts.items() if v}
+                if counts or flow_report.stopped:
+                    _log.info("flow synchronised", counts=counts, stopped=flow_report.stopped)
+            if not finished:
+                report.interrupted = True
+                break
+            if flow_report.stopped:
+                status = "stopped"
+        return status
 
     def _executor(
         self,
@@ -242,8 +265,8 @@ class SyncEngine:
                 system="pms",
             )
         for existing, side, record_id in (
-            (self.store.get_link_by_po(self.tenant, flow_id, po_id), "PowerOffice", po_id),
-            (self.store.get_link_by_pms(self.tenant, flow_id, pms_id), "PMS", pms_id),
+            (self.store.get_link_by_po(flow_id, po_id), "PowerOffice", po_id),
+            (self.store.get_link_by_pms(flow_id, pms_id), "PMS", pms_id),
         ):
             if existing is not None:
                 raise DuplicateLink(
@@ -252,7 +275,7 @@ class SyncEngine:
                 )
         report = CycleReport()
         executor = self._executor(
-            flow_id, report, LinkResolver(self.store, self.tenant), dry_run=False, run_id=None
+            flow_id, report, LinkResolver(self.store), dry_run=False, run_id=None
         )
         executor.remember("poweroffice", po_record)
         executor.remember("pms", pms_record)
@@ -266,7 +289,7 @@ class SyncEngine:
         for group in group_actions(actions):
             executor.apply(group)
         for side_name, record_id in (("poweroffice", po_id), ("pms", pms_id)):
-            self.store.resolve_failure(self.tenant, flow_id, side_name, record_id)  # type: ignore[arg-type]
+            self.store.resolve_failure(flow_id, side_name, record_id)  # type: ignore[arg-type]
         return report
 
     def _requests(self, before: dict[str, int]) -> dict[str, int]:
@@ -311,6 +334,19 @@ class SyncEngine:
             if self.stop_event.is_set():
                 break
             wait(self.config.sync.interval_seconds)
+
+
+@dataclass(frozen=True)
+class _CycleRun:
+    """What every flow of one cycle shares."""
+
+    resolver: LinkResolver
+    pms_capture: PMSCapture
+    started: datetime
+    run_id: int | None
+    reconcile: bool
+    dry_run: bool
+    confirm_deletes: bool
 
 
 def _counts(report: CycleReport) -> dict[str, dict[str, int]]:

@@ -22,7 +22,7 @@ from tolken.engine.resolver import LinkResolver
 from tolken.errors import NotFound
 from tolken.logging import get_logger
 from tolken.mapping import Flow, project, to_pms_flat
-from tolken.store import Direction, DuplicateLink, HistoryEntry, LinkState, Store
+from tolken.store import Direction, DuplicateLink, HistoryEntry, LinkState, TenantStore
 from tolken.vocabulary import FlowId, Side
 
 __all__ = ["FlowServices"]
@@ -36,7 +36,7 @@ class FlowServices:
     flow_id: FlowId
     flow: Flow
     ctx: FlowContext
-    store: Store
+    store: TenantStore
     poweroffice: Connector
     pms: Connector
     resolver: LinkResolver
@@ -158,7 +158,7 @@ class FlowServices:
             with self.store.transaction():
                 if pending_key is not None:
                     self.store.resolve_pending_create(pending_key, created_id)
-                link = self.store.create_link(self.tenant, self.flow_id, pair.po_id, pair.pms_id)
+                link = self.store.create_link(self.flow_id, pair.po_id, pair.pms_id)
                 pair.link_id = link.id
                 self.save_pair(pair, (direction, "create", body, reason), run_id)
         except DuplicateLink:
@@ -174,7 +174,7 @@ class FlowServices:
         run_id: int | None,
     ) -> None:
         """Set the state of the link of ``po_id`` (if any) and record why, in one transaction."""
-        link = self.store.get_link_by_po(self.tenant, self.flow_id, po_id)
+        link = self.store.get_link_by_po(self.flow_id, po_id)
         if link is None:
             return
         direction, action, fields, reason = write
@@ -195,13 +195,13 @@ class FlowServices:
             "ambiguous match", side=action.source, record_id=action.record_id, error=message
         )
         self.store.record_failure(
-            self.tenant, self.flow_id, action.source, action.record_id, "AmbiguousMatch", message
+            self.flow_id, action.source, action.record_id, "AmbiguousMatch", message
         )
 
     def record_conflict(self, link_id: int, c: FieldConflict, run_id: int | None) -> None:
         """Record a field conflict of a link, once per (field, both values)."""
         po_value, pms_value = jsonable(c.poweroffice), jsonable(c.pms)
-        known = self.store.list_conflicts(self.tenant, self.flow_id, link_id=link_id)
+        known = self.store.list_conflicts(self.flow_id, link_id=link_id)
         if any(
             k.field == c.field and k.poweroffice_value == po_value and k.pms_value == pms_value
             for k in known
@@ -212,7 +212,6 @@ class FlowServices:
             "conflict recorded", link_id=link_id, field=c.field, policy=c.policy, winner=winner
         )
         self.store.record_conflict(
-            self.tenant,
             self.flow_id,
             link_id,
             c.field,

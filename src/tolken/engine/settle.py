@@ -33,7 +33,7 @@ SETTLE = "settle-conflict"
 def settled_conflicts(svc: FlowServices) -> list[tuple[ConflictRecord, Link]]:
     """The hand-settled conflicts of active links whose winner was not written yet."""
     out = []
-    for conflict in svc.store.list_conflicts(svc.tenant, svc.flow_id):
+    for conflict in svc.store.list_conflicts(svc.flow_id):
         if not (
             conflict.policy == "manual"
             and conflict.resolved

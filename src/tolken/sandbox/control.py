@@ -267,6 +267,14 @@ def install_control(
     """
     control = SandboxControl(app, fault_response, identify)
     app.add_middleware(_ControlMiddleware, control=control)
+    _add_fault_routes(app, control, client_field)
+    _add_data_routes(app, control, on_reset, on_seed, client_field)
+    _add_settings_route(app, settings_hook)
+    return control
+
+
+def _add_fault_routes(app: FastAPI, control: SandboxControl, client_field: str) -> None:
+    """``/_sandbox/faults`` (read and set) and ``/_sandbox/stats``."""
 
     async def get_faults() -> dict[str, Any]:
         return control.faults.model_dump()
@@ -285,6 +293,20 @@ def install_control(
     async def get_stats(request: Request) -> dict[str, Any]:
         client = request.query_params.get(client_field) or None
         return {"requests": control.stats(client), "statuses": control.statuses(client)}
+
+    app.add_api_route(f"{CONTROL_PREFIX}/faults", get_faults, methods=["GET"])
+    app.add_api_route(f"{CONTROL_PREFIX}/faults", post_faults, methods=["POST"])
+    app.add_api_route(f"{CONTROL_PREFIX}/stats", get_stats, methods=["GET"])
+
+
+def _add_data_routes(
+    app: FastAPI,
+    control: SandboxControl,
+    on_reset: Callable[[str | None], None],
+    on_seed: Callable[[dict[str, int], str | None], Mapping[str, Any]],
+    client_field: str,
+) -> None:
+    """``/_sandbox/reset`` and ``/_sandbox/seed``."""
 
     async def post_reset(request: Request) -> Any:
         body = await _json_object(request)
@@ -321,6 +343,13 @@ def install_control(
             return _problem(str(exc))
         return dict(result)
 
+    app.add_api_route(f"{CONTROL_PREFIX}/reset", post_reset, methods=["POST"])
+    app.add_api_route(f"{CONTROL_PREFIX}/seed", post_seed, methods=["POST"])
+
+
+def _add_settings_route(app: FastAPI, settings_hook: SettingsHook | None) -> None:
+    """``/_sandbox/settings``: the simulator's runtime settings, when it has any."""
+
     async def settings(request: Request) -> Any:
         if settings_hook is None:
             return JSONResponse({"detail": "This simulator has no runtime settings."}, 404)
@@ -332,10 +361,4 @@ def install_control(
         except ValueError as exc:
             return _problem(str(exc))
 
-    app.add_api_route(f"{CONTROL_PREFIX}/faults", get_faults, methods=["GET"])
-    app.add_api_route(f"{CONTROL_PREFIX}/faults", post_faults, methods=["POST"])
-    app.add_api_route(f"{CONTROL_PREFIX}/stats", get_stats, methods=["GET"])
-    app.add_api_route(f"{CONTROL_PREFIX}/reset", post_reset, methods=["POST"])
-    app.add_api_route(f"{CONTROL_PREFIX}/seed", post_seed, methods=["POST"])
     app.add_api_route(f"{CONTROL_PREFIX}/settings", settings, methods=["GET", "POST"])
-    return control

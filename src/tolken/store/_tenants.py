@@ -43,8 +43,8 @@ from sqlalchemy.exc import IntegrityError
 from tolken.config import TenantSettings
 from tolken.errors import ConfigError
 from tolken.store._base import Clock, StoreBase, utcnow
-from tolken.store.models import Base, LinkRow, StoreMetaRow, TenantRow
-from tolken.store.records import UnknownRecord
+from tolken.store._models import Base, LinkRow, StoreMetaRow, TenantRow
+from tolken.store._records import UnknownRecord
 
 __all__ = [
     "DuplicateTenant",
@@ -239,7 +239,7 @@ class TenantRegistry(StoreBase):
 
     def _select(self, conn: Connection, *where: ColumnElement[bool]) -> list[Tenant]:
         query = select(TenantRow.__table__).where(*where).order_by(TenantRow.id)
-        return [self._tenant(row._mapping) for row in conn.execute(query)]
+        return [self._tenant(row) for row in conn.execute(query).mappings()]
 
     def get(self, tenant_id: str) -> Tenant:
         """The tenant ``tenant_id``; :class:`UnknownTenant` when there is none."""

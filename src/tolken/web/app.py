@@ -34,7 +34,7 @@ from tolken.config import TolkenConfig
 from tolken.connectors.pms import WebhookRejected
 from tolken.errors import TolkenError
 from tolken.logging import get_logger
-from tolken.store import Store
+from tolken.store import TenantStore
 from tolken.vocabulary import FlowId
 from tolken.web import _format
 from tolken.web.auth import COOKIE_NAME, PUBLIC_PATHS, TokenAuth, url_without_token
@@ -43,6 +43,7 @@ from tolken.web.pages import Context, router
 from tolken.web.security import (
     CSRF_FIELD,
     SAFE_METHODS,
+    Refusal,
     SameOrigin,
     SecurityHeaders,
     csrf_protect,
@@ -94,7 +95,7 @@ def _drop(_item: ChangeItem) -> None:
 
 def create_app(
     config: TolkenConfig,
-    store: Store,
+    store: TenantStore,
     *,
     on_webhook: Callable[[ChangeItem], None] = _drop,
     wake: Callable[[], None] = _nothing,
@@ -102,7 +103,7 @@ def create_app(
     webhook_secret: SecretStr | str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The web app for ``config``'s tenant, reading ``store``.
+    """The web app of one tenant, reading its view of the store (``store.tenant``).
 
     ``webhook_secret`` overrides ``serve.webhook_secret`` (``tolken serve``
     makes one up when none is configured, as it registers the webhook itself);
@@ -112,13 +113,11 @@ def create_app(
     serve = config.serve
     auth = TokenAuth(serve.token if serve else None)
     secret = webhook_secret if webhook_secret is not None else (serve and serve.webhook_secret)
-    metrics = metrics or Metrics(store, config.tenant)
-    receiver = WebhookReceiver(
-        secret or None, on_webhook, store=store, tenant=config.tenant, clock=clock
-    )
+    metrics = metrics or Metrics(store)
+    receiver = WebhookReceiver(secret or None, on_webhook, store=store, clock=clock)
     all_flows: tuple[FlowId, ...] = ("departments", "customers", "projects")
     flows = tuple(f for f in all_flows if config.sync.flow(f).enabled)
-    ctx = Context(store=store, tenant=config.tenant, flows=flows, wake=wake, templates=_templates())
+    ctx = Context(store=store, tenant=store.tenant, flows=flows, wake=wake, templates=_templates())
 
     app = FastAPI(
         title="tolken",
@@ -148,6 +147,93 @@ def create_app(
     app.add_middleware(
         SameOrigin, refuse=refuse, exempt=exempt, public_url=serve.public_url if serve else None
     )
+
+    _require_token(app, auth, ctx, refuse)
+
+    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(TolkenError)
+    async def store_down(request: Request, exc: TolkenError) -> Response:
+        _log.error("dashboard request failed", path=request.url.path, error=str(exc))
+        message = "The store cannot be reached right now; the page will work again when it is."
+        if _is_page(request):
+            return ctx.templates.TemplateResponse(
+                request, "error.html", {"title": "Unavailable", "message": message}, 503
+            )
+        return JSONResponse({"error": message}, 503)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_found(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_page(request):
+            return ctx.templates.TemplateResponse(
+                request,
+                "error.html",
+                {"title": f"{exc.status_code}", "message": str(exc.detail)},
+                exc.status_code,
+            )
+        return JSONResponse({"error": exc.detail}, exc.status_code)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        try:
+            store.last_runs(limit=1)
+        except TolkenError as exc:
+            _log.warning("health check: store unreachable", error=str(exc))
+            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "store": "ok", "version": __version__})
+
+    stylesheet = (_STATIC / "tolken.css").read_bytes()
+
+    @app.get("/static/tolken.css", include_in_schema=False)
+    def css() -> Response:
+        return Response(
+            stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    _add_webhook_route(app, receiver, metrics)
+
+    return app
+
+
+def _add_webhook_route(app: FastAPI, receiver: WebhookReceiver, metrics: Metrics) -> None:
+    """``POST /webhooks/pms``: a capped body, verified and queued (202), or refused."""
+
+    @app.post("/webhooks/pms", include_in_schema=False)
+    async def pms_webhook(request: Request) -> JSONResponse:
+        try:
+            body = await read_capped(request.headers.get("content-length"), request.stream())
+            # The store call blocks: keep it off the event loop.
+            item = await run_in_threadpool(receiver.receive, request.headers, body)
+        except BodyTooLarge as exc:
+            metrics.webhooks.labels(outcome="rejected").inc()
+            _log.warning("webhook rejected", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, 413)
+        except WebhookRejected as exc:
+            metrics.webhooks.labels(outcome="rejected").inc()
+            _log.warning("webhook rejected", reason=exc.reason)
+            return JSONResponse({"error": exc.message}, 401)
+        except InvalidDelivery as exc:
+            metrics.webhooks.labels(outcome="rejected").inc()
+            _log.warning("webhook rejected", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, 400)
+        metrics.webhooks.labels(outcome="accepted").inc()
+        _log.info(
+            "webhook accepted",
+            resource=item.get("type"),
+            pms_id=str(item.get("id")),
+            op=item.get("op"),
+            seq=item.get("seq"),
+        )
+        return JSONResponse({"accepted": True}, 202)
+
+
+def _require_token(app: FastAPI, auth: TokenAuth, ctx: Context, refuse: Refusal) -> None:
+    """Refuse requests without the dashboard token (public paths aside); a token in the URL
+    of a page becomes a session cookie, and is never accepted on a state-changing request."""
 
     @app.middleware("http")
     async def require_token(
@@ -180,80 +266,6 @@ def create_app(
                 path="/",
             )
         return response
-
-    app.add_middleware(SecurityHeaders)
-
-    @app.exception_handler(TolkenError)
-    async def store_down(request: Request, exc: TolkenError) -> Response:
-        _log.error("dashboard request failed", path=request.url.path, error=str(exc))
-        message = "The store cannot be reached right now; the page will work again when it is."
-        if _is_page(request):
-            return ctx.templates.TemplateResponse(
-                request, "error.html", {"title": "Unavailable", "message": message}, 503
-            )
-        return JSONResponse({"error": message}, 503)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def not_found(request: Request, exc: StarletteHTTPException) -> Response:
-        if _is_page(request):
-            return ctx.templates.TemplateResponse(
-                request,
-                "error.html",
-                {"title": f"{exc.status_code}", "message": str(exc.detail)},
-                exc.status_code,
-            )
-        return JSONResponse({"error": exc.detail}, exc.status_code)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> JSONResponse:
-        try:
-            store.last_runs(config.tenant, limit=1)
-        except TolkenError as exc:
-            _log.warning("health check: store unreachable", error=str(exc))
-            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
-        return JSONResponse({"status": "ok", "store": "ok", "version": __version__})
-
-    stylesheet = (_STATIC / "tolken.css").read_bytes()
-
-    @app.get("/static/tolken.css", include_in_schema=False)
-    def css() -> Response:
-        return Response(
-            stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
-        )
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-    @app.post("/webhooks/pms", include_in_schema=False)
-    async def pms_webhook(request: Request) -> JSONResponse:
-        try:
-            body = await read_capped(request.headers.get("content-length"), request.stream())
-            # The store call blocks: keep it off the event loop.
-            item = await run_in_threadpool(receiver.receive, request.headers, body)
-        except BodyTooLarge as exc:
-            metrics.webhooks.labels(outcome="rejected").inc()
-            _log.warning("webhook rejected", reason=str(exc))
-            return JSONResponse({"error": str(exc)}, 413)
-        except WebhookRejected as exc:
-            metrics.webhooks.labels(outcome="rejected").inc()
-            _log.warning("webhook rejected", reason=exc.reason)
-            return JSONResponse({"error": exc.message}, 401)
-        except InvalidDelivery as exc:
-            metrics.webhooks.labels(outcome="rejected").inc()
-            _log.warning("webhook rejected", reason=str(exc))
-            return JSONResponse({"error": str(exc)}, 400)
-        metrics.webhooks.labels(outcome="accepted").inc()
-        _log.info(
-            "webhook accepted",
-            resource=item.get("type"),
-            pms_id=str(item.get("id")),
-            op=item.get("op"),
-            seq=item.get("seq"),
-        )
-        return JSONResponse({"accepted": True}, 202)
-
-    return app
 
 
 def _is_page(request: Request) -> bool:

@@ -202,13 +202,13 @@ def serving(
     with ExitStack() as stack:
         if engine is None:
             store = stack.enter_context(open_store(config.store))
-            metrics = metrics or Metrics(store, config.tenant)
+            metrics = metrics or Metrics(store.for_tenant(config.tenant))
             # Every response either connector gets is counted by system and status.
             given = transports or {}
             counted = {s: metrics.transport(s, given.get(s)) for s in ("poweroffice", "pms")}
             engine = stack.enter_context(open_engine(config, store=store, transports=counted))
         else:
-            metrics = metrics or Metrics(engine.store, config.tenant)
+            metrics = metrics or Metrics(engine.store)
         queue = WorkQueue()
         app = create_app(
             config,

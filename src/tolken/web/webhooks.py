@@ -24,7 +24,7 @@ from tolken.connectors.pms import (
     WebhookRejected,
     verify_webhook,
 )
-from tolken.store import Store
+from tolken.store import TenantStore
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -72,9 +72,9 @@ async def read_capped(
 
 
 class WebhookReceiver:
-    """Verifies ``tenant``'s deliveries and passes each change item to ``on_webhook``.
+    """Verifies a tenant's deliveries and passes each change item to ``on_webhook``.
 
-    The deliveries taken in are remembered in ``store`` for the replay window.
+    The deliveries taken in are remembered in the tenant's ``store`` for the replay window.
     """
 
     def __init__(
@@ -82,8 +82,7 @@ class WebhookReceiver:
         secret: SecretStr | str | None,
         on_webhook: Callable[[ChangeItem], None],
         *,
-        store: Store,
-        tenant: str,
+        store: TenantStore,
         tolerance: float = REPLAY_WINDOW,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -92,7 +91,6 @@ class WebhookReceiver:
         self._secret = secret or ""
         self._on_webhook = on_webhook
         self._store = store
-        self._tenant = tenant
         self._tolerance = tolerance
         self._clock = clock
 
@@ -110,14 +108,14 @@ class WebhookReceiver:
         signature = (_header(headers, SIGNATURE_HEADER) or "").strip()
         # Deliveries sent before the horizon can no longer verify, so they are forgotten.
         horizon = int(now - self._tolerance)
-        if not self._store.remember_delivery(self._tenant, signature, sent, horizon):
+        if not self._store.remember_delivery(signature, sent, horizon):
             raise WebhookRejected(f"replayed delivery ({TIMESTAMP_HEADER} {sent} seen before)")
         try:
             item = _parse(body)
             self._on_webhook(item)
         except BaseException:
             # Not taken in: the PMS may deliver it again (with the same second's signature).
-            self._store.forget_delivery(self._tenant, signature)
+            self._store.forget_delivery(signature)
             raise
         return item
 

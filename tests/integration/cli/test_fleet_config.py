@@ -10,8 +10,8 @@ from tolken.cli import app
 FLEET = """\
 store: {store}
 poweroffice:
-  application_key: ak
-  subscription_key: sk
+  application_key: application-key
+  subscription_key: subscription-key
 pms:
   base_url: http://127.0.0.1:1/api/v1
 fleet:

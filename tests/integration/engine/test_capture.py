@@ -14,7 +14,7 @@ from tolken.connectors.base import RemoteRecord
 from tolken.connectors.pms import PMSClient
 from tolken.engine.capture import PMSCapture
 from tolken.sandbox.pms import PMS_API_KEY, create_app
-from tolken.store import Store, open_store
+from tolken.store import TenantStore, open_store
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def url(pms_url: str) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def store(tmp_path: Path) -> Iterator[TenantStore]:
     with open_store(f"sqlite:///{tmp_path / 'tolken.db'}") as opened:
-        yield opened
+        yield opened.for_tenant("t")
 
 
 def _client(url: str, change_capture: str) -> PMSClient:
@@ -48,15 +48,15 @@ def _client(url: str, change_capture: str) -> PMSClient:
     )
 
 
-def _cycle(pms: PMSClient, store: Store, *resources: str) -> dict[str, list[RemoteRecord]]:
+def _cycle(pms: PMSClient, store: TenantStore, *resources: str) -> dict[str, list[RemoteRecord]]:
     """One cycle's capture of ``resources``, committed."""
-    capture = PMSCapture(pms, store, "t", use_feed=pms.settings.change_capture == "changes")
+    capture = PMSCapture(pms, store, use_feed=pms.settings.change_capture == "changes")
     read = {resource: capture.changes(resource) for resource in resources}
     capture.commit()
     return read
 
 
-def test_feed_capture_sees_upserts_and_tombstones(url: str, store: Store) -> None:
+def test_feed_capture_sees_upserts_and_tombstones(url: str, store: TenantStore) -> None:
     """Change capture by the changes feed returns edited records and deletes as tombstones."""
     with _client(url, "changes") as pms:
         keep = pms.create("customers", {"kind": "company", "name": "Keep"}, idempotency_key="a")
@@ -75,7 +75,7 @@ def test_feed_capture_sees_upserts_and_tombstones(url: str, store: Store) -> Non
         assert _cycle(pms, store, "customers")["customers"] == []
 
 
-def test_polling_capture_sees_edits(url: str, store: Store) -> None:
+def test_polling_capture_sees_edits(url: str, store: TenantStore) -> None:
     """Change capture by updated_after polling returns exactly the records edited since."""
     with _client(url, "polling") as pms:
         one = pms.create("customers", {"kind": "company", "name": "One"}, idempotency_key="a")

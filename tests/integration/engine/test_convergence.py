@@ -41,7 +41,7 @@ class Interleaved(RuleBasedStateMachine):
         self.count = 0
 
     def _pms_id(self, po_id: str) -> str | None:
-        return self.engine.store.link_map("default", "customers").get(po_id)
+        return self.engine.store.link_map("customers").get(po_id)
 
     @rule(target=customers, name=WORDS.filter(bool), phone=WORDS)
     def create_in_poweroffice(self, name: str, phone: str) -> str:
@@ -84,7 +84,7 @@ class Interleaved(RuleBasedStateMachine):
         flow = default_mapping().flow("customers")
         po_records = self.sb.po_list("Customers")
         pms_records = self.sb.pms_list("customers")
-        links = self.engine.store.link_map("default", "customers")
+        links = self.engine.store.link_map("customers")
         assert len(pms_records) == len(po_records) == len(links)
         by_id = {r["id"]: r for r in pms_records}
         for po in po_records:

@@ -112,21 +112,19 @@ def _run_under_faults(engine: SyncEngine, runs: int) -> list[str]:
             engine.run_cycle()
         except TolkenError as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
-        engine.store.retry_failures_now(engine.tenant)
+        engine.store.retry_failures_now()
     return errors
 
 
 def _settle_and_check(sb: Sandbox, systems: Systems, engine: SyncEngine, **allowed: Any) -> None:
     """Faults off, a quiet run; then the sides agree, nothing is parked, an idle run writes none."""
     _faults_off(sb, systems)
-    engine.store.retry_failures_now(engine.tenant)
+    engine.store.retry_failures_now()
     engine.run_cycle()
     with sb.po() as po, sb.pms() as pms:
         problems = divergences(po, pms, engine.store, engine.mapping, **allowed)
     assert problems == [], "\n".join(problems)
-    failures = [
-        (f.flow, f.side, f.record_id, f.message) for f in engine.store.list_failures(engine.tenant)
-    ]
+    failures = [(f.flow, f.side, f.record_id, f.message) for f in engine.store.list_failures()]
     assert failures == []
     before = {s: sb.stats(s) for s in SYSTEMS}
     engine.run_cycle()
@@ -178,7 +176,7 @@ def test_refused_and_lost_requests_on_both_sides_converge_with_every_record_once
         assert systems.po_loss.lost + systems.pms_loss.lost > 0, "no answer was lost"
         assert len(errors) < MAX_FAULTY_RUNS, errors
         _settle_and_check(sb, systems, engine)
-        links = engine.store.link_map(engine.tenant, "customers")
+        links = engine.store.link_map("customers")
         # The PMS-only customers were created in PowerOffice exactly once each.
         po_customers = sb.po_list("Customers")
         assert len(po_customers) == SEED["customers"] + len(pms_only)
@@ -198,7 +196,7 @@ def test_edits_on_both_sides_under_faults_arrive_and_converge(
     sb.control("poweroffice", "seed", SEED)
     with open_engine(_config(sb)) as engine:
         engine.run_cycle()
-        links = {f: engine.store.link_map(engine.tenant, f) for f in engine.flows()}
+        links = {f: engine.store.link_map(f) for f in engine.flows()}
         customers = sorted(links["customers"])[:8]
         projects = sorted(links["projects"])[:8]
         for index, po_id in enumerate(customers[:4]):

@@ -11,10 +11,9 @@ from sqlalchemy import inspect, select, text
 
 from tolken.config import TenantSettings
 from tolken.errors import ConfigError
-from tolken.store import DuplicateTenant, Store, UnknownTenant, open_store
+from tolken.store import DuplicateTenant, Shadow, Store, UnknownTenant, open_store
+from tolken.store._models import Base
 from tolken.store._tenants import _tenant_tables
-from tolken.store.models import Base
-from tolken.store.records import Shadow
 
 PASSPHRASE = "correct horse battery staple, and then some more"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -145,12 +144,12 @@ def test_failures_count_up_and_success_resets_them(store: Store) -> None:
 
 def seed(store: Store, tenant: str) -> None:
     """One row of ``tenant`` in every table of the store."""
-    run_id = store.start_run(tenant)
-    link = store.create_link(tenant, "customers", "10001", "c-1")
-    store.save_shadow(link.id, Shadow({"name": "Acme AS"}))
-    store.add_history(link.id, "to_pms", "create", {"name": "Acme AS"}, "new", run_id=run_id)
-    store.record_conflict(
-        tenant,
+    view = store.for_tenant(tenant)
+    run_id = view.start_run()
+    link = view.create_link("customers", "10001", "c-1")
+    view.save_shadow(link.id, Shadow({"name": "Acme AS"}))
+    view.add_history(link.id, "to_pms", "create", {"name": "Acme AS"}, "new", run_id=run_id)
+    view.record_conflict(
         "customers",
         link.id,
         "name",
@@ -161,10 +160,10 @@ def seed(store: Store, tenant: str) -> None:
         winner="parked",
         run_id=run_id,
     )
-    store.set_cursor(tenant, "pms", "customers", "42")
-    store.add_pending_create(tenant, "projects", "pms", "20001")
-    store.record_failure(tenant, "projects", "pms", "p-1", "ValidationFailed", "code is taken")
-    store.remember_delivery(tenant, f"sig-{tenant}", 1_700_000_000, 0)
+    view.set_cursor("pms", "customers", "42")
+    view.add_pending_create("projects", "pms", "20001")
+    view.record_failure("projects", "pms", "p-1", "ValidationFailed", "code is taken")
+    view.remember_delivery(f"sig-{tenant}", 1_700_000_000, 0)
 
 
 def rows_of(store: Store) -> dict[str, int]:
@@ -189,8 +188,8 @@ def test_remove_purge_leaves_nothing_of_the_tenant(store: Store) -> None:
     tenants.remove("acme", purge=True)
 
     assert rows_of(store) == dict.fromkeys(both, 1)
-    assert store.list_links("acme") == []
-    assert len(store.list_links("beta")) == 1
+    assert store.for_tenant("acme").list_links() == []
+    assert len(store.for_tenant("beta").list_links()) == 1
     assert "acme" not in store.tenants()
     assert [t.id for t in tenants.all()] == ["beta"]
     with pytest.raises(UnknownTenant):
@@ -204,7 +203,7 @@ def test_remove_without_purge_keeps_the_data(store: Store) -> None:
     seed(store, "acme")
     tenants.remove("acme")
     assert tenants.all() == []
-    assert len(store.list_links("acme")) == 1
+    assert len(store.for_tenant("acme").list_links()) == 1
 
 
 def test_a_tampered_credential_is_a_clear_error(store: Store) -> None:

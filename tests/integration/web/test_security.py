@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from integration.web_harness import AUTH, TOKEN, Clock, make_config, seed
-from tolken.store import Store, open_store
+from tolken.store import TenantStore, open_store
 from tolken.web import create_app
 
 OWN = "http://testserver"  # TestClient's origin
@@ -18,13 +18,13 @@ SIBLING = "http://testserver:8471"  # same site, another port: another origin
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def store(tmp_path: Path) -> Iterator[TenantStore]:
     with open_store(make_config(tmp_path).store, clock=Clock()) as opened:
-        yield opened
+        yield opened.for_tenant("default")
 
 
 @pytest.fixture
-def ids(store: Store) -> dict[str, int]:
+def ids(store: TenantStore) -> dict[str, int]:
     return seed(store, Clock())
 
 
@@ -34,7 +34,7 @@ def woken() -> list[str]:
 
 
 @pytest.fixture
-def client(tmp_path: Path, store: Store, woken: list[str]) -> TestClient:
+def client(tmp_path: Path, store: TenantStore, woken: list[str]) -> TestClient:
     return TestClient(create_app(make_config(tmp_path), store, wake=lambda: woken.append("wake")))
 
 
@@ -49,8 +49,8 @@ def _form_token(client: TestClient, page: str) -> str:
     return found.group(1)
 
 
-def _parked(store: Store) -> int:
-    return len(store.list_conflicts("default", parked_only=True))
+def _parked(store: TenantStore) -> int:
+    return len(store.list_conflicts(parked_only=True))
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_pages_need_no_inline_style_and_the_stylesheet_is_served(
 )
 def test_a_form_from_the_dashboard_settles_a_conflict(
     client: TestClient,
-    store: Store,
+    store: TenantStore,
     ids: dict[str, int],
     woken: list[str],
     headers: dict[str, str],
@@ -135,7 +135,11 @@ def test_a_form_from_the_dashboard_settles_a_conflict(
     ids=["sibling-port", "origin-only", "fetch-site-only", "opaque-origin"],
 )
 def test_a_form_posted_from_another_origin_is_refused(
-    client: TestClient, store: Store, ids: dict[str, int], woken: list[str], headers: dict[str, str]
+    client: TestClient,
+    store: TenantStore,
+    ids: dict[str, int],
+    woken: list[str],
+    headers: dict[str, str],
 ) -> None:
     """Even with the session cookie and a valid token, a post from another origin gets 403."""
     _signed_in(client)
@@ -154,7 +158,7 @@ def test_a_form_posted_from_another_origin_is_refused(
 
 @pytest.mark.parametrize("token", [None, "forged", "stale"])
 def test_a_form_without_the_pages_token_is_refused(
-    client: TestClient, store: Store, ids: dict[str, int], woken: list[str], token: str | None
+    client: TestClient, store: TenantStore, ids: dict[str, int], woken: list[str], token: str | None
 ) -> None:
     """Same origin and signed in, but no CSRF token or a wrong one: 403, nothing settled."""
     _signed_in(client)
@@ -178,7 +182,7 @@ def test_a_form_without_the_pages_token_is_refused(
 
 
 def test_an_api_client_with_a_bearer_token_needs_no_csrf_token(
-    client: TestClient, store: Store, ids: dict[str, int]
+    client: TestClient, store: TenantStore, ids: dict[str, int]
 ) -> None:
     """Authorization: Bearer is no CSRF target: the JSON API works without a token or an Origin."""
     answer = client.post(f"/api/conflicts/{ids['parked']}/resolve?winner=pms", headers=AUTH)
@@ -190,9 +194,8 @@ def test_an_api_client_with_a_bearer_token_needs_no_csrf_token(
     assert foreign.json()["error"] == "forbidden"
 
 
-def test_a_cookie_api_call_without_the_csrf_header_is_refused(
-    client: TestClient, ids: dict[str, int]
-) -> None:
+@pytest.mark.usefixtures("ids")
+def test_a_cookie_api_call_without_the_csrf_header_is_refused(client: TestClient) -> None:
     """A script riding on the session cookie must send X-CSRFToken (403 JSON otherwise)."""
     _signed_in(client)
     refused = client.post("/api/failures/retry", headers={"Origin": OWN})
@@ -212,7 +215,7 @@ def test_a_cookie_api_call_without_the_csrf_header_is_refused(
     ids=["not-utf8", "multipart-without-boundary"],
 )
 def test_an_unreadable_form_is_a_400_not_a_crash(
-    tmp_path: Path, store: Store, ids: dict[str, int], content_type: str, body: bytes
+    tmp_path: Path, store: TenantStore, ids: dict[str, int], content_type: str, body: bytes
 ) -> None:
     """A signed-in post whose form cannot be parsed gets 400 with a message, never a 500."""
     client = TestClient(create_app(make_config(tmp_path), store), raise_server_exceptions=False)

@@ -63,7 +63,7 @@ def running(config: TolkenConfig) -> Iterator[tuple[Serving, Cycles]]:
         def loop() -> None:
             try:
                 watch_loop(srv.engine, srv.queue, on_cycle=cycles)
-            except BaseException as exc:  # surfaced in the test thread below
+            except BaseException as exc:  # noqa: BLE001 - surfaced in the test thread below
                 errors.append(exc)
 
         thread = threading.Thread(target=loop, daemon=True)
@@ -134,8 +134,10 @@ def test_a_secret_shorter_than_16_characters_is_refused_at_load(tmp_path: Path, 
     """A guessable serve.token or webhook secret is a config error naming the key (exit 2)."""
     path = tmp_path / "tolken.yaml"
     path.write_text(
-        "poweroffice:\n  application_key: a\n  client_key: b\n  subscription_key: c\n"
-        "pms:\n  base_url: http://127.0.0.1:9/api/v1\n  api_key: d\n" + SHORT_SECRETS[key],
+        "poweroffice:\n  application_key: application-key\n  client_key: client-key-1\n"
+        "  subscription_key: subscription-key-1\n"
+        "pms:\n  base_url: http://127.0.0.1:9/api/v1\n  api_key: pms-api-key-1\n"
+        + SHORT_SECRETS[key],
         encoding="utf-8",
     )
     # Refused when the file is loaded, by every command (sync fails fast if it is not).

@@ -41,7 +41,7 @@ def received() -> Received:
 def client(tmp_path: Path, received: Received) -> Iterator[TestClient]:
     config = make_config(tmp_path)
     with open_store(config.store) as store:
-        yield TestClient(create_app(config, store, on_webhook=received))
+        yield TestClient(create_app(config, store.for_tenant(config.tenant), on_webhook=received))
 
 
 def _post(
@@ -129,7 +129,10 @@ BAD_TIMESTAMPS = {
 def served_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The web app on a real loopback port (bytes reach it exactly as sent)."""
     config = make_config(tmp_path_factory.mktemp("served"))
-    with open_store(config.store) as store, serve(create_app(config, store)) as url:
+    with (
+        open_store(config.store) as store,
+        serve(create_app(config, store.for_tenant(config.tenant))) as url,
+    ):
         yield url
 
 
@@ -158,16 +161,16 @@ def test_a_replay_after_a_restart_is_refused(store_url: str, received: Received)
     body = json.dumps(ITEM).encode()
     headers = sign_webhook(SECRET, body)
     with open_store(store_url) as store:
-        first = TestClient(create_app(config, store, on_webhook=received))
+        first = TestClient(create_app(config, store.for_tenant(config.tenant), on_webhook=received))
         assert first.post("/webhooks/pms", content=body, headers=headers).status_code == 202
     with open_store(store_url) as store:  # a restart: a new app on the same store
-        again = TestClient(create_app(config, store, on_webhook=received))
+        again = TestClient(create_app(config, store.for_tenant(config.tenant), on_webhook=received))
         answer = again.post("/webhooks/pms", content=body, headers=headers)
         assert answer.status_code == 401
         assert "replayed" in answer.json()["error"]
         # Another tenant's receiver on the same store has its own deliveries.
         other = config.model_copy(update={"tenant": "other"})
-        elsewhere = TestClient(create_app(other, store, on_webhook=received))
+        elsewhere = TestClient(create_app(other, store.for_tenant("other"), on_webhook=received))
         assert elsewhere.post("/webhooks/pms", content=body, headers=headers).status_code == 202
     assert received == [ITEM, ITEM]
 
@@ -177,7 +180,9 @@ def test_the_replay_cache_forgets_deliveries_past_the_window(tmp_path: Path) -> 
     config = make_config(tmp_path)
     now = [float(int(time.time()))]
     with open_store(config.store) as store:
-        client = TestClient(create_app(config, store, clock=lambda: now[0]))
+        client = TestClient(
+            create_app(config, store.for_tenant(config.tenant), clock=lambda: now[0])
+        )
         for n in range(3):
             body = json.dumps({**ITEM, "seq": n}).encode()
             headers = sign_webhook(SECRET, body, timestamp=int(now[0]))
@@ -208,7 +213,7 @@ def test_a_20_mb_webhook_is_refused_before_it_is_read(tmp_path: Path, received: 
     size = 20 * 1024 * 1024
     with (
         open_store(config.store) as store,
-        serve(create_app(config, store, on_webhook=received)) as url,
+        serve(create_app(config, store.for_tenant(config.tenant), on_webhook=received)) as url,
         httpx.Client(timeout=60) as http,
     ):
         # Warm up the server and client, so the baseline holds their buffers.
@@ -236,7 +241,7 @@ def test_a_body_just_under_the_cap_is_still_read(tmp_path: Path) -> None:
     body = json.dumps({"pad": "x" * (1024 * 1024 - 20)}).encode()
     assert len(body) <= 1024 * 1024
     with open_store(config.store) as store:
-        client = TestClient(create_app(config, store))
+        client = TestClient(create_app(config, store.for_tenant(config.tenant)))
         answer = client.post("/webhooks/pms", content=body, headers=sign_webhook(SECRET, body))
         assert answer.status_code == 400
 

@@ -151,7 +151,7 @@ def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> Non
 
 def test_custom_connector_example_refused_key_is_fatal() -> None:
     """With a wrong API key the example raises AuthError, which stops the run."""
-    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong")
+    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong-key")
     with httpx.Client(transport=httpx.MockTransport(_FakeAcme())) as http:
         connector = _example_module().AcmeConnector(settings, http=http)
         with pytest.raises(errors.AuthError):
@@ -220,7 +220,7 @@ def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
             ("company", "Fjellvind AS"),
             ("department", "Salg"),
         ]
-        link = store.get_link_by_po("default", "customers", customer)
+        link = engine.store.get_link_by_po("customers", customer)
         assert link is not None
         assert fake.records["clients"][link.pms_id]["address"] == {
             "postal_code": "9008",
@@ -236,7 +236,7 @@ def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
         report = engine.run_cycle(reconcile=True)
         assert "mass-delete breaker" in str(report.flow("customers").stopped)  # 1 of 1 links
         engine.run_cycle(reconcile=True, confirm_deletes=True)
-        gone = store.get_link_by_po("default", "customers", customer)
+        gone = engine.store.get_link_by_po("customers", customer)
         assert gone is not None
         assert gone.state == "pms-deleted"
         assert po.get("Customers", customer).data["Name"] == "Fjellvind AS"  # left alone
@@ -249,12 +249,12 @@ def test_custom_connector_feed_example_is_a_change_feed(acme: tuple[Any, _FakeAc
     settings = PMSSettings(base_url="https://acme.example.com/api/", api_key="acme-key")
     with httpx.Client(transport=httpx.MockTransport(fake)) as http:
         feed = _example_module().AcmeFeedConnector(settings, http=http)
-        assert isinstance(feed, ChangeFeed)
         made = [
             feed.create("customers", {"name": f"Firma {i}"}, idempotency_key=f"tk-{i}")
             for i in range(3)
         ]
         feed.delete("customers", made[0].id)
+        assert isinstance(feed, ChangeFeed)
         page = feed.changes(1, limit=2)
     assert [(i.seq, i.resource, i.id, i.op) for i in page.items] == [
         (2, "customers", made[1].id, "upsert"),
@@ -295,21 +295,21 @@ def test_custom_connector_feed_example_syncs_deletes_without_a_reconcile(tmp_pat
         engine = SyncEngine(config, store, po, acme)
 
         engine.run_cycle()
-        link = store.get_link_by_po("default", "customers", customer)
+        link = engine.store.get_link_by_po("customers", customer)
         assert link is not None
         # The feed's head read before the listing: tolken's own creates are read back next.
-        assert store.get_cursor("default", "pms", "customers") == "seq:0"
+        assert engine.store.get_cursor("pms", "customers") == "seq:0"
 
         fake.records["clients"][link.pms_id].update(phone="+47 90 00 00 01", modified=fake.stamp())
         fake.event("clients", link.pms_id, "upsert")
         engine.run_cycle()
         assert po.get("Customers", customer).data["PhoneNumber"] == "+47 90 00 00 01"
-        assert store.get_cursor("default", "pms", "customers") == f"seq:{len(fake.events)}"
+        assert engine.store.get_cursor("pms", "customers") == f"seq:{len(fake.events)}"
 
         del fake.records["clients"][link.pms_id]
         fake.event("clients", link.pms_id, "delete")
         engine.run_cycle()
-        gone = store.get_link_by_po("default", "customers", customer)
+        gone = engine.store.get_link_by_po("customers", customer)
         assert gone is not None
         assert gone.state == "pms-deleted"
         assert po.get("Customers", customer).data["Name"] == "Fjellvind AS"  # left alone

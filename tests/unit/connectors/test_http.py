@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from tolken.connectors import _http
@@ -75,7 +77,7 @@ def test_policy_retry_if_stops_retries_for_one_call() -> None:
         raise ServerError("maybe done")
 
     with _http.testing(), pytest.raises(ServerError):
-        RetryPolicy(attempts=4).call(fail, retry_if=lambda exc: False)
+        RetryPolicy(attempts=4).call(fail, retry_if=lambda _: False)
     assert calls == 1
 
 
@@ -128,3 +130,41 @@ def test_a_stop_ends_the_exponential_backoff_too() -> None:
     with pytest.raises(Stopped):
         RetryPolicy(wait_initial=20.0, wait_max=20.0).call(failing, stop=stop)
     assert time.monotonic() - started < 1.0
+
+
+def _echo(request: httpx.Request, body: str, kind: str = "text/plain") -> httpx.Response:
+    return httpx.Response(401, text=body, headers={"content-type": kind}, request=request)
+
+
+def test_error_bodies_lose_the_credentials_their_request_carried() -> None:
+    """A body echoing the bearer token, Basic keys or subscription key reads [redacted]."""
+    request = httpx.Request(
+        "POST",
+        "https://remote.example/OAuth/Token",
+        headers={
+            "Authorization": "Basic "
+            + base64.b64encode(b"echo-app-key-3141:echo-client-key-2718").decode(),
+            "Ocp-Apim-Subscription-Key": "echo-subscription-1618",
+        },
+    )
+    text = _echo(request, "keys echo-app-key-3141 / echo-client-key-2718 / echo-subscription-1618")
+    assert _http.plain_text(text, 500) == "keys [redacted] / [redacted] / [redacted]"
+    bearer = httpx.Request(
+        "GET", "https://remote.example/x", headers={"Authorization": "Bearer tok-0123456789"}
+    )
+    body = _echo(
+        bearer,
+        '{"errors": [{"message": "bad credentials: Bearer tok-0123456789"}]}',
+        "application/json",
+    )
+    assert _http.json_or_none(body) == {
+        "errors": [{"message": "bad credentials: Bearer [redacted]"}]
+    }
+
+
+def test_a_secret_cut_by_the_text_limit_is_still_redacted() -> None:
+    """A key straddling the length limit is redacted before the cut, so no half of it shows."""
+    request = httpx.Request(
+        "GET", "https://remote.example/x", headers={"X-Api-Key": "half-shown-key-42"}
+    )
+    assert _http.plain_text(_echo(request, "key: half-shown-key-42"), 12) == "key: [redact"

@@ -41,7 +41,7 @@ def test_a_batch_of_creates_makes_and_links_every_record(world: World) -> None:
         assert stored_shadow(world, action.po_id)["name"] == action.values["name"]
         assert history(world, action.po_id) == [("to_pms", "create")]
     assert ex.state.report.counts["created"] == 3
-    assert ex.services.store.pending_creates(ex.services.tenant, "customers") == []
+    assert ex.services.store.pending_creates("customers") == []
 
 
 def test_a_reused_key_takes_the_one_by_one_path_and_finds_the_record(world: World) -> None:
@@ -50,9 +50,7 @@ def test_a_reused_key_takes_the_one_by_one_path_and_finds_the_record(world: Worl
     actions = _creates(world, ["Alfa", "Beta"])
     svc = ex.services
     interrupted = actions[1]
-    svc.store.add_pending_create(
-        svc.tenant, "customers", "pms", interrupted.po_id, interrupted.idempotency_key
-    )
+    svc.store.add_pending_create("customers", "pms", interrupted.po_id, interrupted.idempotency_key)
     earlier = world.pms.create(
         "customers",
         {"kind": "company", "name": "Beta"},
@@ -63,7 +61,7 @@ def test_a_reused_key_takes_the_one_by_one_path_and_finds_the_record(world: Worl
     batch.create_many_in_pms(world.executor(), actions)
     names = sorted(r.data["name"] for r in world.pms.list("customers"))
     assert names == ["Alfa", "Beta"]
-    assert svc.store.link_map(svc.tenant, "customers")[interrupted.po_id] == earlier.id
+    assert svc.store.link_map("customers")[interrupted.po_id] == earlier.id
 
 
 def test_first_links_are_stored_together_with_their_agreed_shadows(world: World) -> None:
@@ -87,10 +85,10 @@ def test_a_duplicate_in_a_batch_of_links_parks_only_that_record(world: World) ->
     po_a, po_b = po_customer(world, Name="Alfa"), po_customer(world, Name="Beta")
     pms_a, pms_b = pms_customer(world, name="Alfa"), pms_customer(world, name="Beta")
     svc = ex.services
-    svc.store.create_link(svc.tenant, "customers", "someone-else", pms_b.id)
+    svc.store.create_link("customers", "someone-else", pms_b.id)
     batch.link_many(ex, [[Link(po_a.id, pms_a.id, "rule")], [Link(po_b.id, pms_b.id, "rule")]])
-    assert svc.store.link_map(svc.tenant, "customers")[po_a.id] == pms_a.id
-    [failure] = svc.store.list_failures(svc.tenant, "customers")
+    assert svc.store.link_map("customers")[po_a.id] == pms_a.id
+    [failure] = svc.store.list_failures("customers")
     assert failure.record_id == po_b.id
     assert ex.state.report.counts["failed"] == 1
 

@@ -35,7 +35,7 @@ from tolken.engine.capture import (
     save_po_cursor,
 )
 from tolken.errors import Fatal, Stopped
-from tolken.store import Store, open_store
+from tolken.store import TenantStore, open_store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 OVERLAP = timedelta(minutes=2)
@@ -55,7 +55,7 @@ class FakePowerOffice:
         self.records[record_id] = RemoteRecord("Customers", record_id, data, changed_at=at)
 
     def list(
-        self, resource: str, *, changed_after: datetime | None = None
+        self, _resource: str, *, changed_after: datetime | None = None
     ) -> Iterator[RemoteRecord]:
         self.reads.append(changed_after)
         for record in sorted(self.records.values(), key=lambda r: r.changed_at or T0):
@@ -64,25 +64,27 @@ class FakePowerOffice:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def store(tmp_path: Path) -> Iterator[TenantStore]:
     with open_store(f"sqlite:///{tmp_path / 'tolken.db'}") as opened:
-        yield opened
+        yield opened.for_tenant("t")
 
 
-def _read(po: FakePowerOffice, store: Store, full: bool = False) -> list[str]:
-    capture = read_poweroffice(po, store, "t", "Customers", overlap=OVERLAP, full=full)  # type: ignore[arg-type]
+def _read(po: FakePowerOffice, store: TenantStore, full: bool = False) -> list[str]:
+    capture = read_poweroffice(po, store, "Customers", overlap=OVERLAP, full=full)  # type: ignore[arg-type]
     return [r.id for r in capture.records]
 
 
 def _cycle(
-    po: FakePowerOffice, store: Store, now: datetime, held: frozenset[str] = frozenset()
+    po: FakePowerOffice, store: TenantStore, now: datetime, held: frozenset[str] = frozenset()
 ) -> list[str]:
-    capture = read_poweroffice(po, store, "t", "Customers", overlap=OVERLAP, full=False)  # type: ignore[arg-type]
-    save_po_cursor(store, "t", capture, held, run_started_at=now, overlap=OVERLAP)
+    capture = read_poweroffice(po, store, "Customers", overlap=OVERLAP, full=False)  # type: ignore[arg-type]
+    save_po_cursor(store, capture, held, run_started_at=now, overlap=OVERLAP)
     return [r.id for r in capture.records]
 
 
-def test_the_first_read_is_a_full_listing_and_later_reads_are_incremental(store: Store) -> None:
+def test_the_first_read_is_a_full_listing_and_later_reads_are_incremental(
+    store: TenantStore,
+) -> None:
     """No cursor: everything; then only what changed, from the cursor minus the overlap."""
     po = FakePowerOffice()
     po.put("1", "A", T0)
@@ -94,7 +96,7 @@ def test_the_first_read_is_a_full_listing_and_later_reads_are_incremental(store:
     assert po.reads[-1] == T0 + timedelta(minutes=10) - OVERLAP
 
 
-def test_records_re_read_in_the_overlap_are_skipped_unless_they_changed(store: Store) -> None:
+def test_records_re_read_in_the_overlap_are_skipped_unless_they_changed(store: TenantStore) -> None:
     """The overlap re-reads a record; the same content is skipped, new content is not."""
     po = FakePowerOffice()
     po.put("1", "A", T0)
@@ -104,26 +106,28 @@ def test_records_re_read_in_the_overlap_are_skipped_unless_they_changed(store: S
     assert _cycle(po, store, T0 + timedelta(hours=1)) == ["1"]
 
 
-def test_a_waiting_record_holds_the_cursor_so_it_is_read_again(store: Store) -> None:
+def test_a_waiting_record_holds_the_cursor_so_it_is_read_again(store: TenantStore) -> None:
     """A project that waits for its customer's link is read again by the next cycle."""
     po = FakePowerOffice()
     po.put("1", "A", T0)
     po.put("2", "waits", T0 + timedelta(minutes=5))
     po.put("3", "C", T0 + timedelta(minutes=10))
     _cycle(po, store, T0 + timedelta(hours=1), held=frozenset({"2"}))
-    assert load_po_cursor(store, "t", "Customers").position < T0 + timedelta(minutes=5)
+    position = load_po_cursor(store, "Customers").position
+    assert position is not None
+    assert position < T0 + timedelta(minutes=5)
     assert _cycle(po, store, T0 + timedelta(hours=1)) == ["2"]
 
 
-def test_the_cursor_never_passes_the_run_start(store: Store) -> None:
+def test_the_cursor_never_passes_the_run_start(store: TenantStore) -> None:
     """A record stamped after the run started (clock skew) is read again next time."""
     po = FakePowerOffice()
     po.put("1", "A", T0 + timedelta(minutes=5))
     _cycle(po, store, T0)
-    assert load_po_cursor(store, "t", "Customers").position == T0
+    assert load_po_cursor(store, "Customers").position == T0
 
 
-def test_a_reconcile_reads_everything_again(store: Store) -> None:
+def test_a_reconcile_reads_everything_again(store: TenantStore) -> None:
     """A full read ignores the cursor and the dedupe set."""
     po = FakePowerOffice()
     po.put("1", "A", T0)
@@ -132,7 +136,7 @@ def test_a_reconcile_reads_everything_again(store: Store) -> None:
 
 
 def test_records_the_caller_holds_unchanged_are_set_aside_without_their_data(
-    store: Store,
+    store: TenantStore,
 ) -> None:
     """An unchanged record is not handed on, yet still counts as listed and moves the cursor."""
     po = FakePowerOffice()
@@ -141,7 +145,6 @@ def test_records_the_caller_holds_unchanged_are_set_aside_without_their_data(
     capture = read_poweroffice(
         po,  # type: ignore[arg-type]
         store,
-        "t",
         "Customers",
         overlap=OVERLAP,
         full=True,
@@ -151,8 +154,8 @@ def test_records_the_caller_holds_unchanged_are_set_aside_without_their_data(
     assert capture.unchanged == [("2", T0 + timedelta(minutes=10))]
     assert sorted(capture.listed_ids()) == ["1", "2"]
     now = T0 + timedelta(hours=1)
-    save_po_cursor(store, "t", capture, (), run_started_at=now, overlap=OVERLAP)
-    assert load_po_cursor(store, "t", "Customers").position == T0 + timedelta(minutes=10)
+    save_po_cursor(store, capture, (), run_started_at=now, overlap=OVERLAP)
+    assert load_po_cursor(store, "Customers").position == T0 + timedelta(minutes=10)
 
 
 # -- PMS ------------------------------------------------------------------------
@@ -214,19 +217,19 @@ class FakeFeedPMS:
 
 def _pms(pms: FakeFeedPMS, mode: str) -> PMSClient:
     settings = PMSSettings.model_validate(
-        {"base_url": PMS_BASE, "api_key": "k", "change_capture": mode}
+        {"base_url": PMS_BASE, "api_key": "pms-api-key", "change_capture": mode}
     )
     return PMSClient(settings, http=httpx.Client(transport=httpx.MockTransport(pms)))
 
 
 def _cycle_pms(
-    client: Any, store: Store, resource: str = "customers", *, use_feed: bool = True
+    client: Any, store: TenantStore, resource: str = "customers", *, use_feed: bool = True
 ) -> tuple[list[RemoteRecord], str | None]:
     """One cycle's capture of ``resource``, committed: the records and the stored cursor."""
-    capture = PMSCapture(client, store, "t", use_feed=use_feed)
+    capture = PMSCapture(client, store, use_feed=use_feed)
     records = capture.changes(resource)
     capture.commit()
-    return records, store.get_cursor("t", "pms", resource)
+    return records, store.get_cursor("pms", resource)
 
 
 @pytest.mark.usefixtures("_no_waits")
@@ -239,7 +242,7 @@ def test_the_pms_connector_offers_its_capabilities() -> None:
 
 
 @pytest.mark.usefixtures("_no_waits")
-def test_feed_capture_starts_with_a_full_listing_then_reads_the_feed(store: Store) -> None:
+def test_feed_capture_starts_with_a_full_listing_then_reads_the_feed(store: TenantStore) -> None:
     """The first call lists everything; later calls return only what the feed says changed."""
     pms = FakeFeedPMS()
     pms.put("c1", "2026-01-01T00:00:01Z")
@@ -257,7 +260,7 @@ def test_feed_capture_starts_with_a_full_listing_then_reads_the_feed(store: Stor
 
 
 @pytest.mark.usefixtures("_no_waits")
-def test_feed_deletes_become_tombstones(store: Store) -> None:
+def test_feed_deletes_become_tombstones(store: TenantStore) -> None:
     """A delete in the feed, or a record gone before we read it, comes back as deleted=True."""
     pms = FakeFeedPMS()
     client = _pms(pms, "changes")
@@ -282,7 +285,7 @@ def test_feed_is_read_page_by_page_from_the_last_item() -> None:
 
 
 @pytest.mark.usefixtures("_no_waits")
-def test_a_feed_page_without_more_is_the_last_one_read(store: Store) -> None:
+def test_a_feed_page_without_more_is_the_last_one_read(store: TenantStore) -> None:
     """A page that says has_more: false ends the read: no request for an empty page after it."""
     pms = FakeFeedPMS(has_more=True)
     client = _pms(pms, "changes")
@@ -301,7 +304,7 @@ def test_a_feed_page_without_more_is_the_last_one_read(store: Store) -> None:
 
 
 @pytest.mark.usefixtures("_no_waits")
-def test_polling_capture_uses_exclusive_updated_after(store: Store) -> None:
+def test_polling_capture_uses_exclusive_updated_after(store: TenantStore) -> None:
     """Polling mode passes back the newest updated_at it saw, spelt as the PMS spelt it."""
     pms = FakeFeedPMS()
     pms.put("c1", "2026-01-01T00:00:01.000001Z")
@@ -331,7 +334,7 @@ class PlainPMS:
         self.records[record_id] = RemoteRecord("customers", record_id, {"id": record_id}, at)
 
     def list(
-        self, resource: str, *, changed_after: datetime | None = None
+        self, _resource: str, *, changed_after: datetime | None = None
     ) -> Iterator[RemoteRecord]:
         self.reads.append(changed_after)
         for record in sorted(self.records.values(), key=lambda r: r.changed_at or T0):
@@ -340,7 +343,7 @@ class PlainPMS:
 
 
 def test_a_connector_without_a_feed_is_captured_by_its_updated_after_listing(
-    store: Store,
+    store: TenantStore,
 ) -> None:
     """No ChangeFeed: the PMS is listed from the newest change seen, which is stored."""
     pms = PlainPMS()
@@ -372,13 +375,13 @@ def test_a_connector_without_a_feed_is_captured_by_its_updated_after_listing(
     ],
 )
 def test_pms_cursors_stored_by_earlier_versions_still_read(
-    store: Store, stored: str, mode: str, expected: dict[str, str]
+    store: TenantStore, stored: str, mode: str, expected: dict[str, str]
 ) -> None:
     """An existing database's PMS cursor resumes where it was, or lists all when it does not fit."""
     pms = FakeFeedPMS()
     pms.put("c1", "2026-01-01T00:00:01.000001Z")
     pms.put("c2", "2026-01-01T00:00:02.000001Z")
-    store.set_cursor("t", "pms", "customers", stored)
+    store.set_cursor("pms", "customers", stored)
     records, _ = _cycle_pms(_pms(pms, mode), store, use_feed=mode == "changes")
     if expected:
         assert [r.id for r in records] == ["c2"]
@@ -388,26 +391,26 @@ def test_pms_cursors_stored_by_earlier_versions_still_read(
         assert [r.id for r in records] == ["c1", "c2"]
 
 
-def test_a_listing_cursor_of_an_earlier_version_still_reads(store: Store) -> None:
+def test_a_listing_cursor_of_an_earlier_version_still_reads(store: TenantStore) -> None:
     """``changed_after:`` (earlier versions, connectors without a feed) resumes from its time."""
     pms = PlainPMS()
     pms.put("a", T0)
     pms.put("b", T0 + timedelta(minutes=1))
-    store.set_cursor("t", "pms", "customers", f"changed_after:{T0.isoformat()}")
+    store.set_cursor("pms", "customers", f"changed_after:{T0.isoformat()}")
     records, _ = _cycle_pms(pms, store)
     assert [r.id for r in records] == ["b"]
     assert pms.reads == [T0]
 
 
-def test_a_held_resource_keeps_its_pms_cursor(store: Store) -> None:
+def test_a_held_resource_keeps_its_pms_cursor(store: TenantStore) -> None:
     """A resource a flow held (a record could not be handled) is read again next cycle."""
     pms = PlainPMS()
     pms.put("a", T0)
-    capture = PMSCapture(pms, store, "t")  # type: ignore[arg-type]
+    capture = PMSCapture(pms, store)  # type: ignore[arg-type]
     capture.changes("customers")
     capture.hold("customers")
     capture.commit()
-    assert store.get_cursor("t", "pms", "customers") is None
+    assert store.get_cursor("pms", "customers") is None
     assert [r.id for r in _cycle_pms(pms, store)[0]] == ["a"]
 
 
@@ -417,7 +420,7 @@ class _StuckFeed:
     def __init__(self) -> None:
         self.reads = 0
 
-    def changes(self, after: int, *, limit: int) -> FeedPage:
+    def changes(self, after: int, *, limit: int) -> FeedPage:  # noqa: ARG002 (the ChangeFeed signature)
         self.reads += 1
         return FeedPage(
             (FeedItem(after, "customers", "c1", "upsert"),), last_seq=after, has_more=True
@@ -438,7 +441,7 @@ def test_a_stop_ends_a_feed_read_between_pages() -> None:
     reads = 0
 
     class LongFeed:
-        def changes(self, after: int, *, limit: int) -> FeedPage:
+        def changes(self, after: int, *, limit: int) -> FeedPage:  # noqa: ARG002 (the ChangeFeed signature)
             nonlocal reads
             reads += 1
             stop.set()

@@ -73,7 +73,7 @@ def test_create_in_pms_makes_the_record_and_links_it(world: World) -> None:
     assert stored_shadow(world, po.id)["name"] == "Acme"
     assert history(world, po.id) == [("to_pms", "create")]
     assert ex.state.report.counts["created"] == 1
-    assert world.engine.store.pending_creates(world.engine.tenant, "customers") == []
+    assert world.engine.store.pending_creates("customers") == []
 
 
 def test_create_in_poweroffice_sends_the_assigned_number_back(world: World) -> None:
@@ -98,7 +98,7 @@ def test_link_stores_the_link_and_why(world: World) -> None:
     ex = world.executor()
     po, pms = po_customer(world), pms_customer(world)
     ex.apply([Link(po.id, pms.id, "OrganizationNumber = organization_number")])
-    link = world.engine.store.get_link_by_po(world.engine.tenant, "customers", po.id)
+    link = world.engine.store.get_link_by_po("customers", po.id)
     assert link is not None
     assert link.pms_id == pms.id
     assert history(world, po.id) == [("to_pms", "link")]
@@ -141,7 +141,7 @@ def test_stale_pms_version_rereads_and_merges_the_concurrent_edit(world: World) 
     assert world.pms.get("customers", pms.id).data["name"] == "Acme Nord"
     assert world.po.get("Customers", po.id).data["PhoneNumber"] == "+47 400 00 002"
     assert ex.state.report.counts["failed"] == 0
-    assert world.engine.store.list_failures(world.engine.tenant, "customers") == []
+    assert world.engine.store.list_failures("customers") == []
 
 
 class ConcurrentEditor:
@@ -169,7 +169,7 @@ def test_a_record_that_keeps_changing_is_parked_after_bounded_rereads(world: Wor
     ex.remember("poweroffice", world.po.update("Customers", po.id, {"Name": "Acme Nord"}))
     ex.apply([UpdatePMS(po.id, pms.id, {"name": "Acme Nord"}, version)])
     assert editor.attempts == MAX_REPLANS + 1
-    [failure] = world.engine.store.list_failures(world.engine.tenant, "customers")
+    [failure] = world.engine.store.list_failures("customers")
     assert failure.record_id == po.id
     assert "kept changing" in failure.message
     assert ex.state.report.counts["failed"] == 1
@@ -207,7 +207,7 @@ def test_unchanged_remembers_the_version_seen(world: World) -> None:
     later = world.executor()
     later.remember("pms", moved)
     later.apply([Unchanged(po.id, pms.id)])
-    link = world.engine.store.get_link_by_po(world.engine.tenant, "customers", po.id)
+    link = world.engine.store.get_link_by_po("customers", po.id)
     assert link is not None
     shadow = world.engine.store.load_shadow(link.id)
     assert shadow is not None
@@ -225,7 +225,7 @@ def test_a_conflict_is_recorded_once(world: World) -> None:
     conflict = FieldConflict("name", "Acme A", "Acme B", "Acme", "poweroffice", "newest-wins")
     ex.apply([RecordConflict(po.id, pms.id, conflict)])
     ex.apply([RecordConflict(po.id, pms.id, conflict)])
-    [stored] = world.engine.store.list_conflicts(world.engine.tenant, "customers")
+    [stored] = world.engine.store.list_conflicts("customers")
     assert (stored.poweroffice_value, stored.pms_value, stored.winner) == (
         "Acme A",
         "Acme B",
@@ -238,7 +238,7 @@ def test_ambiguous_match_is_reported_and_parked_with_advice(world: World) -> Non
     """A record matching several candidates is listed, parked, and says to use tolken link."""
     ex = world.executor()
     ex.apply([Ambiguous("poweroffice", "7", ("m1", "m2"), "OrganizationNumber")])
-    [failure] = world.engine.store.list_failures(world.engine.tenant, "customers")
+    [failure] = world.engine.store.list_failures("customers")
     assert failure.record_id == "7"
     assert "tolken link" in failure.message
     assert [m.candidates for m in ex.state.cycle.ambiguous] == [("m1", "m2")]
@@ -262,7 +262,7 @@ def test_skipped_is_counted_and_writes_nothing(world: World) -> None:
     ex.apply([Skipped(None, "m1", "PMS-only record")])
     assert world.writes() == before
     assert ex.state.report.counts["skipped"] == 1
-    assert world.engine.store.list_links(world.engine.tenant, "customers") == []
+    assert world.engine.store.list_links("customers") == []
 
 
 # -- deletes ------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_deactivate_only_after_poweroffice_answers_404(world: World) -> None:
     world.po.delete("Customers", po.id)
     ex.apply([DeactivateInPMS(po.id, pms.id, {"active": False})])
     assert world.pms.get("customers", pms.id).data["active"] is False
-    link = world.engine.store.get_link_by_po(world.engine.tenant, "customers", po.id)
+    link = world.engine.store.get_link_by_po("customers", po.id)
     assert link is not None
     assert link.state == "source-deleted"
     assert ex.state.report.counts["deactivated"] == 1
@@ -289,12 +289,12 @@ def test_pms_delete_marks_the_link_and_leaves_poweroffice_alone(world: World) ->
     ex = world.executor()
     po, pms, _ = linked(world, ex)
     ex.apply([MarkPMSDeleted(po.id, pms.id, confirm_by_get=True)])
-    link = world.engine.store.get_link_by_po(world.engine.tenant, "customers", po.id)
+    link = world.engine.store.get_link_by_po("customers", po.id)
     assert link is not None
     assert link.state == "active"
     world.pms.delete("customers", pms.id)
     ex.apply([MarkPMSDeleted(po.id, pms.id, confirm_by_get=True)])
-    link = world.engine.store.get_link_by_po(world.engine.tenant, "customers", po.id)
+    link = world.engine.store.get_link_by_po("customers", po.id)
     assert link is not None
     assert link.state == "pms-deleted"
     assert world.po.get("Customers", po.id).data["Name"] == "Acme"
@@ -308,7 +308,7 @@ def test_a_refused_create_is_parked_and_the_run_goes_on(world: World) -> None:
     """A project without a code cannot be created in PowerOffice: it is parked with why."""
     ex = world.executor("projects")
     ex.apply([CreateInPowerOffice("p1", {"name": "No code"}, "tk-key")])
-    [failure] = world.engine.store.list_failures(world.engine.tenant, "projects")
+    [failure] = world.engine.store.list_failures("projects")
     assert (failure.side, failure.record_id) == ("pms", "p1")
     assert "code" in failure.message
     assert ex.state.report.counts["failed"] == 1
@@ -329,7 +329,7 @@ def test_dry_run_plans_every_write_and_makes_none(world: World) -> None:
         ex.apply([action])
     assert world.writes() == before
     assert [p.kind for p in ex.state.cycle.planned] == ["create-in-pms", "link", "update-pms"]
-    assert world.engine.store.list_links(world.engine.tenant, "customers") == []
+    assert world.engine.store.list_links("customers") == []
 
 
 def test_every_action_the_planner_can_emit_is_exercised_here() -> None:

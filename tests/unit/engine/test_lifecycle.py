@@ -32,14 +32,14 @@ def test_a_create_whose_answer_was_lost_is_found_not_posted_again(world: World) 
     svc = world.executor().services
     po = po_customer(world)
     action = _create_action(world, po.id)
-    svc.store.add_pending_create(svc.tenant, "customers", "pms", po.id, action.idempotency_key)
+    svc.store.add_pending_create("customers", "pms", po.id, action.idempotency_key)
     earlier = world.pms.create(
         "customers", {"kind": "company", "name": "Acme"}, idempotency_key=action.idempotency_key
     )
     pair = lifecycle.create_in_pms(svc, action, po, absent_keys=set(), run_id=None)
     assert pair.pms_id == earlier.id
     assert [r.id for r in world.pms.list("customers")] == [earlier.id]
-    assert svc.store.pending_creates(svc.tenant, "customers") == []
+    assert svc.store.pending_creates("customers") == []
 
 
 def test_recovery_links_found_records_and_notes_absent_keys(world: World) -> None:
@@ -49,19 +49,15 @@ def test_recovery_links_found_records_and_notes_absent_keys(world: World) -> Non
     found = _create_action(world, found_po.id)
     missing = _create_action(world, missing_po.id)
     for action in (found, missing):
-        svc.store.add_pending_create(
-            svc.tenant, "customers", "pms", action.po_id, action.idempotency_key
-        )
+        svc.store.add_pending_create("customers", "pms", action.po_id, action.idempotency_key)
     made = world.pms.create(
         "customers", {"kind": "company", "name": "Acme"}, idempotency_key=found.idempotency_key
     )
     recovery = lifecycle.recover_pending_creates(svc, None)
     assert recovery.linked == [(found_po.id, made.id)]
     assert recovery.absent_keys == {missing.idempotency_key}
-    assert svc.store.link_map(svc.tenant, "customers") == {found_po.id: made.id}
-    assert [p.source_id for p in svc.store.pending_creates(svc.tenant, "customers")] == [
-        missing_po.id
-    ]
+    assert svc.store.link_map("customers") == {found_po.id: made.id}
+    assert [p.source_id for p in svc.store.pending_creates("customers")] == [missing_po.id]
 
 
 def test_deactivating_a_pair_gone_on_both_sides_still_ends_the_link(world: World) -> None:
@@ -70,7 +66,7 @@ def test_deactivating_a_pair_gone_on_both_sides_still_ends_the_link(world: World
     po, pms, _ = linked(world, ex)
     world.pms.delete("customers", pms.id)
     lifecycle.deactivate(ex.services, DeactivateInPMS(po.id, pms.id, {"active": False}), None)
-    link = ex.services.store.get_link_by_po(ex.services.tenant, "customers", po.id)
+    link = ex.services.store.get_link_by_po("customers", po.id)
     assert link is not None
     assert link.state == "source-deleted"
     assert stored_shadow(world, po.id)["name"] == "Acme"

@@ -48,13 +48,13 @@ def test_new_link_is_stored_with_shadow_history_and_resolved_pending_create(worl
     """A created record's link, shadow, history and pending row are settled together."""
     svc = world.executor().services
     po, pms = po_customer(world), pms_customer(world)
-    svc.store.add_pending_create(svc.tenant, "customers", "pms", po.id, "tk-1")
+    svc.store.add_pending_create("customers", "pms", po.id, "tk-1")
     pair = PairState(None, po.id, pms.id, {"name": "Acme"}, True)
     svc.store_new_link(pair, ("to_pms", {"name": "Acme"}, "new PowerOffice record"), "tk-1", None)
     assert pair.link_id is not None
     assert stored_shadow(world, po.id) == {"name": "Acme"}
     assert history(world, po.id) == [("to_pms", "create")]
-    assert svc.store.pending_creates(svc.tenant, "customers") == []
+    assert svc.store.pending_creates("customers") == []
     assert svc.resolver.to_pms("customers", po.id) == pms.id
 
 
@@ -62,15 +62,13 @@ def test_a_duplicate_new_link_stores_nothing(world: World) -> None:
     """A record linked meanwhile is refused, and its pending create stays pending."""
     svc = world.executor().services
     po, pms = po_customer(world), pms_customer(world)
-    svc.store.create_link(svc.tenant, "customers", po.id, "other")
-    svc.store.add_pending_create(svc.tenant, "customers", "pms", po.id, "tk-1")
+    svc.store.create_link("customers", po.id, "other")
+    svc.store.add_pending_create("customers", "pms", po.id, "tk-1")
     pair = PairState(None, po.id, pms.id, {"name": "Acme"}, True)
     with pytest.raises(DuplicateLink):
         svc.store_new_link(pair, ("to_pms", {}, "new PowerOffice record"), "tk-1", None)
     assert pair.link_id is None
-    assert [p.idempotency_key for p in svc.store.pending_creates(svc.tenant, "customers")] == [
-        "tk-1"
-    ]
+    assert [p.idempotency_key for p in svc.store.pending_creates("customers")] == ["tk-1"]
 
 
 def test_save_pair_without_a_stored_link_writes_nothing(world: World) -> None:
@@ -80,14 +78,14 @@ def test_save_pair_without_a_stored_link_writes_nothing(world: World) -> None:
     svc.save_pair(pair, ("to_pms", "update", {"name": "Acme"}, "why"), None)
     assert not pair.has_shadow
     assert pair.stored is None
-    assert svc.store.list_links(svc.tenant, "customers") == []
+    assert svc.store.list_links("customers") == []
 
 
 def test_end_link_marks_the_link_and_says_why(world: World) -> None:
     """Ending a link sets its state and records the reason in its history."""
     svc = world.executor().services
     po = po_customer(world)
-    link = svc.store.create_link(svc.tenant, "customers", po.id, "m1")
+    link = svc.store.create_link("customers", po.id, "m1")
     svc.end_link(po.id, "pms-deleted", ("to_poweroffice", "pms-deleted", {}, "deleted"), None)
     ended = svc.store.get_link(link.id)
     assert ended is not None
@@ -99,12 +97,12 @@ def test_end_link_marks_the_link_and_says_why(world: World) -> None:
 def test_conflict_values_are_stored_once_per_pair_of_values(world: World) -> None:
     """The same conflict seen twice is one row; new values are a new row."""
     svc = world.executor().services
-    link = svc.store.create_link(svc.tenant, "customers", "1", "m1")
+    link = svc.store.create_link("customers", "1", "m1")
     first = FieldConflict("name", "A", "B", "Acme", None, "manual")
     svc.record_conflict(link.id, first, None)
     svc.record_conflict(link.id, first, None)
     svc.record_conflict(link.id, FieldConflict("name", "A", "C", "Acme", None, "manual"), None)
-    stored = svc.store.list_conflicts(svc.tenant, "customers", parked_only=True)
+    stored = svc.store.list_conflicts("customers", parked_only=True)
     assert sorted(c.pms_value for c in stored) == ["B", "C"]
 
 
@@ -112,7 +110,7 @@ def test_ambiguous_record_is_parked_with_the_candidates(world: World) -> None:
     """An ambiguous match becomes a failure naming every candidate and the way out."""
     svc = world.executor().services
     svc.record_ambiguous(Ambiguous("poweroffice", "7", ("m1", "m2"), "org number"))
-    [failure] = svc.store.list_failures(svc.tenant, "customers")
+    [failure] = svc.store.list_failures("customers")
     assert "m1, m2" in failure.message
     assert "tolken link" in failure.message
 

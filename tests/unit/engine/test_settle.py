@@ -24,10 +24,9 @@ def _parked_name_conflict(world: World) -> tuple[str, str, int]:
     world.po.update("Customers", po.id, {"Name": "Acme PO"})
     world.pms.update("customers", pms.id, {"name": "Acme PMS"})
     svc = ex.services
-    link = svc.store.get_link_by_po(svc.tenant, "customers", po.id)
+    link = svc.store.get_link_by_po("customers", po.id)
     assert link is not None
     conflict = svc.store.record_conflict(
-        svc.tenant,
         "customers",
         link.id,
         "name",

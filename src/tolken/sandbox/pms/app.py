@@ -230,6 +230,26 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, query_error)
 
 
+def _updated_after_bound(updated_after: str | None) -> str | None:
+    """The ``updated_after`` query parameter as the store's timestamp; 422 when unreadable."""
+    if updated_after is None:
+        return None
+    try:
+        return format_ts(parse_ts(updated_after))
+    except ValueError as exc:
+        raise ApiError(
+            422, [FieldProblem("updated_after", "must be an ISO-8601 timestamp")]
+        ) from exc
+
+
+def _decoded_cursor(cursor: str) -> tuple[str, str]:
+    """The ``cursor`` query parameter decoded; 422 when it is not one of this list's."""
+    try:
+        return decode_cursor(cursor)
+    except ValueError as exc:
+        raise ApiError(422, [FieldProblem("cursor", "is not a cursor of this list")]) from exc
+
+
 #: The FastAPI dependency that gives a handler its request's workspace.
 WorkspaceOf = Callable[[Request], Awaitable[Store]]
 
@@ -250,22 +270,8 @@ def _add_resource_routes(
         external_ref: str | None = Query(None, description="only records with this external_ref"),
         store: Store = Depends(workspace),
     ) -> Response:
-        bound = None
-        if updated_after is not None:
-            try:
-                bound = format_ts(parse_ts(updated_after))
-            except ValueError as exc:
-                raise ApiError(
-                    422, [FieldProblem("updated_after", "must be an ISO-8601 timestamp")]
-                ) from exc
-        after = None
-        if cursor is not None:
-            try:
-                after = decode_cursor(cursor)
-            except ValueError as exc:
-                raise ApiError(
-                    422, [FieldProblem("cursor", "is not a cursor of this list")]
-                ) from exc
+        bound = _updated_after_bound(updated_after)
+        after = None if cursor is None else _decoded_cursor(cursor)
         bodies, last, more = store.page_json(
             resource, limit=limit, updated_after=bound, after=after, external_ref=external_ref
         )

@@ -99,15 +99,7 @@ def _check(spec: FieldSpec, value: Any) -> str | None:
     if value is None:
         return "is required" if spec.required else None
     if spec.type in ("string", "reference"):
-        if not isinstance(value, str):
-            return "must be a string"
-        if len(value) > MAX_STRING:
-            return f"must be at most {MAX_STRING} characters"
-        if spec.required and not value.strip():
-            return "is required"
-        if spec.name == "email" and not _EMAIL.match(value):
-            return "must be an e-mail address"
-        return None
+        return _check_string(spec, value)
     if spec.type == "enum":
         if not isinstance(value, str) or value not in spec.choices:
             return "must be one of: " + ", ".join(spec.choices)
@@ -124,6 +116,18 @@ def _check(spec: FieldSpec, value: Any) -> str | None:
     if spec.type == "date":
         return None if _is_date(value) else "must be a date (YYYY-MM-DD)"
     raise AssertionError(f"unhandled field type {spec.type}")
+
+
+def _check_string(spec: FieldSpec, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if len(value) > MAX_STRING:
+        return f"must be at most {MAX_STRING} characters"
+    if spec.required and not value.strip():
+        return "is required"
+    if spec.name == "email" and not _EMAIL.match(value):
+        return "must be an e-mail address"
+    return None
 
 
 def _is_date(value: Any) -> bool:

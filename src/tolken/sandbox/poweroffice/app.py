@@ -310,7 +310,7 @@ async def _problems(request: Request, work: Callable[[], Awaitable[Response]]) -
         return await work()
     except ApiError as error:
         return problem_response(error, request.url.path)
-    except Exception as exc:  # an unexpected bug must still look like the API's 500
+    except Exception as exc:  # noqa: BLE001 - any unexpected bug must still look like the API's 500
         crash = ApiError(500, "An unexpected error occurred", type(exc).__name__)
         return problem_response(crash, request.url.path)
 
@@ -367,7 +367,7 @@ def _onboarding_routes(app: FastAPI, sim: Simulator, prefix: str) -> None:
         body = await _json_body(request)
         return sim.json_response(await run_in_threadpool(sim.onboarding.finalize, body))
 
-    async def information(request: Request, client: Client) -> Response:
+    async def information(_request: Request, client: Client) -> Response:
         return sim.json_response(
             {
                 "ActiveClientSubscriptions": ["Accounting", "Invoicing", "Project"],
@@ -447,7 +447,7 @@ def create_app(
     for prefix in API_PREFIXES:
         _onboarding_routes(app, sim, prefix)
 
-    async def no_route(request: Request, exc: Exception) -> Response:
+    async def no_route(_request: Request, _exc: Exception) -> Response:
         # Unknown paths and methods are stopped by API Management, not the API.
         return gateway_response(404, "Resource not found")
 

@@ -57,7 +57,7 @@ def test_changes_reads_one_raw_page_of_the_feed() -> None:
         items = [{"seq": 5, "type": "customer", "id": "c", "op": "upsert"}]
         return httpx.Response(200, json={"items": items, "last_seq": 5, "has_more": False})
 
-    settings = PMSSettings(base_url=BASE, api_key="k")
+    settings = PMSSettings(base_url=BASE, api_key="pms-api-key")
     client = PMSClient(settings, http=httpx.Client(transport=httpx.MockTransport(handler)))
     page = client.changes(4, limit=50)
     assert page.items == (FeedItem(5, "customers", "c", "upsert"),)

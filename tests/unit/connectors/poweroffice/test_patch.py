@@ -81,7 +81,9 @@ def test_fields_outside_the_patch_dto_are_refused_locally(
     """A read-only or unknown field is refused before sending, naming the field."""
     with pytest.raises(ValidationFailed, match=field) as info:
         build_patch(resource, changes)
-    assert info.value.field_errors[0].field.startswith(field)
+    named = info.value.field_errors[0].field
+    assert named is not None
+    assert named.startswith(field)
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ def _check_fields(
     return body
 
 
-def _record_id(item: Mapping[str, Any]) -> str:
+def _record_id(item: object) -> str:
     return str(normalise(item).get("Id")) if isinstance(item, Mapping) else repr(item)
 
 
@@ -391,7 +391,7 @@ class PowerOfficeClient(Closeable):
         record_id: str,
         changes: Mapping[str, Any],
         *,
-        version: int | None = None,
+        version: int | None = None,  # noqa: ARG002 - the Connector protocol; PowerOffice has none
     ) -> RemoteRecord:
         """Apply flat field paths (``{"MailAddress.City": "Oslo"}``) as a JSON Patch of PatchDto
         fields (PowerOffice has no versions, so ``version`` is ignored); returns the record as
