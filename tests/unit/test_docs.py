@@ -16,6 +16,9 @@ from docstext import DOCS, README, ROOT, code_spans, fenced, section
 from tolken import _cli_reference, errors
 from tolken.cli import app
 from tolken.config import (
+    FleetConfig,
+    FleetPMSSettings,
+    FleetSettings,
     FlowSettings,
     PMSSettings,
     PowerOfficeSettings,
@@ -23,6 +26,7 @@ from tolken.config import (
     SyncSettings,
     TolkenConfig,
     load_config,
+    load_fleet_config,
 )
 from tolken.conformance import RULES
 from tolken.mapping import Flow, Mapping, MergeRule, Property
@@ -60,6 +64,7 @@ def test_every_config_key_is_in_the_readme() -> None:
     models: list[type[BaseModel]] = [TolkenConfig, PowerOfficeSettings, PMSSettings]
     models += [SyncSettings, FlowSettings]
     models.append(ServeSettings)
+    models += [FleetConfig, FleetPMSSettings, FleetSettings]
     for model in models:
         for key in model.model_fields:
             assert f"{key}:" in README, f"{model.__name__}.{key} is not documented"
@@ -159,6 +164,19 @@ def test_readme_configuration_example_is_a_valid_config(tmp_path: Path) -> None:
     assert config.sync.policy_for("projects") == "poweroffice-wins"
     assert config.serve is not None
     assert config.serve.public_url == "http://127.0.0.1:8470"
+
+
+def test_readme_fleet_example_is_a_valid_fleet_config(tmp_path: Path) -> None:
+    """The README's fleet-mode tolken.yaml example loads as a fleet config."""
+    part = section(README, "### Fleet mode")
+    yaml = next(body for lang, body in fenced(part) if lang == "yaml")
+    path = tmp_path / "tolken.yaml"
+    path.write_text(yaml, encoding="utf-8")
+    names = set(re.findall(r"\$\{(\w+)\}", yaml))
+    environ = {name: f"value-of-{name}-long-enough-for-a-passphrase" for name in names}
+    config = load_fleet_config(path, environ=environ)
+    assert config.fleet.concurrency == 4
+    assert config.poweroffice.requests_per_second == 10
 
 
 def test_readme_mapping_example_is_a_valid_flow() -> None:

@@ -2,6 +2,8 @@
 
 SQLAlchemy 2 with Alembic migrations shipped in the package and applied when
 the store is opened. SQLite by default, PostgreSQL through the same code.
+In fleet mode the store also keeps the tenants, with their credentials
+encrypted at rest (``store.tenant_registry(secret_key)``).
 Every tenant-keyed read and write goes through the tenant's view::
 
     store = open_store("sqlite:///tolken.db")
@@ -36,6 +38,14 @@ from tolken.store._records import (
     Winner,
 )
 from tolken.store._repository import Store, TenantStore, open_store
+from tolken.store._tenants import (
+    DuplicateTenant,
+    Tenant,
+    TenantRegistry,
+    TenantState,
+    TenantStatus,
+    UnknownTenant,
+)
 
 __all__ = [
     "FLOW_PMS_RESOURCE",
@@ -44,6 +54,7 @@ __all__ = [
     "Direction",
     "DuplicateLink",
     "DuplicatePendingCreate",
+    "DuplicateTenant",
     "Failure",
     "FlowCounts",
     "FlowId",
@@ -58,8 +69,13 @@ __all__ = [
     "Shadow",
     "Side",
     "Store",
+    "Tenant",
+    "TenantRegistry",
+    "TenantState",
+    "TenantStatus",
     "TenantStore",
     "UnknownRecord",
+    "UnknownTenant",
     "Winner",
     "open_store",
 ]

@@ -9,12 +9,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from tolken._closing import Closeable
-from tolken.store._base import Clock, StoreBase, utcnow
+from tolken.store._base import Clock, utcnow
 from tolken.store._db import make_engine, open_failure
 from tolken.store._issues import IssueRepository
 from tolken.store._migrate import upgrade
 from tolken.store._models import LinkRow, RunRow
 from tolken.store._ops import OpsRepository
+from tolken.store._tenants import TenantRepository
 from tolken.store._webhooks import WebhookRepository
 
 __all__ = ["Store", "TenantStore", "open_store"]
@@ -33,7 +34,7 @@ class TenantStore(IssueRepository, OpsRepository, WebhookRepository):
     """
 
 
-class Store(StoreBase, Closeable):
+class Store(TenantRepository, Closeable):
     """The database every part shares (engine, CLI, dashboard): connections and transactions.
 
     It reads and writes no tenant's rows itself: :meth:`for_tenant` gives the

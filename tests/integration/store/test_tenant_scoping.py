@@ -225,6 +225,7 @@ STORE_MEMBERS = {
     "for_tenant",
     "in_transaction",
     "now",
+    "tenant_registry",  # the fleet's tenants: the one cross-tenant table
     "tenants",
     "transaction",
 }
