@@ -57,7 +57,7 @@ from tolken.connectors.poweroffice._paging import (
     parse_pagination_header,
 )
 from tolken.connectors.poweroffice._patch import build_patch
-from tolken.connectors.poweroffice._records import canonical_key, normalise, to_record
+from tolken.connectors.poweroffice._records import canonical_key, to_record
 from tolken.connectors.ratelimit import RateLimiter, shared_limiter
 from tolken.errors import (
     FieldError,
@@ -110,7 +110,15 @@ def _check_fields(
 
 
 def _record_id(item: object) -> str:
-    return str(normalise(item).get("Id")) if isinstance(item, Mapping) else repr(item)
+    """A listed row's id for the listing guard, read without normalising the whole row."""
+    if not isinstance(item, Mapping):
+        return repr(item)
+    if "Id" in item:
+        return str(item["Id"])
+    for key, value in item.items():
+        if isinstance(key, str) and key.lower() == "id":
+            return str(value)
+    return "None"
 
 
 class PowerOfficeClient(Closeable):
