@@ -19,6 +19,7 @@ from tolken.connectors.poweroffice._records import (
 )
 
 SPEC = Path(__file__).parents[3] / "data" / "poweroffice-go-v2-dept-cust-proj.subset.json"
+KINDS = ("Dto", "PostDto", "PatchDto")
 
 
 def test_field_tables_match_the_public_spec() -> None:
@@ -125,3 +126,19 @@ def test_to_record_uses_string_ids_and_canonical_resource() -> None:
     assert record.changed_at is None
     with pytest.raises(ValueError, match="without an Id"):
         to_record("Customers", {"Name": "no id"})
+
+
+def test_length_limits_match_the_public_spec() -> None:
+    """Every maxLength the spec subset declares for these DTOs, and no other, is checked."""
+    schemas = json.loads(SPEC.read_text())["components"]["schemas"]
+    dtos = [f"{spec.entity}{kind}" for spec in _schema.RESOURCES.values() for kind in KINDS]
+    dtos += [f"ContactAddress{kind}" for kind in KINDS]
+    declared = {
+        dto: {
+            field: prop["maxLength"]
+            for field, prop in schemas[dto]["properties"].items()
+            if "maxLength" in prop
+        }
+        for dto in dtos
+    }
+    assert {dto: limits for dto, limits in declared.items() if limits} == _schema.MAX_LENGTH
