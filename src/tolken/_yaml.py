@@ -21,6 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode, ScalarNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scanner import RoundTripScanner, ScannerError
 
@@ -109,7 +110,8 @@ class _ShallowScanner(RoundTripScanner):
 
 
 class _NoAliasComposer(Composer):
-    """Refuses aliases (``*name``, and so ``<<: *name`` merges) and deep nesting as met.
+    """Refuses aliases (``*name``, and so ``<<: *name`` merges), deep nesting and non-scalar
+    keys as met.
 
     An alias repeats a node without copying it in the file, which is how a
     1 KB file becomes a billion values; tolken's files never need one. Deep
@@ -131,9 +133,14 @@ class _NoAliasComposer(Composer):
             raise ComposerError(None, None, problem, event.start_mark)
         self._depth += 1
         try:
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        if isinstance(parent, MappingNode) and index is None and not isinstance(node, ScalarNode):
+            # A list or mapping as a key (``? {a: {b: 1}}``) crashes the constructor (tests/fuzz).
+            problem = "a key must be a plain value, not a list or mapping"
+            raise ComposerError(None, None, problem, event.start_mark)
+        return node
 
 
 def expand_env(node: Any, path: Path, environ: dict[str, str] | None = None) -> Any:

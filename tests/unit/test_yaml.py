@@ -106,3 +106,12 @@ def test_a_missing_variable_in_a_scalar_document_is_a_config_error(tmp_path: Pat
     path.write_text("${UNSET_FOR_THIS_TEST}\n", encoding="utf-8")
     error = refused_quickly(load_config, path)
     assert "UNSET_FOR_THIS_TEST is not set" in error.message
+
+
+def test_a_mapping_as_a_key_is_a_config_error(tmp_path: Path) -> None:
+    """``? {a: {b: 1}}`` as a key is refused with a ConfigError naming the line, not a TypeError."""
+    path = tmp_path / "mapping.yaml"
+    path.write_text("version: 1\n? {a: {b: 1}}\n: x\n", encoding="utf-8")
+    error = refused_quickly(load_mapping, path)
+    assert "a key must be a plain value" in error.message
+    assert error.location == f"{path}:2"
