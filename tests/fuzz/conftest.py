@@ -10,7 +10,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-EXAMPLES = int(os.environ.get("TOLKEN_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("TOLKEN_FUZZ_EXAMPLES", "150"))
 
 FUZZ = settings(
     max_examples=EXAMPLES,

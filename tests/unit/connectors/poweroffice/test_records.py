@@ -17,6 +17,7 @@ from tolken.connectors.poweroffice._records import (
     parse_timestamp,
     to_record,
 )
+from tolken.errors import ServerError
 
 SPEC = Path(__file__).parents[3] / "data" / "poweroffice-go-v2-dept-cust-proj.subset.json"
 KINDS = ("Dto", "PostDto", "PatchDto")
@@ -124,8 +125,17 @@ def test_to_record_uses_string_ids_and_canonical_resource() -> None:
     assert record.id == "42"
     assert record.data["Name"] == "X"
     assert record.changed_at is None
-    with pytest.raises(ValueError, match="without an Id"):
+    with pytest.raises(ServerError, match="without an Id"):
         to_record("Customers", {"Name": "no id"})
+
+
+@pytest.mark.parametrize(
+    "raw", [{"Name": "no id"}, {"Id": {"a": 1}}, [1], {"Id": 1, "LastChangedDateTimeOffset": "x"}]
+)
+def test_a_broken_row_is_a_server_error_not_a_crash(raw: object) -> None:
+    """A row without an Id, not an object, or with a bad timestamp ends the run with ServerError."""
+    with pytest.raises(ServerError, match="PowerOffice sent a Customers record"):
+        to_record("Customers", raw)  # type: ignore[arg-type]
 
 
 def test_length_limits_match_the_public_spec() -> None:
