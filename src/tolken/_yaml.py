@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,8 +19,10 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer, ComposerError
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import MappingNode, ScalarNode
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scanner import RoundTripScanner, ScannerError
 
 from tolken.errors import ConfigError
@@ -58,6 +60,13 @@ def load_yaml(path: Path) -> Any:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         where = f"{path}:{line}" if line else str(path)
         raise ConfigError(f"invalid YAML: {exc.problem}", location=where) from None
+    except ReaderError as exc:
+        # A control character YAML does not allow (found by tests/fuzz): no mark, a position.
+        line = text.count("\n", 0, exc.position) + 1
+        problem = f"character #x{exc.character:04x} is not allowed in YAML"
+        raise ConfigError(f"invalid YAML: {problem}", location=f"{path}:{line}") from None
+    except YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", location=str(path)) from None
 
 
 def _read_capped(path: Path) -> str:
@@ -101,7 +110,8 @@ class _ShallowScanner(RoundTripScanner):
 
 
 class _NoAliasComposer(Composer):
-    """Refuses aliases (``*name``, and so ``<<: *name`` merges) and deep nesting as met.
+    """Refuses aliases (``*name``, and so ``<<: *name`` merges), deep nesting and non-scalar
+    keys as met.
 
     An alias repeats a node without copying it in the file, which is how a
     1 KB file becomes a billion values; tolken's files never need one. Deep
@@ -123,9 +133,14 @@ class _NoAliasComposer(Composer):
             raise ComposerError(None, None, problem, event.start_mark)
         self._depth += 1
         try:
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        if isinstance(parent, MappingNode) and index is None and not isinstance(node, ScalarNode):
+            # A list or mapping as a key (``? {a: {b: 1}}``) crashes the constructor (tests/fuzz).
+            problem = "a key must be a plain value, not a list or mapping"
+            raise ComposerError(None, None, problem, event.start_mark)
+        return node
 
 
 def expand_env(node: Any, path: Path, environ: dict[str, str] | None = None) -> Any:
@@ -134,10 +149,20 @@ def expand_env(node: Any, path: Path, environ: dict[str, str] | None = None) -> 
     Only whole-variable substitution, no expressions: config strings stay data.
     """
     env = os.environ if environ is None else environ
+    try:
+        return _expand(node, path, env)
+    except _MissingVar as missing:
+        # Only a document that is not a mapping gets here (found by tests/fuzz).
+        raise ConfigError(
+            f"environment variable {missing.name} is not set", location=str(path)
+        ) from None
+
+
+def _expand(node: Any, path: Path, env: Mapping[str, str]) -> Any:
     if isinstance(node, CommentedMap):
         for key in list(node.keys()):
             try:
-                node[key] = expand_env(node[key], path, environ)
+                node[key] = _expand(node[key], path, env)
             except _MissingVar as missing:
                 line = node.lc.key(key)[0] + 1
                 raise ConfigError(
@@ -148,7 +173,7 @@ def expand_env(node: Any, path: Path, environ: dict[str, str] | None = None) -> 
         return node
     if isinstance(node, CommentedSeq):
         for i, item in enumerate(node):
-            node[i] = expand_env(item, path, environ)
+            node[i] = _expand(item, path, env)
         return node
     if isinstance(node, str):
 

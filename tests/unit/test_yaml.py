@@ -86,3 +86,32 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"store: \xff\xfe\n")
     error = refused_quickly(load_config, path)
     assert "not UTF-8" in str(error)
+
+
+@pytest.mark.parametrize("load", [load_config, load_mapping])
+def test_a_control_character_is_a_config_error_naming_the_line(
+    tmp_path: Path, load: object
+) -> None:
+    """A control character YAML forbids is a ConfigError naming the line, not a crash."""
+    path = tmp_path / "file.yaml"
+    path.write_text("version: 1\nname: a\x1fb\n", encoding="utf-8")
+    error = refused_quickly(load, path)
+    assert "#x001f" in error.message
+    assert error.location == f"{path}:2"
+
+
+def test_a_missing_variable_in_a_scalar_document_is_a_config_error(tmp_path: Path) -> None:
+    """A tolken.yaml that is only ``${UNSET}`` names the unset variable instead of crashing."""
+    path = tmp_path / "tolken.yaml"
+    path.write_text("${UNSET_FOR_THIS_TEST}\n", encoding="utf-8")
+    error = refused_quickly(load_config, path)
+    assert "UNSET_FOR_THIS_TEST is not set" in error.message
+
+
+def test_a_mapping_as_a_key_is_a_config_error(tmp_path: Path) -> None:
+    """``? {a: {b: 1}}`` as a key is refused with a ConfigError naming the line, not a TypeError."""
+    path = tmp_path / "mapping.yaml"
+    path.write_text("version: 1\n? {a: {b: 1}}\n: x\n", encoding="utf-8")
+    error = refused_quickly(load_mapping, path)
+    assert "a key must be a plain value" in error.message
+    assert error.location == f"{path}:2"

@@ -48,6 +48,7 @@ from tolken.connectors.fields import nest
 from tolken.connectors.poweroffice import _schema
 from tolken.connectors.poweroffice._auth import TokenSource, parse_token_response
 from tolken.connectors.poweroffice._errors import SYSTEM, classify, never_sent
+from tolken.connectors.poweroffice._limits import check_lengths
 from tolken.connectors.poweroffice._paging import (
     Page,
     PageRequest,
@@ -353,6 +354,8 @@ class PowerOfficeClient(Closeable):
     ) -> RemoteRecord:
         """Create a record from flat field paths (``{"Name": ..., "MailAddress.City": ...}``,
         nested into the PascalCase POST body); the same key never yields a second record.
+        A value longer than the spec's ``maxLength`` is refused with
+        :class:`~tolken.errors.ValidationFailed` before anything is sent.
 
         When PowerOffice refuses the create (400) and a record with the key
         already exists (a retried create), that record is returned instead.
@@ -366,6 +369,7 @@ class PowerOfficeClient(Closeable):
                 f"PowerOffice {spec.name} have no reference field: their Code is the "
                 f"idempotency key, so idempotency_key must equal data['Code']"
             )
+        check_lengths(spec, "create", "PostDto", body)
         try:
             response = self._send("POST", f"/{spec.name}", body=body)
         except ValidationFailed:
@@ -403,11 +407,13 @@ class PowerOfficeClient(Closeable):
     ) -> RemoteRecord:
         """Apply flat field paths (``{"MailAddress.City": "Oslo"}``) as a JSON Patch of PatchDto
         fields (PowerOffice has no versions, so ``version`` is ignored); returns the record as
-        PowerOffice then holds it."""
+        PowerOffice then holds it. Values over the spec's ``maxLength`` are refused unsent."""
         spec = _schema.resource_spec(resource)
         patch = build_patch(spec.name, changes)
         if not patch:
             return self.get(spec.name, record_id)
+        values = {op["path"].strip("/").replace("/", "."): op["value"] for op in patch}
+        check_lengths(spec, "update", "PatchDto", values)
         response = self._send("PATCH", f"/{spec.name}/{record_id}", body=patch)
         try:
             raw = response.json() if response.content else None

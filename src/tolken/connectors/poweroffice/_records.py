@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.poweroffice import _schema
+from tolken.errors import ServerError
 
 __all__ = [
     "canonical_key",
@@ -186,14 +187,28 @@ def changed_at(data: Mapping[str, Any]) -> datetime | None:
 
 
 def to_record(resource: str, raw: Mapping[str, Any]) -> RemoteRecord:
-    """A RemoteRecord from one raw JSON object of ``resource`` (any key casing)."""
-    data = normalise(raw)
+    """A RemoteRecord from one raw JSON object of ``resource`` (any key casing).
+
+    A row that is not an object, has no scalar ``Id`` or carries an unreadable
+    timestamp or date is a :class:`~tolken.errors.ServerError`: PowerOffice broke
+    its contract, and the run ends with that message rather than a traceback.
+    """
+    if not isinstance(raw, Mapping):
+        raise ServerError(f"PowerOffice sent a {resource} record that is not an object", **_BROKE)
+    try:
+        data = normalise(raw)
+        when = changed_at(data)
+    except ValueError as exc:
+        raise ServerError(f"PowerOffice sent a {resource} record with {exc}", **_BROKE) from None
     record_id = data.get("Id")
-    if record_id is None:
-        raise ValueError(f"PowerOffice {resource} record without an Id")
+    if record_id is None or isinstance(record_id, Mapping | list):
+        raise ServerError(f"PowerOffice sent a {resource} record without an Id", **_BROKE)
     return RemoteRecord(
         resource=_schema.resource_spec(resource).name,
         id=str(record_id),
         data=data,
-        changed_at=changed_at(data),
+        changed_at=when,
     )
+
+
+_BROKE: Final[dict[str, Any]] = {"system": "poweroffice"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["RESOURCES", "ResourceSpec", "resource_spec"]
+__all__ = ["MAX_LENGTH", "RESOURCES", "ResourceSpec", "max_lengths", "resource_spec"]
 
 
 def _fields(names: str) -> frozenset[str]:
@@ -127,6 +127,41 @@ ADDRESS_READ: Final = _fields(
 
 ADDRESS_PATCH: Final = _fields("AddressLine1 AddressLine2 City CountryCode ExternalCode ZipCode")
 """``ContactAddressPatchDto``: patchable under ``/MailAddress/``."""
+
+_ADDRESS_MAX: Final = {
+    "AddressLine1": 200,
+    "AddressLine2": 200,
+    "City": 100,
+    "ExternalCode": 50,
+    "ZipCode": 50,
+}
+
+MAX_LENGTH: Final[dict[str, dict[str, int]]] = {
+    "CustomerDto": {"ExternalImportReference": 50},
+    "CustomerPostDto": {"ExternalImportReference": 50},
+    "CustomerPatchDto": {"ExternalImportReference": 50},
+    "ContactAddressDto": _ADDRESS_MAX,
+    "ContactAddressPostDto": _ADDRESS_MAX,
+    "ContactAddressPatchDto": _ADDRESS_MAX,
+}
+"""``maxLength`` of every string property that declares one, by DTO (a DTO not named has none).
+
+The spec gives no length for ``Name``, ``Code`` or the other fields of these
+resources, so only these are checked before a write.
+"""
+
+_ADDRESS_DTO: Final = {"PostDto": "ContactAddressPostDto", "PatchDto": "ContactAddressPatchDto"}
+
+
+def max_lengths(entity: str, kind: str) -> dict[str, int]:
+    """Field path -> ``maxLength`` for a write of ``entity`` (``Customer``) with ``kind``
+    ``PostDto`` or ``PatchDto``; address fields appear as ``MailAddress.City``."""
+    limits = dict(MAX_LENGTH.get(f"{entity}{kind}", {}))
+    if entity == "Customer":
+        for field, limit in MAX_LENGTH[_ADDRESS_DTO[kind]].items():
+            limits[f"MailAddress.{field}"] = limit
+    return limits
+
 
 DATE_FIELDS: Final = _fields("CustomerSince DateOfBirth EndDate StartDate")
 """Fields declared ``format: date``; the API sometimes adds a time part to them."""

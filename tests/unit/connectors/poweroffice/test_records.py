@@ -17,8 +17,10 @@ from tolken.connectors.poweroffice._records import (
     parse_timestamp,
     to_record,
 )
+from tolken.errors import ServerError
 
 SPEC = Path(__file__).parents[3] / "data" / "poweroffice-go-v2-dept-cust-proj.subset.json"
+KINDS = ("Dto", "PostDto", "PatchDto")
 
 
 def test_field_tables_match_the_public_spec() -> None:
@@ -123,5 +125,30 @@ def test_to_record_uses_string_ids_and_canonical_resource() -> None:
     assert record.id == "42"
     assert record.data["Name"] == "X"
     assert record.changed_at is None
-    with pytest.raises(ValueError, match="without an Id"):
+    with pytest.raises(ServerError, match="without an Id"):
         to_record("Customers", {"Name": "no id"})
+
+
+@pytest.mark.parametrize(
+    "raw", [{"Name": "no id"}, {"Id": {"a": 1}}, [1], {"Id": 1, "LastChangedDateTimeOffset": "x"}]
+)
+def test_a_broken_row_is_a_server_error_not_a_crash(raw: object) -> None:
+    """A row without an Id, not an object, or with a bad timestamp ends the run with ServerError."""
+    with pytest.raises(ServerError, match="PowerOffice sent a Customers record"):
+        to_record("Customers", raw)  # type: ignore[arg-type]
+
+
+def test_length_limits_match_the_public_spec() -> None:
+    """Every maxLength the spec subset declares for these DTOs, and no other, is checked."""
+    schemas = json.loads(SPEC.read_text())["components"]["schemas"]
+    dtos = [f"{spec.entity}{kind}" for spec in _schema.RESOURCES.values() for kind in KINDS]
+    dtos += [f"ContactAddress{kind}" for kind in KINDS]
+    declared = {
+        dto: {
+            field: prop["maxLength"]
+            for field, prop in schemas[dto]["properties"].items()
+            if "maxLength" in prop
+        }
+        for dto in dtos
+    }
+    assert {dto: limits for dto, limits in declared.items() if limits} == _schema.MAX_LENGTH
