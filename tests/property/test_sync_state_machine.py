@@ -282,12 +282,20 @@ class SyncMachine(RuleBasedStateMachine):
 
     # -- a synced start -------------------------------------------------------------
 
-    @initialize(create_in_poweroffice=st.booleans(), policy=st.sampled_from(POLICIES))
-    def synced_start(self, create_in_poweroffice: bool, policy: ConflictPolicy) -> None:
+    @initialize(
+        create_in_poweroffice=st.booleans(),
+        policy=st.sampled_from(POLICIES),
+        populated=st.booleans(),
+    )
+    def synced_start(
+        self, create_in_poweroffice: bool, policy: ConflictPolicy, populated: bool
+    ) -> None:
         """Two departments, three customers and two projects, synced once.
 
         With ``create_in_poweroffice`` PMS-only records are created in PowerOffice too;
-        ``policy`` settles the conflicts of this example.
+        ``policy`` settles the conflicts of this example; with ``populated`` the PMS
+        already holds a company with the org number of one of the customers (another
+        name and e-mail, no phone): the first run links the two, it does not make one.
         """
         self.config = self.systems.config(
             self.tmp / "tolken.db", policy=policy, create_in_poweroffice=create_in_poweroffice
@@ -300,6 +308,15 @@ class SyncMachine(RuleBasedStateMachine):
         self._add_customer(True, "Kari Nordmann", "kari@nordmann.no", "+47 400 00 003")
         self._add_project(0, 0, "Nybygg", "Active")
         self._add_project(2, 1, "Service", "NotStarted")
+        if populated:
+            org = str(self.po.get("Customers", self.customers[0]).data["OrganizationNumber"])
+            body = {
+                "kind": "company",
+                "name": "Fjord Bygg AS",
+                "organization_number": f"{org[:3]} {org[3:6]} {org[6:]}",
+                "email": "faktura@fjord.no",
+            }
+            self.pms.create("customers", body, idempotency_key=f"pms-{org}")
         self.live.run_cycle()
         self._observe()
 
