@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# schemathesis in a venv of its own: its hypothesis-jsonschema clashes with our pinned Hypothesis.
+ST_VENV := .venv-schemathesis
+ST_STAMP := $(ST_VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format bench soak lock docs-cli clean chromium
+.PHONY: setup schemathesis demo test test-fast lint format bench soak lock docs-cli clean chromium
 
 setup: $(STAMP)
 
@@ -14,11 +17,18 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+schemathesis: $(ST_STAMP)
+
+$(ST_STAMP): requirements-schemathesis.txt
+	test -x $(ST_VENV)/bin/python || $(PYTHON) -m venv $(ST_VENV)
+	$(ST_VENV)/bin/pip install --quiet --require-hashes -r requirements-schemathesis.txt
+	touch $(ST_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/tolken demo
 
-test: $(STAMP) chromium
-	$(BIN)/pytest
+test: $(STAMP) $(ST_STAMP) chromium
+	TOLKEN_REQUIRE_SCHEMATHESIS=1 $(BIN)/pytest
 
 # The browser tests drive Debian's chromium, never a downloaded browser; install it when missing.
 chromium:
@@ -48,10 +58,12 @@ lock:
 	$(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--generate-hashes -o requirements-lock.txt
+	$(PYTHON) -m uv pip compile requirements-schemathesis.in --python-version 3.11 \
+		--generate-hashes -o requirements-schemathesis.txt
 
 # Regenerate the CLI reference in README.md (a test fails when it is stale).
 docs-cli: $(STAMP)
 	$(BIN)/python -m tolken._cli_reference README.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ST_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -346,8 +346,9 @@ data requests, {idle_cycle.wall:.2f} s for the whole process):
 
 - Target ≤ {REQUEST_TARGET} (edit cycle): PMS edit {pms_ok},
   PowerOffice edit {po_ok}. A write to the
-  PMS shows up in its changes feed, so the next cycle reads one more feed page
-  and GETs the record to recognise its own write (no write follows); a write to
+  PMS shows up in its changes feed, so the next cycle's feed page (one page
+  with `has_more: false`, as when idle) lists it and tolken GETs the record to
+  recognise its own write (no write follows); a write to
   PowerOffice is re-read inside the same changed-since list (no extra request).
 
 **Latency in watch mode** ({EDITS} edits each, random moments):

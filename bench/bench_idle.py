@@ -84,12 +84,11 @@ def populate(data_dir: Path, customers: int) -> None:
     """Both simulators' files with the same ``customers`` (before the sandbox starts)."""
     from bench.baseline_sync import _customer
     from tolken.sandbox.pms.db import Store as PMSStore
-    from tolken.sandbox.poweroffice.app import DATABASE_NAME
     from tolken.sandbox.poweroffice.db import Store as POStore
     from tolken.sandbox.poweroffice.seed import seed
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    po = POStore(data_dir / DATABASE_NAME)
+    po = POStore(data_dir / "poweroffice.sqlite3")  # the default client's file
     try:
         seed(po, {"customers": customers})
         docs = [json.loads(doc) for (doc,) in po.query("SELECT doc FROM customers ORDER BY id")]
@@ -109,11 +108,11 @@ def _maxrss_mib() -> float:
 
 def _cycle_child(config_path: str, kind: str) -> int:
     """Child: build the engine, then time one cycle (``idle``/``edit`` or ``reconcile``)."""
+    from tolken.compose import open_engine
     from tolken.config import load_config
-    from tolken.engine import SyncEngine
 
     listed = 0
-    with SyncEngine.from_config(load_config(config_path)) as engine:
+    with open_engine(load_config(config_path)) as engine:
         po_list = engine.poweroffice.list
 
         def counting_list(resource: str, **kwargs: Any) -> Iterator[Any]:

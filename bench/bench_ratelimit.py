@@ -70,12 +70,12 @@ class CountingTransport(httpx.BaseTransport):
 
 def _sync_child(config_path: str) -> int:
     """Child: one cycle with a counting PowerOffice transport; prints the counts as JSON."""
+    from tolken.compose import open_engine
     from tolken.config import load_config
-    from tolken.engine import SyncEngine
 
     counting = CountingTransport()
-    engine = SyncEngine.from_config(load_config(config_path), transports={"poweroffice": counting})
-    with engine:
+    config = load_config(config_path)
+    with open_engine(config, transports={"poweroffice": counting}) as engine:
         started = time.monotonic()
         report = engine.run_cycle()
         wall = time.monotonic() - started

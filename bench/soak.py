@@ -252,20 +252,21 @@ def _runs(config_path: Path) -> tuple[Counter[str], int, int]:
 
     store = open_store(load_config(config_path).store)
     try:
-        runs = store.last_runs("default", limit=1_000_000)
+        tenant = store.for_tenant("default")
+        runs = tenant.last_runs(limit=1_000_000)
         statuses: Counter[str] = Counter(str(run.status) for run in runs)
         reported = sum(
             int(flow.get("conflicts", 0)) for run in runs for flow in (run.counts or {}).values()
         )
-        return statuses, reported, len(store.list_conflicts("default"))
+        return statuses, reported, len(tenant.list_conflicts())
     finally:
         store.close()
 
 
 def _check(config_path: Path, pms_only: list[str]) -> dict[str, list[str]]:
     """Compare both systems and the store after the quiet run (see the module docstring)."""
+    from tolken.compose import open_engine
     from tolken.config import load_config
-    from tolken.engine import SyncEngine
     from tolken.engine.resolver import LinkResolver
     from tolken.mapping import belongs, project, to_pms_flat
 
@@ -275,9 +276,9 @@ def _check(config_path: Path, pms_only: list[str]) -> dict[str, list[str]]:
         "divergent": [],
         "wrong_failures": [],
     }
-    with SyncEngine.from_config(load_config(config_path)) as engine:
-        store, mapping, tenant = engine.store, engine.mapping, engine.tenant
-        resolver = LinkResolver(store, tenant)
+    with open_engine(load_config(config_path)) as engine:
+        store, mapping = engine.store, engine.mapping
+        resolver = LinkResolver(store)
         all_pms: set[str] = set()
         for flow_id in mapping.order():
             flow = mapping.flow(flow_id)
@@ -285,7 +286,7 @@ def _check(config_path: Path, pms_only: list[str]) -> dict[str, list[str]]:
             pms_records = list(engine.pms.list(flow.pms))
             all_pms |= {r.id for r in pms_records}
             pms_by_id = {r.id: r for r in pms_records if belongs(flow, r.data)}
-            links = store.list_links(tenant, flow_id)
+            links = store.list_links(flow_id)
             po_linked = Counter(link.poweroffice_id for link in links)
             pms_linked = Counter(link.pms_id for link in links)
             for po_id in po_by_id:
@@ -330,7 +331,7 @@ def _check(config_path: Path, pms_only: list[str]) -> dict[str, list[str]]:
         problems["lost"] += [f"PMS-only {i} is gone" for i in pms_only if i not in all_pms]
         problems["wrong_failures"] += [
             f"{f.flow} {f.side} {f.record_id}: {f.error_class}: {f.message}"
-            for f in store.list_failures(tenant)
+            for f in store.list_failures()
         ]
     return problems
 

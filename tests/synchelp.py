@@ -5,11 +5,10 @@ returns every problem it finds as one line of text, so a test asserts
 ``divergences(...) == []`` and a failure shows all of them at once.
 :class:`LoseAnswers` wraps a simulator so that some requests are carried
 out but their answers lost (a 502), the fault that makes retried creates
-dangerous. :func:`build_engine` is the one place the property tests build a
-:class:`~tolken.engine.SyncEngine`; :class:`CrashSwitch` kills one of its
-cycles at a chosen write the way a SIGKILL would, and :class:`EditLedger`
-remembers the last value a person wrote to each field on each side, for the
-no-lost-edit check.
+dangerous. :class:`CrashSwitch` kills one cycle of an engine (opened with
+:func:`tolken.compose.open_engine` over its transports) at a chosen write
+the way a SIGKILL would, and :class:`EditLedger` remembers the last value a
+person wrote to each field on each side, for the no-lost-edit check.
 """
 
 from __future__ import annotations
@@ -25,15 +24,12 @@ from sqlalchemy import Engine as DatabaseEngine
 from sqlalchemy import event, make_url
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tolken.config import TolkenConfig
 from tolken.connectors.base import Connector, RemoteRecord
-from tolken.engine import SyncEngine
 from tolken.engine.merge import values_equal
 from tolken.engine.resolver import LinkResolver
 from tolken.mapping import Mapping as SyncMapping
 from tolken.mapping import belongs, project, to_pms_flat
-from tolken.store import Store
-from tolken.store.records import ConflictRecord
+from tolken.store import ConflictRecord, TenantStore
 from tolken.vocabulary import Side
 
 __all__ = [
@@ -44,7 +40,6 @@ __all__ = [
     "EditLedger",
     "FieldKey",
     "LoseAnswers",
-    "build_engine",
     "conflicts_by_field",
     "data_writes",
     "divergences",
@@ -61,17 +56,6 @@ _PMS_KEY = {"departments": "number", "customers": "number", "projects": "code"}
 
 FieldKey = tuple[str, str, str]
 """One mapped field of one linked pair: ``(flow, PowerOffice id, PMS path)``."""
-
-
-def build_engine(
-    config: TolkenConfig, *, transports: Mapping[str, httpx.BaseTransport] | None = None
-) -> SyncEngine:
-    """The engine for ``config``, built as the product builds it (``transports`` by system).
-
-    The one place the property tests build an engine: when the way the
-    product composes one changes, this line changes and no test does.
-    """
-    return SyncEngine.from_config(config, transports=dict(transports) if transports else None)
 
 
 def is_data_write(request: httpx.Request) -> bool:
@@ -107,10 +91,9 @@ def pms_records(pms: Connector, mapping: SyncMapping, flow_id: str) -> dict[str,
 def divergences(
     po: Connector,
     pms: Connector,
-    store: Store,
+    store: TenantStore,
     mapping: SyncMapping,
     *,
-    tenant: str = "default",
     unlinked_pms_allowed: Collection[str] = (),
     unlinked_po_allowed: Collection[str] = (),
     differing_allowed: Collection[FieldKey] = (),
@@ -126,12 +109,12 @@ def divergences(
     (except ``differing_allowed`` fields, conflicts parked for a person).
     """
     problems: list[str] = []
-    resolver = LinkResolver(store, tenant)
+    resolver = LinkResolver(store)
     for flow_id in mapping.order():
         flow = mapping.flow(flow_id)
         po_by_id = po_records(po, mapping, flow_id)
         pms_by_id = pms_records(pms, mapping, flow_id)
-        links = store.list_links(tenant, flow_id)
+        links = store.list_links(flow_id)
         po_linked = Counter(link.poweroffice_id for link in links)
         pms_linked = Counter(link.pms_id for link in links)
         problems += [
@@ -178,19 +161,19 @@ def divergences(
 
 
 def linked_fields(
-    po: Connector, pms: Connector, store: Store, mapping: SyncMapping, *, tenant: str = "default"
+    po: Connector, pms: Connector, store: TenantStore, mapping: SyncMapping
 ) -> dict[FieldKey, tuple[Any, Any]]:
     """Every mapped field of every linked pair: ``(PowerOffice value, PMS value)``, PMS-path space.
 
     A reference to a record that is not linked yet is left out.
     """
     values: dict[FieldKey, tuple[Any, Any]] = {}
-    resolver = LinkResolver(store, tenant)
+    resolver = LinkResolver(store)
     for flow_id in mapping.order():
         flow = mapping.flow(flow_id)
         po_by_id = po_records(po, mapping, flow_id)
         pms_by_id = pms_records(pms, mapping, flow_id)
-        for link in store.list_links(tenant, flow_id):
+        for link in store.list_links(flow_id):
             po_record, pms_record = po_by_id.get(link.poweroffice_id), pms_by_id.get(link.pms_id)
             if po_record is None or pms_record is None:
                 continue
@@ -201,13 +184,11 @@ def linked_fields(
     return values
 
 
-def conflicts_by_field(
-    store: Store, *, tenant: str = "default"
-) -> dict[FieldKey, list[ConflictRecord]]:
+def conflicts_by_field(store: TenantStore) -> dict[FieldKey, list[ConflictRecord]]:
     """Every recorded conflict (settled or parked), by the field of the pair it was about."""
-    po_ids = {link.id: link.poweroffice_id for link in store.list_links(tenant)}
+    po_ids = {link.id: link.poweroffice_id for link in store.list_links()}
     found: dict[FieldKey, list[ConflictRecord]] = defaultdict(list)
-    for conflict in store.list_conflicts(tenant):
+    for conflict in store.list_conflicts():
         found[(conflict.flow, po_ids[conflict.link_id], conflict.field)].append(conflict)
     return dict(found)
 

@@ -1,4 +1,4 @@
-"""``with obj:`` for the objects that own something to close (clients, engine, store).
+"""``with obj:`` for the objects that own something to close (clients, store).
 
 One mixin instead of the same ``__enter__``/``__exit__`` pair in every class
 that has a ``close()``. It imports nothing of tolken, so every layer may use it.

@@ -1,4 +1,11 @@
-"""YAML loading that remembers where every key came from, for errors that name a line."""
+"""YAML loading that remembers where every key came from, for errors that name a line.
+
+Config and mapping files are small, hand-written data, so the loader refuses
+what only an attacker or an accident produces, before it costs anything: a file
+over :data:`MAX_FILE_BYTES` is refused unread, and YAML aliases (``*name``)
+are refused where the parser meets them, so a "billion laughs" file cannot
+expand into gigabytes and ``${VAR}`` expansion walks each value exactly once.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +18,24 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.scanner import RoundTripScanner, ScannerError
 
 from tolken.errors import ConfigError
 
-__all__ = ["expand_env", "load_yaml", "validate_model"]
+__all__ = ["MAX_FILE_BYTES", "expand_env", "line_of", "load_yaml", "validate_model"]
+
+MAX_FILE_BYTES = 256 * 1024
+"""The largest config or mapping file tolken reads: 256 KiB.
+
+The built-in mapping is 4 KiB. The round-trip parser needs about a second per
+100 KB of dense YAML, so the cap also bounds how long a load can take.
+"""
+
+MAX_DEPTH = 64
+"""The deepest nesting of mappings and lists tolken reads (its own files need 6)."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -23,19 +43,89 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def load_yaml(path: Path) -> Any:
-    """Parse ``path`` keeping line information; YAML syntax errors name file and line."""
+    """Parse ``path`` keeping line information; YAML syntax errors name file and line.
+
+    Refuses a file over :data:`MAX_FILE_BYTES`, YAML aliases, and nesting
+    deeper than :data:`MAX_DEPTH`, each as a :class:`ConfigError`.
+    """
+    text = _read_capped(path)
+    yaml = YAML(typ="rt")
+    yaml.Composer = _NoAliasComposer
+    yaml.Scanner = _ShallowScanner
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"file not found: {path}", location=str(path)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", location=str(path)) from None
-    try:
-        return YAML(typ="rt").load(text)
+        return yaml.load(text)
     except MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         where = f"{path}:{line}" if line else str(path)
         raise ConfigError(f"invalid YAML: {exc.problem}", location=where) from None
+
+
+def _read_capped(path: Path) -> str:
+    """The file's text, read only when it is at most :data:`MAX_FILE_BYTES` long."""
+    try:
+        with path.open("rb") as stream:
+            # One byte more than the cap tells "too large" without reading the rest
+            # (a size from stat() would miss pipes and files that grow).
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"file not found: {path}", location=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", location=str(path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"the file is larger than {MAX_FILE_BYTES // 1024} KiB, the most tolken reads "
+            "from a config or mapping file",
+            location=str(path),
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the file is not UTF-8 text (byte {exc.start})", location=str(path)
+        ) from None
+
+
+class _ShallowScanner(RoundTripScanner):
+    """Refuses ``[`` and ``{`` nested deeper than :data:`MAX_DEPTH` as it reads them.
+
+    The scanner looks up to 1024 characters ahead at a cost that grows with
+    the nesting, so a line of 1000 ``[`` takes seconds before the composer
+    sees a single node; counting here stops it at once.
+    """
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
+        if len(self.flow_context) >= MAX_DEPTH:
+            problem = f"nested more than {MAX_DEPTH} levels deep"
+            raise ScannerError(None, None, problem, self.reader.get_mark())
+        super().fetch_flow_collection_start(TokenClass, to_push)
+
+
+class _NoAliasComposer(Composer):
+    """Refuses aliases (``*name``, and so ``<<: *name`` merges) and deep nesting as met.
+
+    An alias repeats a node without copying it in the file, which is how a
+    1 KB file becomes a billion values; tolken's files never need one. Deep
+    nesting costs the parser time quadratic in the depth (900 levels: 5 s),
+    so it stops at :data:`MAX_DEPTH` before reading further.
+    """
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            problem = f"aliases (*{event.anchor}) are not allowed: write the value out"
+            raise ComposerError(None, None, problem, event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            problem = f"nested more than {MAX_DEPTH} levels deep"
+            raise ComposerError(None, None, problem, event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def expand_env(node: Any, path: Path, environ: dict[str, str] | None = None) -> Any:
@@ -78,7 +168,7 @@ class _MissingVar(Exception):
         self.name = name
 
 
-def _line_of(root: Any, loc: Sequence[int | str]) -> int | None:
+def line_of(root: Any, loc: Sequence[int | str]) -> int | None:
     """Line (1-based) of the deepest key in ``loc`` that exists in the parsed document."""
     node = root
     line: int | None = None
@@ -100,8 +190,8 @@ def validate_model(model: type[M], data: Any, path: Path) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = [p for p in err["loc"] if isinstance(p, int | str)]
-        line = _line_of(data, loc)
+        loc = list(err["loc"])
+        line = line_of(data, loc)
         where = f"{path}:{line}" if line else str(path)
         key = ".".join(str(p) for p in loc) or None
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""

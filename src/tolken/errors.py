@@ -15,8 +15,9 @@
     │   ├── ValidationFailed         400/422; carries the remote field errors
     │   ├── NotFound                 404 for a record or a referenced record
     │   └── InUse                    409 on delete: the record is referenced
-    └── Conflict                     the record moved under us
-        └── StaleVersion             412 on If-Match: re-read, re-merge, retry
+    ├── Conflict                     the record moved under us
+    │   └── StaleVersion             412 on If-Match: re-read, re-merge, retry
+    └── Stopped                      a stop was asked for (SIGTERM): end the work, never retry
 
 Each HTTP connector classifies responses in exactly one place
 (``classify_response``), so the engine never looks at status codes.
@@ -42,6 +43,7 @@ __all__ = [
     "Retriable",
     "ServerError",
     "StaleVersion",
+    "Stopped",
     "TolkenError",
     "TransportError",
     "Unreachable",
@@ -172,3 +174,7 @@ class StaleVersion(Conflict):
     ):
         super().__init__(message, system=system, status=412)
         self.current_version = current_version
+
+
+class Stopped(TolkenError):
+    """A stop was asked for (SIGTERM) while waiting, e.g. for the rate limit; not retried."""

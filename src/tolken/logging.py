@@ -12,22 +12,23 @@ line. Context bound with :func:`log_context` (``run_id``, ``flow``,
 Redaction happens twice: on the values of the event dict (nested containers
 too) and on the rendered line, so a secret cannot slip through an exception
 text, a URL (``?token=...``) or a key name. Secrets are also matched in their
-URL-encoded and HTTP Basic (``base64(key:key)``) forms.
+URL-encoded and HTTP Basic (``base64(key:key)``) forms. The redactor is the
+process's one (:func:`tolken._redact.shared`), which the store and the CLI
+use too, so a secret configured here is also kept out of what they write.
 """
 
 from __future__ import annotations
 
-import base64
-import itertools
 import logging
 import sys
-import threading
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import IO, Any
-from urllib.parse import quote, quote_plus
 
 import structlog
+
+from tolken._redact import REDACTED, Redactor, sensitive
+from tolken._redact import shared as shared_redactor
 
 __all__ = [
     "REDACTED",
@@ -37,91 +38,24 @@ __all__ = [
     "log_context",
 ]
 
-REDACTED = "[redacted]"
-
-# Keys whose values are credentials whatever they hold.
-_SENSITIVE_KEYS = frozenset(
-    {"authorization", "api_key", "apikey", "password", "secret", "access_token", "client_key"}
-)
 # Loggers of libraries that run inside tolken; routed through the same chain.
 _FIRST_KEYS = ("ts", "level", "event", "logger", "run_id", "flow", "link_id")
 _LIBRARY_LOGGERS = ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access", "tolken")
 
 
-class Redactor:
-    """Replaces every known secret in strings and in nested event values (thread-safe).
+class _RedactingProcessor:
+    """A structlog processor: redact every value of the event dict."""
 
-    Short values (under four characters) are ignored: replacing them would
-    mangle ordinary text and they are not credentials worth the name.
-    """
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._lock = threading.Lock()
-        self._forms: tuple[str, ...] = ()
-        self._secrets: set[str] = set()
-        self.add(*secrets)
-
-    def add(self, *secrets: str) -> None:
-        """Redact these values too (e.g. an access token obtained at run time)."""
-        with self._lock:
-            self._secrets.update(s for s in secrets if s and len(s) >= 4)
-            self._forms = _forms_of(self._secrets)
-
-    @property
-    def secrets(self) -> frozenset[str]:
-        """The raw values being redacted."""
-        return frozenset(self._secrets)
-
-    def text(self, value: str) -> str:
-        """``value`` with every secret (in any known form) replaced by ``[redacted]``."""
-        for form in self._forms:
-            if form in value:
-                value = value.replace(form, REDACTED)
-        return value
-
-    def value(self, value: Any) -> Any:
-        """Redact a JSON-like value: strings, and lists/tuples/dicts of them, recursively."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, Mapping):
-            return {
-                self.text(str(k)): REDACTED if _sensitive(k) else self.value(v)
-                for k, v in value.items()
-            }
-        if isinstance(value, list | tuple | set | frozenset):
-            return [self.value(v) for v in value]
-        if isinstance(value, bytes):
-            return self.text(value.decode("utf-8", "replace"))
-        if value is None or isinstance(value, bool | int | float):
-            return value
-        # Exceptions, URLs, paths...: their text is what gets rendered.
-        return self.text(str(value))
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
 
     def __call__(
         self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
-        """A structlog processor: redact every value of the event dict."""
         return {
-            k: REDACTED if _sensitive(k) and v is not None else self.value(v)
+            k: REDACTED if sensitive(k) and v is not None else self._redactor.value(v)
             for k, v in event_dict.items()
         }
-
-
-def _sensitive(key: object) -> bool:
-    return isinstance(key, str) and key.lower().replace("-", "_") in _SENSITIVE_KEYS
-
-
-def _forms_of(secrets: Iterable[str]) -> tuple[str, ...]:
-    secrets = sorted(set(secrets))
-    forms: set[str] = set()
-    for secret in secrets:
-        forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
-        forms.add(secret.replace("\\", "\\\\").replace('"', '\\"'))  # JSON-escaped
-    # HTTP Basic credentials are base64("user:password") of two configured keys.
-    for user, password in itertools.permutations(secrets, 2):
-        forms.add(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
-    # Longest first, so a secret that contains another is replaced whole.
-    return tuple(sorted(forms, key=len, reverse=True))
 
 
 class _RedactingRenderer:
@@ -155,10 +89,12 @@ def configure_logging(
 ) -> Redactor:
     """Send structlog and library logs as redacted JSON lines to ``stream`` (stderr).
 
-    Returns the :class:`Redactor` so a caller can add secrets learnt later.
-    Calling it again replaces the previous set-up (tests capture logs this way).
+    Adds ``secrets`` to the process's redactor and returns it, so a caller can
+    add secrets learnt later. Calling it again replaces the previous set-up
+    (tests capture logs this way); secrets added before stay redacted.
     """
-    redactor = Redactor(secrets)
+    redactor = shared_redactor()
+    redactor.add(*secrets)
     if isinstance(level, str):
         # An unknown name (a typo in TOLKEN_LOG_LEVEL) must not stop the process.
         resolved = logging.getLevelName(level.upper())
@@ -182,7 +118,7 @@ def configure_logging(
         foreign_pre_chain=[*shared, _stdlib_names, structlog.processors.format_exc_info],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            redactor,
+            _RedactingProcessor(redactor),
             _RedactingRenderer(redactor),
         ],
     )

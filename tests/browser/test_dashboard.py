@@ -2,7 +2,9 @@
 
 `tolken serve`'s web app and watch loop run against both sandbox systems on
 loopback; the browser signs in with the token, reads the three flows, opens
-the parked record, and retries it once its cause is fixed.
+the parked record, and retries it once its cause is fixed. A page served from
+another loopback port (same site, another origin) then tries to post the
+dashboard's forms with the browser's session cookie and to frame it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from integration.sync_harness import Sandbox, no_waits, running_sandbox
+from loopback import serve as serve_app
 from tolken.config import ServeSettings
 from tolken.web.serve import Serving, serving, watch_loop
 
@@ -102,7 +109,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Sandbox, Serving]]:
 
 
 def _finished_runs(srv: Serving) -> int:
-    return sum(r.finished_at is not None for r in srv.engine.store.last_runs("default"))
+    return sum(r.finished_at is not None for r in srv.engine.store.last_runs())
 
 
 def _wait(check: object, timeout: float) -> None:
@@ -160,3 +167,71 @@ def test_dashboard_shows_flows_and_a_fixed_failure_goes_away_after_retry(
     assert _count(page, "customers", "links") == "2"
     assert _count(page, "customers", "failures") == "0"
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+@pytest.fixture
+def other_origin() -> Iterator[tuple[str, dict[str, str]]]:
+    """Another loopback port serving whatever HTML the test puts in the dict, by path name."""
+    pages: dict[str, str] = {}
+
+    def show(request: Request) -> HTMLResponse:
+        name = request.path_params["name"]
+        return HTMLResponse(pages.get(name, "not here"), 200 if name in pages else 404)
+
+    app = Starlette(routes=[Route("/{name}", show)])
+    with serve_app(app) as url:
+        yield url, pages
+
+
+def _autosubmit(action: str, fields: dict[str, str]) -> str:
+    inputs = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in fields.items())
+    return (
+        f'<form method="post" action="{action}">{inputs}</form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+
+
+def test_a_page_on_another_port_can_neither_post_the_forms_nor_frame_the_dashboard(
+    page: Page, served: tuple[Sandbox, Serving], other_origin: tuple[str, dict[str, str]]
+) -> None:
+    """Retry and settle forms posted from another origin with the session cookie: 403, no effect."""
+    _, srv = served
+    store = srv.engine.store
+    evil, pages = other_origin
+    [failure] = store.list_failures()
+    [link] = store.list_links("customers")
+    conflict = store.record_conflict(
+        "customers",
+        link.id,
+        "phone",
+        poweroffice_value="+47 22 00 00 00",
+        pms_value="+47 99 99 99 99",
+        shadow_value=None,
+        policy="manual",
+        winner="parked",
+    )
+    page.goto(f"{srv.url}/?token={TOKEN}")  # signed in: the browser holds the session cookie
+    page.goto(f"{srv.url}/conflicts")  # and the CSRF cookie
+    pages["retry"] = _autosubmit(f"{srv.url}/failures/{failure.id}/retry", {})
+    pages["settle"] = _autosubmit(f"{srv.url}/conflicts/{conflict.id}/resolve", {"winner": "pms"})
+    pages["token"] = _autosubmit(f"{srv.url}/failures/retry?token={TOKEN}", {})
+    pages["frame"] = f'<iframe src="{srv.url}/failures" width="800" height="600"></iframe>'
+
+    for name in ("retry", "settle", "token"):
+        with page.expect_response(lambda r: r.url.startswith(srv.url)) as posted:
+            page.goto(f"{evil}/{name}")
+        assert posted.value.request.method == "POST"
+        assert posted.value.status == 403, name
+        assert "Refused" in page.inner_text("body")
+
+    page.goto(f"{evil}/frame")
+    page.wait_for_load_state("load")
+    [framed] = [f for f in page.frames if f is not page.main_frame]
+    # Chromium shows its own error page in place of a dashboard that refuses to be framed.
+    assert not framed.url.startswith(srv.url), framed.url
+
+    time.sleep(0.5)  # a retry that got through would have woken the loop by now
+    [after] = store.list_failures()
+    assert after.next_attempt_at == failure.next_attempt_at
+    assert after.attempts == failure.attempts
+    assert [c.id for c in store.list_conflicts(parked_only=True)] == [conflict.id]

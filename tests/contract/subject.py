@@ -74,9 +74,10 @@ class ResourceCase:
 
     ``new(token)`` returns ``(data, idempotency_key)`` for a record that is
     unique per ``token`` (a short lowercase hex string). ``change`` is a valid
-    field change (nested mappings for nested objects) and ``invalid_change``
-    one the system refuses with a 4xx. Values read back must equal what was
-    written, compared key by key on the record's ``data``.
+    field change and ``invalid_change`` one the system refuses with a 4xx.
+    Writes are flat field paths, as the engine sends them (``"address.city"``
+    for a field of a nested object). Values read back must equal what was
+    written, compared path by path on the record's ``data``.
     """
 
     resource: str

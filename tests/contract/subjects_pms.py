@@ -55,7 +55,9 @@ def _customer(token: str) -> tuple[dict[str, Any], str]:
         "kind": "company",
         "name": f"Fjordkraft {token} AS",
         "email": f"post{token}@example.no",
-        "address": {"line1": "Storgata 1", "postal_code": "0150", "city": "Oslo"},
+        "address.line1": "Storgata 1",
+        "address.postal_code": "0150",
+        "address.city": "Oslo",
     }
     return data, f"tolken-contract-{token}"
 
@@ -68,7 +70,7 @@ RESOURCES = [
     ResourceCase(
         "customers",
         _customer,
-        change={"phone": "+4712345678", "address": {"city": "Bergen", "postal_code": "5003"}},
+        change={"phone": "+4712345678", "address.city": "Bergen", "address.postal_code": "5003"},
         invalid_change={"kind": "not-a-kind"},
         missing_id="cus_000000000000",
     ),

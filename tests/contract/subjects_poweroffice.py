@@ -13,8 +13,9 @@ from starlette.testclient import TestClient
 from contract.subject import ContractSubject, ResourceCase, SandboxControl, SubjectHandle
 from loopback import serve
 from tolken.config import PowerOfficeSettings
-from tolken.connectors._http import RetryPolicy, TokenBucket
+from tolken.connectors._http import RetryPolicy
 from tolken.connectors.poweroffice import PowerOfficeClient
+from tolken.connectors.ratelimit import memory_limiter
 from tolken.sandbox import credentials
 from tolken.sandbox.poweroffice import create_app
 
@@ -39,8 +40,8 @@ def _handle(http: httpx.Client, base: str, *, shared_http: bool) -> SubjectHandl
         return PowerOfficeClient(
             _settings(base, page_size, valid_credentials),
             http=http if shared_http else None,
-            # A private, fast bucket: the simulator's own limit is off for the suite.
-            rate_limiter=TokenBucket(1000.0),
+            # A budget of its own, fast: the simulator's own limit is off for the suite.
+            rate_limiter=memory_limiter(1000.0),
             retry=RetryPolicy(attempts=MAX_ATTEMPTS),
         )
 
@@ -81,7 +82,9 @@ def _customer(token: str) -> tuple[dict[str, Any], str]:
     data = {
         "Name": f"Fjordkraft {token} AS",
         "EmailAddress": f"post{token}@example.no",
-        "MailAddress": {"AddressLine1": "Storgata 1", "ZipCode": "0150", "City": "Oslo"},
+        "MailAddress.AddressLine1": "Storgata 1",
+        "MailAddress.ZipCode": "0150",
+        "MailAddress.City": "Oslo",
     }
     return data, f"tolken-contract-{token}"
 
@@ -101,7 +104,11 @@ RESOURCES = [
     ResourceCase(
         "Customers",
         _customer,
-        change={"PhoneNumber": "+4712345678", "MailAddress": {"City": "Bergen", "ZipCode": "5003"}},
+        change={
+            "PhoneNumber": "+4712345678",
+            "MailAddress.City": "Bergen",
+            "MailAddress.ZipCode": "5003",
+        },
         invalid_change={"Allowance": 5000},
     ),
     ResourceCase(

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,12 @@ import httpx
 from pydantic import SecretStr
 
 from loopback import serve
+from tolken.compose import open_engine
 from tolken.config import PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
 from tolken.connectors import _http
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
+from tolken.connectors.ratelimit import clear_shared_limiters
 from tolken.engine import SyncEngine
 from tolken.sandbox import credentials
 from tolken.sandbox.pms import create_app as create_pms
@@ -111,8 +113,8 @@ class Sandbox:
         po: dict[str, Any] | None = None,
         pms: dict[str, Any] | None = None,
         **sync: Any,
-    ) -> SyncEngine:
-        return SyncEngine.from_config(self.config(po=po, pms=pms, **sync))
+    ) -> AbstractContextManager[SyncEngine]:
+        return open_engine(self.config(po=po, pms=pms, **sync))
 
     # -- arranging data ----------------------------------------------------------
     @contextmanager
@@ -207,11 +209,11 @@ def running_sandbox() -> Iterator[tuple[str, str]]:
 
 @contextmanager
 def no_waits() -> Iterator[None]:
-    """Remove retry and rate-limit waits, with fresh shared rate buckets."""
-    _http.clear_shared_buckets()
+    """Remove retry and rate-limit waits, with fresh shared rate budgets."""
+    clear_shared_limiters()
     with _http.testing():
         yield
-    _http.clear_shared_buckets()
+    clear_shared_limiters()
 
 
 def start_tolken(*args: str) -> subprocess.Popen[str]:

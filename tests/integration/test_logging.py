@@ -16,8 +16,8 @@ import structlog
 from pydantic import SecretStr
 
 from integration.sync_harness import Sandbox, no_waits, running_sandbox
+from tolken.compose import open_engine
 from tolken.config import ServeSettings, TolkenConfig
-from tolken.engine import SyncEngine
 from tolken.errors import AuthError
 from tolken.logging import REDACTED, configure_logging, get_logger, log_context
 from tolken.web.serve import serving, watch_loop
@@ -80,7 +80,7 @@ def test_a_full_serve_run_logs_json_lines_without_any_secret(
         srv.queue.wake()
         thread.join(timeout=10)
     bad = config.model_copy(update={"poweroffice": sb.po_settings(client_key=bad_key)})
-    with pytest.raises(AuthError) as refused, SyncEngine.from_config(bad) as engine:
+    with pytest.raises(AuthError) as refused, open_engine(bad) as engine:
         engine.run_cycle()
     get_logger().error("cycle failed", error=str(refused.value))
     get_logger().info("a careless line", key=config.pms.api_key.get_secret_value())

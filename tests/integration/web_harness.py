@@ -8,9 +8,10 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from tolken.config import PMSSettings, PowerOfficeSettings, ServeSettings, TolkenConfig
-from tolken.store import Store
+from tolken.store import TenantStore
 
 TOKEN = "dash-token-0123456789"
+WEBHOOK_SECRET = "hook-secret-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MESSAGE = 'email: must be an e-mail address <"not-an-email">'
 
@@ -35,20 +36,19 @@ def make_config(tmp_path: Path, token: str | None = TOKEN) -> TolkenConfig:
         ),
         pms=PMSSettings(base_url="http://127.0.0.1:9/api/v1", api_key=SecretStr("pms-key-1")),
         serve=ServeSettings(
-            token=SecretStr(token) if token else None, webhook_secret=SecretStr("hook-secret-1")
+            token=SecretStr(token) if token else None, webhook_secret=SecretStr(WEBHOOK_SECRET)
         ),
     )
 
 
-def seed(store: Store, clock: Clock) -> dict[str, int]:
+def seed(store: TenantStore, clock: Clock) -> dict[str, int]:
     """Two customer links and a department, a parked customer, a conflict and an ok run."""
-    dept = store.create_link("default", "departments", "1", "cus_d1")
-    acme = store.create_link("default", "customers", "10001", "cus_a")
-    store.create_link("default", "customers", "10002", "cus_b")
+    dept = store.create_link("departments", "1", "cus_d1")
+    acme = store.create_link("customers", "10001", "cus_a")
+    store.create_link("customers", "10002", "cus_b")
     store.add_history(acme.id, "to_pms", "create", {"name": "Acme AS"}, "new PowerOffice record")
     store.add_history(acme.id, "to_poweroffice", "update", {"Name": "Acme Holding"}, "PMS edit")
     failure = store.record_failure(
-        "default",
         "customers",
         "poweroffice",
         "10003",
@@ -58,7 +58,6 @@ def seed(store: Store, clock: Clock) -> dict[str, int]:
         retry_base_seconds=3600,
     )
     won = store.record_conflict(
-        "default",
         "customers",
         acme.id,
         "name",
@@ -69,7 +68,6 @@ def seed(store: Store, clock: Clock) -> dict[str, int]:
         winner="pms",
     )
     parked = store.record_conflict(
-        "default",
         "customers",
         acme.id,
         "phone",
@@ -79,7 +77,7 @@ def seed(store: Store, clock: Clock) -> dict[str, int]:
         policy="manual",
         winner="parked",
     )
-    run = store.start_run("default")
+    run = store.start_run()
     clock.now += timedelta(seconds=2)
     store.finish_run(
         run,

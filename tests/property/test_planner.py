@@ -30,7 +30,6 @@ from tolken.engine.model import (
     RecordConflict,
     SaveShadow,
     Unchanged,
-    UpdateParked,
     UpdatePMS,
     UpdatePowerOffice,
 )
@@ -215,7 +214,7 @@ def after(
     link: LinkedPair, po: dict[str, Any], pms: dict[str, Any], actions: list[Action]
 ) -> tuple[LinkedPair, dict[str, Any], dict[str, Any]]:
     """The pair's values once ``actions`` took effect (values only: what each action says)."""
-    shadow, parked = dict(link.shadow or {}), link.parked
+    shadow = dict(link.shadow or {})
     for action in actions:
         if isinstance(action, UpdatePMS):
             pms, shadow = {**pms, **action.fields}, {**shadow, **action.fields}
@@ -223,9 +222,7 @@ def after(
             po, shadow = {**po, **action.fields}, {**shadow, **action.fields}
         elif isinstance(action, SaveShadow):
             shadow = {**shadow, **action.values}
-        elif isinstance(action, UpdateParked):
-            parked = action.fields
-    return LinkedPair(link.po_id, link.pms_id, shadow, "active", 8, parked), po, pms
+    return LinkedPair(link.po_id, link.pms_id, shadow, "active", 8), po, pms
 
 
 @settings(max_examples=FLOW_EXAMPLES)
@@ -261,7 +258,7 @@ def test_plan_of_a_pair_is_idempotent(
         ProjectedRecord("m1", pms2, changed_at=pms_at, version=8),
         policy=policy,
     )
-    assert [a for a in again if isinstance(a, (*WRITES, UpdateParked))] == []
+    assert [a for a in again if isinstance(a, WRITES)] == []
     parked_first = [
         a.conflict for a in first if isinstance(a, RecordConflict) and a.conflict.winner is None
     ]

@@ -52,16 +52,17 @@ from synchelp import (
     CrashSwitch,
     EditLedger,
     LoseAnswers,
-    build_engine,
     conflicts_by_field,
     data_writes,
     divergences,
     linked_fields,
 )
+from tolken.compose import open_engine
 from tolken.config import FlowSettings, PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
 from tolken.connectors import _http
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
+from tolken.connectors.ratelimit import clear_shared_limiters
 from tolken.engine import SyncEngine
 from tolken.engine.merge import values_equal
 from tolken.engine.model import ConflictPolicy
@@ -169,6 +170,7 @@ class SyncMachine(RuleBasedStateMachine):
         )
         self.switch = CrashSwitch(self.config.store)
         self.engine: SyncEngine | None = None
+        self.opened = ExitStack()  # the running engine and its connectors
         # A person's own clients (not the engine's: a crash kills only tolken).
         self.po = PowerOfficeClient(self.config.poweroffice)
         self.pms = PMSClient(self.config.pms)
@@ -186,8 +188,7 @@ class SyncMachine(RuleBasedStateMachine):
             if self.engine is not None:
                 self._check_converged()
         finally:
-            if self.engine is not None:
-                self.engine.close()
+            self.opened.close()
             self.po.close()
             self.pms.close()
             self.switch.close()
@@ -202,13 +203,14 @@ class SyncMachine(RuleBasedStateMachine):
 
     def _start_engine(self) -> None:
         """A new tolken process on the same store (after a crash, or at the start)."""
-        if self.engine is not None:
-            self.engine.close()
+        self.opened.close()
         self.switch.revive()
-        self.engine = build_engine(self.config, transports=self.switch.transports())
+        self.engine = self.opened.enter_context(
+            open_engine(self.config, transports=self.switch.transports())
+        )
 
     def _pms_id(self, flow: str, po_id: str) -> str | None:
-        return self.live.store.link_map(self.live.tenant, flow).get(po_id)  # type: ignore[arg-type]
+        return self.live.store.link_map(flow).get(po_id)  # type: ignore[arg-type]
 
     def _next(self) -> int:
         return next(self.numbers)
@@ -218,7 +220,7 @@ class SyncMachine(RuleBasedStateMachine):
     ) -> None:
         """A person's PowerOffice edit; ``flat`` is the same edit in PMS-path space."""
         mapping = self.live.mapping.flow(flow)
-        resolver = LinkResolver(self.live.store, self.live.tenant)
+        resolver = LinkResolver(self.live.store)
         before = to_pms_flat(mapping, self.po.get(resource, po_id).data, resolver, unresolved=set())
         self.po.update(resource, po_id, changes)
         self.ledger.wrote("poweroffice", flow, po_id, _edited(before, flat))
@@ -350,7 +352,7 @@ class SyncMachine(RuleBasedStateMachine):
         if not self.waiting_orgs:
             return
         org, pms_id = self.waiting_orgs.pop()
-        if pms_id in self.live.store.link_map(self.live.tenant, "customers").values():
+        if pms_id in self.live.store.link_map("customers").values():
             return  # already created in PowerOffice from the PMS (create_in_poweroffice)
         body = {"Name": name, "OrganizationNumber": org}
         record = self.po.create("Customers", body, idempotency_key=f"m-{self._next()}")
@@ -555,7 +557,7 @@ class SyncMachine(RuleBasedStateMachine):
         owners = {
             pms_id: (flow, po_id)
             for flow in self.live.flows()
-            for po_id, pms_id in self.live.store.link_map(self.live.tenant, flow).items()
+            for po_id, pms_id in self.live.store.link_map(flow).items()
         }
         raced: list[str] = []
 
@@ -587,7 +589,7 @@ class SyncMachine(RuleBasedStateMachine):
         if self.engine is None:
             return
         for flow in self.live.flows():
-            links = self.live.store.list_links(self.live.tenant, flow)
+            links = self.live.store.list_links(flow)
             assert len({link.poweroffice_id for link in links}) == len(links)
             assert len({link.pms_id for link in links}) == len(links)
 
@@ -595,7 +597,7 @@ class SyncMachine(RuleBasedStateMachine):
 
     def _check_converged(self) -> None:
         engine = self.live
-        engine.store.retry_failures_now(engine.tenant)
+        engine.store.retry_failures_now()
         quiet = engine.run_cycle(reconcile=True)
         assert quiet.total("failed") == 0, quiet.to_json()
         conflicts = conflicts_by_field(engine.store)
@@ -614,7 +616,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.ledger.observe(now)
         lost = self.ledger.lost(now, conflicts)
         assert lost == [], "\n".join(lost)
-        assert engine.store.pending_creates(engine.tenant) == []
+        assert engine.store.pending_creates() == []
         orgs = [
             "".join(c for c in str(r.data.get("organization_number") or "") if c.isdigit())
             for r in self.pms.list("customers")
@@ -635,9 +637,9 @@ def _edited(before: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def systems() -> Iterator[_Systems]:
     with ExitStack() as stack, _http.testing():
-        _http.clear_shared_buckets()
+        clear_shared_limiters()
         yield _Systems(stack)
-    _http.clear_shared_buckets()
+    clear_shared_limiters()
 
 
 @pytest.mark.slow

@@ -16,6 +16,9 @@ from docstext import DOCS, README, ROOT, code_spans, fenced, section
 from tolken import _cli_reference, errors
 from tolken.cli import app
 from tolken.config import (
+    FleetConfig,
+    FleetPMSSettings,
+    FleetSettings,
     FlowSettings,
     PMSSettings,
     PowerOfficeSettings,
@@ -23,6 +26,7 @@ from tolken.config import (
     SyncSettings,
     TolkenConfig,
     load_config,
+    load_fleet_config,
 )
 from tolken.conformance import RULES
 from tolken.mapping import Flow, Mapping, MergeRule, Property
@@ -60,6 +64,7 @@ def test_every_config_key_is_in_the_readme() -> None:
     models: list[type[BaseModel]] = [TolkenConfig, PowerOfficeSettings, PMSSettings]
     models += [SyncSettings, FlowSettings]
     models.append(ServeSettings)
+    models += [FleetConfig, FleetPMSSettings, FleetSettings]
     for model in models:
         for key in model.model_fields:
             assert f"{key}:" in README, f"{model.__name__}.{key} is not documented"
@@ -161,6 +166,19 @@ def test_readme_configuration_example_is_a_valid_config(tmp_path: Path) -> None:
     assert config.serve.public_url == "http://127.0.0.1:8470"
 
 
+def test_readme_fleet_example_is_a_valid_fleet_config(tmp_path: Path) -> None:
+    """The README's fleet-mode tolken.yaml example loads as a fleet config."""
+    part = section(README, "### Fleet mode")
+    yaml = next(body for lang, body in fenced(part) if lang == "yaml")
+    path = tmp_path / "tolken.yaml"
+    path.write_text(yaml, encoding="utf-8")
+    names = set(re.findall(r"\$\{(\w+)\}", yaml))
+    environ = {name: f"value-of-{name}-long-enough-for-a-passphrase" for name in names}
+    config = load_fleet_config(path, environ=environ)
+    assert config.fleet.concurrency == 4
+    assert config.poweroffice.requests_per_second == 10
+
+
 def test_readme_mapping_example_is_a_valid_flow() -> None:
     """The customers flow in the README's mapping example validates against the mapping models."""
     part = section(README, "## Mapping")
@@ -181,7 +199,7 @@ def test_operations_metrics_table_matches_the_exported_metrics(tmp_path: Path) -
     """docs/operations.md describes exactly the metrics /metrics exports."""
     store = open_store(f"sqlite:///{tmp_path / 'tolken.db'}")
     try:
-        text = Metrics(store, "default").render().decode("utf-8")
+        text = Metrics(store.for_tenant("default")).render().decode("utf-8")
     finally:
         store.close()
     exported = set(re.findall(r"^# TYPE (\w+)", text, re.M))
@@ -197,23 +215,25 @@ def test_architecture_has_a_section_per_package() -> None:
     src = ROOT / "src" / "tolken"
     packages = {p.name for p in src.iterdir() if (p / "__init__.py").is_file()}
     packages = {name for name in packages if not name.startswith("_")}
-    packages |= {"config", "errors"}
+    packages |= {"config", "errors", "compose"}
     sections = set(re.findall(r"^### `tolken\.(\w+)`", ARCHITECTURE, re.M))
     assert {"engine", "store", "connectors"} <= packages
     assert packages == sections
 
 
 # What each part of tolken may import (besides itself and the root package), as the
-# dependency drawing in docs/architecture.md says. The shells (cli, demo) may import anything.
+# dependency drawing in docs/architecture.md says. The shells (cli, demo) may import anything;
+# the composition root (compose) sits above the engine and only the shells and web import it.
 ALLOWED_IMPORTS = {
     "vocabulary": set(),
     "errors": set(),
     "_closing": set(),
+    "_redact": set(),
     "_yaml": {"vocabulary", "errors"},
-    "config": {"vocabulary", "errors", "_yaml"},
+    "config": {"vocabulary", "errors", "_yaml", "_redact"},
     "mapping": {"vocabulary", "errors", "config", "_yaml"},
-    "connectors": {"vocabulary", "errors", "config", "_closing"},
-    "store": {"vocabulary", "errors", "config", "_closing"},
+    "connectors": {"vocabulary", "errors", "config", "_closing", "_redact"},
+    "store": {"vocabulary", "errors", "config", "_closing", "_redact"},
     "engine": {
         "vocabulary",
         "errors",
@@ -222,6 +242,16 @@ ALLOWED_IMPORTS = {
         "mapping",
         "connectors",
         "store",
+        "_closing",
+    },
+    "compose": {
+        "vocabulary",
+        "errors",
+        "config",
+        "mapping",
+        "connectors",
+        "store",
+        "engine",
         "_closing",
     },
     "conformance": {"vocabulary", "errors", "config", "connectors", "_closing"},
@@ -235,6 +265,7 @@ ALLOWED_IMPORTS = {
         "connectors",
         "store",
         "engine",
+        "compose",
         "_signals",
     },
     "_commands": {
@@ -246,8 +277,10 @@ ALLOWED_IMPORTS = {
         "connectors",
         "store",
         "engine",
+        "compose",
         "web",
         "_signals",
+        "_redact",
     },
     "_signals": set(),
 }
@@ -283,6 +316,137 @@ def test_imports_follow_the_documented_direction() -> None:
             if part == "cli" and module_level and target in {"sandbox", "demo"}:
                 wrong.append(f"cli.py imports tolken.{target} at module level")
     assert not wrong, wrong
+
+
+def _is_tolken_module(name: str) -> bool:
+    path = ROOT / "src" / Path(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _imported_modules(path: Path) -> Iterator[str]:
+    """The dotted name of every module ``path`` imports (``from m import sub`` gives ``m.sub``)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            subs = (f"{node.module}.{alias.name}" for alias in node.names)
+            yield from (sub for sub in subs if _is_tolken_module(sub))
+
+
+def test_the_engine_never_speaks_http() -> None:
+    """No module of the engine imports httpx: the composition root hands it its connectors."""
+    engine = ROOT / "src" / "tolken" / "engine"
+    wrong = [
+        str(path.relative_to(engine))
+        for path in sorted(engine.rglob("*.py"))
+        for name in _imported_modules(path)
+        if name.split(".")[0] == "httpx"
+    ]
+    assert not wrong, f"engine modules importing httpx: {wrong}"
+
+
+def test_no_package_imports_another_packages_private_modules() -> None:
+    """A ``_private`` module is imported only from inside its own package; others use its API."""
+    src = ROOT / "src"
+    wrong = []
+    for path in sorted((src / "tolken").rglob("*.py")):
+        importer = ".".join(path.relative_to(src).with_suffix("").parts)
+        for name in _imported_modules(path):
+            parts = name.split(".")
+            private = [i for i, part in enumerate(parts) if part.startswith("_")]
+            private = [i for i in private if not parts[i].startswith("__")]
+            if parts[0] != "tolken" or not private:
+                continue
+            owner = ".".join(parts[: private[0]])  # the package the private module belongs to
+            if not importer.startswith(owner + "."):
+                wrong.append(f"{importer} imports {name}")
+    assert not wrong, wrong
+
+
+def _sealed_packages() -> set[str]:
+    """The sealed packages docs/architecture.md lists in its private-module rule."""
+    rule = ARCHITECTURE.split("**Private modules.**", 1)[1].split("\n\n", 1)[0]
+    listed = rule.split("the sealed packages are", 1)[1].split("(", 1)[0]
+    return set(re.findall(r"`(tolken(?:\.\w+)*)`", listed))
+
+
+def test_sealed_packages_keep_every_module_private() -> None:
+    """Each package docs/architecture.md calls sealed has only ``_``-prefixed modules, and every
+    package whose modules are all ``_``-prefixed is listed as sealed."""
+    src = ROOT / "src"
+    sealed = _sealed_packages()
+    assert {"tolken.store", "tolken.connectors.pms"} <= sealed
+    modules: dict[str, list[str]] = {}
+    for path in sorted((src / "tolken").rglob("*.py")):
+        if "migrations" in path.parts or path.name == "__init__.py":
+            continue  # Alembic loads its scripts by path
+        package = ".".join(path.relative_to(src).parent.parts)
+        modules.setdefault(package, []).append(path.stem)
+    public = {p: [m for m in names if not m.startswith("_")] for p, names in modules.items()}
+    wrong = {p: names for p, names in public.items() if p in sealed and names}
+    assert not wrong, f"public modules in sealed packages: {wrong}"
+    unlisted = sorted(p for p, names in public.items() if not names and p not in sealed)
+    assert not unlisted, f"all-private packages the docs do not call sealed: {unlisted}"
+    assert sealed <= set(modules), f"sealed packages that do not exist: {sealed - set(modules)}"
+
+
+def _module_graph(src: Path) -> dict[str, set[str]]:
+    """``module -> tolken modules it imports``, every import counted (``TYPE_CHECKING`` too)."""
+    modules = {}
+    for path in src.rglob("*.py"):
+        parts = list(path.relative_to(src.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                # ``from package import module`` imports the module; otherwise the package.
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                    for alias in node.names
+                ]
+            graph[name].update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (the modules in order, first repeated last), or None."""
+    finished: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        for target in sorted(graph[node]):
+            if target in path:
+                return [*path[path.index(target) :], target]
+            if target not in finished and (found := visit(target)):
+                return found
+        finished.add(path.pop())
+        return None
+
+    for start in sorted(graph):
+        if start not in finished and (found := visit(start)):
+            return found
+    return None
+
+
+def test_no_import_cycles() -> None:
+    """No tolken module imports itself through others, even behind ``TYPE_CHECKING``."""
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+    cycle = _cycle(_module_graph(ROOT / "src" / "tolken"))
+    assert cycle is None, " -> ".join(cycle or [])
 
 
 def test_architecture_names_every_engine_and_store_module() -> None:

@@ -1,4 +1,11 @@
-"""What every operator command shares: loading the config, exit codes, one-line errors."""
+"""What every operator command shares: loading the config, exit codes, one-line errors.
+
+Error lines and JSON output go through the process's redactor (the one the
+JSON logs use, holding the configured secrets), as the last line of defence
+behind the connectors, which redact remote messages as they arrive, and the
+store, which redacts the messages it keeps. (Tables print what the store
+holds; the demo prints its dashboard token on purpose.)
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from tolken._redact import shared as shared_redactor
 from tolken.config import TolkenConfig, load_config
 from tolken.errors import ConfigError, Fatal, TolkenError
 from tolken.logging import configure_logging
@@ -35,7 +43,7 @@ def console() -> Console:
 
 
 def _error(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {shared_redactor().text(message)}", err=True)
 
 
 def load(path: Path) -> TolkenConfig:
@@ -98,5 +106,5 @@ def _default(value: Any) -> Any:
 def dump_json(data: Any, *, one_line: bool = False) -> None:
     """Print ``data`` as JSON on standard output (``one_line``: a JSON Lines record)."""
     text = json.dumps(data, default=_default, indent=None if one_line else 2)
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(shared_redactor().text(text) + "\n")
     sys.stdout.flush()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,10 @@ import typer
 from rich.table import Table
 
 from tolken._commands.common import console, dump_json, load, one_line_errors
+from tolken.compose import open_engine
 from tolken.config import TolkenConfig
-from tolken.engine import SyncEngine
-from tolken.store import Store, open_store
-from tolken.store.records import FlowId
+from tolken.store import TenantStore, open_store
+from tolken.vocabulary import FlowId
 
 __all__ = [
     "conflicts_command",
@@ -27,8 +28,11 @@ __all__ = [
 FLOWS = ("departments", "customers", "projects")
 
 
-def _store(config: TolkenConfig) -> Store:
-    return open_store(config.store)
+@contextmanager
+def _store(config: TolkenConfig) -> Iterator[TenantStore]:
+    """The configured tenant's view of the store, closed afterwards."""
+    with open_store(config.store) as store:
+        yield store.for_tenant(config.tenant)
 
 
 def _flow(value: str | None) -> FlowId | None:
@@ -64,8 +68,8 @@ def status_command(config_path: Path, *, as_json: bool) -> None:
     """Body of ``tolken status``."""
     config = load(config_path)
     with one_line_errors(), _store(config) as store:
-        counts = store.flow_counts(config.tenant)
-        runs = store.last_runs(config.tenant, limit=1)
+        counts = store.flow_counts()
+        runs = store.last_runs(limit=1)
     flows: dict[str, Any] = {}
     for flow_id in FLOWS:
         c = counts.get(flow_id)
@@ -114,7 +118,7 @@ def links_command(config_path: Path, *, flow: str | None, state: str | None, as_
     """Body of ``tolken links``."""
     config = load(config_path)
     with one_line_errors(), _store(config) as store:
-        links = store.list_links(config.tenant, _flow(flow), state=state)  # type: ignore[arg-type]
+        links = store.list_links(_flow(flow), state=state)  # type: ignore[arg-type]
     rows = [link._asdict() for link in links]
     for row in rows:
         row["poweroffice_id"], row["pms_id"] = str(row["poweroffice_id"]), str(row["pms_id"])
@@ -138,7 +142,7 @@ def conflicts_command(config_path: Path, *, flow: str | None, parked: bool, as_j
     """Body of ``tolken conflicts``."""
     config = load(config_path)
     with one_line_errors(), _store(config) as store:
-        found = store.list_conflicts(config.tenant, _flow(flow), parked_only=parked)
+        found = store.list_conflicts(_flow(flow), parked_only=parked)
     rows = [asdict(c) for c in found]
     _show(
         rows,
@@ -164,7 +168,7 @@ def failures_command(
     """Body of ``tolken failures``."""
     config = load(config_path)
     with one_line_errors(), _store(config) as store:
-        found = store.list_failures(config.tenant, _flow(flow), include_resolved=include_resolved)
+        found = store.list_failures(_flow(flow), include_resolved=include_resolved)
     rows = [asdict(f) for f in found]
     _show(
         rows,
@@ -190,7 +194,7 @@ def link_command(config_path: Path, *, flow: str, po_id: str, pms_id: str, as_js
     flow_id = _flow(flow)
     assert flow_id is not None
     # A missing record or one already linked is refused with one line and exit 1.
-    with one_line_errors(), SyncEngine.from_config(config) as engine:
+    with one_line_errors(), open_engine(config) as engine:
         report = engine.link_by_hand(flow_id, po_id, pms_id)
     counts = report.flow(flow_id).counts
     if as_json:

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from tolken._commands.common import EXIT_CONFIG, console, dump_json, load, one_line_errors
 from tolken._signals import stop_on_signals
+from tolken.compose import open_engine
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import AuthError, ConfigError, TolkenError
 
@@ -122,7 +123,7 @@ def sync_command(
                 reconcile_first=reconcile,
             )
         raise typer.Exit(code)
-    with one_line_errors(), SyncEngine.from_config(config) as engine:
+    with one_line_errors(), open_engine(config) as engine:
         if not watch:
             with stop_on_signals(engine.request_stop), _progress(not as_json) as hooks:
                 report = engine.run_cycle(
@@ -170,7 +171,7 @@ def plan_command(config_path: Path, *, as_json: bool, reconcile: bool) -> None:
     config = load(config_path)
     with (
         one_line_errors(),
-        SyncEngine.from_config(config) as engine,
+        open_engine(config) as engine,
         _progress(not as_json) as hooks,
     ):
         report = engine.run_cycle(
@@ -209,8 +210,8 @@ def plan_command(config_path: Path, *, as_json: bool, reconcile: bool) -> None:
 def retry_command(config_path: Path, failure_ids: list[int], *, as_json: bool) -> None:
     """Body of ``tolken retry``: make parked records due now, then run a cycle."""
     config = load(config_path)
-    with one_line_errors(), SyncEngine.from_config(config) as engine:
-        due = engine.store.retry_failures_now(engine.tenant, failure_ids or None)
+    with one_line_errors(), open_engine(config) as engine:
+        due = engine.store.retry_failures_now(failure_ids or None)
         if failure_ids and due == 0:
             typer.echo("error: no open failure with that id (see tolken failures)", err=True)
             raise typer.Exit(1)

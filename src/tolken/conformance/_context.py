@@ -14,14 +14,22 @@ from typing import Any
 
 import httpx
 
-from tolken.conformance._registry import RuleFailed, expect
-from tolken.connectors._http import parse_retry_after
-from tolken.connectors.pms._records import parse_timestamp
+from tolken.connectors.pms import parse_retry_after, parse_timestamp
 
-__all__ = ["CheckContext", "Listing", "describe"]
+__all__ = ["CheckContext", "Listing", "RuleFailed", "describe", "expect"]
 
 _MAX_429_RETRIES = 3
 _MAX_429_WAIT = 5.0
+
+
+class RuleFailed(Exception):
+    """Raised inside a rule: the PMS broke the contract; the message says how."""
+
+
+def expect(condition: object, reason: str) -> None:
+    """Fail the current rule with ``reason`` unless ``condition`` holds."""
+    if not condition:
+        raise RuleFailed(reason)
 
 
 def describe(response: httpx.Response) -> str:

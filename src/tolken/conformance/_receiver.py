@@ -49,7 +49,7 @@ class WebhookReceiver(Closeable):
                 self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, format: str, *args: object) -> None:
+            def log_message(self, _format: str, *_args: object) -> None:
                 # Deliveries are reported by the rule, not on stderr.
                 return
 

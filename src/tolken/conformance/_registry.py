@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import httpx
 
-if TYPE_CHECKING:
-    from tolken.conformance._context import CheckContext
+from tolken.conformance._context import CheckContext, RuleFailed, expect
 
 __all__ = ["RULES", "Rule", "RuleFailed", "RuleResult", "expect", "rule"]
-
-
-class RuleFailed(Exception):
-    """Raised inside a rule: the PMS broke the contract; the message says how."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +25,7 @@ class RuleResult:
         return {"rule": self.name, "passed": self.passed, "reason": self.reason}
 
 
-RuleFunction = Callable[["CheckContext"], str]
+RuleFunction = Callable[[CheckContext], str]
 
 
 @dataclass(frozen=True)
@@ -67,9 +61,3 @@ def rule(name: str, summary: str) -> Callable[[RuleFunction], RuleFunction]:
         return fn
 
     return register
-
-
-def expect(condition: object, reason: str) -> None:
-    """Fail the current rule with ``reason`` unless ``condition`` holds."""
-    if not condition:
-        raise RuleFailed(reason)

@@ -12,7 +12,7 @@ from tolken.conformance import _rules_records  # noqa: F401  (record rules run f
 from tolken.conformance._context import CheckContext, describe
 from tolken.conformance._receiver import Delivery, WebhookReceiver
 from tolken.conformance._registry import RuleFailed, expect, rule
-from tolken.connectors.pms._webhook import WebhookRejected, verify_webhook
+from tolken.connectors.pms import WebhookRejected, verify_webhook
 
 _FEED_LIMIT = 1000
 _MAX_FEED_PAGES = 1000

@@ -10,7 +10,7 @@ from typing import Any
 
 from tolken.conformance._context import CheckContext, Listing, describe
 from tolken.conformance._registry import RuleFailed, expect, rule
-from tolken.connectors.pms._records import parse_timestamp
+from tolken.connectors.pms import parse_timestamp
 
 
 def _order_key(item: dict[str, Any]) -> tuple[datetime, str]:

@@ -1,32 +1,33 @@
-"""HTTP helpers shared by connectors: a token bucket, ``Retry-After`` and the retry policy.
+"""HTTP helpers shared by connectors: ``Retry-After``, the retry policy and the test switch.
 
 Everything here is generic (no PowerOffice or PMS knowledge), so any HTTP
-connector can reuse it:
+connector can reuse it (the request budget of a credential, paced before each
+request and paused after a 429, is :mod:`tolken.connectors.ratelimit`):
 
-* :class:`TokenBucket` spaces requests to a rate; :func:`shared_bucket` hands
-  every client that uses the same credential (e.g. one PowerOffice
-  subscription key) the *same* bucket, process-wide. A ``Retry-After`` answer
-  can :meth:`~TokenBucket.hold` the bucket so every user of the key backs off,
-  not just the request that was refused.
 * :func:`parse_retry_after` reads the header (delta-seconds or HTTP date);
   :func:`json_or_none` and :func:`plain_text` read an error answer's body for
-  the connector's classifier, which picks the remote words out of it.
+  the connector's classifier, which picks the remote words out of it. Both
+  redact the credentials the request carried (its ``Authorization`` and API
+  key headers) and every secret of the process's redactor, so a remote system
+  that echoes a key ("bad credentials: Bearer ...") cannot get it printed,
+  stored or shown: this is where every remote message enters tolken.
 * :class:`RetryPolicy` bounds retries (attempts and total time) and decides the
   wait per failure: ``Retry-After`` with a floor and a cap for
   :class:`~tolken.errors.RateLimited`, jittered exponential backoff for other
   :class:`~tolken.errors.Retriable` errors, no retry for anything else.
-  :meth:`RetryPolicy.call` runs a function under it with stamina.
-* :func:`set_testing` removes every wait (stamina backoffs, bucket sleeps)
+  :meth:`RetryPolicy.call` runs a function under it with tenacity, every wait
+  an ``Event.wait`` so a stop request ends it at once (:class:`~tolken.errors.Stopped`).
+* :func:`set_testing` removes every wait (retry backoffs, rate-limit waits)
   while keeping the attempt counts, so tests can assert how often a request was
-  retried without sleeping.
+  retried without sleeping; :func:`waits_removed` tells the rate limiters.
 
 Usage in a connector::
 
-    bucket = shared_bucket(api_key, rate=10.0)
+    limiter = shared_limiter(api_key, rate=10.0)  # tolken.connectors.ratelimit
     policy = RetryPolicy()
 
     def once() -> httpx.Response:
-        bucket.acquire()
+        limiter.acquire()
         return classify_or_return(http.get(url))  # raises tolken.errors.*
 
     response = policy.call(once)
@@ -34,11 +35,12 @@ Usage in a connector::
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import binascii
+import contextlib
 import json
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,40 +50,38 @@ from typing import Any, TypeVar
 
 import httpx
 import stamina
+import tenacity
 
-from tolken.errors import RateLimited, Retriable
+from tolken._redact import Redactor, shared
+from tolken.errors import RateLimited, Retriable, Stopped
 
 __all__ = [
     "RetryPolicy",
-    "TokenBucket",
-    "clear_shared_buckets",
     "json_or_none",
     "parse_retry_after",
     "plain_text",
+    "request_credentials",
     "set_testing",
-    "shared_bucket",
     "testing",
+    "waits_removed",
 ]
 
 T = TypeVar("T")
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
-
 _no_waits = False
 
 
-def _default_sleep(seconds: float) -> None:
-    # Looked up at call time so set_testing() also affects buckets made earlier.
-    if not _no_waits and seconds > 0:
-        time.sleep(seconds)
+def waits_removed() -> bool:
+    """True while :func:`set_testing` (or :func:`testing`) has removed every wait."""
+    return _no_waits
 
 
 def set_testing(on: bool) -> None:
-    """Remove (``True``) or restore all waits: retry backoffs and bucket sleeps.
+    """Remove (``True``) or restore all waits: retry backoffs and rate-limit waits.
 
-    Attempt counts are unchanged (stamina's testing mode with ``cap=True``), so
-    a test still sees every retry the policy would make, instantly.
+    Attempt counts are unchanged, so a test still sees every retry the policy
+    would make, instantly. (stamina's testing mode goes along, for the store's
+    retries, with ``cap=True`` keeping each caller's own attempts.)
     """
     global _no_waits
     _no_waits = on
@@ -103,96 +103,6 @@ def testing() -> Iterator[None]:
             yield
     finally:
         _no_waits = previous
-
-
-class TokenBucket:
-    """Spaces calls to ``rate`` per second, allowing bursts of ``capacity``.
-
-    Thread-safe. A caller *reserves* a token under the lock (the level may go
-    negative: that is the queue) and sleeps outside it, so waiting callers are
-    served in arrival order without holding the lock. ``clock`` and ``sleep``
-    are injectable for tests.
-
-    The default capacity of 1 never lets more than ``rate`` requests into any
-    one-second window, which is what a sliding-window gateway limit (like
-    PowerOffice's 10/s) counts; a larger burst would earn 429s.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        capacity: float = 1.0,
-        clock: Clock = time.monotonic,
-        sleep: Sleep | None = None,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self.rate = rate
-        self.capacity = capacity
-        self._clock = clock
-        self._sleep = sleep or _default_sleep
-        self._lock = threading.Lock()
-        self._level = capacity
-        self._stamp = clock()
-        self._hold_until = float("-inf")
-
-    def reserve(self) -> float:
-        """Take one token now; return how many seconds the caller must wait before using it."""
-        with self._lock:
-            now = self._clock()
-            if now > self._stamp:
-                self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
-                self._stamp = now
-            self._level -= 1.0
-            wait = 0.0 if self._level >= 0 else -self._level / self.rate
-            return max(wait, self._hold_until - now)
-
-    def acquire(self) -> float:
-        """Wait for a token (sleeping as needed); return the seconds waited."""
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
-        return max(wait, 0.0)
-
-    def hold(self, seconds: float) -> None:
-        """Let nobody through for ``seconds`` from now (a ``Retry-After`` for the whole key)."""
-        with self._lock:
-            self._hold_until = max(self._hold_until, self._clock() + seconds)
-
-    def set_rate(self, rate: float) -> None:
-        """Change the rate (used when a stricter limit is configured for a shared key)."""
-        with self._lock:
-            self.rate = rate
-
-
-_buckets: dict[str, TokenBucket] = {}
-_buckets_lock = threading.Lock()
-
-
-def shared_bucket(key: str, rate: float) -> TokenBucket:
-    """The process-wide bucket for credential ``key`` (e.g. a subscription key).
-
-    Every caller with the same key gets the same bucket. When callers ask for
-    different rates the strictest (lowest) wins, so the sum of all users never
-    exceeds the limit of the key. The key is stored only as a digest.
-    """
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    with _buckets_lock:
-        bucket = _buckets.get(digest)
-        if bucket is None:
-            bucket = _buckets[digest] = TokenBucket(rate)
-        elif rate < bucket.rate:
-            bucket.set_rate(rate)
-        return bucket
-
-
-def clear_shared_buckets() -> None:
-    """Forget every shared bucket (tests that want a fresh rate per key)."""
-    with _buckets_lock:
-        _buckets.clear()
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -218,30 +128,64 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - reference).total_seconds())
 
 
+# Request headers that carry a credential (besides Authorization) in common APIs.
+_KEY_HEADERS = ("ocp-apim-subscription-key", "x-api-key", "api-key", "apikey")
+
+
+def request_credentials(request: httpx.Request) -> list[str]:
+    """The credentials ``request`` carried: bearer tokens, Basic user and password, API keys."""
+    found: list[str] = []
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    value = value.strip()
+    if value:
+        found.append(value)
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                user = password = ""
+            found += [user, password]
+    found += [request.headers.get(name, "") for name in _KEY_HEADERS]
+    return [secret for secret in found if secret]
+
+
+def _redactor_for(response: httpx.Response) -> Redactor:
+    redactor = Redactor(shared().secrets)
+    with contextlib.suppress(RuntimeError):  # a response built without a request (tests)
+        redactor.add(*request_credentials(response.request))
+    return redactor
+
+
 def json_or_none(response: httpx.Response) -> Any:
-    """The decoded JSON body of an error answer, or None when it is not JSON."""
+    """The decoded JSON body of an error answer (secrets redacted), or None when it is not JSON."""
     try:
-        return response.json()
+        body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return _redactor_for(response).value(body)
 
 
 def plain_text(response: httpx.Response, limit: int) -> str:
-    """An answer's own text (stripped, at most ``limit`` characters), else its reason phrase."""
-    return response.text.strip()[:limit] or response.reason_phrase or f"HTTP {response.status_code}"
+    """An answer's own text (secrets redacted, stripped, at most ``limit`` characters),
+    else its reason phrase."""
+    # Redact before cutting, so a secret that straddles the limit is not left half-shown.
+    text = _redactor_for(response).text(response.text.strip())
+    return text[:limit] or response.reason_phrase or f"HTTP {response.status_code}"
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """Bounded, jittered retries of :class:`~tolken.errors.Retriable` errors.
 
-    ``attempts`` counts the first try. A :class:`~tolken.errors.RateLimited`
-    error waits its ``retry_after`` clamped to ``[retry_after_floor,
-    retry_after_cap]`` plus up to ``retry_after_jitter`` (so callers sharing a
-    key do not return in lock-step); without a hint it waits the floor. Another
-    retriable error with a ``retry_after`` hint (a 503 with ``Retry-After``)
-    waits the same way; without one, stamina's exponential backoff with
-    jitter. Anything else is raised at once.
+    ``attempts`` counts the first try; ``timeout`` bounds the total time. A
+    :class:`~tolken.errors.RateLimited` error waits its ``retry_after`` clamped
+    to ``[retry_after_floor, retry_after_cap]`` plus up to
+    ``retry_after_jitter`` (so callers sharing a key do not return in
+    lock-step); without a hint it waits the floor. Another retriable error with
+    a ``retry_after`` hint (a 503 with ``Retry-After``) waits the same way;
+    without one, exponential backoff with jitter. Anything else is raised at
+    once. Every wait is ``stop.wait(seconds)``: a stop ends it at once with
+    :class:`~tolken.errors.Stopped`.
     """
 
     attempts: int = 5
@@ -254,7 +198,7 @@ class RetryPolicy:
     retry_after_jitter: float = 0.25
 
     def backoff(self, exc: Exception) -> bool | float:
-        """stamina backoff hook: False = do not retry, True = default backoff, float = wait."""
+        """The retry decision: False = do not retry, True = default backoff, float = wait."""
         if isinstance(exc, RateLimited) or (
             isinstance(exc, Retriable) and exc.retry_after is not None
         ):
@@ -269,28 +213,60 @@ class RetryPolicy:
             return self.retry_after_floor
         return min(self.retry_after_cap, max(self.retry_after_floor, retry_after))
 
+    def exponential_wait(self, attempt: int) -> float:
+        """The default backoff after failed attempt number ``attempt`` (1-based), jittered."""
+        jitter = random.uniform(0, self.wait_jitter) if self.wait_jitter else 0.0
+        return min(self.wait_max, self.wait_initial * 2.0 ** (attempt - 1) + jitter)
+
     def call(
-        self, fn: Callable[[], T], *, retry_if: Callable[[Exception], bool] | None = None
+        self,
+        fn: Callable[[], T],
+        *,
+        retry_if: Callable[[Exception], bool] | None = None,
+        stop: threading.Event | None = None,
     ) -> T:
         """Run ``fn`` until it succeeds, raises a non-retriable error, or the bounds run out.
 
         ``retry_if`` narrows the policy further for one call: an error it
         rejects is raised at once (e.g. a create that may already have happened).
+        ``stop`` set (before or during a wait) raises :class:`~tolken.errors.Stopped`
+        instead of waiting or trying again.
         """
+        stop = stop or threading.Event()
 
-        def hook(exc: Exception) -> bool | float:
+        def should_retry(exc: BaseException) -> bool:
+            if not isinstance(exc, Exception) or isinstance(exc, Stopped):
+                return False
             if retry_if is not None and not retry_if(exc):
                 return False
-            return self.backoff(exc)
+            return self.backoff(exc) is not False
 
-        for attempt in stamina.retry_context(
-            on=hook,
-            attempts=self.attempts,
-            timeout=self.timeout,
-            wait_initial=self.wait_initial,
-            wait_max=self.wait_max,
-            wait_jitter=self.wait_jitter,
-        ):
-            with attempt:
-                return fn()
-        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+        def wait(state: tenacity.RetryCallState) -> float:
+            if _no_waits:
+                return 0.0
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            decision = self.backoff(exc) if isinstance(exc, Exception) else True
+            if decision is True or decision is False:
+                return self.exponential_wait(state.attempt_number)
+            return decision
+
+        def give_up(state: tenacity.RetryCallState) -> bool:
+            # While testing the waits are gone, so only the attempts count (as stamina's mode).
+            elapsed = state.seconds_since_start or 0.0
+            return state.attempt_number >= self.attempts or (
+                not _no_waits and elapsed >= self.timeout
+            )
+
+        def sleep(seconds: float) -> None:
+            if stop.wait(seconds):
+                raise Stopped("stopping: a retry wait was cut short")
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(should_retry),
+            stop=give_up,
+            wait=wait,
+            sleep=sleep,
+            reraise=True,
+        )
+        return retrying(fn)

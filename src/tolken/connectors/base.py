@@ -6,6 +6,20 @@ It never decides what to sync and holds no sync state (cursors, shadows and
 links belong to the engine). Connectors are found through the
 ``tolken.connectors`` entry-point group; the built-in ones are registered
 there too, so there is no special case.
+
+Beyond :class:`Connector`, a connector may offer optional capabilities, each a
+small protocol the engine checks with ``isinstance``:
+
+- :class:`ChangeFeed`: a feed of numbered changes (the PMS contract's
+  ``/changes``), read raw, page by page, as :class:`FeedPage` values. Without
+  it the engine captures changes by the updated-after listing,
+  ``Connector.list(changed_after=...)``.
+- :class:`UpdatedAfterListing`: that listing with the bound in the system's
+  own timestamp spelling, so no precision is lost on the way back.
+- :class:`WebhookSource`: the system pushes changes to a URL (``tolken serve``).
+
+Where the engine keeps its position in a feed or listing, and how that
+position moves, is the engine's business (:mod:`tolken.engine.cursor`).
 """
 
 from __future__ import annotations
@@ -14,9 +28,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["Connector", "RemoteRecord", "load_connector_class"]
+__all__ = [
+    "ChangeFeed",
+    "Connector",
+    "FeedItem",
+    "FeedOp",
+    "FeedPage",
+    "RemoteRecord",
+    "StampedRecord",
+    "UpdatedAfterListing",
+    "WebhookSource",
+    "load_connector_class",
+]
 
 ENTRY_POINT_GROUP = "tolken.connectors"
 
@@ -65,7 +90,13 @@ class Connector(Protocol):
     def create(
         self, resource: str, data: Mapping[str, Any], *, idempotency_key: str
     ) -> RemoteRecord:
-        """Create a record; the same ``idempotency_key`` never yields a second record."""
+        """Create a record from flat dotted field paths; the same ``idempotency_key`` never
+        yields a second record.
+
+        ``data`` is ``{"Name": "Acme", "MailAddress.City": "Oslo"}`` in the
+        system's own field spelling; the connector builds its wire body from it
+        (see :mod:`tolken.connectors.fields`).
+        """
         ...
 
     def find_by_idempotency_key(self, resource: str, idempotency_key: str) -> RemoteRecord | None:
@@ -80,8 +111,11 @@ class Connector(Protocol):
         *,
         version: int | None = None,
     ) -> RemoteRecord:
-        """Change only the given fields (nested mappings for nested objects).
+        """Change only the given fields, named by flat dotted field paths.
 
+        ``changes`` is ``{"MailAddress.City": "Oslo", "Name": "Acme"}`` (``None``
+        clears a field); the connector builds its wire body from it (a JSON
+        Patch, a nested merge patch: see :mod:`tolken.connectors.fields`).
         ``version`` makes the write conditional where the system supports it
         (raises :class:`tolken.errors.StaleVersion` when the record moved).
         """
@@ -93,6 +127,84 @@ class Connector(Protocol):
 
     def close(self) -> None:
         """Release the HTTP client if the connector created it."""
+        ...
+
+
+FeedOp = Literal["upsert", "delete"]
+"""What a feed item says happened to its record."""
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One changes-feed item: record ``id`` of ``resource`` was upserted or deleted at ``seq``.
+
+    ``resource`` is the connector's resource name (``customers``), whatever the
+    system calls the record type on the wire.
+    """
+
+    seq: int
+    resource: str
+    id: str
+    op: FeedOp
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One page of a changes feed, as the system sent it.
+
+    ``items`` have ``seq`` strictly greater than the ``after`` asked for.
+    ``last_seq`` and ``has_more`` are what the system reported (None when it
+    left them out); the engine continues from the last item it actually
+    received, and stops at an empty page or when ``has_more`` is false.
+    """
+
+    items: tuple[FeedItem, ...]
+    last_seq: int | None = None
+    has_more: bool | None = None
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """Optional: a feed of every change, numbered by a strictly increasing ``seq``.
+
+    A connector with a feed lets the engine read only what changed since its
+    last position, deletes included (items with ``op="delete"``); the engine
+    GETs each upserted record. Raises TolkenError subclasses like any read.
+    """
+
+    def changes(self, after: int, *, limit: int) -> FeedPage:
+        """At most ``limit`` items with ``seq`` strictly greater than ``after``, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class StampedRecord:
+    """A listed record and its modification time spelt as the system spelt it (None: none)."""
+
+    record: RemoteRecord
+    stamp: str | None
+
+
+@runtime_checkable
+class UpdatedAfterListing(Protocol):
+    """Optional: :meth:`Connector.list` by ``changed_after`` in the system's own spelling.
+
+    ``after`` is a ``stamp`` an earlier listing returned (None: every record);
+    handing the system back its own text keeps precision a ``datetime`` would
+    round off.
+    """
+
+    def list_updated_after(self, resource: str, after: str | None) -> Iterator[StampedRecord]:
+        """Every record of ``resource`` modified strictly after ``after``, page by page."""
+        ...
+
+
+@runtime_checkable
+class WebhookSource(Protocol):
+    """Optional: the system POSTs each change to a URL, signed with a shared secret."""
+
+    def ensure_webhook(self, url: str, secret: str) -> Mapping[str, object]:
+        """Register ``url`` once (replacing earlier registrations of it); the system's answer."""
         ...
 
 

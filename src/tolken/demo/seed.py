@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from tolken.config import PMSSettings, PowerOfficeSettings
-from tolken.connectors._http import TokenBucket
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
+from tolken.connectors.ratelimit import memory_limiter
 from tolken.demo import sample
 
 __all__ = ["Seeded", "seed_sandbox"]
@@ -66,8 +66,8 @@ def seed_sandbox(
     seeded = Seeded()
     _simulator_rate_limit(poweroffice_root, None)
     try:
-        # A private bucket: the process-wide one of the subscription key stays at 10/s for sync.
-        with PowerOfficeClient(po_settings, rate_limiter=TokenBucket(1000.0)) as po:
+        # A budget of its own: the process-wide one of the subscription key stays at 10/s for sync.
+        with PowerOfficeClient(po_settings, rate_limiter=memory_limiter(1000.0)) as po:
             _seed_poweroffice(po, seeded)
     finally:
         _simulator_rate_limit(poweroffice_root, POWEROFFICE_RATE_LIMIT)

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tolken._signals import stop_on_signals
+from tolken.compose import open_engine
 from tolken.config import TolkenConfig, load_config
 from tolken.demo import render, sample
 from tolken.demo.options import DEFAULT_DASHBOARD_PORT, DemoOptions
@@ -140,14 +141,13 @@ class _Demo:
             if not self.options.serve:
                 return 0
             return self._serve(config, redactor, token)
-        return 0  # pragma: no cover - the with block always returns
 
     @contextlib.contextmanager
     def _engine(self, config: TolkenConfig) -> Iterator[tuple[SyncEngine, LinkWatchingStore]]:
         store = open_store(config.store)
         try:
             watcher = LinkWatchingStore(store)
-            with SyncEngine.from_config(config, store=watcher.as_store()) as engine:
+            with open_engine(config, store=watcher.as_store()) as engine:
                 yield engine, watcher
         finally:
             store.close()
@@ -200,7 +200,6 @@ class _Demo:
         self.out.print(grid)
 
     def _print_notes(self, engine: SyncEngine, report: CycleReport, names: _Names) -> None:
-        tenant = engine.tenant
         for flow_id, flow in report.flows.items():
             linked = flow.counts.get("linked", 0)
             if linked:
@@ -216,9 +215,7 @@ class _Demo:
                     f"[green]updated[/] {_count(updated, flow_id)}: linked pairs completed from "
                     "each other (an empty value never overwrites a filled one)"
                 )
-        run_conflicts = [
-            c for c in engine.store.list_conflicts(tenant) if c.run_id == report.run_id
-        ]
+        run_conflicts = [c for c in engine.store.list_conflicts() if c.run_id == report.run_id]
         for conflict in run_conflicts:
             link = engine.store.get_link(conflict.link_id)
             who = (
@@ -261,7 +258,7 @@ class _Demo:
                     f"follow{'s' if waiting == 1 else ''} as soon as that is settled"
                 )
         ambiguous = {(m.flow, m.record_id) for m in report.ambiguous}
-        for failure in engine.store.list_failures(tenant):
+        for failure in engine.store.list_failures():
             if (failure.flow, failure.record_id) in ambiguous:
                 continue  # told above, with what to do
             self._note(
@@ -357,7 +354,7 @@ class _Demo:
     def _print_try_it(self, engine: SyncEngine) -> None:
         """A command that edits the PMS, so the user sees a change cross over live."""
         code = NAME_EDIT[0]
-        link = engine.store.get_link_by_po(engine.tenant, "projects", self.seeded.po_projects[code])
+        link = engine.store.get_link_by_po("projects", self.seeded.po_projects[code])
         if link is None:
             return
         url = f"{engine.config.pms.base_url}/projects/{link.pms_id}"
@@ -385,7 +382,7 @@ class _Demo:
         names = _Names(self.seeded)
         writes = [
             entry
-            for entry in engine.store.recent_history(engine.tenant, limit=50)
+            for entry in engine.store.recent_history(limit=50)
             if entry.run_id == report.run_id
         ]
         for entry in reversed(writes[:_SHOWN_WRITES]):
@@ -441,7 +438,7 @@ def _quote(value: Any) -> str:
 
 
 def _linked_pms_id(engine: SyncEngine, flow: str, po_id: str) -> str:
-    link = engine.store.get_link_by_po(engine.tenant, flow, po_id)  # type: ignore[arg-type]
+    link = engine.store.get_link_by_po(flow, po_id)  # type: ignore[arg-type]
     if link is None:
         raise ConfigError(f"the demo's {flow} record {po_id} was not linked by the first sync")
     return link.pms_id

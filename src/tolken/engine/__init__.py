@@ -1,21 +1,19 @@
 """The sync engine: a pure core (plan, merge, match, cursor rules) and a thin executor.
 
-Public surface: :class:`SyncEngine` (build it with :meth:`SyncEngine.from_config`),
-its :class:`CycleReport`, and :func:`build_connectors` for the two connectors of
-a config.
+Public surface: :class:`SyncEngine` (built from a config by
+:func:`tolken.compose.open_engine`), its :class:`CycleReport`, and
+:class:`RequestCounts`, what the engine reads for the requests per system in
+its report. The engine never speaks HTTP: it is handed its connectors.
 """
 
-from tolken.engine.connect import ConnectorPair, RequestCounter, build_connectors
 from tolken.engine.report import AmbiguousMatch, CycleReport, FlowReport, PlannedChange
-from tolken.engine.run import SyncEngine
+from tolken.engine.run import RequestCounts, SyncEngine
 
 __all__ = [
     "AmbiguousMatch",
-    "ConnectorPair",
     "CycleReport",
     "FlowReport",
     "PlannedChange",
-    "RequestCounter",
+    "RequestCounts",
     "SyncEngine",
-    "build_connectors",
 ]

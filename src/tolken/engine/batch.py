@@ -1,87 +1,85 @@
-"""Batches: many creates or first links applied with a few store transactions, not a few each.
+"""Batches: many creates or first links stored with a few store transactions, not a few each.
 
-The flow runner hands over runs of consecutive groups that need no per-record
-decision: creates in the PMS, and first links whose two records already agree
-(``[Link]`` or ``[Link, SaveShadow]``). Crash safety is as for one record:
-pending rows are committed before any POST, and a created record whose link
-was not committed yet is found by its idempotency key by the next run.
-Anything unusual (a reused key, a duplicate link) falls back to the
-one-by-one path.
+The flow runner hands the executor runs of consecutive groups that need no
+per-record decision: creates in the PMS, and first links whose two records
+already agree (``[Link]`` or ``[Link, SaveShadow]``). Crash safety is as for
+one record: pending rows are committed before any POST, and a created record
+whose link was not committed yet is found by its idempotency key by the next
+run. Anything unusual (a reused key, a duplicate link) falls back to the
+one-by-one path. :func:`create_many_in_pms` and :func:`link_many` work
+through the flow's :class:`~tolken.engine.executor.Executor` (its public
+methods: apply, park, adopt); the other functions take services and values.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from tolken.connectors.base import RemoteRecord
-from tolken.engine.lifecycle import _store_new_link
+from tolken.engine.executor import Executor
 from tolken.engine.model import Action, CreateInPMS, Link, SaveShadow, Unchanged
 from tolken.engine.pairs import PairState, jsonable, link_reason, without_empty
+from tolken.engine.services import FlowServices
 from tolken.errors import Fatal, RecordError, Retriable
 from tolken.mapping import pms_changes
-from tolken.store import DuplicateLink, DuplicatePendingCreate, HistoryEntry
+from tolken.store import Direction, DuplicateLink, DuplicatePendingCreate, HistoryEntry
 
-if TYPE_CHECKING:
-    from tolken.engine.apply import Applier
-
-__all__ = ["BATCH", "create_many_in_pms", "is_plain_link", "link_many"]
+__all__ = [
+    "BATCH",
+    "Created",
+    "FirstLink",
+    "add_pending",
+    "create_many_in_pms",
+    "first_links",
+    "is_plain_link",
+    "link_many",
+    "store_created",
+    "store_first_links",
+]
 
 BATCH = 50
 """Groups per batch: small enough that a stop request is honoured quickly."""
 
 
-def create_many_in_pms(a: Applier, actions: list[CreateInPMS]) -> None:
-    """Create many PMS records with two store transactions for the lot instead of two each.
+@dataclass(frozen=True)
+class Created:
+    """A record the batch created in the PMS: its action, the answer and the body posted."""
 
-    Crash safety is unchanged: every pending row is committed before any POST,
-    and a record whose link was not committed yet is found by its key by the
-    next run. A key used before (an interrupted create) takes the one-by-one
-    path, which looks the record up first.
-    """
-    if a.dry_run or len(actions) < 2:
-        for action in actions:
-            a.apply([action])
-        return
-    fresh, reused = _add_pending(a, actions)
-    made: list[tuple[CreateInPMS, RemoteRecord, dict[str, Any]]] = []
-    try:
-        for action in fresh:
-            body = without_empty(pms_changes(a.flow, action.values))
-            try:
-                record = a.pms.create(a.pms_resource, body, idempotency_key=action.idempotency_key)
-            except Fatal:
-                raise
-            except (RecordError, Retriable) as exc:
-                a.note_failure(exc)
-                a.park("poweroffice", action.po_id, exc)
-                continue
-            a.note_success()
-            made.append((action, record, body))
-    finally:
-        _link_created(a, made)
-    for action in reused:
-        a.apply([action])
+    action: CreateInPMS
+    record: RemoteRecord
+    body: Mapping[str, Any]
 
 
-def _add_pending(
-    a: Applier, actions: list[CreateInPMS]
+@dataclass(frozen=True)
+class FirstLink:
+    """A first link of a batch: the pair, the planned link, and whether the pair is unchanged."""
+
+    pair: PairState
+    link: Link
+    unchanged: bool
+
+
+def add_pending(
+    svc: FlowServices, actions: Sequence[CreateInPMS]
 ) -> tuple[list[CreateInPMS], list[CreateInPMS]]:
     """Commit the pending rows of a batch: (fresh, reused keys) actions."""
     try:
         # One statement for the lot; it fails as a whole when any key was used before.
-        a.store.add_pending_creates(
-            a.tenant, a.flow_id, "pms", [(x.po_id, x.idempotency_key) for x in actions]
+        svc.store.add_pending_creates(
+            svc.flow_id, "pms", [(x.po_id, x.idempotency_key) for x in actions]
         )
         return list(actions), []
     except DuplicatePendingCreate:
         pass
     fresh: list[CreateInPMS] = []
     reused: list[CreateInPMS] = []
-    with a.store.transaction():
+    with svc.store.transaction():
         for action in actions:
             try:
-                a.store.add_pending_create(
-                    a.tenant, a.flow_id, "pms", action.po_id, action.idempotency_key
+                svc.store.add_pending_create(
+                    svc.flow_id, "pms", action.po_id, action.idempotency_key
                 )
                 fresh.append(action)
             except DuplicatePendingCreate:
@@ -89,55 +87,48 @@ def _add_pending(
     return fresh, reused
 
 
-def _link_created(a: Applier, made: list[tuple[CreateInPMS, RemoteRecord, dict[str, Any]]]) -> None:
-    """Link, shadow and record the history of many new PMS records in one transaction."""
-    if not made:
-        return
-    pairs: list[PairState] = []
-    for action, record, _body in made:
-        pair = PairState(None, action.po_id, record.id, dict(action.values), True)
-        pair.see_po(a.po_records.get(action.po_id))
-        pair.see_pms(record)
-        pairs.append(pair)
+def store_created(
+    svc: FlowServices,
+    made: Sequence[Created],
+    pairs: Sequence[PairState],
+    run_id: int | None,
+) -> bool:
+    """Link, shadow and record the history of many new PMS records in one transaction.
+
+    ``pairs`` are the new pairs, one per ``made``. False (nothing stored) when
+    one of them was linked meanwhile: settle them one by one then.
+    """
     try:
-        with a.store.transaction():
-            a.store.resolve_pending_creates(
-                {action.idempotency_key: record.id for action, record, _body in made}
-            )
-            links = a.store.create_links(a.tenant, a.flow_id, [(p.po_id, p.pms_id) for p in pairs])
+        with svc.store.transaction():
+            svc.store.resolve_pending_creates({m.action.idempotency_key: m.record.id for m in made})
+            links = svc.store.create_links(svc.flow_id, [(p.po_id, p.pms_id) for p in pairs])
             for pair, link in zip(pairs, links, strict=True):
                 pair.link_id = link.id
-            a.store.save_shadows({p.link_id: p.shadow() for p in pairs if p.link_id is not None})
-            a.history_many(
+            svc.store.save_shadows(
+                {link.id: p.shadow() for p, link in zip(pairs, links, strict=True)}
+            )
+            svc.record_history(
                 HistoryEntry(
                     link.id,
                     "to_pms",
                     "create",
-                    jsonable(body),
+                    jsonable(m.body),
                     "new PowerOffice record",
-                    run_id=a.run_id,
+                    run_id=run_id,
                 )
-                for link, (_action, _record, body) in zip(links, made, strict=True)
+                for link, m in zip(links, made, strict=True)
             )
     except DuplicateLink:
-        # Someone linked one of them meanwhile: settle them one by one.
-        for pair, (action, _record, body) in zip(pairs, made, strict=True):
-            try:
-                _store_new_link(
-                    a, pair, "to_pms", body, "new PowerOffice record", action.idempotency_key
-                )
-            except DuplicateLink as exc:
-                a.park("poweroffice", action.po_id, exc)
-        return
+        for pair in pairs:
+            pair.link_id = None
+        return False
     for pair in pairs:
         pair.stored, pair.has_shadow = pair.shadow(), True
-        a._pairs[(pair.po_id, pair.pms_id)] = pair
-        a.resolver.add(a.flow_id, pair.po_id, pair.pms_id)
-        a.report.add("created")
-        a.settled({("poweroffice", pair.po_id)})
+        svc.resolver.add(svc.flow_id, pair.po_id, pair.pms_id)
+    return True
 
 
-def is_plain_link(group: list[Action]) -> bool:
+def is_plain_link(group: Sequence[Action]) -> bool:
     """A first link whose records already agree: no write to either system."""
     return (
         isinstance(group[0], Link)
@@ -146,13 +137,13 @@ def is_plain_link(group: list[Action]) -> bool:
     )
 
 
-def link_many(a: Applier, groups: list[list[Action]]) -> None:
-    """Store many first links (and their agreed shadows) in one transaction."""
-    if a.dry_run or len(groups) < 2:
-        for group in groups:
-            a.apply(group)
-        return
-    pairs: list[tuple[PairState, Link, bool]] = []
+def first_links(
+    groups: Sequence[Sequence[Action]],
+    po_records: Mapping[str, RemoteRecord],
+    pms_records: Mapping[str, RemoteRecord],
+) -> list[FirstLink]:
+    """The pairs of plain first-link groups (see :func:`is_plain_link`), with agreed shadows."""
+    out: list[FirstLink] = []
     for group in groups:
         link = group[0]
         assert isinstance(link, Link)
@@ -161,36 +152,129 @@ def link_many(a: Applier, groups: list[list[Action]]) -> None:
             if isinstance(action, SaveShadow):
                 values.update(action.values)
         pair = PairState(None, link.po_id, link.pms_id, values, bool(values))
-        pair.see_po(a.po_records.get(link.po_id))
-        pair.see_pms(a.pms_records.get(link.pms_id))
-        pairs.append((pair, link, isinstance(group[-1], Unchanged)))
+        pair.see_po(po_records.get(link.po_id))
+        pair.see_pms(pms_records.get(link.pms_id))
+        out.append(FirstLink(pair, link, isinstance(group[-1], Unchanged)))
+    return out
+
+
+def store_first_links(svc: FlowServices, links: Sequence[FirstLink], run_id: int | None) -> bool:
+    """Store many first links (and their agreed shadows) in one transaction.
+
+    False (nothing stored) when one of them is a duplicate: apply them one by one then.
+    """
     try:
-        with a.store.transaction():
-            links = a.store.create_links(
-                a.tenant, a.flow_id, [(p.po_id, p.pms_id) for p, _l, _u in pairs]
+        with svc.store.transaction():
+            stored = svc.store.create_links(
+                svc.flow_id, [(f.pair.po_id, f.pair.pms_id) for f in links]
             )
-            for (pair, _link, _unchanged), stored in zip(pairs, links, strict=True):
-                pair.link_id = stored.id
-            a.store.save_shadows(
-                {p.link_id: p.shadow() for p, _l, _u in pairs if p.has_shadow and p.link_id}
+            for first, row in zip(links, stored, strict=True):
+                first.pair.link_id = row.id
+            svc.store.save_shadows(
+                {
+                    row.id: f.pair.shadow()
+                    for f, row in zip(links, stored, strict=True)
+                    if f.pair.has_shadow
+                }
             )
-            a.history_many(
-                HistoryEntry(
-                    stored.id, "to_pms", "link", {}, link_reason(link.rule), run_id=a.run_id
-                )
-                for stored, (_pair, link, _unchanged) in zip(links, pairs, strict=True)
+            svc.record_history(
+                HistoryEntry(row.id, "to_pms", "link", {}, link_reason(f.link.rule), run_id=run_id)
+                for row, f in zip(stored, links, strict=True)
             )
     except DuplicateLink:
-        for group in groups:
-            a.apply(group)  # one by one: the duplicate is parked, the others linked
+        for first in links:
+            first.pair.link_id = None
+        return False
+    for first in links:
+        if first.pair.has_shadow:
+            first.pair.stored = first.pair.shadow()
+        svc.resolver.add(svc.flow_id, first.pair.po_id, first.pair.pms_id)
+    return True
+
+
+def create_many_in_pms(executor: Executor, actions: Sequence[CreateInPMS]) -> None:
+    """Create many PMS records with two store transactions for the lot instead of two each.
+
+    Every pending row is committed before any POST; a key used before (an
+    interrupted create) takes the one-by-one path, which looks the record up first.
+    """
+    if executor.state.dry_run or len(actions) < 2:
+        for action in actions:
+            executor.apply([action])
         return
-    for pair, _link, unchanged in pairs:
-        if pair.has_shadow:
-            pair.stored = pair.shadow()
-        a._pairs[(pair.po_id, pair.pms_id)] = pair
-        a.resolver.add(a.flow_id, pair.po_id, pair.pms_id)
-        a.report.add("linked")
-        if unchanged:
-            a.report.add("unchanged")
-        a.note_success()
-        a.settled({("poweroffice", pair.po_id), ("pms", pair.pms_id)})
+    fresh, reused = add_pending(executor.services, actions)
+    made: list[Created] = []
+    try:
+        for action in fresh:
+            created = _post(executor, action)
+            if created is not None:
+                made.append(created)
+    finally:
+        _link_created(executor, made)
+    for action in reused:
+        executor.apply([action])
+
+
+def _post(executor: Executor, action: CreateInPMS) -> Created | None:
+    svc = executor.services
+    body = without_empty(pms_changes(svc.flow, action.values))
+    try:
+        record = svc.pms.create(svc.pms_resource, body, idempotency_key=action.idempotency_key)
+    except Fatal:
+        raise
+    except (RecordError, Retriable) as exc:
+        executor.note_failure(exc)
+        executor.park("poweroffice", action.po_id, exc)
+        return None
+    executor.note_success()
+    return Created(action, record, body)
+
+
+def _link_created(executor: Executor, made: Sequence[Created]) -> None:
+    if not made:
+        return
+    st, svc = executor.state, executor.services
+    pairs = []
+    for m in made:
+        pair = PairState(None, m.action.po_id, m.record.id, dict(m.action.values), True)
+        pair.see_po(st.po_records.get(m.action.po_id))
+        pair.see_pms(m.record)
+        pairs.append(pair)
+    if store_created(svc, made, pairs, st.run_id):
+        for pair in pairs:
+            executor.adopt(pair, "created")
+            executor.settled({("poweroffice", pair.po_id)})
+        return
+    # Someone linked one of them meanwhile: settle them one by one.
+    for pair, m in zip(pairs, made, strict=True):
+        write: tuple[Direction, Mapping[str, Any], str] = (
+            "to_pms",
+            m.body,
+            "new PowerOffice record",
+        )
+        try:
+            svc.store_new_link(pair, write, m.action.idempotency_key, st.run_id)
+        except DuplicateLink as exc:
+            executor.park("poweroffice", m.action.po_id, exc)
+            continue
+        executor.adopt(pair, "created")
+
+
+def link_many(executor: Executor, groups: Sequence[Sequence[Action]]) -> None:
+    """Store many first links (and their agreed shadows) in one transaction."""
+    st = executor.state
+    if st.dry_run or len(groups) < 2:
+        for group in groups:
+            executor.apply(group)
+        return
+    firsts = first_links(groups, st.po_records, st.pms_records)
+    if not store_first_links(executor.services, firsts, st.run_id):
+        for group in groups:
+            executor.apply(group)  # one by one: the duplicate is parked, the others linked
+        return
+    for first in firsts:
+        executor.adopt(first.pair, "linked")
+        if first.unchanged:
+            st.report.add("unchanged")
+        executor.note_success()
+        executor.settled({("poweroffice", first.pair.po_id), ("pms", first.pair.pms_id)})

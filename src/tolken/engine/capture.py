@@ -1,32 +1,83 @@
-"""Change capture: what changed on each side since the stored cursors.
+"""Change capture, one per side: what changed since the stored cursors.
 
-PowerOffice: per resource, the pure cursor rules of :mod:`tolken.engine.cursor`
-(overlap window, dedupe by ``(id, content hash)``, capped at the run start,
-never past a record that must wait or failed). The first run (no cursor) and a
-reconcile read the full listing.
+The rules are the pure functions of :mod:`tolken.engine.cursor`; this module
+reads the connectors and the store.
 
-PMS: the connector's ``changes_since`` (the changes feed, or ``updated_after``
-polling, as ``pms.change_capture`` says). Departments and customers share the
-PMS ``customers`` resource, so each resource is read once per cycle and its
-cursor saved at the end of the cycle, unless a flow held it.
+PowerOffice (:func:`read_poweroffice`, giving a :class:`PowerOfficeCapture`, then
+:func:`save_po_cursor`): per resource, the updated-after listing from the cursor
+minus the overlap, deduplicated by ``(id, content hash)``; the cursor is capped
+at the run start and never passes a record that must wait or failed. The first
+run (no cursor) and a reconcile read the full listing.
+
+PMS (:class:`PMSCapture`): the connector's changes feed when it offers one
+(:class:`~tolken.connectors.base.ChangeFeed`) and ``pms.change_capture`` is
+``changes``: the last operation per record, each upsert read with a GET,
+deletes as tombstones (``deleted=True``). Otherwise the updated-after listing,
+in the PMS's own timestamp spelling when the connector offers that
+(:class:`~tolken.connectors.base.UpdatedAfterListing`); a listing cannot see
+deletes (the engine's reconcile does). Departments and customers share the PMS
+``customers`` resource, so each resource is read once per cycle and its cursor
+saved at the end of the cycle (:meth:`PMSCapture.commit`), unless a flow held it.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypeVar
 
-from tolken.connectors.base import Connector, RemoteRecord
-from tolken.engine.cursor import CursorState, Outcome, advance, content_hash
+from tolken.connectors.base import (
+    ChangeFeed,
+    Connector,
+    FeedItem,
+    FeedPage,
+    RemoteRecord,
+    UpdatedAfterListing,
+)
+from tolken.engine.cursor import (
+    CursorState,
+    FeedPosition,
+    ListingPosition,
+    Outcome,
+    PMSPosition,
+    advance,
+    collapse_feed,
+    content_hash,
+    feed_next,
+    feed_read_on,
+    feed_stuck,
+    format_pms_cursor,
+    format_po_cursor,
+    is_duplicate,
+    listing_next,
+    parse_pms_cursor,
+    parse_po_cursor,
+)
 from tolken.engine.cursor import read_after as cursor_read_after
-from tolken.store import Store
+from tolken.errors import Fatal, NotFound, Stopped
+from tolken.store import TenantStore
 
-__all__ = ["PMSCapture", "PowerOfficeCapture", "load_po_cursor", "read_poweroffice"]
+__all__ = [
+    "FEED_MAX_PAGES",
+    "FEED_PAGE_LIMIT",
+    "PMSCapture",
+    "PowerOfficeCapture",
+    "feed_pages",
+    "load_po_cursor",
+    "read_poweroffice",
+    "save_po_cursor",
+    "stop_aware",
+]
 
-_TIME_PREFIX = "changed_after:"
+T = TypeVar("T")
+
+FEED_PAGE_LIMIT = 1000
+"""Items asked for per changes-feed page."""
+
+FEED_MAX_PAGES = 10_000
+"""The most changes-feed pages one read takes (ten million changes): a feed that
+keeps reporting more past that ends the run with a clear error instead."""
 
 
 @dataclass
@@ -51,18 +102,14 @@ class PowerOfficeCapture:
         return [r.id for r in self.records] + [record_id for record_id, _ in self.unchanged]
 
 
-def load_po_cursor(store: Store, tenant: str, resource: str) -> CursorState:
+def load_po_cursor(store: TenantStore, resource: str) -> CursorState:
     """The stored PowerOffice cursor of ``resource`` (empty before the first run)."""
-    raw = store.get_cursor(tenant, "poweroffice", resource)
-    if not raw:
-        return CursorState()
-    return CursorState.from_json(json.loads(raw))
+    return parse_po_cursor(store.get_cursor("poweroffice", resource))
 
 
 def read_poweroffice(
     connector: Connector,
-    store: Store,
-    tenant: str,
+    store: TenantStore,
     resource: str,
     *,
     overlap: timedelta,
@@ -74,17 +121,14 @@ def read_poweroffice(
     ``unchanged(id, content_hash)`` true: the record is set aside without its data
     (:attr:`PowerOfficeCapture.unchanged`).
     """
-    state = load_po_cursor(store, tenant, resource)
+    state = load_po_cursor(store, resource)
     since = None if full else cursor_read_after(state, overlap)
     records: list[RemoteRecord] = []
     digests: dict[str, str] = {}
     same: list[tuple[str, datetime | None]] = []
-    # The same test as cursor.is_duplicate, as one set lookup per record (the overlap
-    # after a bulk change re-reads thousands of records).
-    handled = {(seen.id, seen.digest) for seen in state.seen} if not full else set()
     for record in connector.list(resource, changed_after=since):
         digest = content_hash(record.data)
-        if (record.id, digest) in handled:
+        if not full and is_duplicate(state, record.id, digest):
             continue
         digests[record.id] = digest
         if unchanged is not None and unchanged(record.id, digest):
@@ -95,8 +139,7 @@ def read_poweroffice(
 
 
 def save_po_cursor(
-    store: Store,
-    tenant: str,
+    store: TenantStore,
     capture: PowerOfficeCapture,
     held: Iterable[str],
     *,
@@ -112,58 +155,160 @@ def save_po_cursor(
     ]
     state = advance(capture.state, outcomes, run_started_at=run_started_at, overlap=overlap)
     if state != capture.state:
-        store.set_cursor(tenant, "poweroffice", capture.resource, json.dumps(state.to_json()))
+        store.set_cursor("poweroffice", capture.resource, format_po_cursor(state))
+
+
+def feed_pages(
+    feed: ChangeFeed,
+    after: int,
+    *,
+    limit: int = FEED_PAGE_LIMIT,
+    stop: Callable[[], bool] = lambda: False,
+    max_pages: int = FEED_MAX_PAGES,
+) -> Iterator[FeedPage]:
+    """Every non-empty page of the feed after ``after``, up to its head when read.
+
+    Bounded: a page that reports ``has_more`` must move the position forward
+    (:func:`~tolken.engine.cursor.feed_stuck`), at most ``max_pages`` pages are
+    read, and ``stop()`` true between pages ends the read with
+    :class:`~tolken.errors.Stopped`. The first two raise :class:`~tolken.errors.Fatal`.
+    """
+    pages = 0
+    while True:
+        if stop():
+            raise Stopped("stopping: the changes feed read was cut short", system="pms")
+        page = feed.changes(after, limit=limit)
+        pages += 1
+        if feed_stuck(after, page):
+            raise Fatal(
+                f"the changes feed reported has_more after seq {after} but sent nothing "
+                f"newer: stopped rather than reading it forever",
+                system="pms",
+            )
+        if page.items:
+            yield page
+        if not feed_read_on(after, page):
+            return
+        if pages >= max_pages:
+            raise Fatal(
+                f"the changes feed needs more than {max_pages} pages of {limit} after seq "
+                f"{after}: stopped rather than reading on",
+                system="pms",
+            )
+        after = feed_next(after, page)
+
+
+def stop_aware(records: Iterable[T], stop: Callable[[], bool], what: str) -> Iterator[T]:
+    """``records`` as they come, ending with :class:`~tolken.errors.Stopped` once ``stop()``.
+
+    For any connector's listing, built-in or not: a listing cut short is never used.
+    """
+    for record in records:
+        if stop():
+            raise Stopped(f"stopping: the listing of {what} was cut short")
+        yield record
 
 
 @dataclass
 class PMSCapture:
-    """The PMS changes of one cycle, read once per resource and shared by the flows."""
+    """The PMS changes of one cycle, read once per resource and shared by the flows.
+
+    ``use_feed`` is ``pms.change_capture == "changes"``: read the changes feed
+    when the connector offers one. ``commit`` stores the new positions.
+    ``stop()`` true ends a feed read or listing with :class:`~tolken.errors.Stopped`.
+    """
 
     connector: Connector
-    store: Store
-    tenant: str
-    _batches: dict[str, tuple[list[RemoteRecord], str | None]] = field(default_factory=dict)
+    store: TenantStore
+    use_feed: bool = True
+    feed_limit: int = FEED_PAGE_LIMIT
+    stop: Callable[[], bool] = lambda: False
+    _batches: dict[str, tuple[list[RemoteRecord], PMSPosition | None]] = field(default_factory=dict)
     _listings: dict[str, list[RemoteRecord]] = field(default_factory=dict)
     _held: set[str] = field(default_factory=set)
 
     def changes(self, resource: str) -> list[RemoteRecord]:
         """Records (and tombstones) of ``resource`` changed since the stored cursor."""
         if resource not in self._batches:
-            cursor = self.store.get_cursor(self.tenant, "pms", resource)
-            changes_since: Any = getattr(self.connector, "changes_since", None)
-            if changes_since is not None:
-                batch = changes_since(resource, cursor)
-                records, next_cursor = list(batch.records), str(batch.cursor)
+            stored = self.store.get_cursor("pms", resource)
+            position = parse_pms_cursor(stored)
+            batch: tuple[list[RemoteRecord], PMSPosition | None]
+            if self.use_feed and isinstance(self.connector, ChangeFeed):
+                batch = self._from_feed(self.connector, resource, position)
             else:
-                records, next_cursor = self._poll(resource, cursor)
-            if cursor is None:
+                batch = self._by_listing(resource, position)
+            if stored is None:
                 # A first read is a full listing: keep it as the candidate pool too.
-                self._listings[resource] = [r for r in records if not r.deleted]
-            self._batches[resource] = (records, next_cursor or None)
+                self._listings[resource] = [r for r in batch[0] if not r.deleted]
+            self._batches[resource] = batch
         return self._batches[resource][0]
 
-    def _poll(self, resource: str, cursor: str | None) -> tuple[list[RemoteRecord], str]:
-        # A connector without a changes feed: list by modification time.
-        after = None
-        if cursor and cursor.startswith(_TIME_PREFIX):
-            after = datetime.fromisoformat(cursor.removeprefix(_TIME_PREFIX))
-        records = list(self.connector.list(resource, changed_after=after))
-        stamps = [r.changed_at for r in records if r.changed_at is not None]
-        newest = max(stamps) if stamps else after
-        return records, f"{_TIME_PREFIX}{newest.isoformat()}" if newest else ""
+    def _from_feed(
+        self, feed: ChangeFeed, resource: str, position: PMSPosition | None
+    ) -> tuple[list[RemoteRecord], FeedPosition]:
+        if not isinstance(position, FeedPosition):
+            # Read the head first: anything changing during the listing is in
+            # the feed after it, so the next read sees it (maybe twice; the
+            # engine deduplicates by content).
+            head = 0
+            for page in feed_pages(feed, 0, limit=self.feed_limit, stop=self.stop):
+                head = feed_next(head, page)
+            return self._list(resource), FeedPosition(head)
+        items: list[FeedItem] = []
+        head = position.seq
+        for page in feed_pages(feed, position.seq, limit=self.feed_limit, stop=self.stop):
+            items.extend(page.items)
+            head = feed_next(head, page)
+        records = [
+            self._current(resource, item) for item in collapse_feed(items, resource).values()
+        ]
+        return records, FeedPosition(head)
+
+    def _current(self, resource: str, item: FeedItem) -> RemoteRecord:
+        """The record as it is now; a tombstone when it was deleted (or is gone already)."""
+        if item.op == "upsert":
+            try:
+                return self.connector.get(resource, item.id)
+            except NotFound:
+                pass
+        return RemoteRecord(resource=resource, id=item.id, data={}, deleted=True)
+
+    def _by_listing(
+        self, resource: str, position: PMSPosition | None
+    ) -> tuple[list[RemoteRecord], ListingPosition | None]:
+        after = position if isinstance(position, ListingPosition) else None
+        if isinstance(self.connector, UpdatedAfterListing):
+            listed = list(
+                stop_aware(
+                    self.connector.list_updated_after(resource, after.stamp if after else None),
+                    self.stop,
+                    f"PMS {resource}",
+                )
+            )
+            records = [entry.record for entry in listed]
+            stamps = [entry.stamp for entry in listed]
+        else:
+            since = after.at if after is not None else None
+            records = self._list(resource, since)
+            stamps = [r.changed_at.isoformat() if r.changed_at else None for r in records]
+        return records, listing_next(after, stamps)
 
     def listing(self, resource: str) -> list[RemoteRecord]:
         """Every record of ``resource`` (read at most once per cycle)."""
         if resource not in self._listings:
-            self._listings[resource] = list(self.connector.list(resource))
+            self._listings[resource] = self._list(resource)
         return self._listings[resource]
+
+    def _list(self, resource: str, since: datetime | None = None) -> list[RemoteRecord]:
+        listing = self.connector.list(resource, changed_after=since)
+        return list(stop_aware(listing, self.stop, f"PMS {resource}"))
 
     def hold(self, resource: str) -> None:
         """Do not move ``resource``'s cursor this cycle (a record could not be handled)."""
         self._held.add(resource)
 
     def commit(self) -> None:
-        """Save the cursors of the resources read this cycle and not held."""
-        for resource, (_records, cursor) in self._batches.items():
-            if cursor and resource not in self._held:
-                self.store.set_cursor(self.tenant, "pms", resource, cursor)
+        """Save the positions of the resources read this cycle and not held."""
+        for resource, (_records, position) in self._batches.items():
+            if position is not None and resource not in self._held:
+                self.store.set_cursor("pms", resource, format_pms_cursor(position))

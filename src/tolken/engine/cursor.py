@@ -1,5 +1,11 @@
 """Change-capture cursor rules (pure): what to read next and how far the cursor may move.
 
+Both sides' rules live here, as functions over values; :mod:`tolken.engine.capture`
+does the reading and the storing.
+
+PowerOffice
+-----------
+
 A cursor is a position on a system's modification time (for PowerOffice,
 ``LastChangedDateTimeOffset``) plus the records already handled near it.
 The rules, each a function here, make incremental capture correct by
@@ -31,6 +37,33 @@ where it was. Typical use::
         ok = handle(record)
         outcomes.append(Outcome(record.id, digest, record.changed_at, ok))
     store(advance(state, outcomes, run_started_at=started, overlap=overlap))
+
+It is stored as JSON (:func:`format_po_cursor`, :func:`parse_po_cursor`).
+
+PMS
+---
+
+A PMS position is one of two values, stored as text (:func:`format_pms_cursor`,
+:func:`parse_pms_cursor`):
+
+- :class:`FeedPosition`, ``seq:<n>``: after item ``n`` of the changes feed
+  (:class:`tolken.connectors.base.ChangeFeed`). Reading on continues from the
+  last item actually received, whatever the PMS says ``last_seq`` is
+  (:func:`feed_next`), and stops at an empty page, a page that does not move
+  the position, or ``has_more: false`` (:func:`feed_read_on`); a page that
+  says ``has_more`` without moving the position is a broken feed
+  (:func:`feed_stuck`), never read on from. A run of items
+  collapses to the last operation per record (:func:`collapse_feed`).
+- :class:`ListingPosition`, ``updated_after:<stamp>``: records modified
+  strictly after ``stamp``, kept as the PMS spelt it so no precision is lost.
+  It moves to the newest stamp listed, never back (:func:`listing_next`).
+  ``changed_after:<ISO>``, written by earlier versions for connectors without a
+  feed, reads as the same position.
+
+No stored text (or text of another kind, after ``pms.change_capture`` changed)
+means no position: the next read is a full listing. A feed position starts at
+the feed's head read *before* that listing, so a change made during it is read
+again, never lost. Neither position ever moves backwards.
 """
 
 from __future__ import annotations
@@ -43,13 +76,30 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from tolken.connectors.base import FeedItem, FeedPage
+
 __all__ = [
+    "FEED_PREFIX",
+    "LISTING_PREFIX",
     "CursorState",
+    "FeedPosition",
+    "ListingPosition",
     "Outcome",
+    "PMSPosition",
     "Seen",
     "advance",
+    "collapse_feed",
     "content_hash",
+    "feed_next",
+    "feed_read_on",
+    "feed_stuck",
+    "format_pms_cursor",
+    "format_po_cursor",
     "is_duplicate",
+    "listing_next",
+    "parse_pms_cursor",
+    "parse_po_cursor",
+    "parse_stamp",
     "read_after",
 ]
 
@@ -165,3 +215,125 @@ def advance(
     # (held back by the cap or a failure) and must not be handled twice.
     seen = {s for s in seen if s.changed_at > horizon}
     return CursorState(position=position, seen=frozenset(seen))
+
+
+def format_po_cursor(state: CursorState) -> str:
+    """The stored text of a PowerOffice cursor."""
+    return json.dumps(state.to_json())
+
+
+def parse_po_cursor(text: str | None) -> CursorState:
+    """Inverse of :func:`format_po_cursor`; nothing stored is the empty cursor (full listing)."""
+    if not text:
+        return CursorState()
+    return CursorState.from_json(json.loads(text))
+
+
+# -- PMS ------------------------------------------------------------------------
+
+FEED_PREFIX = "seq:"
+LISTING_PREFIX = "updated_after:"
+_OLD_LISTING_PREFIX = "changed_after:"
+"""Read, never written: earlier versions' listing position for connectors without a feed."""
+
+
+@dataclass(frozen=True)
+class FeedPosition:
+    """After item ``seq`` of the changes feed."""
+
+    seq: int
+
+
+@dataclass(frozen=True)
+class ListingPosition:
+    """Records modified strictly after ``stamp``, a timestamp as the PMS spelt it."""
+
+    stamp: str
+
+    @property
+    def at(self) -> datetime | None:
+        """The stamp as a time (None when it is not ISO 8601)."""
+        return parse_stamp(self.stamp)
+
+
+PMSPosition = FeedPosition | ListingPosition
+
+
+def parse_stamp(text: str | None) -> datetime | None:
+    """An ISO 8601 timestamp (``Z`` accepted), or None when ``text`` is not one."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def format_pms_cursor(position: PMSPosition) -> str:
+    """The stored text of a PMS position: ``seq:<n>`` or ``updated_after:<stamp>``."""
+    if isinstance(position, FeedPosition):
+        return f"{FEED_PREFIX}{position.seq}"
+    return f"{LISTING_PREFIX}{position.stamp}"
+
+
+def parse_pms_cursor(text: str | None) -> PMSPosition | None:
+    """Inverse of :func:`format_pms_cursor` (older spellings too); None: no position."""
+    if not text:
+        return None
+    if text.startswith(FEED_PREFIX):
+        try:
+            return FeedPosition(int(text.removeprefix(FEED_PREFIX)))
+        except ValueError:
+            return None
+    for prefix in (LISTING_PREFIX, _OLD_LISTING_PREFIX):
+        if text.startswith(prefix) and (stamp := text.removeprefix(prefix)):
+            return ListingPosition(stamp)
+    return None
+
+
+def feed_next(after: int, page: FeedPage) -> int:
+    """Where to read on after ``page``: its last item's ``seq`` (never before ``after``).
+
+    The PMS's ``last_seq`` is not used: a PMS may mean its last item or the
+    feed's head by it, and only the items received are known to be read.
+    """
+    return max([after, *(item.seq for item in page.items)])
+
+
+def feed_read_on(after: int, page: FeedPage) -> bool:
+    """True when the feed may have more after ``page`` (read from :func:`feed_next`)."""
+    return feed_next(after, page) > after and page.has_more is not False
+
+
+def feed_stuck(after: int, page: FeedPage) -> bool:
+    """True when ``page`` says the feed has more but does not move the position past ``after``.
+
+    A PMS that answers so would be read forever; the engine stops with an error instead.
+    """
+    return page.has_more is True and feed_next(after, page) <= after
+
+
+def collapse_feed(items: Iterable[FeedItem], resource: str) -> dict[str, FeedItem]:
+    """The last item per record id of ``resource``, in the order of those last items."""
+    last: dict[str, FeedItem] = {}
+    for item in items:
+        if item.resource == resource:
+            # Re-insert so dict order follows the latest seq.
+            last.pop(item.id, None)
+            last[item.id] = item
+    return last
+
+
+def listing_next(
+    position: ListingPosition | None, stamps: Iterable[str | None]
+) -> ListingPosition | None:
+    """The position after a listing: the newest stamp listed, kept as spelt; never back.
+
+    Stamps that are not timestamps are ignored; with no newer stamp the position stays.
+    """
+    newest, newest_at = position, position.at if position is not None else None
+    for stamp in stamps:
+        at = parse_stamp(stamp)
+        if stamp is not None and at is not None and (newest_at is None or at > newest_at):
+            newest, newest_at = ListingPosition(stamp), at
+    return newest

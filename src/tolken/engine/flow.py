@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tolken.connectors.base import RemoteRecord
-from tolken.engine import batch, lifecycle
-from tolken.engine.apply import Applier, group_actions
+from tolken.engine import batch, settle
 from tolken.engine.capture import PMSCapture, read_poweroffice, save_po_cursor
 from tolken.engine.cursor import content_hash
+from tolken.engine.executor import Executor
 from tolken.engine.match import MatchRule
 from tolken.engine.model import (
     Action,
@@ -38,11 +38,11 @@ from tolken.engine.model import (
     ProjectedRecord,
     SourceOutage,
 )
+from tolken.engine.pairs import group_actions
 from tolken.engine.plan import FlowContext, plan_flow, plan_reconcile
-from tolken.engine.settle import apply_settled_conflicts
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import Flow, belongs, merge_key_flat
-from tolken.store import FlowState, Store
+from tolken.store import FlowState, TenantStore
 from tolken.vocabulary import FlowId
 
 __all__ = ["FlowRun", "match_rules"]
@@ -65,8 +65,8 @@ def match_rules(flow: Flow) -> tuple[MatchRule, ...]:
 class FlowRun:
     """Everything one flow needs for one cycle; :meth:`run` does the work."""
 
-    applier: Applier
-    store: Store
+    executor: Executor
+    store: TenantStore
     pms_capture: PMSCapture
     overlap: timedelta
     run_started_at: datetime
@@ -78,23 +78,19 @@ class FlowRun:
     on_progress: Callable[[str, int, int], None] | None = None
     """Called as ``(flow, done, total)`` while the flow's records are applied."""
 
-    @property
-    def _a(self) -> Applier:
-        return self.applier
-
     def run(self) -> bool:
         """Run the flow; False when it was interrupted (a stop was requested)."""
-        a = self._a
-        if not a.dry_run:
-            lifecycle.recover_pending_creates(a)
-            apply_settled_conflicts(a)
-        state = self.store.load_flow_state(a.tenant, a.flow_id)
-        a.state = state
+        ex = self.executor
+        svc, st = ex.services, ex.state
+        if not st.dry_run:
+            ex.recover_pending_creates()
+            settle.apply_settled_conflicts(ex)
+        state = self.store.load_flow_state(svc.flow_id)
+        st.links = state
         capture = read_poweroffice(
-            a.poweroffice,
+            svc.poweroffice,
             self.store,
-            a.tenant,
-            a.po_resource,
+            svc.po_resource,
             overlap=self.overlap,
             full=self.reconcile,
             # Unchanged records are dropped while the listing is read, not held.
@@ -104,7 +100,7 @@ class FlowRun:
         if self.reconcile:
             stop_reason, deletes = self._reconcile_deletes(state, capture.listed_ids())
             if stop_reason is not None:
-                a.report.stopped = stop_reason
+                st.report.stopped = stop_reason
                 return True
         po_changed = self._changed_po(state, capture.records)
         pms_changed = self._changed_pms(state)
@@ -114,24 +110,24 @@ class FlowRun:
         held_back = {r.id for r in po_changed if r.id in backing_off}
         if held_back:
             po_changed = [r for r in po_changed if r.id not in held_back]
-            a.report.add("waiting", len(held_back))
+            st.report.add("waiting", len(held_back))
         for record in po_changed:
-            a.po_records[record.id] = record
+            ex.remember("poweroffice", record)
         for record in pms_changed:
-            a.pms_records[record.id] = record
+            ex.remember("pms", record)
 
         po_projected = self._project_po(po_changed)
-        pms_projected = [p for r in pms_changed if (p := a.project_pms(r)) is not None]
+        pms_projected = [p for r in pms_changed if (p := svc.project_pms(r)) is not None]
         unlinked_po = [p for p in po_projected if state.by_po(p.id) is None and not p.unresolved]
         pms_candidates = self._pms_candidates(state) if unlinked_po else []
         unlinked_pms = [p for p in pms_projected if state.by_pms(p.id) is None and not p.deleted]
         po_candidates: list[ProjectedRecord] = []
-        if a.ctx.create_in_poweroffice and unlinked_pms:
+        if svc.ctx.create_in_poweroffice and unlinked_pms:
             po_candidates = self._po_candidates(state)
         links = _touched_links(state, po_projected, pms_projected)
 
         actions = plan_flow(
-            a.ctx,
+            svc.ctx,
             po_changes=po_projected,
             pms_changes=pms_projected,
             links=links,
@@ -140,23 +136,22 @@ class FlowRun:
         )
         groups = list(group_actions([*deletes, *actions]))
         if self.on_progress is not None and not groups:
-            self.on_progress(a.flow_id, 0, 0)
+            self.on_progress(svc.flow_id, 0, 0)
         if not self._apply(groups):
             return False
-        if not a.dry_run:
+        if not st.dry_run:
             # Never past a record that waits or failed (DESIGN §4): a parked record
             # keeps the cursor before it until it syncs.
-            failed = {rid for side, rid in a.open_failures if side == "poweroffice"}
+            failed = {rid for side, rid in st.open_failures if side == "poweroffice"}
             save_po_cursor(
                 self.store,
-                a.tenant,
                 capture,
-                a.waiting_po | failed | held_back,
+                st.waiting_po | failed | held_back,
                 run_started_at=self.run_started_at,
                 overlap=self.overlap,
             )
-            if a.waiting_pms:
-                self.pms_capture.hold(a.pms_resource)
+            if st.waiting_pms:
+                self.pms_capture.hold(svc.pms_resource)
         return True
 
     def _apply(self, groups: list[list[Action]]) -> bool:
@@ -164,16 +159,16 @@ class FlowRun:
 
         False when a stop was requested (the batch in hand is finished first).
         """
-        a, done, total = self._a, 0, len(groups)
+        ex, done, total = self.executor, 0, len(groups)
         creates: list[CreateInPMS] = []
         links: list[list[Action]] = []
 
         def flush() -> None:
             nonlocal done
             if creates:
-                batch.create_many_in_pms(a, creates)
+                batch.create_many_in_pms(ex, creates)
             if links:
-                batch.link_many(a, links)
+                batch.link_many(ex, links)
             if creates or links:
                 done += len(creates) + len(links)
                 creates.clear()
@@ -196,7 +191,7 @@ class FlowRun:
                 if batch.is_plain_link(group):
                     links.append(group)
                     continue
-                a.apply(group)
+                ex.apply(group)
                 done += 1
                 self._progress(done, total)
                 continue
@@ -207,7 +202,7 @@ class FlowRun:
 
     def _progress(self, done: int, total: int) -> None:
         if self.on_progress is not None:
-            self.on_progress(self._a.flow_id, done, total)
+            self.on_progress(self.executor.services.flow_id, done, total)
 
     # -- steps ----------------------------------------------------------------
 
@@ -215,15 +210,15 @@ class FlowRun:
         return [r for r in records if not _po_unchanged(state, r.id, content_hash(r.data))]
 
     def _changed_pms(self, state: FlowState) -> list[RemoteRecord]:
-        a = self._a
+        svc = self.executor.services
         changed = []
-        for record in self.pms_capture.changes(a.pms_resource):
+        for record in self.pms_capture.changes(svc.pms_resource):
             link = state.by_pms(record.id)
             if record.deleted:
                 if link is not None:
                     changed.append(record)
                 continue
-            if not belongs(a.flow, record.data):
+            if not belongs(svc.flow, record.data):
                 continue
             if link is not None:
                 _, pms_hash = state.hashes(link.id)
@@ -239,9 +234,9 @@ class FlowRun:
 
         Returns the ids of parked PowerOffice records whose retry is not due yet.
         """
-        a = self._a
+        svc, st = self.executor.services, self.executor.state
         # One read of the flow's open failures per cycle (dry run included), split here.
-        parked = self.store.list_failures(a.tenant, a.flow_id)
+        parked = self.store.list_failures(svc.flow_id)
         now = self.store.now()
         due = sorted(
             (f for f in parked if f.next_attempt_at <= now),
@@ -253,7 +248,7 @@ class FlowRun:
         have_po = {r.id for r in po_changed}
         have_pms = {r.id for r in pms_changed}
         for failure in due:
-            a.open_failures.add((failure.side, failure.record_id))
+            st.open_failures.add((failure.side, failure.record_id))
             link = (
                 state.by_po(failure.record_id)
                 if failure.side == "poweroffice"
@@ -265,60 +260,60 @@ class FlowRun:
                 po_id, pms_id = link.poweroffice_id, link.pms_id
             try:
                 if po_id is not None and po_id not in have_po:
-                    po_changed.append(a.poweroffice.get(a.po_resource, po_id))
+                    po_changed.append(svc.poweroffice.get(svc.po_resource, po_id))
                     have_po.add(po_id)
                 if pms_id is not None and pms_id not in have_pms:
                     pms_changed.append(self._get_pms(pms_id))
                     have_pms.add(pms_id)
             except NotFound:
                 # The parked record is gone; a reconcile deals with deleted linked records.
-                if not a.dry_run:
-                    self.store.resolve_failure(a.tenant, a.flow_id, failure.side, failure.record_id)
-                    a.open_failures.discard((failure.side, failure.record_id))
+                if not st.dry_run:
+                    self.store.resolve_failure(svc.flow_id, failure.side, failure.record_id)
+                    st.open_failures.discard((failure.side, failure.record_id))
         return backing_off
 
     def _get_pms(self, pms_id: str) -> RemoteRecord:
         try:
-            return self._a.pms.get(self._a.pms_resource, pms_id)
+            return self.executor.services.pms.get(self.executor.services.pms_resource, pms_id)
         except NotFound:
-            return RemoteRecord(self._a.pms_resource, pms_id, {}, deleted=True)
+            return RemoteRecord(self.executor.services.pms_resource, pms_id, {}, deleted=True)
 
     def _project_po(self, records: Iterable[RemoteRecord]) -> list[ProjectedRecord]:
-        a = self._a
+        svc, st = self.executor.services, self.executor.state
         projected = []
         for record in records:
             try:
-                value = a.project_po(record)
+                value = svc.project_po(record)
             except RecordError as exc:
                 # A value the mapping cannot convert: park the record, go on.
-                a.report.add("failed")
-                if not a.dry_run:
-                    self.store.record_error(a.tenant, a.flow_id, "poweroffice", record.id, exc)
-                    a.open_failures.add(("poweroffice", record.id))
+                st.report.add("failed")
+                if not st.dry_run:
+                    self.store.record_error(svc.flow_id, "poweroffice", record.id, exc)
+                    st.open_failures.add(("poweroffice", record.id))
                 continue
             if value is not None:
                 projected.append(value)
         return projected
 
     def _pms_candidates(self, state: FlowState) -> list[ProjectedRecord]:
-        a = self._a
+        svc, st = self.executor.services, self.executor.state
         out = []
-        for record in self.pms_capture.listing(a.pms_resource):
-            if state.by_pms(record.id) is None and belongs(a.flow, record.data):
-                a.pms_records.setdefault(record.id, record)
-                projected = a.project_pms(record)
+        for record in self.pms_capture.listing(svc.pms_resource):
+            if state.by_pms(record.id) is None and belongs(svc.flow, record.data):
+                st.pms_records.setdefault(record.id, record)
+                projected = svc.project_pms(record)
                 if projected is not None:
                     out.append(projected)
         return out
 
     def _po_candidates(self, state: FlowState) -> list[ProjectedRecord]:
-        a = self._a
+        svc, st = self.executor.services, self.executor.state
         out = []
-        for record in a.poweroffice.list(a.po_resource):
+        for record in svc.poweroffice.list(svc.po_resource):
             if state.by_po(record.id) is None:
-                a.po_records.setdefault(record.id, record)
+                st.po_records.setdefault(record.id, record)
                 try:
-                    projected = a.project_po(record)
+                    projected = svc.project_po(record)
                 except RecordError:
                     continue
                 if projected is not None and not projected.unresolved:
@@ -329,14 +324,14 @@ class FlowRun:
         self, state: FlowState, listed_ids: list[str]
     ) -> tuple[str | None, list[Action]]:
         """Deletes seen by the full listing(s); a reason when the flow must stop instead."""
-        a = self._a
+        svc = self.executor.services
         pairs = [
             LinkedPair(po_id, pms_id, status=status) for po_id, pms_id, status in state.pairs()
         ]
         actions: list[Action] = []
         sides: list[tuple[str, list[str]]] = [("poweroffice", listed_ids)]
         if self.reconcile_pms:
-            sides.append(("pms", [r.id for r in self.pms_capture.listing(a.pms_resource)]))
+            sides.append(("pms", [r.id for r in self.pms_capture.listing(svc.pms_resource)]))
         for side, ids in sides:
             outcome = plan_reconcile(
                 "poweroffice" if side == "poweroffice" else "pms",

@@ -44,7 +44,6 @@ __all__ = [
     "SourceOutage",
     "Unchanged",
     "UpdatePMS",
-    "UpdateParked",
     "UpdatePowerOffice",
     "Values",
     "Wait",
@@ -86,9 +85,6 @@ class LinkedPair:
     by ``tolken link``) gets first-link semantics: an empty value never
     overwrites a non-empty one. ``pms_version`` is the PMS version stored at
     the last sync; it is the ``If-Match`` value when the PMS record was not re-read.
-    ``parked`` names the fields with an open ``manual`` conflict (kept up to date
-    by :class:`UpdateParked`): there the two sides differ from each other and
-    from the shadow, so the shadow cannot stand in for a side that was not read.
     """
 
     po_id: str
@@ -96,7 +92,6 @@ class LinkedPair:
     shadow: Values | None = None
     status: LinkState = "active"
     pms_version: int | None = None
-    parked: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -236,18 +231,6 @@ class SaveShadow:
 
 
 @dataclass(frozen=True)
-class UpdateParked:
-    """The pair's set of fields parked by a ``manual`` conflict changed: store ``fields``.
-
-    Fields that left the set are settled; their open conflicts can be closed.
-    """
-
-    po_id: str
-    pms_id: str
-    fields: frozenset[str]
-
-
-@dataclass(frozen=True)
 class RecordConflict:
     """Record a field conflict (both values). Planned before the writes, so no loser is lost.
 
@@ -348,7 +331,6 @@ Action = (
     | UpdatePMS
     | UpdatePowerOffice
     | SaveShadow
-    | UpdateParked
     | RecordConflict
     | DeactivateInPMS
     | MarkPMSDeleted

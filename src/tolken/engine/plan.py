@@ -9,10 +9,9 @@ Order of a flow's plan: first the linked pairs that changed (sorted by
 PowerOffice id), then unlinked PowerOffice records (link to a match, or
 create in the PMS), then unlinked PMS records (link, create in PowerOffice
 when the flow allows it, or skip). For one pair the order is
-``RecordConflict``\\* → ``UpdatePMS`` → ``UpdatePowerOffice`` → ``SaveShadow`` →
-``UpdateParked``: conflicts are stored before a write overwrites a losing value,
-and the conditional PMS write goes first so a stale version costs no
-PowerOffice write.
+``RecordConflict``\\* → ``UpdatePMS`` → ``UpdatePowerOffice`` → ``SaveShadow``:
+conflicts are stored before a write overwrites a losing value, and the
+conditional PMS write goes first so a stale version costs no PowerOffice write.
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ from tolken.engine.model import (
     Skipped,
     SourceOutage,
     Unchanged,
-    UpdateParked,
     UpdatePMS,
     UpdatePowerOffice,
     Values,
@@ -114,41 +112,17 @@ def plan_link(
     (the PMS is protected by ``If-Match`` instead).
     """
     po_id, pms_id = link.po_id, link.pms_id
-    if link.status != "active":
-        return [Skipped(po_id, pms_id, f"link is {link.status}")]
-    if pms is not None and pms.deleted:
-        return [MarkPMSDeleted(po_id, pms_id)]
-    if po is not None and po.deleted:
-        # Never merge a tombstone's empty values into the PMS; deletes go through the
-        # reconcile (GET 404, breaker) and end as a deactivation, not as blanked fields.
-        return [Skipped(po_id, pms_id, "deleted in PowerOffice; the reconcile deactivates it")]
-    if po is not None and po.unresolved:
-        return [Wait("poweroffice", po_id, _unresolved_reason(po))]
-    if pms is not None and pms.unresolved:
-        return [Wait("pms", pms_id, _unresolved_reason(pms))]
+    blocked = _blocked(link, po, pms)
+    if blocked is not None:
+        return [blocked]
     if po is None and pms is None:
         return [Unchanged(po_id, pms_id)]
     po_unread = po is None
     if po is None or pms is None:
-        present = po if po is not None else pms
-        assert present is not None  # for mypy: one of the two is set
-        missing: Side = "poweroffice" if po is None else "pms"
-        shadow = link.shadow if link.shadow is not None else {}
-        unknown = sorted(name for name in present.values if name not in shadow)
-        if unknown:
-            reason = f"no last synchronised value for {', '.join(unknown)}"
-            return [Fetch(po_id, pms_id, missing, reason)]
-        if link.parked or policy == "manual":
-            # A parked field differs on both sides and from the shadow, so the shadow cannot
-            # stand in; under ``manual`` fetch anyway, should the executor not track ``parked``.
-            reason = "a manual conflict may be open; both sides are needed"
-            return [Fetch(po_id, pms_id, missing, reason)]
-        stand_in = ProjectedRecord(
-            id=po_id if po is None else pms_id,
-            values={name: shadow[name] for name in present.values},
-            version=link.pms_version,
-        )
-        po, pms = (stand_in, present) if po is None else (present, stand_in)
+        filled = _with_stand_in(link, po, pms, policy)
+        if isinstance(filled, Fetch):
+            return [filled]
+        po, pms = filled
 
     result = merge_fields(
         link.shadow,
@@ -171,10 +145,55 @@ def plan_link(
         actions.append(UpdatePowerOffice(po_id, pms_id, result.to_poweroffice))
     if result.settled:
         actions.append(SaveShadow(po_id, pms_id, result.settled))
-    parked = frozenset(c.field for c in result.conflicts if c.winner is None)
-    if parked != link.parked:
-        actions.append(UpdateParked(po_id, pms_id, parked))
     return actions or [Unchanged(po_id, pms_id)]
+
+
+def _blocked(
+    link: LinkedPair, po: ProjectedRecord | None, pms: ProjectedRecord | None
+) -> Action | None:
+    """The one action for a pair that is not merged at all (inactive, deleted, waiting)."""
+    po_id, pms_id = link.po_id, link.pms_id
+    if link.status != "active":
+        return Skipped(po_id, pms_id, f"link is {link.status}")
+    if pms is not None and pms.deleted:
+        return MarkPMSDeleted(po_id, pms_id)
+    if po is not None and po.deleted:
+        # Never merge a tombstone's empty values into the PMS; deletes go through the
+        # reconcile (GET 404, breaker) and end as a deactivation, not as blanked fields.
+        return Skipped(po_id, pms_id, "deleted in PowerOffice; the reconcile deactivates it")
+    if po is not None and po.unresolved:
+        return Wait("poweroffice", po_id, _unresolved_reason(po))
+    if pms is not None and pms.unresolved:
+        return Wait("pms", pms_id, _unresolved_reason(pms))
+    return None
+
+
+def _with_stand_in(
+    link: LinkedPair,
+    po: ProjectedRecord | None,
+    pms: ProjectedRecord | None,
+    policy: ConflictPolicy,
+) -> tuple[ProjectedRecord, ProjectedRecord] | Fetch:
+    """Both sides, the one not read stood in for by the shadow; or a Fetch of it when the
+    shadow cannot stand in."""
+    po_id, pms_id = link.po_id, link.pms_id
+    present = po if po is not None else pms
+    assert present is not None  # for mypy: one of the two is set
+    missing: Side = "poweroffice" if po is None else "pms"
+    shadow = link.shadow if link.shadow is not None else {}
+    unknown = sorted(name for name in present.values if name not in shadow)
+    if unknown:
+        return Fetch(po_id, pms_id, missing, f"no last synchronised value for {', '.join(unknown)}")
+    if policy == "manual":
+        # A field parked by a manual conflict differs on both sides and from the shadow,
+        # so under ``manual`` the shadow cannot stand in for the side that was not read.
+        return Fetch(po_id, pms_id, missing, "a manual conflict may be open; both sides are needed")
+    stand_in = ProjectedRecord(
+        id=po_id if po is None else pms_id,
+        values={name: shadow[name] for name in present.values},
+        version=link.pms_version,
+    )
+    return (stand_in, present) if po is None else (present, stand_in)
 
 
 def plan_flow(
@@ -205,9 +224,9 @@ def plan_flow(
         links_by_po[link.po_id] = link
         links_by_pms[link.pms_id] = link
 
-    actions: list[Action] = []
     touched = {links_by_po[i].po_id: links_by_po[i] for i in po_by_id if i in links_by_po}
     touched.update({links_by_pms[i].po_id: links_by_pms[i] for i in pms_by_id if i in links_by_pms})
+    actions: list[Action] = []
     for po_id in sorted(touched):
         link = touched[po_id]
         pair = plan_link(link, po_by_id.get(po_id), pms_by_id.get(link.pms_id), policy=ctx.policy)
@@ -217,7 +236,32 @@ def plan_flow(
     new_pms = [r for i, r in sorted(pms_by_id.items()) if i not in links_by_pms and not r.deleted]
 
     pms_pool = _dedupe(chain(pms_candidates, new_pms))
-    pms_index = CandidateIndex.build("pms", pms_pool.values(), ctx.rules, exclude=links_by_pms)
+    reported = _plan_new_po(ctx, new_po, pms_pool, set(links_by_pms), actions)
+
+    if not ctx.create_in_poweroffice:
+        for record in new_pms:
+            if record.id not in reported:
+                reason = "PMS-only record; create_in_poweroffice is off for this flow"
+                actions.append(Skipped(None, record.id, reason))
+        return actions
+
+    po_pool = _dedupe(po_candidates)
+    busy_po = set(links_by_po) | set(po_by_id)  # handled above, one way or another
+    unreported = [r for r in new_pms if r.id not in reported]
+    _plan_new_pms(ctx, unreported, po_pool, busy_po, actions)
+    return actions
+
+
+def _plan_new_po(
+    ctx: FlowContext,
+    new_po: list[ProjectedRecord],
+    pms_pool: dict[str, ProjectedRecord],
+    linked_pms: set[str],
+    actions: list[Action],
+) -> set[str]:
+    """Match, link or create in the PMS each unlinked PowerOffice record (appended to
+    ``actions``); returns the PMS ids now linked or reported."""
+    pms_index = CandidateIndex.build("pms", pms_pool.values(), ctx.rules, exclude=linked_pms)
     reported: set[str] = set()  # PMS ids already linked or reported in this plan
     claims: dict[str, list[tuple[ProjectedRecord, str]]] = {}
     for record in new_po:
@@ -235,21 +279,21 @@ def plan_flow(
             actions.append(CreateInPMS(record.id, record.values, key))
     actions.extend(_link_claims(claims, pms_pool, "pms", ctx.policy))
     reported.update(claims)
+    return reported
 
-    if not ctx.create_in_poweroffice:
-        for record in new_pms:
-            if record.id not in reported:
-                reason = "PMS-only record; create_in_poweroffice is off for this flow"
-                actions.append(Skipped(None, record.id, reason))
-        return actions
 
-    po_pool = _dedupe(po_candidates)
-    busy_po = set(links_by_po) | set(po_by_id)  # handled above, one way or another
+def _plan_new_pms(
+    ctx: FlowContext,
+    new_pms: list[ProjectedRecord],
+    po_pool: dict[str, ProjectedRecord],
+    busy_po: set[str],
+    actions: list[Action],
+) -> None:
+    """Match, link or create in PowerOffice each unlinked, unreported PMS record (appended
+    to ``actions``)."""
     po_index = CandidateIndex.build("poweroffice", po_pool.values(), ctx.rules, exclude=busy_po)
     back_claims: dict[str, list[tuple[ProjectedRecord, str]]] = {}
     for record in new_pms:
-        if record.id in reported:
-            continue
         if record.unresolved:
             actions.append(Wait("pms", record.id, _unresolved_reason(record)))
             continue
@@ -262,7 +306,6 @@ def plan_flow(
             key = idempotency_key(ctx.tenant, ctx.flow, "pms", record.id)
             actions.append(CreateInPowerOffice(record.id, record.values, key))
     actions.extend(_link_claims(back_claims, po_pool, "poweroffice", ctx.policy))
-    return actions
 
 
 def _link_claims(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tolken.store import Store
-from tolken.store.records import FlowId
+from tolken.store import TenantStore
+from tolken.vocabulary import FlowId
 
 __all__ = ["LinkResolver"]
 
@@ -16,15 +16,14 @@ class LinkResolver:
     links alike translate: a project may keep pointing at an archived customer.
     """
 
-    def __init__(self, store: Store, tenant: str) -> None:
+    def __init__(self, store: TenantStore) -> None:
         self._store = store
-        self._tenant = tenant
         self._to_pms: dict[str, dict[str, str]] = {}
         self._to_po: dict[str, dict[str, str]] = {}
 
     def _load(self, flow: str) -> None:
         if flow not in self._to_pms:
-            forward = self._store.link_map(self._tenant, _flow(flow))
+            forward = self._store.link_map(_flow(flow))
             self._to_pms[flow] = forward
             self._to_po[flow] = {pms: po for po, pms in forward.items()}
 

@@ -2,10 +2,11 @@
 
 A thin shell around the pure core (planner, merge, cursor rules): it reads
 through the connectors, asks the planner, applies the actions (see
-:mod:`tolken.engine.apply`) and keeps the store up to date. Build one from a
-config with :meth:`SyncEngine.from_config`::
+:mod:`tolken.engine.executor`) and keeps the store up to date. It is handed its
+parts (config, store, connectors, mapping); :func:`tolken.compose.open_engine`
+builds them from a config::
 
-    with SyncEngine.from_config(load_config("tolken.yaml")) as engine:
+    with open_engine(load_config("tolken.yaml")) as engine:
         report = engine.run_cycle()
         print(report.to_json())
 
@@ -18,39 +19,49 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
 
-import httpx
-
-from tolken._closing import Closeable
 from tolken.config import TolkenConfig
 from tolken.connectors.base import Connector
-from tolken.engine.apply import BY_HAND, Applier, group_actions
 from tolken.engine.capture import PMSCapture
-from tolken.engine.connect import ConnectorPair, RequestCounter, build_connectors
+from tolken.engine.executor import CycleState, Executor
 from tolken.engine.flow import FlowRun, flow_context
 from tolken.engine.model import Link, LinkedPair
+from tolken.engine.pairs import BY_HAND, group_actions
 from tolken.engine.plan import plan_link
 from tolken.engine.report import CycleReport
 from tolken.engine.resolver import LinkResolver
-from tolken.errors import RecordError, TolkenError
+from tolken.engine.services import FlowServices
+from tolken.errors import RecordError, Stopped, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
-from tolken.store import DuplicateLink, Store, open_store
+from tolken.store import DuplicateLink, RunStatus, Store, TenantStore
 from tolken.vocabulary import FlowId
 
-__all__ = ["SyncEngine"]
+__all__ = ["RequestCounts", "SyncEngine"]
 
 
 _log = get_logger("tolken.engine")
 
 
-class SyncEngine(Closeable):
+class RequestCounts(Protocol):
+    """HTTP requests per system so far; whoever makes the connectors' clients counts them."""
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts so far, by system (``poweroffice``, ``pms``)."""
+        ...
+
+
+class SyncEngine:
     """Runs sync cycles for one tenant: the three flows, both ways, with the store.
 
     ``poweroffice`` and ``pms`` are any :class:`~tolken.connectors.base.Connector`;
-    ``counter`` (optional) reports requests per system. The engine closes what
-    :meth:`from_config` opened for it when closed.
+    ``counter`` (optional) reports requests per system; ``stop`` is the event
+    :meth:`request_stop` sets (the one the connectors' waits and listings
+    watch, when the composition root shares it). The engine opens
+    nothing, so it closes nothing: whoever handed it its parts closes them.
     """
 
     def __init__(
@@ -61,47 +72,18 @@ class SyncEngine(Closeable):
         pms: Connector,
         mapping: Mapping | None = None,
         *,
-        counter: RequestCounter | None = None,
+        counter: RequestCounts | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
-        self.store = store
+        self.store: TenantStore = store.for_tenant(config.tenant)
         self.poweroffice = poweroffice
         self.pms = pms
         self.mapping = mapping or load_mapping(config.mapping)
         self.counter = counter
         self.tenant = config.tenant
         self.cycles = 0
-        self.stop_event = threading.Event()
-        self._closers: list[Callable[[], None]] = []
-
-    @classmethod
-    def from_config(
-        cls,
-        config: TolkenConfig,
-        *,
-        store: Store | None = None,
-        transports: dict[str, httpx.BaseTransport] | None = None,
-    ) -> SyncEngine:
-        """Open the store, load the mapping and build both connectors from ``config``."""
-        mapping = load_mapping(config.mapping)
-        own_store = store is None
-        store = store or open_store(config.store)
-        try:
-            pair: ConnectorPair = build_connectors(config, transports=transports)
-        except BaseException:
-            if own_store:
-                store.close()
-            raise
-        engine = cls(config, store, pair.poweroffice, pair.pms, mapping, counter=pair.counter)
-        engine._closers.append(pair.close)
-        if own_store:
-            engine._closers.append(store.close)
-        return engine
-
-    def close(self) -> None:
-        """Close the connectors and the store if the engine opened them."""
-        while self._closers:
-            self._closers.pop()()
+        self.stop_event = stop if stop is not None else threading.Event()
 
     def request_stop(self) -> None:
         """Finish the record in flight, commit, and end the cycle (SIGTERM/SIGINT)."""
@@ -135,46 +117,31 @@ class SyncEngine(Closeable):
         before = self.counter.snapshot() if self.counter else {}
         report = CycleReport(reconciled=reconcile, dry_run=dry_run)
         started = self.store.now()
-        run_id = None if dry_run else self.store.start_run(self.tenant)
+        run_id = None if dry_run else self.store.start_run()
         report.run_id = run_id
-        resolver = LinkResolver(self.store, self.tenant)
-        pms_capture = PMSCapture(self.pms, self.store, self.tenant)
-        overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
-        status = "ok"
+        resolver = LinkResolver(self.store)
+        pms_capture = PMSCapture(
+            self.pms,
+            self.store,
+            use_feed=self.config.pms.change_capture == "changes",
+            stop=self.stop_event.is_set,
+        )
+        status: RunStatus = "ok"
+        cycle = _CycleRun(
+            resolver, pms_capture, started, run_id, reconcile, dry_run, confirm_deletes
+        )
         try:
-            for flow_id in self.flows():
-                if self.stop_event.is_set():
-                    report.interrupted = True
-                    break
-                if progress is not None:
-                    progress(flow_id)
-                sync = self.config.sync
-                applier = self._applier(flow_id, report, resolver, dry_run=dry_run, run_id=run_id)
-                with log_context(run_id=run_id, flow=flow_id):
-                    finished = FlowRun(
-                        applier,
-                        self.store,
-                        pms_capture,
-                        overlap,
-                        started,
-                        reconcile=reconcile,
-                        confirm_deletes=confirm_deletes,
-                        mass_delete_threshold=sync.mass_delete_threshold,
-                        reconcile_pms=self.config.pms.change_capture == "polling",
-                        should_stop=self.stop_event.is_set,
-                        on_progress=on_record,
-                    ).run()
-                    flow_report = report.flow(flow_id)
-                    counts = {k: v for k, v in flow_report.counts.items() if v}
-                    if counts or flow_report.stopped:
-                        _log.info("flow synchronised", counts=counts, stopped=flow_report.stopped)
-                if not finished:
-                    report.interrupted = True
-                    break
-                if report.flow(flow_id).stopped:
-                    status = "stopped"
+            status = self._run_flows(
+                report,
+                cycle,
+                progress=progress,
+                on_record=on_record,
+            )
             if not dry_run and not report.interrupted:
                 pms_capture.commit()
+        except Stopped:
+            # A wait or listing cut short by the stop: nothing half-read is kept.
+            report.interrupted = True
         except BaseException as exc:
             # Record every way a cycle can end (a bug, Ctrl-C twice), never leave it "running".
             report.requests = self._requests(before)
@@ -192,7 +159,7 @@ class SyncEngine(Closeable):
         if run_id is not None:
             self.store.finish_run(
                 run_id,
-                "stopped" if report.interrupted else status,  # type: ignore[arg-type]
+                "stopped" if report.interrupted else status,
                 counts=_counts(report),
                 requests=report.requests,
                 error="interrupted" if report.interrupted else None,
@@ -201,7 +168,53 @@ class SyncEngine(Closeable):
             self.cycles += 1
         return report
 
-    def _applier(
+    def _run_flows(
+        self,
+        report: CycleReport,
+        cycle: _CycleRun,
+        *,
+        progress: Callable[[str], None] | None,
+        on_record: Callable[[str, int, int], None] | None,
+    ) -> RunStatus:
+        """Run the enabled flows in order until one is interrupted (``stopped``: a breaker)."""
+        status: RunStatus = "ok"
+        overlap = timedelta(seconds=self.config.poweroffice.overlap_seconds)
+        sync = self.config.sync
+        for flow_id in self.flows():
+            if self.stop_event.is_set():
+                report.interrupted = True
+                break
+            if progress is not None:
+                progress(flow_id)
+            executor = self._executor(
+                flow_id, report, cycle.resolver, dry_run=cycle.dry_run, run_id=cycle.run_id
+            )
+            with log_context(run_id=cycle.run_id, flow=flow_id):
+                finished = FlowRun(
+                    executor,
+                    self.store,
+                    cycle.pms_capture,
+                    overlap,
+                    cycle.started,
+                    reconcile=cycle.reconcile,
+                    confirm_deletes=cycle.confirm_deletes,
+                    mass_delete_threshold=sync.mass_delete_threshold,
+                    reconcile_pms=self.config.pms.change_capture == "polling",
+                    should_stop=self.stop_event.is_set,
+                    on_progress=on_record,
+                ).run()
+                flow_report = report.flow(flow_id)
+                counts = {k: v for k, v in flow_report.counts.items() if v}
+                if counts or flow_report.stopped:
+                    _log.info("flow synchronised", counts=counts, stopped=flow_report.stopped)
+            if not finished:
+                report.interrupted = True
+                break
+            if flow_report.stopped:
+                status = "stopped"
+        return status
+
+    def _executor(
         self,
         flow_id: FlowId,
         report: CycleReport,
@@ -209,7 +222,8 @@ class SyncEngine(Closeable):
         *,
         dry_run: bool,
         run_id: int | None,
-    ) -> Applier:
+    ) -> Executor:
+        """The executor of one flow for one cycle: this engine's services, a fresh state."""
         flow = self.mapping.flow(flow_id)
         sync = self.config.sync
         ctx = flow_context(
@@ -219,7 +233,7 @@ class SyncEngine(Closeable):
             sync.policy_for(flow_id),
             sync.flow(flow_id).create_in_poweroffice,
         )
-        return Applier(
+        services = FlowServices(
             tenant=self.tenant,
             flow_id=flow_id,
             flow=flow,
@@ -228,14 +242,9 @@ class SyncEngine(Closeable):
             poweroffice=self.poweroffice,
             pms=self.pms,
             resolver=resolver,
-            report=report.flow(flow_id),
-            cycle=report,
-            po_records={},
-            pms_records={},
-            open_failures=set(),
-            dry_run=dry_run,
-            run_id=run_id,
         )
+        state = CycleState(report.flow(flow_id), report, dry_run=dry_run, run_id=run_id)
+        return Executor(services, state)
 
     def link_by_hand(self, flow_id: FlowId, po_id: str, pms_id: str) -> CycleReport:
         """Link two existing records (``tolken link``) and merge them at once.
@@ -256,8 +265,8 @@ class SyncEngine(Closeable):
                 system="pms",
             )
         for existing, side, record_id in (
-            (self.store.get_link_by_po(self.tenant, flow_id, po_id), "PowerOffice", po_id),
-            (self.store.get_link_by_pms(self.tenant, flow_id, pms_id), "PMS", pms_id),
+            (self.store.get_link_by_po(flow_id, po_id), "PowerOffice", po_id),
+            (self.store.get_link_by_pms(flow_id, pms_id), "PMS", pms_id),
         ):
             if existing is not None:
                 raise DuplicateLink(
@@ -265,22 +274,22 @@ class SyncEngine(Closeable):
                     f"(PowerOffice {existing.poweroffice_id} <-> PMS {existing.pms_id})"
                 )
         report = CycleReport()
-        applier = self._applier(
-            flow_id, report, LinkResolver(self.store, self.tenant), dry_run=False, run_id=None
+        executor = self._executor(
+            flow_id, report, LinkResolver(self.store), dry_run=False, run_id=None
         )
-        applier.po_records[po_id] = po_record
-        applier.pms_records[pms_id] = pms_record
-        po = applier.project_po(po_record)
-        pms = applier.project_pms(pms_record)
+        executor.remember("poweroffice", po_record)
+        executor.remember("pms", pms_record)
+        po = executor.services.project_po(po_record)
+        pms = executor.services.project_pms(pms_record)
         pair = LinkedPair(po_id, pms_id, pms_version=pms_record.version)
         actions = [
             Link(po_id, pms_id, BY_HAND),
-            *plan_link(pair, po, pms, policy=applier.ctx.policy),
+            *plan_link(pair, po, pms, policy=executor.services.ctx.policy),
         ]
         for group in group_actions(actions):
-            applier.apply(group)
+            executor.apply(group)
         for side_name, record_id in (("poweroffice", po_id), ("pms", pms_id)):
-            self.store.resolve_failure(self.tenant, flow_id, side_name, record_id)  # type: ignore[arg-type]
+            self.store.resolve_failure(flow_id, side_name, record_id)  # type: ignore[arg-type]
         return report
 
     def _requests(self, before: dict[str, int]) -> dict[str, int]:
@@ -325,6 +334,19 @@ class SyncEngine(Closeable):
             if self.stop_event.is_set():
                 break
             wait(self.config.sync.interval_seconds)
+
+
+@dataclass(frozen=True)
+class _CycleRun:
+    """What every flow of one cycle shares."""
+
+    resolver: LinkResolver
+    pms_capture: PMSCapture
+    started: datetime
+    run_id: int | None
+    reconcile: bool
+    dry_run: bool
+    confirm_deletes: bool
 
 
 def _counts(report: CycleReport) -> dict[str, dict[str, int]]:

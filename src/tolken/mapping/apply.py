@@ -4,9 +4,13 @@ Comparison and three-way merge happen in *PMS-path space*: a flat dict
 ``{"address.city": "Oslo", "active": True}`` in canonical form (empty text is
 None, dates are ``YYYY-MM-DD``). :func:`to_pms_flat` maps a PowerOffice record
 into that space, :func:`project` reads a PMS record into it, and the shadow
-stores the same shape. Merged values go back out with :func:`pms_changes`
-(nested JSON Merge Patch body) and :func:`poweroffice_changes` (nested
-PascalCase, ``MailAddress`` included).
+stores the same shape. Merged values go back out as flat field paths too:
+:func:`pms_changes` keeps the PMS paths written to the PMS
+(``{"address.city": "Oslo"}``), :func:`poweroffice_changes` turns them into
+PowerOffice paths and values (``{"MailAddress.City": "Oslo"}``). Connectors
+take writes in that form and build their own wire body from it (a JSON Merge
+Patch, a JSON Patch, a POST body), so nothing here nests only to be flattened
+again. :func:`to_pms` and :func:`to_poweroffice` give whole records, nested.
 
 PowerOffice records arrive as dicts with PascalCase keys (read
 case-insensitively), PMS records as the contract's snake_case dicts.
@@ -19,7 +23,7 @@ from typing import Any
 
 from tolken.errors import RecordError
 from tolken.mapping.models import Flow, MergeRule, Property, Side
-from tolken.mapping.paths import get_path, set_path, unflatten
+from tolken.mapping.paths import get_path, unflatten
 from tolken.mapping.transforms import (
     ApplyContext,
     ReferenceResolver,
@@ -122,18 +126,20 @@ def to_pms(
 
 
 def pms_changes(flow: Flow, flat_changes: AbcMapping[str, Any]) -> dict[str, Any]:
-    """A JSON Merge Patch body from PMS-path changes (properties not written to the PMS dropped)."""
+    """The PMS writes for PMS-path changes: ``{pms_path: value}``, flat, as the PMS connector takes
+    them (properties not written to the PMS dropped; an unknown path is a KeyError)."""
     writable = set(pms_fields(flow, writable_to="pms"))
     unknown = set(flat_changes) - {p.pms for p in flow.properties}
     if unknown:
         raise KeyError(f"not mapped in this flow: {', '.join(sorted(unknown))}")
-    return unflatten({k: v for k, v in flat_changes.items() if k in writable})
+    return {k: v for k, v in flat_changes.items() if k in writable}
 
 
 def poweroffice_changes(
     flow: Flow, flat_changes: AbcMapping[str, Any], resolver: ReferenceResolver | None = None
 ) -> dict[str, Any]:
-    """PascalCase changes for PowerOffice from PMS-path changes (nested ``MailAddress``).
+    """The PowerOffice writes for PMS-path changes: ``{"MailAddress.ZipCode": "5003"}``, flat
+    PascalCase paths with converted values, as the PowerOffice connector takes them.
 
     Properties that are not written to PowerOffice (constants, ``to_pms``) are
     left out; an unknown path is a KeyError.
@@ -144,15 +150,15 @@ def poweroffice_changes(
         if not prop.writes_poweroffice or prop.poweroffice is None:
             continue
         ctx = ApplyContext(flow=flow.poweroffice, field=prop.pms, resolver=resolver)
-        set_path(out, prop.poweroffice, prop.converter.to_poweroffice(canonical(prop, value), ctx))
+        out[prop.poweroffice] = prop.converter.to_poweroffice(canonical(prop, value), ctx)
     return out
 
 
 def to_poweroffice(
     flow: Flow, pms_record: Record, resolver: ReferenceResolver | None = None
 ) -> dict[str, Any]:
-    """The PowerOffice body (PascalCase, nested) for every property written to PowerOffice."""
-    return poweroffice_changes(flow, project(flow, pms_record), resolver)
+    """The PowerOffice record (PascalCase, nested) for every property written to PowerOffice."""
+    return unflatten(poweroffice_changes(flow, project(flow, pms_record), resolver))
 
 
 def _condition_holds(flow: Flow, rule: MergeRule, record: Record, side: Side) -> bool:

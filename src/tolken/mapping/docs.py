@@ -10,7 +10,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from tolken.mapping.load import load_mapping, mapping_path_from_config
+from tolken.mapping.load import load_mapping, mapping_path_from_config, pms_contract_applies
 from tolken.mapping.models import Flow, FlowId, Mapping, MergeRule, Property
 from tolken.mapping.normalisers import DESCRIPTIONS
 from tolken.mapping.transforms import ConstantTransform
@@ -165,4 +165,6 @@ def dataflow_document(config: Path | None, *, generated: date, cwd: Path | None 
         config = candidate if candidate.is_file() else None
     mapping_path = mapping_path_from_config(config) if config is not None else None
     source = str(mapping_path) if mapping_path is not None else "built-in"
-    return render_dataflow(load_mapping(mapping_path), generated=generated, source=source)
+    contract = config is None or pms_contract_applies(config)
+    mapping = load_mapping(mapping_path, pms_contract=contract)
+    return render_dataflow(mapping, generated=generated, source=source)

@@ -15,7 +15,7 @@ def _lookup(node: AbcMapping[str, Any], key: str) -> Any:
     # PowerOffice has been seen answering camelCase; read keys case-insensitively.
     folded = key.casefold()
     for name, value in node.items():
-        if isinstance(name, str) and name.casefold() == folded:
+        if name.casefold() == folded:
             return value
     return None
 

@@ -11,12 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tolken.config import TolkenConfig
+from pydantic import TypeAdapter
+
+from tolken.config import FleetConfig, TolkenConfig
 from tolken.mapping.models import Mapping
 
 __all__ = ["SCHEMA_FILES", "render_schemas", "write_schemas"]
 
-SCHEMA_FILES = {"mapping.schema.json": Mapping, "tolken.schema.json": TolkenConfig}
+# tolken.yaml is either mode: single (poweroffice.client_key) or fleet (a fleet: section).
+SCHEMA_FILES: dict[str, Any] = {
+    "mapping.schema.json": Mapping,
+    "tolken.schema.json": TolkenConfig | FleetConfig,
+}
 
 _TITLES = {
     "mapping.schema.json": "tolken mapping file",
@@ -29,7 +35,7 @@ def _schema(name: str, model: Any) -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://tolken.invalid/schema/{name}",
     }
-    schema.update(model.model_json_schema(mode="validation"))
+    schema.update(TypeAdapter(model).json_schema(mode="validation"))
     schema["title"] = _TITLES[name]
     return schema
 

@@ -149,10 +149,10 @@ class IdentityTransform(_Builtin):
 
     name: Literal["identity"] = "identity"
 
-    def to_pms(self, value: Any, ctx: ApplyContext) -> Any:
+    def to_pms(self, value: Any, _ctx: ApplyContext) -> Any:
         return value
 
-    def to_poweroffice(self, value: Any, ctx: ApplyContext) -> Any:
+    def to_poweroffice(self, value: Any, _ctx: ApplyContext) -> Any:
         return value
 
 
@@ -306,10 +306,10 @@ class ConstantTransform(_Builtin):
     name: Literal["constant"] = "constant"
     value: str | StrictBool | StrictInt
 
-    def to_pms(self, value: Any, ctx: ApplyContext) -> Any:
+    def to_pms(self, _value: Any, _ctx: ApplyContext) -> Any:
         return self.value
 
-    def to_poweroffice(self, value: Any, ctx: ApplyContext) -> Any:
+    def to_poweroffice(self, _value: Any, _ctx: ApplyContext) -> Any:
         return None
 
     def describe(self) -> str:
@@ -441,7 +441,7 @@ def register_transform(name: str, factory: Callable[[dict[str, Any]], Transform]
     _CUSTOM[name] = factory
 
 
-def _transform_core_schema(source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+def _transform_core_schema(_source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
     inner = handler.generate_schema(BuiltinTransform)
 
     def build(value: Any, validate: core_schema.ValidatorFunctionWrapHandler) -> Any:

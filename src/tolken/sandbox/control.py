@@ -17,15 +17,23 @@
     ``Retry-After: 1``. ``seed`` makes the draws reproducible. ``GET`` returns
     the settings; ``{}`` switches faults off.
 ``GET /_sandbox/stats``
-    ``{"requests": {"GET /v2/Customers": 3, "PATCH /v2/Customers/{id}": 1}}``:
-    every request the API received (faulted and rate-limited ones included),
-    keyed by method and the matched route template. Route path parameters
-    should be named ``{id}``. ``/_sandbox/*`` is not counted.
+    ``{"requests": {"GET /v2/Customers": 3, "PATCH /v2/Customers/{id}": 1},
+    "statuses": {"200": 3, "429": 1}}``: every request the API received
+    (faulted and rate-limited ones included), keyed by method and the matched
+    route template, and every answer by status (a dropped request has none).
+    Route path parameters should be named ``{id}``. ``/_sandbox/*`` is not
+    counted. ``?<client field>=KEY`` (``client`` on the PowerOffice simulator,
+    ``api_key`` on the PMS) narrows both counts to the requests of that
+    client, as ``identify`` attributes them from the request headers.
 ``POST /_sandbox/reset``
-    Calls ``on_reset`` (empty state) and clears stats and faults.
+    Calls ``on_reset(None)`` (every client's state emptied) and clears stats
+    and faults. With ``{"<client field>": KEY}`` it calls ``on_reset(KEY)``
+    (only that client's state) and forgets only that client's counts; faults
+    stay.
 ``POST /_sandbox/seed``
-    ``{"customers": N, "departments": N, "projects": N}`` → whatever
-    ``on_seed(counts)`` returns (JSON).
+    ``{"customers": N, "departments": N, "projects": N}``, optionally with
+    ``"<client field>": KEY`` → whatever ``on_seed(counts, KEY or None)``
+    returns (JSON).
 ``GET|POST /_sandbox/settings``
     Runtime switches of the simulator, when it passes ``settings_hook``: the
     hook receives the posted object (``{}`` for GET) and returns the settings.
@@ -55,6 +63,8 @@ CONTROL_PREFIX = "/_sandbox"
 
 SettingsHook = Callable[[dict[str, Any]], dict[str, Any]]
 FaultResponder = Callable[[int], Response]
+#: The client a request belongs to, from its headers (None: none or unknown).
+Identify = Callable[[Scope], str | None]
 
 
 class FaultSettings(BaseModel):
@@ -84,29 +94,53 @@ def default_fault_response(status: int) -> Response:
 class SandboxControl:
     """Live control state of one simulator: faults and request statistics."""
 
-    def __init__(self, app: FastAPI, fault_response: FaultResponder) -> None:
+    def __init__(
+        self, app: FastAPI, fault_response: FaultResponder, identify: Identify | None = None
+    ) -> None:
         self._app = app
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[tuple[str | None, str]] = Counter()
+        self._statuses: Counter[tuple[str | None, str]] = Counter()
         self.fault_response = fault_response
+        self.identify: Identify = identify or (lambda _scope: None)
         self.faults = FaultSettings()
         self._random = random.Random()
 
     # -- statistics ---------------------------------------------------------
-    def record(self, key: str) -> None:
-        """Count one request under ``"METHOD /template"``."""
+    def record(self, key: str, client: str | None = None) -> None:
+        """Count one request of ``client`` under ``"METHOD /template"``."""
         with self._lock:
-            self._counts[key] += 1
+            self._counts[client, key] += 1
 
-    def stats(self) -> dict[str, int]:
-        """A copy of the request counts."""
+    def record_status(self, status: int, client: str | None = None) -> None:
+        """Count one answer of ``client`` with ``status``."""
         with self._lock:
-            return dict(self._counts)
+            self._statuses[client, str(status)] += 1
 
-    def reset_stats(self) -> None:
-        """Forget all counted requests."""
+    def stats(self, client: str | None = None) -> dict[str, int]:
+        """Request counts by ``"METHOD /template"``: all, or ``client``'s only."""
+        return self._totals(self._counts, client)
+
+    def statuses(self, client: str | None = None) -> dict[str, int]:
+        """Answer counts by status: all, or ``client``'s only."""
+        return self._totals(self._statuses, client)
+
+    def _totals(
+        self, counts: Counter[tuple[str | None, str]], client: str | None
+    ) -> dict[str, int]:
+        totals: Counter[str] = Counter()
         with self._lock:
-            self._counts.clear()
+            for (owner, key), count in counts.items():
+                if client is None or owner == client:
+                    totals[key] += count
+        return dict(totals)
+
+    def reset_stats(self, client: str | None = None) -> None:
+        """Forget every counted request, or only ``client``'s."""
+        with self._lock:
+            for counts in (self._counts, self._statuses):
+                for owned in [k for k in counts if client is None or k[0] == client]:
+                    del counts[owned]
 
     # -- faults -------------------------------------------------------------
     def set_faults(self, faults: FaultSettings) -> None:
@@ -148,7 +182,14 @@ class _ControlMiddleware:
             await self.app(scope, receive, send)
             return
         control = self.control
-        control.record(f"{scope['method']} {control.template(scope)}")
+        client = control.identify(scope)
+        control.record(f"{scope['method']} {control.template(scope)}", client)
+
+        async def counted_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                control.record_status(int(message["status"]), client)
+            await send(message)
+
         faults = control.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -157,9 +198,9 @@ class _ControlMiddleware:
             await _hang_until_disconnect(receive, faults.drop_hang_seconds)
             return
         if status is not None:
-            await control.fault_response(status)(scope, receive, send)
+            await control.fault_response(status)(scope, receive, counted_send)
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, counted_send)
 
 
 async def _hang_until_disconnect(receive: Receive, limit: float) -> None:
@@ -194,22 +235,46 @@ async def _json_object(request: Request) -> dict[str, Any] | JSONResponse:
     return body
 
 
+def _client_of(body: dict[str, Any], field: str) -> str | JSONResponse | None:
+    """The client named in a control request's body (None: every client / the default)."""
+    client = body.get(field)
+    if client is None:
+        return None
+    if not isinstance(client, str) or not client:
+        return _problem(f"'{field}' must be a non-empty string.")
+    return client
+
+
 def install_control(
     app: FastAPI,
     *,
-    on_reset: Callable[[], None],
-    on_seed: Callable[[dict[str, int]], Mapping[str, Any]],
+    on_reset: Callable[[str | None], None],
+    on_seed: Callable[[dict[str, int], str | None], Mapping[str, Any]],
+    client_field: str,
+    identify: Identify | None = None,
     settings_hook: SettingsHook | None = None,
     fault_response: FaultResponder = default_fault_response,
 ) -> SandboxControl:
     """Add the ``/_sandbox/*`` routes and the stats/faults middleware to ``app``.
 
     Call it while building the app (before it starts). ``on_seed`` receives
-    the non-negative counts posted (missing keys are absent) and runs in a
-    worker thread. ``fault_response`` builds the answer of an injected status.
+    the non-negative counts posted (missing keys are absent) and the client
+    named by ``client_field`` (None when absent), and runs in a worker thread;
+    ``on_reset`` gets that client or None (everything). Both raise ValueError
+    for a client key they do not accept (a 400). ``identify`` attributes each
+    API request to a client for the stats. ``fault_response`` builds the answer
+    of an injected status.
     """
-    control = SandboxControl(app, fault_response)
+    control = SandboxControl(app, fault_response, identify)
     app.add_middleware(_ControlMiddleware, control=control)
+    _add_fault_routes(app, control, client_field)
+    _add_data_routes(app, control, on_reset, on_seed, client_field)
+    _add_settings_route(app, settings_hook)
+    return control
+
+
+def _add_fault_routes(app: FastAPI, control: SandboxControl, client_field: str) -> None:
+    """``/_sandbox/faults`` (read and set) and ``/_sandbox/stats``."""
 
     async def get_faults() -> dict[str, Any]:
         return control.faults.model_dump()
@@ -225,29 +290,65 @@ def install_control(
         control.set_faults(faults)
         return faults.model_dump()
 
-    async def get_stats() -> dict[str, Any]:
-        return {"requests": control.stats()}
+    async def get_stats(request: Request) -> dict[str, Any]:
+        client = request.query_params.get(client_field) or None
+        return {"requests": control.stats(client), "statuses": control.statuses(client)}
 
-    def post_reset() -> dict[str, Any]:
-        on_reset()
-        control.reset_stats()
-        control.set_faults(FaultSettings())
+    app.add_api_route(f"{CONTROL_PREFIX}/faults", get_faults, methods=["GET"])
+    app.add_api_route(f"{CONTROL_PREFIX}/faults", post_faults, methods=["POST"])
+    app.add_api_route(f"{CONTROL_PREFIX}/stats", get_stats, methods=["GET"])
+
+
+def _add_data_routes(
+    app: FastAPI,
+    control: SandboxControl,
+    on_reset: Callable[[str | None], None],
+    on_seed: Callable[[dict[str, int], str | None], Mapping[str, Any]],
+    client_field: str,
+) -> None:
+    """``/_sandbox/reset`` and ``/_sandbox/seed``."""
+
+    async def post_reset(request: Request) -> Any:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        client = _client_of(body, client_field)
+        if isinstance(client, JSONResponse):
+            return client
+        try:
+            await asyncio.to_thread(on_reset, client)
+        except ValueError as exc:
+            return _problem(str(exc))
+        control.reset_stats(client)
+        if client is None:
+            control.set_faults(FaultSettings())
         return {"reset": True}
 
     async def post_seed(request: Request) -> Any:
         body = await _json_object(request)
         if isinstance(body, JSONResponse):
             return body
+        client = _client_of(body, client_field)
+        if isinstance(client, JSONResponse):
+            return client
+        body.pop(client_field, None)
         counts: dict[str, int] = {}
         for key, value in body.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 return _problem(f"'{key}' must be a non-negative integer.")
             counts[key] = value
         try:
-            result = await asyncio.to_thread(on_seed, counts)
+            result = await asyncio.to_thread(on_seed, counts, client)
         except ValueError as exc:
             return _problem(str(exc))
         return dict(result)
+
+    app.add_api_route(f"{CONTROL_PREFIX}/reset", post_reset, methods=["POST"])
+    app.add_api_route(f"{CONTROL_PREFIX}/seed", post_seed, methods=["POST"])
+
+
+def _add_settings_route(app: FastAPI, settings_hook: SettingsHook | None) -> None:
+    """``/_sandbox/settings``: the simulator's runtime settings, when it has any."""
 
     async def settings(request: Request) -> Any:
         if settings_hook is None:
@@ -260,10 +361,4 @@ def install_control(
         except ValueError as exc:
             return _problem(str(exc))
 
-    app.add_api_route(f"{CONTROL_PREFIX}/faults", get_faults, methods=["GET"])
-    app.add_api_route(f"{CONTROL_PREFIX}/faults", post_faults, methods=["POST"])
-    app.add_api_route(f"{CONTROL_PREFIX}/stats", get_stats, methods=["GET"])
-    app.add_api_route(f"{CONTROL_PREFIX}/reset", post_reset, methods=["POST"])
-    app.add_api_route(f"{CONTROL_PREFIX}/seed", post_seed, methods=["POST"])
     app.add_api_route(f"{CONTROL_PREFIX}/settings", settings, methods=["GET", "POST"])
-    return control

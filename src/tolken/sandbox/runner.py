@@ -200,7 +200,7 @@ def sandbox_in_thread(
                     on_ready=on_ready,
                 )
             )
-        except BaseException as exc:  # reported to the caller below
+        except BaseException as exc:  # noqa: BLE001 - whatever stops the thread is the caller's error
             failure.append(exc)
         finally:
             ready.set()

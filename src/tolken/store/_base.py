@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from tolken.errors import Retriable, TolkenError, Unreachable
 from tolken.store._db import READ_ONLY
 
-__all__ = ["Clock", "StoreBase", "chunked", "utcnow"]
+__all__ = ["Clock", "StoreBase", "TenantBound", "chunked", "utcnow"]
 
 Clock = Callable[[], datetime]
 
@@ -137,6 +137,49 @@ class StoreBase:
             raise _classify(exc) from None
         finally:
             conn.close()
+
+
+class TenantBound:
+    """A view of the store bound to one tenant: the base of the tenant-keyed repositories.
+
+    Its methods take no tenant: every query it makes carries ``self.tenant``, and
+    a row of another tenant, looked up by id, is not found. It shares the
+    store's connections and transactions.
+    """
+
+    def __init__(self, store: StoreBase, tenant: str) -> None:
+        if not tenant:
+            raise ValueError("a tenant id is required")
+        self._store = store
+        self.tenant = tenant
+
+    def now(self) -> datetime:
+        """The store's clock (injectable for tests)."""
+        return self._store.now()
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Run the enclosed store calls atomically (see :meth:`StoreBase.transaction`)."""
+        return self._store.transaction()
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside ``with store.transaction():`` on this thread."""
+        return self._store.in_transaction
+
+    # The view borrows its store's connections (one StoreBase, so the same transaction);
+    # these are the store's own private helpers, shared with its views only.
+    @property
+    def _single_connection(self) -> bool:
+        return self._store._single_connection  # noqa: SLF001 - the store's view
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return self._store._write()  # noqa: SLF001 - the store's view
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return self._store._read()  # noqa: SLF001 - the store's view
+
+    def _connect(self, *, read_only: bool) -> AbstractContextManager[Connection]:
+        return self._store._connect(read_only=read_only)  # noqa: SLF001 - the store's view
 
 
 def _classify(exc: OperationalError) -> TolkenError:

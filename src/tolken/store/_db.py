@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import stamina
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from tolken.errors import ConfigError
+from tolken.errors import ConfigError, TolkenError, Unreachable
 
-__all__ = ["READ_ONLY", "SQLITE_BUSY_TIMEOUT_MS", "make_engine", "parse_url"]
+__all__ = ["READ_ONLY", "SQLITE_BUSY_TIMEOUT_MS", "make_engine", "open_failure", "parse_url"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -73,6 +74,24 @@ def make_engine(url: str | URL) -> Engine:
         raise ConfigError(
             f"no database driver for {parsed.drivername}: {exc}", key="store"
         ) from None
+
+
+def open_failure(url: URL, exc: DBAPIError) -> TolkenError:
+    """What a failure to open the store at ``url`` means for the user.
+
+    A SQLite file that cannot be opened is a configuration error (exit 2) that
+    names the path and why; a database server that does not answer is
+    :class:`~tolken.errors.Unreachable` (exit 1), like any other system.
+    """
+    reason = str(exc.orig or exc).strip()
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return Unreachable(f"cannot open the store: {reason}", system="store")
+    path = Path(url.database).absolute()
+    if not path.parent.is_dir():
+        reason = f"the folder {path.parent} does not exist"
+    elif path.is_dir():
+        reason = "it is a folder, not a file"
+    return ConfigError(f"cannot open the SQLite store {path}: {reason}", key="store")
 
 
 def _sqlite_engine(url: URL) -> Engine:

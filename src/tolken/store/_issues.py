@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import Connection, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tolken._redact import shared as shared_redactor
 from tolken.errors import RecordError, TolkenError
 from tolken.store._links import LinkRepository, check_flow
-from tolken.store.models import SIDES, WINNERS, ConflictRow, FailureRow, PendingCreateRow
-from tolken.store.records import (
+from tolken.store._models import SIDES, WINNERS, ConflictRow, FailureRow, PendingCreateRow
+from tolken.store._records import (
+    AlreadySettled,
     ConflictRecord,
     Failure,
     FlowCounts,
@@ -75,7 +77,6 @@ class IssueRepository(LinkRepository):
 
     def record_failure(
         self,
-        tenant: str,
         flow: FlowId,
         side: Side,
         record_id: str,
@@ -90,24 +91,26 @@ class IssueRepository(LinkRepository):
         """Park a record, or count another attempt if it is already parked.
 
         ``side`` and ``record_id`` name the record the failure is about; the
-        message is kept verbatim. The next attempt is due after an exponential
-        backoff on the number of attempts.
+        message is kept verbatim but for secrets (the process's redactor
+        replaces them in it and in ``details``). The next attempt is due after
+        an exponential backoff on the number of attempts.
         """
         check_flow(flow)
         if side not in SIDES:
             raise ValueError(f"unknown side {side!r}")
         record_id = str(record_id)
         now = self.now()
+        redactor = shared_redactor()
         changes: dict[str, Any] = {
             "error_class": error_class,
-            "message": message,
+            "message": redactor.text(message),
             "status": status,
-            "details": dict(details) if details is not None else None,
+            "details": redactor.value(dict(details)) if details is not None else None,
             "last_seen": now,
         }
         with self._write() as conn:
             for _ in range(3):  # a concurrent writer may insert between our read and write
-                existing = self._open_failure(conn, tenant, flow, side, record_id)
+                existing = self._open_failure(conn, flow, side, record_id)
                 if existing is not None:
                     attempts = existing.attempts + 1
                     row = conn.execute(
@@ -131,7 +134,7 @@ class IssueRepository(LinkRepository):
                             .values(
                                 {
                                     **changes,
-                                    "tenant": tenant,
+                                    "tenant": self.tenant,
                                     "flow": flow,
                                     "side": side,
                                     "record_id": record_id,
@@ -149,9 +152,7 @@ class IssueRepository(LinkRepository):
                     continue
         raise RuntimeError("could not record the failure under concurrent writes")
 
-    def record_error(
-        self, tenant: str, flow: FlowId, side: Side, record_id: str, error: TolkenError
-    ) -> Failure:
+    def record_error(self, flow: FlowId, side: Side, record_id: str, error: TolkenError) -> Failure:
         """Park a record with a tolken error: its class, verbatim message, status, field errors."""
         details: dict[str, Any] | None = None
         if isinstance(error, RecordError) and (error.field_errors or error.remote):
@@ -162,7 +163,6 @@ class IssueRepository(LinkRepository):
                 "remote": error.remote,
             }
         return self.record_failure(
-            tenant,
             flow,
             side,
             record_id,
@@ -173,12 +173,12 @@ class IssueRepository(LinkRepository):
         )
 
     def _open_failure(
-        self, conn: Connection, tenant: str, flow: str, side: str, record_id: str
+        self, conn: Connection, flow: str, side: str, record_id: str
     ) -> Failure | None:
         row = conn.execute(
             select(*_FAILURE_COLUMNS)
             .where(
-                FailureRow.tenant == tenant,
+                FailureRow.tenant == self.tenant,
                 FailureRow.flow == flow,
                 FailureRow.side == side,
                 FailureRow.record_id == record_id,
@@ -190,13 +190,13 @@ class IssueRepository(LinkRepository):
         ).first()
         return Failure(*row) if row is not None else None
 
-    def resolve_failure(self, tenant: str, flow: FlowId, side: Side, record_id: str) -> bool:
+    def resolve_failure(self, flow: FlowId, side: Side, record_id: str) -> bool:
         """Mark a parked record as done (it synchronised); False if it was not parked."""
         with self._write() as conn:
             result = conn.execute(
                 update(FailureRow)
                 .where(
-                    FailureRow.tenant == tenant,
+                    FailureRow.tenant == self.tenant,
                     FailureRow.flow == flow,
                     FailureRow.side == side,
                     FailureRow.record_id == str(record_id),
@@ -208,7 +208,6 @@ class IssueRepository(LinkRepository):
 
     def due_failures(
         self,
-        tenant: str,
         flow: FlowId | None = None,
         *,
         now: datetime | None = None,
@@ -218,7 +217,7 @@ class IssueRepository(LinkRepository):
         stmt = (
             select(*_FAILURE_COLUMNS)
             .where(
-                FailureRow.tenant == tenant,
+                FailureRow.tenant == self.tenant,
                 FailureRow.resolved == false(),
                 FailureRow.next_attempt_at <= (now or self.now()),
             )
@@ -231,10 +230,10 @@ class IssueRepository(LinkRepository):
             return [Failure(*row) for row in conn.execute(stmt)]
 
     def list_failures(
-        self, tenant: str, flow: FlowId | None = None, *, include_resolved: bool = False
+        self, flow: FlowId | None = None, *, include_resolved: bool = False
     ) -> list[Failure]:
         """Parked records (and resolved ones when asked), oldest first."""
-        stmt = select(*_FAILURE_COLUMNS).where(FailureRow.tenant == tenant)
+        stmt = select(*_FAILURE_COLUMNS).where(FailureRow.tenant == self.tenant)
         if flow is not None:
             stmt = stmt.where(FailureRow.flow == flow)
         if not include_resolved:
@@ -242,11 +241,14 @@ class IssueRepository(LinkRepository):
         with self._read() as conn:
             return [Failure(*row) for row in conn.execute(stmt.order_by(FailureRow.id))]
 
-    def retry_failures_now(self, tenant: str, failure_ids: Iterable[int] | None = None) -> int:
-        """Make parked records due at once (``tolken retry``); returns how many."""
+    def retry_failures_now(self, failure_ids: Iterable[int] | None = None) -> int:
+        """Make parked records due at once (``tolken retry``); returns how many.
+
+        Ids of resolved failures, or of another tenant's, are left out of the count.
+        """
         stmt = (
             update(FailureRow)
-            .where(FailureRow.tenant == tenant, FailureRow.resolved == false())
+            .where(FailureRow.tenant == self.tenant, FailureRow.resolved == false())
             .values(next_attempt_at=self.now())
         )
         if failure_ids is not None:
@@ -258,7 +260,6 @@ class IssueRepository(LinkRepository):
 
     def record_conflict(
         self,
-        tenant: str,
         flow: FlowId,
         link_id: int,
         field: str,
@@ -270,16 +271,20 @@ class IssueRepository(LinkRepository):
         winner: Winner,
         run_id: int | None = None,
     ) -> ConflictRecord:
-        """Record a field changed on both sides; ``winner='parked'`` leaves it for a person."""
+        """Record a field changed on both sides; ``winner='parked'`` leaves it for a person.
+
+        Raises :class:`UnknownRecord` if ``link_id`` is not one of the tenant's links.
+        """
         check_flow(flow)
         if winner not in WINNERS:
             raise ValueError(f"unknown winner {winner!r}")
         now = self.now()
         with self._write() as conn:
+            self._flows_of(conn, [link_id])
             row = conn.execute(
                 insert(ConflictRow)
                 .values(
-                    tenant=tenant,
+                    tenant=self.tenant,
                     flow=flow,
                     link_id=link_id,
                     field=field,
@@ -299,7 +304,6 @@ class IssueRepository(LinkRepository):
 
     def list_conflicts(
         self,
-        tenant: str,
         flow: FlowId | None = None,
         *,
         link_id: int | None = None,
@@ -307,7 +311,7 @@ class IssueRepository(LinkRepository):
         limit: int | None = None,
     ) -> list[ConflictRecord]:
         """Recorded conflicts, newest first."""
-        stmt = select(*_CONFLICT_COLUMNS).where(ConflictRow.tenant == tenant)
+        stmt = select(*_CONFLICT_COLUMNS).where(ConflictRow.tenant == self.tenant)
         if flow is not None:
             stmt = stmt.where(ConflictRow.flow == flow)
         if link_id is not None:
@@ -319,25 +323,43 @@ class IssueRepository(LinkRepository):
             return [ConflictRecord(*row) for row in conn.execute(stmt)]
 
     def resolve_conflict(self, conflict_id: int, winner: Side) -> ConflictRecord:
-        """Settle a parked conflict by hand: the engine then writes the winner's value."""
+        """Settle a parked conflict by hand: the engine then writes the winner's value.
+
+        Raises :class:`UnknownRecord` for an id that is not one of the tenant's
+        conflicts, and :class:`AlreadySettled` (changing nothing) for a conflict
+        that is no longer parked.
+        """
         if winner not in SIDES:
             raise ValueError(f"a conflict is settled for 'poweroffice' or 'pms', not {winner!r}")
+        mine = (ConflictRow.tenant == self.tenant, ConflictRow.id == conflict_id)
         with self._write() as conn:
+            # Only a parked conflict is settled, in one statement, so two people
+            # settling it at once cannot both win.
             row = conn.execute(
                 update(ConflictRow)
-                .where(ConflictRow.id == conflict_id)
+                .where(*mine, ConflictRow.resolved == false())
                 .values(winner=winner, resolved=True, resolved_at=self.now())
                 .returning(*_CONFLICT_COLUMNS)
             ).first()
-        if row is None:
+            if row is None:
+                settled = conn.execute(select(*_CONFLICT_COLUMNS).where(*mine)).first()
+        if row is not None:
+            return ConflictRecord(*row)
+        if settled is None:
             raise UnknownRecord(f"no conflict {conflict_id}")
-        return ConflictRecord(*row)
+        done = ConflictRecord(*settled)
+        raise AlreadySettled(
+            f"conflict {conflict_id} was already settled ({done.winner} won"
+            f"{'' if done.resolved_at is None else ' at ' + done.resolved_at.isoformat()})",
+            done,
+        )
 
     # -- dashboard ---------------------------------------------------------
 
-    def flow_counts(self, tenant: str) -> dict[str, FlowCounts]:
+    def flow_counts(self) -> dict[str, FlowCounts]:
         """Per flow: links by state, open failures, parked conflicts and pending creates."""
-        links = self.link_counts(tenant)
+        tenant = self.tenant
+        links = self.link_counts()
         with self._read() as conn:
             failures = _count_by_flow(conn, FailureRow, tenant, FailureRow.resolved == false())
             conflicts = _count_by_flow(conn, ConflictRow, tenant, ConflictRow.resolved == false())

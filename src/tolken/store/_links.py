@@ -24,9 +24,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from tolken.store._base import StoreBase, chunked
-from tolken.store.flowstate import FlowState, compact_row, decode_shadow
-from tolken.store.models import (
+from tolken.store._base import TenantBound, chunked
+from tolken.store._flowstate import FlowState, compact_row, decode_shadow
+from tolken.store._models import (
     FLOWS,
     LINK_STATES,
     FlowVersionRow,
@@ -34,7 +34,7 @@ from tolken.store.models import (
     LinkRow,
     ShadowRow,
 )
-from tolken.store.records import (
+from tolken.store._records import (
     FLOW_PMS_RESOURCE,
     Direction,
     DuplicateLink,
@@ -100,41 +100,47 @@ def _select_links() -> Select[Any]:
     return select(*_LINK_COLUMNS)
 
 
-class LinkRepository(StoreBase):
-    """Links between records, their shadows, and the history of writes."""
+class LinkRepository(TenantBound):
+    """A tenant's links between records, their shadows, and the history of writes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._flow_cache: dict[tuple[str, str], tuple[int, FlowState]] = {}
+        self._flow_cache: dict[str, tuple[int, FlowState]] = {}
         self._flow_cache_lock = threading.Lock()
 
-    def _bump(self, conn: Connection, scopes: Iterable[tuple[str, str]]) -> None:
-        """Move the version of each ``(tenant, flow)`` whose links or shadows this write touches.
+    def _bump(self, conn: Connection, flows: Iterable[str]) -> None:
+        """Move the version of each of this tenant's flows whose links or shadows a write touches.
 
         Called before the write itself, so writers of one flow queue on this row
         instead of deadlocking on each other's link rows.
         """
         insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        for tenant, flow in sorted(set(scopes)):  # one lock order for every worker
-            stmt = insert_fn(FlowVersionRow).values(tenant=tenant, flow=flow, version=1)
+        for flow in sorted(set(flows)):  # one lock order for every worker
+            stmt = insert_fn(FlowVersionRow).values(tenant=self.tenant, flow=flow, version=1)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[FlowVersionRow.tenant, FlowVersionRow.flow],
                 set_={"version": FlowVersionRow.version + 1},
             )
             conn.execute(stmt)
 
-    def _scopes_of(self, conn: Connection, link_ids: Iterable[int]) -> set[tuple[str, str]]:
-        scopes: set[tuple[str, str]] = set()
+    def _flows_of(self, conn: Connection, link_ids: Iterable[int]) -> set[str]:
+        """The flows of the tenant's links ``link_ids``; :class:`UnknownRecord` if one is not."""
+        flows: set[str] = set()
         for batch in chunked(dict.fromkeys(link_ids)):
-            stmt = select(LinkRow.tenant, LinkRow.flow).where(LinkRow.id.in_(batch)).distinct()
-            scopes.update((tenant, flow) for tenant, flow in conn.execute(stmt))
-        return scopes
+            stmt = select(LinkRow.id, LinkRow.flow).where(
+                LinkRow.tenant == self.tenant, LinkRow.id.in_(batch)
+            )
+            found = dict(conn.execute(stmt).tuples().all())
+            missing = [link_id for link_id in batch if link_id not in found]
+            if missing:
+                raise UnknownRecord(f"no link {missing[0]}")
+            flows.update(found.values())
+        return flows
 
     # -- links -------------------------------------------------------------
 
     def create_link(
         self,
-        tenant: str,
         flow: FlowId,
         poweroffice_id: str,
         pms_id: str,
@@ -142,11 +148,10 @@ class LinkRepository(StoreBase):
         state: LinkState = "active",
     ) -> Link:
         """Link two records; raises :class:`DuplicateLink` if either is already linked."""
-        return self.create_links(tenant, flow, [(poweroffice_id, pms_id)], state=state)[0]
+        return self.create_links(flow, [(poweroffice_id, pms_id)], state=state)[0]
 
     def create_links(
         self,
-        tenant: str,
         flow: FlowId,
         pairs: Sequence[tuple[str, str]],
         *,
@@ -161,7 +166,7 @@ class LinkRepository(StoreBase):
         now = self.now()
         rows = [
             {
-                "tenant": tenant,
+                "tenant": self.tenant,
                 "flow": flow,
                 "pms_resource": FLOW_PMS_RESOURCE[flow],
                 "poweroffice_id": str(po_id),
@@ -176,17 +181,17 @@ class LinkRepository(StoreBase):
             try:
                 # A savepoint keeps the caller's transaction usable after a duplicate.
                 with conn.begin_nested():
-                    self._bump(conn, [(tenant, flow)])
+                    self._bump(conn, [flow])
                     result = conn.execute(
                         insert(LinkRow).returning(*_LINK_COLUMNS, sort_by_parameter_order=True),
                         rows,
                     )
                     return [_link(row) for row in result]
             except IntegrityError:
-                raise self._duplicate_error(conn, tenant, flow, pairs) from None
+                raise self._duplicate_error(conn, flow, pairs) from None
 
     def _duplicate_error(
-        self, conn: Connection, tenant: str, flow: FlowId, pairs: Sequence[tuple[str, str]]
+        self, conn: Connection, flow: FlowId, pairs: Sequence[tuple[str, str]]
     ) -> DuplicateLink:
         seen_po: set[str] = set()
         seen_pms: set[str] = set()
@@ -197,7 +202,6 @@ class LinkRepository(StoreBase):
             seen_pms.add(pms_id)
             existing = self._one_link(
                 conn,
-                LinkRow.tenant == tenant,
                 LinkRow.flow == flow,
                 LinkRow.poweroffice_id == po_id,
             )
@@ -209,7 +213,6 @@ class LinkRepository(StoreBase):
             resource = FLOW_PMS_RESOURCE[flow]
             existing = self._one_link(
                 conn,
-                LinkRow.tenant == tenant,
                 LinkRow.pms_resource == resource,
                 LinkRow.pms_id == pms_id,
             )
@@ -222,35 +225,33 @@ class LinkRepository(StoreBase):
         return DuplicateLink(f"{flow}: a record in this batch is already linked")
 
     def _one_link(self, conn: Connection, *where: Any) -> Link | None:
-        row = conn.execute(_select_links().where(*where)).first()
+        row = conn.execute(_select_links().where(LinkRow.tenant == self.tenant, *where)).first()
         return _link(row) if row is not None else None
 
     def get_link(self, link_id: int) -> Link | None:
-        """The link with this id, or ``None``."""
+        """This tenant's link with this id, or ``None``."""
         with self._read() as conn:
             return self._one_link(conn, LinkRow.id == link_id)
 
-    def get_link_by_po(self, tenant: str, flow: FlowId, poweroffice_id: str) -> Link | None:
+    def get_link_by_po(self, flow: FlowId, poweroffice_id: str) -> Link | None:
         """The link of a PowerOffice record in a flow, or ``None``."""
         with self._read() as conn:
             return self._one_link(
                 conn,
-                LinkRow.tenant == tenant,
                 LinkRow.flow == flow,
                 LinkRow.poweroffice_id == str(poweroffice_id),
             )
 
-    def get_link_by_pms(self, tenant: str, flow: FlowId, pms_id: str) -> Link | None:
+    def get_link_by_pms(self, flow: FlowId, pms_id: str) -> Link | None:
         """The link of a PMS record in a flow, or ``None``."""
         with self._read() as conn:
             return self._one_link(
                 conn,
-                LinkRow.tenant == tenant,
                 LinkRow.flow == flow,
                 LinkRow.pms_id == str(pms_id),
             )
 
-    def get_link_by_pms_resource(self, tenant: str, resource: str, pms_id: str) -> Link | None:
+    def get_link_by_pms_resource(self, resource: str, pms_id: str) -> Link | None:
         """The link of a PMS record by resource (``customers``/``projects``), whatever the flow.
 
         A PMS change feed names only the resource; this tells a department from a customer.
@@ -258,53 +259,47 @@ class LinkRepository(StoreBase):
         with self._read() as conn:
             return self._one_link(
                 conn,
-                LinkRow.tenant == tenant,
                 LinkRow.pms_resource == resource,
                 LinkRow.pms_id == str(pms_id),
             )
 
-    def links_by_po(
-        self, tenant: str, flow: FlowId, poweroffice_ids: Iterable[str]
-    ) -> dict[str, Link]:
+    def links_by_po(self, flow: FlowId, poweroffice_ids: Iterable[str]) -> dict[str, Link]:
         """Links of many PowerOffice records, keyed by PowerOffice id (missing ids left out)."""
-        return self._links_by(LinkRow.flow == flow, tenant, LinkRow.poweroffice_id, poweroffice_ids)
+        return self._links_by(LinkRow.flow == flow, LinkRow.poweroffice_id, poweroffice_ids)
 
-    def links_by_pms(self, tenant: str, flow: FlowId, pms_ids: Iterable[str]) -> dict[str, Link]:
+    def links_by_pms(self, flow: FlowId, pms_ids: Iterable[str]) -> dict[str, Link]:
         """Links of many PMS records, keyed by PMS id (missing ids left out)."""
-        return self._links_by(LinkRow.flow == flow, tenant, LinkRow.pms_id, pms_ids)
+        return self._links_by(LinkRow.flow == flow, LinkRow.pms_id, pms_ids)
 
-    def links_by_pms_resource(
-        self, tenant: str, resource: str, pms_ids: Iterable[str]
-    ) -> dict[str, Link]:
+    def links_by_pms_resource(self, resource: str, pms_ids: Iterable[str]) -> dict[str, Link]:
         """Links of many PMS records of a resource (``customers``/``projects``), any flow.
 
         For a batch of PMS change-feed items, which name only the resource.
         """
-        return self._links_by(LinkRow.pms_resource == resource, tenant, LinkRow.pms_id, pms_ids)
+        return self._links_by(LinkRow.pms_resource == resource, LinkRow.pms_id, pms_ids)
 
-    def _links_by(
-        self, scope: Any, tenant: str, column: Any, ids: Iterable[str]
-    ) -> dict[str, Link]:
+    def _links_by(self, scope: Any, column: Any, ids: Iterable[str]) -> dict[str, Link]:
         key_index = 3 if column is LinkRow.poweroffice_id else 4
         found: dict[str, Link] = {}
         with self._read() as conn:
             for batch in chunked(dict.fromkeys(str(i) for i in ids)):
-                stmt = _select_links().where(LinkRow.tenant == tenant, scope, column.in_(batch))
+                stmt = _select_links().where(
+                    LinkRow.tenant == self.tenant, scope, column.in_(batch)
+                )
                 for row in conn.execute(stmt):
                     found[row[key_index]] = _link(row)
         return found
 
     def list_links(
         self,
-        tenant: str,
         flow: FlowId | None = None,
         *,
         state: LinkState | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Link]:
-        """Links of a tenant ordered by id, optionally of one flow and state."""
-        stmt = _select_links().where(LinkRow.tenant == tenant).order_by(LinkRow.id)
+        """The tenant's links ordered by id, optionally of one flow and state."""
+        stmt = _select_links().where(LinkRow.tenant == self.tenant).order_by(LinkRow.id)
         if flow is not None:
             stmt = stmt.where(LinkRow.flow == flow)
         if state is not None:
@@ -318,10 +313,10 @@ class LinkRepository(StoreBase):
         if state not in LINK_STATES:
             raise ValueError(f"unknown link state {state!r}")
         with self._write() as conn:
-            self._bump(conn, self._scopes_of(conn, [link_id]))
+            self._bump(conn, self._flows_of(conn, [link_id]))
             row = conn.execute(
                 update(LinkRow)
-                .where(LinkRow.id == link_id)
+                .where(LinkRow.tenant == self.tenant, LinkRow.id == link_id)
                 .values(state=state, updated_at=self.now())
                 .returning(*_LINK_COLUMNS)
             ).first()
@@ -332,16 +327,16 @@ class LinkRepository(StoreBase):
     def delete_link(self, link_id: int) -> None:
         """Forget a link (``tolken link`` re-pointing a record); its shadow and history go too."""
         with self._write() as conn:
-            self._bump(conn, self._scopes_of(conn, [link_id]))
-            result = conn.execute(delete(LinkRow).where(LinkRow.id == link_id))
-        if result.rowcount == 0:
-            raise UnknownRecord(f"no link {link_id}")
+            self._bump(conn, self._flows_of(conn, [link_id]))
+            conn.execute(
+                delete(LinkRow).where(LinkRow.tenant == self.tenant, LinkRow.id == link_id)
+            )
 
-    def link_counts(self, tenant: str) -> dict[str, dict[str, int]]:
-        """``{flow: {state: count}}`` for a tenant."""
+    def link_counts(self) -> dict[str, dict[str, int]]:
+        """``{flow: {state: count}}`` of the tenant's links."""
         stmt = (
             select(LinkRow.flow, LinkRow.state, func.count())
-            .where(LinkRow.tenant == tenant)
+            .where(LinkRow.tenant == self.tenant)
             .group_by(LinkRow.flow, LinkRow.state)
         )
         counts: dict[str, dict[str, int]] = {}
@@ -361,8 +356,10 @@ class LinkRepository(StoreBase):
         found: dict[int, Shadow] = {}
         with self._read() as conn:
             for batch in chunked(dict.fromkeys(link_ids)):
-                stmt = select(ShadowRow.link_id, *_RAW_SHADOW_COLUMNS).where(
-                    ShadowRow.link_id.in_(batch)
+                stmt = (
+                    select(ShadowRow.link_id, *_RAW_SHADOW_COLUMNS)
+                    .join(LinkRow, LinkRow.id == ShadowRow.link_id)
+                    .where(LinkRow.tenant == self.tenant, ShadowRow.link_id.in_(batch))
                 )
                 for row in conn.execute(stmt):
                     found[row[0]] = decode_shadow(row[1:])
@@ -373,7 +370,10 @@ class LinkRepository(StoreBase):
         self.save_shadows({link_id: shadow})
 
     def save_shadows(self, shadows: Mapping[int, Shadow]) -> None:
-        """Replace the shadows of many links in batched statements."""
+        """Replace the shadows of many of the tenant's links in batched statements.
+
+        Raises :class:`UnknownRecord` (and writes none) if a link is not the tenant's.
+        """
         if not shadows:
             return
         for shadow in shadows.values():
@@ -386,7 +386,7 @@ class LinkRepository(StoreBase):
             for link_id, shadow in shadows.items()
         ]
         with self._write() as conn:
-            self._bump(conn, self._scopes_of(conn, shadows))
+            self._bump(conn, self._flows_of(conn, shadows))
             insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             for batch in chunked(rows):
                 stmt = insert_fn(ShadowRow)
@@ -396,7 +396,7 @@ class LinkRepository(StoreBase):
                 )
                 conn.execute(stmt, batch)
 
-    def load_flow_state(self, tenant: str, flow: FlowId, *, refresh: bool = False) -> FlowState:
+    def load_flow_state(self, flow: FlowId, *, refresh: bool = False) -> FlowState:
         """Every link of a flow with its (lazily decoded) shadow, read in one query.
 
         The rows are read on the state's first use, and the state is handed out
@@ -405,7 +405,7 @@ class LinkRepository(StoreBase):
         ``refresh`` forces a fresh state. Treat the result as read-only.
         """
         check_flow(flow)
-        key = (tenant, flow)
+        tenant = self.tenant
         with self._read() as conn:
             version = conn.execute(
                 select(FlowVersionRow.version).where(
@@ -416,26 +416,24 @@ class LinkRepository(StoreBase):
         # Inside a transaction the caller may see its own uncommitted writes:
         # read them now, and never keep them beyond the transaction.
         if self.in_transaction or self._single_connection:
-            return FlowState(tenant, flow, self._flow_rows(tenant, flow, own_connection=False))
+            return FlowState(tenant, flow, self._flow_rows(flow, own_connection=False))
         with self._flow_cache_lock:
-            cached = self._flow_cache.get(key)
+            cached = self._flow_cache.get(flow)
             if not refresh and cached is not None and cached[0] == version:
                 return cached[1]
             # Rows read later than the version are at least as new as it says,
             # so a state kept under this version is never older than claimed.
-            state = FlowState(tenant, flow, loader=lambda: self._flow_rows(tenant, flow))
-            self._flow_cache[key] = (version, state)
+            state = FlowState(tenant, flow, loader=lambda: self._flow_rows(flow))
+            self._flow_cache[flow] = (version, state)
             return state
 
-    def _flow_rows(
-        self, tenant: str, flow: FlowId, *, own_connection: bool = True
-    ) -> list[tuple[Any, ...]]:
+    def _flow_rows(self, flow: FlowId, *, own_connection: bool = True) -> list[tuple[Any, ...]]:
         # Rows are compacted as they stream from the cursor, so the driver's own
         # row objects for 100,000 links never exist all at once.
         stmt = (
             select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
             .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
-            .where(LinkRow.tenant == tenant, LinkRow.flow == flow)
+            .where(LinkRow.tenant == self.tenant, LinkRow.flow == flow)
         )
         if not own_connection:
             with self._read() as conn:
@@ -445,10 +443,10 @@ class LinkRepository(StoreBase):
         with self._connect(read_only=True) as conn, conn.begin():
             return [compact_row(row) for row in conn.execute(stmt)]
 
-    def link_map(self, tenant: str, flow: FlowId) -> dict[str, str]:
+    def link_map(self, flow: FlowId) -> dict[str, str]:
         """``{poweroffice_id: pms_id}`` for every link of a flow (reference translation)."""
         stmt = select(LinkRow.poweroffice_id, LinkRow.pms_id).where(
-            LinkRow.tenant == tenant, LinkRow.flow == flow
+            LinkRow.tenant == self.tenant, LinkRow.flow == flow
         )
         with self._read() as conn:
             mapping: dict[str, str] = dict(conn.execute(stmt).tuples().all())
@@ -472,8 +470,12 @@ class LinkRepository(StoreBase):
         )
 
     def add_history_many(self, entries: Iterable[HistoryEntry]) -> None:
-        """Record many writes in batched statements (``at`` defaults to now)."""
+        """Record many writes in batched statements (``at`` defaults to now).
+
+        Raises :class:`UnknownRecord` (and records none) if a link is not the tenant's.
+        """
         now = self.now()
+        entries = list(entries)
         rows = [
             {
                 "link_id": e.link_id,
@@ -489,6 +491,7 @@ class LinkRepository(StoreBase):
         if not rows:
             return
         with self._write() as conn:
+            self._flows_of(conn, (e.link_id for e in entries))
             for batch in chunked(rows):
                 conn.execute(insert(HistoryRow), batch)
 
@@ -496,7 +499,8 @@ class LinkRepository(StoreBase):
         """The writes made for a link, oldest first (the newest ``limit`` when given)."""
         stmt = (
             select(*_HISTORY_COLUMNS)
-            .where(HistoryRow.link_id == link_id)
+            .join(LinkRow, LinkRow.id == HistoryRow.link_id)
+            .where(LinkRow.tenant == self.tenant, HistoryRow.link_id == link_id)
             .order_by(HistoryRow.at.desc(), HistoryRow.id.desc())
             .limit(limit)
         )
@@ -504,14 +508,12 @@ class LinkRepository(StoreBase):
             rows = conn.execute(stmt).all()
         return [HistoryEntry(*row) for row in reversed(rows)]
 
-    def recent_history(
-        self, tenant: str, flow: FlowId | None = None, *, limit: int = 50
-    ) -> list[HistoryEntry]:
-        """The newest writes across a tenant's links (the dashboard's activity), newest first."""
+    def recent_history(self, flow: FlowId | None = None, *, limit: int = 50) -> list[HistoryEntry]:
+        """The newest writes across the tenant's links (the dashboard's activity), newest first."""
         stmt = (
             select(*_HISTORY_COLUMNS)
             .join(LinkRow, LinkRow.id == HistoryRow.link_id)
-            .where(LinkRow.tenant == tenant)
+            .where(LinkRow.tenant == self.tenant)
             .order_by(HistoryRow.at.desc(), HistoryRow.id.desc())
             .limit(limit)
         )

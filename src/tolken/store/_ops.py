@@ -6,22 +6,22 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from tolken.store._base import StoreBase
+from tolken._redact import shared as shared_redactor
+from tolken.store._base import TenantBound
 from tolken.store._links import check_flow
-from tolken.store.models import (
+from tolken.store._models import (
     RUN_STATUSES,
     SIDES,
     CursorRow,
-    LinkRow,
     PendingCreateRow,
     RunRow,
 )
-from tolken.store.records import (
+from tolken.store._records import (
     DuplicatePendingCreate,
     FlowId,
     PendingCreate,
@@ -57,24 +57,26 @@ _RUN_COLUMNS = (
 )
 
 
-class OpsRepository(StoreBase):
-    """Change-capture cursors, creates in flight and the record of runs."""
+class OpsRepository(TenantBound):
+    """A tenant's change-capture cursors, creates in flight and the record of its runs."""
 
     # -- cursors -----------------------------------------------------------
 
-    def get_cursor(self, tenant: str, system: str, resource: str) -> str | None:
+    def get_cursor(self, system: str, resource: str) -> str | None:
         """The stored change-capture position, or ``None`` before the first run."""
         stmt = select(CursorRow.value).where(
-            CursorRow.tenant == tenant, CursorRow.system == system, CursorRow.resource == resource
+            CursorRow.tenant == self.tenant,
+            CursorRow.system == system,
+            CursorRow.resource == resource,
         )
         with self._read() as conn:
             value: str | None = conn.execute(stmt).scalar_one_or_none()
             return value
 
-    def set_cursor(self, tenant: str, system: str, resource: str, value: str) -> None:
+    def set_cursor(self, system: str, resource: str, value: str) -> None:
         """Store a change-capture position (insert or replace)."""
         row = {
-            "tenant": tenant,
+            "tenant": self.tenant,
             "system": system,
             "resource": resource,
             "value": value,
@@ -89,10 +91,10 @@ class OpsRepository(StoreBase):
             )
             conn.execute(stmt)
 
-    def cursors(self, tenant: str) -> dict[tuple[str, str], str]:
-        """Every cursor of a tenant, keyed by ``(system, resource)``."""
+    def cursors(self) -> dict[tuple[str, str], str]:
+        """Every cursor of the tenant, keyed by ``(system, resource)``."""
         stmt = select(CursorRow.system, CursorRow.resource, CursorRow.value).where(
-            CursorRow.tenant == tenant
+            CursorRow.tenant == self.tenant
         )
         with self._read() as conn:
             return {(system, resource): value for system, resource, value in conn.execute(stmt)}
@@ -100,7 +102,7 @@ class OpsRepository(StoreBase):
     # -- pending creates ---------------------------------------------------
 
     def _pending_rows(
-        self, tenant: str, flow: FlowId, target: Side, items: Sequence[tuple[str, str]]
+        self, flow: FlowId, target: Side, items: Sequence[tuple[str, str]]
     ) -> list[dict[str, Any]]:
         """Rows of new pending creates, ``(source_id, idempotency_key)`` each."""
         check_flow(flow)
@@ -109,7 +111,7 @@ class OpsRepository(StoreBase):
         now = self.now()
         return [
             {
-                "tenant": tenant,
+                "tenant": self.tenant,
                 "flow": flow,
                 "target": target,
                 "source_id": str(source_id),
@@ -122,7 +124,6 @@ class OpsRepository(StoreBase):
 
     def add_pending_create(
         self,
-        tenant: str,
         flow: FlowId,
         target: Side,
         source_id: str,
@@ -135,7 +136,7 @@ class OpsRepository(StoreBase):
         create for the same source record is already pending.
         """
         key = idempotency_key or f"tolken-{uuid.uuid4()}"
-        [row] = self._pending_rows(tenant, flow, target, [(source_id, key)])
+        [row] = self._pending_rows(flow, target, [(source_id, key)])
         with self._write() as conn:
             try:
                 with conn.begin_nested():
@@ -150,7 +151,7 @@ class OpsRepository(StoreBase):
         return PendingCreate(*created)
 
     def add_pending_creates(
-        self, tenant: str, flow: FlowId, target: Side, items: Sequence[tuple[str, str]]
+        self, flow: FlowId, target: Side, items: Sequence[tuple[str, str]]
     ) -> None:
         """Record many creates, ``(source_id, idempotency_key)`` each, in one statement.
 
@@ -159,7 +160,7 @@ class OpsRepository(StoreBase):
         caller can then add them one by one with :meth:`add_pending_create`.
         Commit before sending the requests, as for one.
         """
-        rows = self._pending_rows(tenant, flow, target, items)
+        rows = self._pending_rows(flow, target, items)
         if not rows:
             return
         with self._write() as conn:
@@ -173,18 +174,21 @@ class OpsRepository(StoreBase):
                 ) from None
 
     def get_pending_create(self, idempotency_key: str) -> PendingCreate | None:
-        """The pending create with this key, whatever its state."""
-        stmt = select(*_PENDING_COLUMNS).where(PendingCreateRow.idempotency_key == idempotency_key)
+        """The tenant's pending create with this key, whatever its state."""
+        stmt = select(*_PENDING_COLUMNS).where(
+            PendingCreateRow.tenant == self.tenant,
+            PendingCreateRow.idempotency_key == idempotency_key,
+        )
         with self._read() as conn:
             row = conn.execute(stmt).first()
         return PendingCreate(*row) if row is not None else None
 
     def pending_create_for(
-        self, tenant: str, flow: FlowId, target: Side, source_id: str
+        self, flow: FlowId, target: Side, source_id: str
     ) -> PendingCreate | None:
         """The create still pending for a source record (an earlier run crashed), or ``None``."""
         stmt = select(*_PENDING_COLUMNS).where(
-            PendingCreateRow.tenant == tenant,
+            PendingCreateRow.tenant == self.tenant,
             PendingCreateRow.flow == flow,
             PendingCreateRow.target == target,
             PendingCreateRow.source_id == str(source_id),
@@ -194,11 +198,11 @@ class OpsRepository(StoreBase):
             row = conn.execute(stmt).first()
         return PendingCreate(*row) if row is not None else None
 
-    def pending_creates(self, tenant: str, flow: FlowId | None = None) -> list[PendingCreate]:
+    def pending_creates(self, flow: FlowId | None = None) -> list[PendingCreate]:
         """Creates still pending (oldest first): after a crash, look each up by its key."""
         stmt = (
             select(*_PENDING_COLUMNS)
-            .where(PendingCreateRow.tenant == tenant, PendingCreateRow.state == "pending")
+            .where(PendingCreateRow.tenant == self.tenant, PendingCreateRow.state == "pending")
             .order_by(PendingCreateRow.id)
         )
         if flow is not None:
@@ -216,7 +220,10 @@ class OpsRepository(StoreBase):
             return
         stmt = (
             update(PendingCreateRow)
-            .where(PendingCreateRow.idempotency_key == bindparam("b_key"))
+            .where(
+                PendingCreateRow.tenant == self.tenant,
+                PendingCreateRow.idempotency_key == bindparam("b_key"),
+            )
             .values(state="done", created_id=bindparam("b_created"), resolved_at=self.now())
         )
         params = [{"b_key": key, "b_created": str(made)} for key, made in created.items()]
@@ -235,7 +242,9 @@ class OpsRepository(StoreBase):
         with self._write() as conn:
             row = conn.execute(
                 update(PendingCreateRow)
-                .where(PendingCreateRow.idempotency_key == key)
+                .where(
+                    PendingCreateRow.tenant == self.tenant, PendingCreateRow.idempotency_key == key
+                )
                 .values(state=state, created_id=created_id, resolved_at=self.now())
                 .returning(*_PENDING_COLUMNS)
             ).first()
@@ -245,13 +254,17 @@ class OpsRepository(StoreBase):
 
     # -- runs --------------------------------------------------------------
 
-    def start_run(self, tenant: str) -> int:
+    def start_run(self) -> int:
         """Record the start of a sync cycle and return its id."""
         with self._write() as conn:
             run_id: int = conn.execute(
                 insert(RunRow)
                 .values(
-                    tenant=tenant, started_at=self.now(), status="running", counts={}, requests={}
+                    tenant=self.tenant,
+                    started_at=self.now(),
+                    status="running",
+                    counts={},
+                    requests={},
                 )
                 .returning(RunRow.id)
             ).scalar_one()
@@ -274,11 +287,14 @@ class OpsRepository(StoreBase):
             "finished_at": self.now(),
             "counts": {flow: dict(c) for flow, c in counts.items()},
             "requests": dict(requests),
-            "error": error,
+            "error": shared_redactor().text(error) if error is not None else None,
         }
         with self._write() as conn:
             row = conn.execute(
-                update(RunRow).where(RunRow.id == run_id).values(values).returning(*_RUN_COLUMNS)
+                update(RunRow)
+                .where(RunRow.tenant == self.tenant, RunRow.id == run_id)
+                .values(values)
+                .returning(*_RUN_COLUMNS)
             ).first()
         if row is None:
             raise UnknownRecord(f"no run {run_id}")
@@ -287,26 +303,18 @@ class OpsRepository(StoreBase):
     def get_run(self, run_id: int) -> Run | None:
         """One run, or ``None``."""
         with self._read() as conn:
-            row = conn.execute(select(*_RUN_COLUMNS).where(RunRow.id == run_id)).first()
+            row = conn.execute(
+                select(*_RUN_COLUMNS).where(RunRow.tenant == self.tenant, RunRow.id == run_id)
+            ).first()
         return Run(*row) if row is not None else None
 
-    def last_runs(self, tenant: str, limit: int = 20) -> list[Run]:
-        """The newest runs of a tenant, newest first."""
+    def last_runs(self, limit: int = 20) -> list[Run]:
+        """The tenant's newest runs, newest first."""
         stmt = (
             select(*_RUN_COLUMNS)
-            .where(RunRow.tenant == tenant)
+            .where(RunRow.tenant == self.tenant)
             .order_by(RunRow.started_at.desc(), RunRow.id.desc())
             .limit(limit)
         )
         with self._read() as conn:
             return [Run(*row) for row in conn.execute(stmt)]
-
-    def tenants(self) -> list[str]:
-        """Every tenant the store has seen (links or runs), sorted."""
-        with self._read() as conn:
-            return _tenants(conn)
-
-
-def _tenants(conn: Connection) -> list[str]:
-    stmt = select(LinkRow.tenant).union(select(RunRow.tenant))
-    return sorted(str(t) for t in conn.execute(stmt).scalars())

@@ -3,6 +3,8 @@
 - :func:`create_app` builds the FastAPI app over a store (no sync logic in it);
 - :class:`Metrics` holds the Prometheus registry; connectors count requests
   with :meth:`Metrics.response_hook` or :meth:`Metrics.transport`;
+- :mod:`tolken.web.security` holds the browser defences: security headers on
+  every response, and CSRF protection (same origin plus a token) on every POST;
 - :mod:`tolken.web.serve` runs the app next to the watch loop: ``serving()``,
   ``watch_loop()``, the ``WorkQueue`` between the webhook receiver (and the retry
   buttons) and the loop, and ``run_serve()`` for ``tolken serve``.

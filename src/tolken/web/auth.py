@@ -3,8 +3,11 @@
 A browser that opens ``/?token=...`` is redirected to the same page without
 the token (so it does not linger in the address bar or the history) and
 given a session cookie. The cookie holds an HMAC of the token, never the
-token itself; it is ``HttpOnly`` and ``SameSite=Strict``, so another site
-cannot make the browser post the retry forms.
+token itself; it is ``HttpOnly`` and ``SameSite=Strict``. ``?token=`` is
+accepted on GET (and HEAD) only: a form posted with the token in its action
+is refused (403), whoever made it. A request with an ``Authorization`` header
+is judged by that header alone, never by a cookie beside it. The CSRF checks
+on top of this are in :mod:`tolken.web.security`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from starlette.requests import Request
 __all__ = ["COOKIE_NAME", "PUBLIC_PATHS", "TokenAuth", "url_without_token"]
 
 COOKIE_NAME = "tolken_session"
-# /healthz is for load balancers; /webhooks/pms authenticates by its signature.
-PUBLIC_PATHS = frozenset({"/healthz", "/webhooks/pms"})
+# /healthz is for load balancers; /webhooks/pms authenticates by its signature;
+# the stylesheet is no secret (the sign-in page uses it).
+PUBLIC_PATHS = frozenset({"/healthz", "/webhooks/pms", "/static/tolken.css"})
 
 
 class TokenAuth:
@@ -58,8 +62,17 @@ class TokenAuth:
         return self._equals(request.query_params.get("token"))
 
     def allowed(self, request: Request) -> bool:
-        """True when the request carries the token in any accepted form."""
-        return self.header_ok(request) or self.query_ok(request) or self.cookie_ok(request)
+        """True when the request carries the token in an accepted form.
+
+        With an ``Authorization`` header only that header counts, so a
+        request "authenticated by Bearer" (which skips the CSRF token) never
+        rides on a cookie; ``?token=`` counts on GET and HEAD only.
+        """
+        if "authorization" in request.headers:
+            return self.header_ok(request)
+        if request.method in ("GET", "HEAD") and self.query_ok(request):
+            return True
+        return self.cookie_ok(request)
 
 
 def url_without_token(request: Request) -> str:

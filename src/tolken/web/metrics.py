@@ -24,7 +24,7 @@ Connectors count their requests by attaching a hook to their ``httpx.Client``::
 
     client = httpx.Client(event_hooks={"response": [metrics.response_hook("pms")]})
 
-or, where only a transport can be handed in (``SyncEngine.from_config(transports=...)``),
+or, where only a transport can be handed in (``open_engine(transports=...)``),
 with ``metrics.transport("pms")``, which wraps the default transport.
 """
 
@@ -39,7 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tolken.errors import TolkenError
-from tolken.store import Store
+from tolken.store import TenantStore
 from tolken.web.status import FLOWS, flow_statuses
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -53,7 +53,7 @@ _RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800
 class Metrics:
     """A dedicated registry with tolken's metrics; nothing is global, so apps never share counts."""
 
-    def __init__(self, store: Store | None = None, tenant: str = "default") -> None:
+    def __init__(self, store: TenantStore | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "tolken_requests",
@@ -93,11 +93,10 @@ class Metrics:
             registry=self.registry,
         )
         self._store = store
-        self._tenant = tenant
         self._lock = threading.Lock()
         self._seen_runs: set[int] = set()
         if store is not None:
-            self.registry.register(_StoreCollector(store, tenant))
+            self.registry.register(_StoreCollector(store))
 
     # -- counting requests ------------------------------------------------------
 
@@ -128,7 +127,7 @@ class Metrics:
         if self._store is None:
             return
         try:
-            runs = self._store.last_runs(self._tenant, limit=100)
+            runs = self._store.last_runs(limit=100)
         except TolkenError:
             return  # the store gauge says the store is down
         with self._lock:
@@ -171,9 +170,8 @@ class _CountingTransport(httpx.BaseTransport):
 class _StoreCollector(Collector):
     """Gauges read from the store at scrape time."""
 
-    def __init__(self, store: Store, tenant: str) -> None:
+    def __init__(self, store: TenantStore) -> None:
         self._store = store
-        self._tenant = tenant
 
     def describe(self) -> list[Metric]:
         return []  # collected lazily: describing would query the store at registration
@@ -181,7 +179,7 @@ class _StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("tolken_store_up", "1 when the store answered this scrape.")
         try:
-            statuses = flow_statuses(self._store, self._tenant, self._store.now(), FLOWS)
+            statuses = flow_statuses(self._store, self._store.now(), FLOWS)
         except TolkenError:
             up.add_metric([], 0)
             yield up

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tolken.logging import get_logger, log_context
-from tolken.store import Failure, Store, UnknownRecord
-from tolken.store.records import FlowId, Side
+from tolken.store import AlreadySettled, Failure, TenantStore, UnknownRecord
+from tolken.vocabulary import FlowId, Side
 from tolken.web.status import (
     conflict_json,
     failure_json,
@@ -33,7 +33,7 @@ _PAGE_SIZE = 100
 class Context:
     """What every page needs: the store, the tenant, the enabled flows, and the loop's bell."""
 
-    store: Store
+    store: TenantStore
     tenant: str
     flows: tuple[str, ...]
     wake: Callable[[], None]
@@ -53,7 +53,7 @@ def _page(request: Request, template: str, title: str, data: dict[str, Any]) -> 
     )
 
 
-def _flow(value: str | None, ctx: Context) -> FlowId | None:
+def _flow(value: str | None) -> FlowId | None:
     if value in (None, ""):
         return None
     if value not in ("departments", "customers", "projects"):
@@ -67,9 +67,9 @@ def _flow(value: str | None, ctx: Context) -> FlowId | None:
 def status_data(ctx: Context) -> dict[str, Any]:
     """Per flow counts, last run and lag; the newest runs and writes."""
     now = ctx.store.now()
-    flows = flow_statuses(ctx.store, ctx.tenant, now, ctx.flows)
-    runs = ctx.store.last_runs(ctx.tenant, limit=10)
-    recent = ctx.store.recent_history(ctx.tenant, limit=15)
+    flows = flow_statuses(ctx.store, now, ctx.flows)
+    runs = ctx.store.last_runs(limit=10)
+    recent = ctx.store.recent_history(limit=15)
     return {
         "tenant": ctx.tenant,
         "now": now.isoformat(),
@@ -102,15 +102,15 @@ def api_status(request: Request) -> dict[str, Any]:
 def _failure_row(ctx: Context, failure: Failure) -> dict[str, Any]:
     data = failure_json(failure)
     if failure.side == "poweroffice":
-        link = ctx.store.get_link_by_po(ctx.tenant, failure.flow, failure.record_id)
+        link = ctx.store.get_link_by_po(failure.flow, failure.record_id)
     else:
-        link = ctx.store.get_link_by_pms(ctx.tenant, failure.flow, failure.record_id)
+        link = ctx.store.get_link_by_pms(failure.flow, failure.record_id)
     data["link_id"] = link.id if link else None
     return data
 
 
 def failures_data(ctx: Context, flow: FlowId | None, include_resolved: bool) -> dict[str, Any]:
-    failures = ctx.store.list_failures(ctx.tenant, flow, include_resolved=include_resolved)
+    failures = ctx.store.list_failures(flow, include_resolved=include_resolved)
     return {"failures": [failure_json(f) for f in failures]}
 
 
@@ -119,7 +119,7 @@ def failures_page(
     request: Request, flow: str | None = None, include_resolved: bool = Query(False, alias="all")
 ) -> Response:
     ctx = _ctx(request)
-    data = failures_data(ctx, _flow(flow, ctx), include_resolved)
+    data = failures_data(ctx, _flow(flow), include_resolved)
     return _page(
         request,
         "failures.html",
@@ -133,11 +133,11 @@ def api_failures(
     request: Request, flow: str | None = None, include_resolved: bool = Query(False, alias="all")
 ) -> list[dict[str, Any]]:
     ctx = _ctx(request)
-    return list(failures_data(ctx, _flow(flow, ctx), include_resolved)["failures"])
+    return list(failures_data(ctx, _flow(flow), include_resolved)["failures"])
 
 
 def _one_failure(ctx: Context, failure_id: int) -> dict[str, Any]:
-    for failure in ctx.store.list_failures(ctx.tenant, include_resolved=True):
+    for failure in ctx.store.list_failures(include_resolved=True):
         if failure.id == failure_id:
             return _failure_row(ctx, failure)
     raise HTTPException(404, f"no failure {failure_id}")
@@ -155,7 +155,7 @@ def api_failure(request: Request, failure_id: int) -> dict[str, Any]:
 
 
 def _retry(ctx: Context, failure_ids: list[int] | None) -> int:
-    due = ctx.store.retry_failures_now(ctx.tenant, failure_ids)
+    due = ctx.store.retry_failures_now(failure_ids)
     _log.info("retry requested from the dashboard", failure_ids=failure_ids or "all", due=due)
     if due:
         ctx.wake()
@@ -164,7 +164,8 @@ def _retry(ctx: Context, failure_ids: list[int] | None) -> int:
 
 @router.post("/failures/{failure_id}/retry")
 def retry_form(request: Request, failure_id: int) -> Response:
-    _retry(_ctx(request), [failure_id])
+    if not _retry(_ctx(request), [failure_id]):
+        raise HTTPException(404, f"no open failure {failure_id}")
     return RedirectResponse(f"/failures?retried={failure_id}", status_code=303)
 
 
@@ -191,14 +192,14 @@ def api_retry_all(request: Request) -> JSONResponse:
 
 
 def conflicts_data(ctx: Context, flow: FlowId | None, parked_only: bool) -> dict[str, Any]:
-    conflicts = ctx.store.list_conflicts(ctx.tenant, flow, parked_only=parked_only, limit=500)
+    conflicts = ctx.store.list_conflicts(flow, parked_only=parked_only, limit=500)
     return {"conflicts": [conflict_json(c) for c in conflicts]}
 
 
 @router.get("/conflicts")
 def conflicts_page(request: Request, flow: str | None = None, parked: bool = False) -> Response:
     ctx = _ctx(request)
-    data = conflicts_data(ctx, _flow(flow, ctx), parked)
+    data = conflicts_data(ctx, _flow(flow), parked)
     return _page(
         request, "conflicts.html", "Conflicts", {**data, "flow": flow or "", "parked": parked}
     )
@@ -209,7 +210,7 @@ def api_conflicts(
     request: Request, flow: str | None = None, parked: bool = False
 ) -> list[dict[str, Any]]:
     ctx = _ctx(request)
-    return list(conflicts_data(ctx, _flow(flow, ctx), parked)["conflicts"])
+    return list(conflicts_data(ctx, _flow(flow), parked)["conflicts"])
 
 
 def _settle(ctx: Context, conflict_id: int, winner: str) -> dict[str, Any]:
@@ -219,6 +220,8 @@ def _settle(ctx: Context, conflict_id: int, winner: str) -> dict[str, Any]:
         settled = ctx.store.resolve_conflict(conflict_id, cast(Side, winner))
     except UnknownRecord:
         raise HTTPException(404, f"no conflict {conflict_id}") from None
+    except AlreadySettled as exc:
+        raise HTTPException(409, str(exc)) from None
     with log_context(flow=settled.flow, link_id=settled.link_id):
         _log.info("conflict settled from the dashboard", conflict_id=conflict_id, winner=winner)
     ctx.wake()
@@ -240,7 +243,7 @@ def api_resolve(request: Request, conflict_id: int, winner: str = Query(...)) ->
 
 
 def links_data(ctx: Context, flow: FlowId | None, offset: int) -> dict[str, Any]:
-    links = ctx.store.list_links(ctx.tenant, flow, limit=_PAGE_SIZE + 1, offset=offset)
+    links = ctx.store.list_links(flow, limit=_PAGE_SIZE + 1, offset=offset)
     return {
         "links": [link_json(link) for link in links[:_PAGE_SIZE]],
         "offset": offset,
@@ -251,7 +254,7 @@ def links_data(ctx: Context, flow: FlowId | None, offset: int) -> dict[str, Any]
 @router.get("/links")
 def links_page(request: Request, flow: str | None = None, offset: int = Query(0, ge=0)) -> Response:
     ctx = _ctx(request)
-    data = links_data(ctx, _flow(flow, ctx), offset)
+    data = links_data(ctx, _flow(flow), offset)
     return _page(request, "links.html", "Links", {**data, "flow": flow or ""})
 
 
@@ -260,26 +263,24 @@ def api_links(
     request: Request, flow: str | None = None, offset: int = Query(0, ge=0)
 ) -> dict[str, Any]:
     ctx = _ctx(request)
-    return links_data(ctx, _flow(flow, ctx), offset)
+    return links_data(ctx, _flow(flow), offset)
 
 
 def link_data(ctx: Context, link_id: int) -> dict[str, Any]:
     link = ctx.store.get_link(link_id)
-    if link is None or link.tenant != ctx.tenant:
+    if link is None:
         raise HTTPException(404, f"no link {link_id}")
     shadow = ctx.store.load_shadow(link_id)
     failures = [
         failure_json(f)
-        for f in ctx.store.list_failures(ctx.tenant, link.flow, include_resolved=True)
+        for f in ctx.store.list_failures(link.flow, include_resolved=True)
         if (f.side, f.record_id) in {("poweroffice", link.poweroffice_id), ("pms", link.pms_id)}
     ]
     return {
         "link": link_json(link),
         "shadow": dict(sorted(shadow.fields.items())) if shadow else None,
         "history": [history_json(h) for h in reversed(ctx.store.history_for_link(link_id))],
-        "conflicts": [
-            conflict_json(c) for c in ctx.store.list_conflicts(ctx.tenant, link_id=link_id)
-        ],
+        "conflicts": [conflict_json(c) for c in ctx.store.list_conflicts(link_id=link_id)],
         "failures": failures,
     }
 

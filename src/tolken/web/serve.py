@@ -23,14 +23,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from tolken._signals import stop_on_signals
+from tolken.compose import open_engine
 from tolken.config import TolkenConfig
+from tolken.connectors.base import WebhookSource
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import AuthError, ConfigError, TolkenError
 from tolken.logging import Redactor, get_logger, log_context
@@ -201,14 +202,13 @@ def serving(
     with ExitStack() as stack:
         if engine is None:
             store = stack.enter_context(open_store(config.store))
-            metrics = metrics or Metrics(store, config.tenant)
+            metrics = metrics or Metrics(store.for_tenant(config.tenant))
             # Every response either connector gets is counted by system and status.
             given = transports or {}
             counted = {s: metrics.transport(s, given.get(s)) for s in ("poweroffice", "pms")}
-            engine = SyncEngine.from_config(config, store=store, transports=counted)
-            stack.callback(engine.close)
+            engine = stack.enter_context(open_engine(config, store=store, transports=counted))
         else:
-            metrics = metrics or Metrics(engine.store, config.tenant)
+            metrics = metrics or Metrics(engine.store)
         queue = WorkQueue()
         app = create_app(
             config,
@@ -233,12 +233,11 @@ def serving(
 
 
 def _register(engine: SyncEngine, url: str, secret: str) -> None:
-    ensure: Any = getattr(engine.pms, "ensure_webhook", None)
-    if ensure is None:
+    if not isinstance(engine.pms, WebhookSource):
         _log.warning("the PMS connector cannot register webhooks; polling only")
         return
     try:
-        ensure(url, secret)
+        engine.pms.ensure_webhook(url, secret)
     except TolkenError as exc:
         # The loop still polls the changes feed; webhooks only make it faster.
         _log.warning("could not register the PMS webhook; polling only", error=str(exc))

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tolken.store import ConflictRecord, Failure, HistoryEntry, Link, Run, Store
+from tolken.store import ConflictRecord, Failure, HistoryEntry, Link, Run, TenantStore
 
 __all__ = [
     "FLOWS",
@@ -77,13 +77,13 @@ class FlowStatus:
 
 
 def flow_statuses(
-    store: Store, tenant: str, now: datetime, flows: tuple[str, ...] = FLOWS
+    store: TenantStore, now: datetime, flows: tuple[str, ...] = FLOWS
 ) -> list[FlowStatus]:
     """Counts, last run, lag and the oldest parked record of each flow (four store reads)."""
-    counts = store.flow_counts(tenant)
-    runs = store.last_runs(tenant, limit=_RUN_WINDOW)
+    counts = store.flow_counts()
+    runs = store.last_runs(limit=_RUN_WINDOW)
     oldest: dict[str, datetime] = {}
-    for failure in store.list_failures(tenant):
+    for failure in store.list_failures():
         seen = oldest.get(failure.flow)
         if seen is None or failure.first_seen < seen:
             oldest[failure.flow] = failure.first_seen

@@ -8,11 +8,11 @@ from tolken.cli import app
 from tolken.config import load_config
 
 ENV = {
-    "POWEROFFICE_APPLICATION_KEY": "a",
-    "POWEROFFICE_CLIENT_KEY": "b",
-    "POWEROFFICE_SUBSCRIPTION_KEY": "c",
-    "PMS_API_KEY": "d",
-    "TOLKEN_DASHBOARD_TOKEN": "e",
+    "POWEROFFICE_APPLICATION_KEY": "application-key-a",
+    "POWEROFFICE_CLIENT_KEY": "client-key-b",
+    "POWEROFFICE_SUBSCRIPTION_KEY": "subscription-key-c",
+    "PMS_API_KEY": "pms-api-key-d",
+    "TOLKEN_DASHBOARD_TOKEN": "dashboard-token-0123456789",
 }
 
 
@@ -23,7 +23,7 @@ def test_init_writes_a_valid_starter_config(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     config = load_config(target, environ=ENV)
     assert config.sync.conflict_policy == "newest-wins"
-    assert config.pms.api_key.get_secret_value() == "d"
+    assert config.pms.api_key.get_secret_value() == "pms-api-key-d"
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:

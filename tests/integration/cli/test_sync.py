@@ -76,10 +76,11 @@ def test_plan_writes_nothing_anywhere(sb: Sandbox) -> None:
     }
     assert sb.writes_since_baseline("poweroffice") == {}
     assert sb.writes_since_baseline("pms") == {}
-    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as store:
-        assert store.list_links("default") == []
-        assert store.last_runs("default") == []
-        assert store.cursors("default") == {}
+    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as db:
+        store = db.for_tenant("default")
+        assert store.list_links() == []
+        assert store.last_runs() == []
+        assert store.cursors() == {}
     code, out, _ = _run("plan", "--config", str(config))
     assert code == 0
     assert "create-in-pms" in out
@@ -198,8 +199,9 @@ def test_watch_stops_cleanly_on_sigterm(sb: Sandbox) -> None:
         _rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert json.loads(first)["flows"]["customers"]["created"] == 1
-    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as store:
-        runs = store.last_runs("default")
+    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as db:
+        store = db.for_tenant("default")
+        runs = store.last_runs()
     assert runs
     assert all(run.status in ("ok", "stopped") for run in runs)
     assert len(sb.pms_list("customers")) == 2  # the department and the customer, once each

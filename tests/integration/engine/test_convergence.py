@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +19,7 @@ from hypothesis.stateful import (
 )
 
 from integration.sync_harness import Sandbox, no_waits
-from tolken.engine import SyncEngine
+from tolken.compose import open_engine
 from tolken.mapping import default_mapping, project, to_pms_flat
 
 WORDS = st.sampled_from(["Alfa", "Bravo", "Charlie", "Delta", "Ekko", ""])
@@ -35,11 +36,12 @@ class Interleaved(RuleBasedStateMachine):
         super().__init__()
         self.sb = Sandbox(*self.urls, Path(tempfile.mkdtemp(prefix="tolken-sm-")))
         self.sb.reset()
-        self.engine = SyncEngine.from_config(self.sb.config())
+        self.opened = ExitStack()
+        self.engine = self.opened.enter_context(open_engine(self.sb.config()))
         self.count = 0
 
     def _pms_id(self, po_id: str) -> str | None:
-        return self.engine.store.link_map("default", "customers").get(po_id)
+        return self.engine.store.link_map("customers").get(po_id)
 
     @rule(target=customers, name=WORDS.filter(bool), phone=WORDS)
     def create_in_poweroffice(self, name: str, phone: str) -> str:
@@ -74,7 +76,7 @@ class Interleaved(RuleBasedStateMachine):
         try:
             self._check_converged()
         finally:
-            self.engine.close()
+            self.opened.close()
 
     def _check_converged(self) -> None:
         self.engine.run_cycle()
@@ -82,7 +84,7 @@ class Interleaved(RuleBasedStateMachine):
         flow = default_mapping().flow("customers")
         po_records = self.sb.po_list("Customers")
         pms_records = self.sb.pms_list("customers")
-        links = self.engine.store.link_map("default", "customers")
+        links = self.engine.store.link_map("customers")
         assert len(pms_records) == len(po_records) == len(links)
         by_id = {r["id"]: r for r in pms_records}
         for po in po_records:

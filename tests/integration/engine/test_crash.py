@@ -16,6 +16,14 @@ import pytest
 
 from integration.sync_harness import Sandbox, no_waits, running_sandbox
 from tolken.store import open_store
+from tolken.vocabulary import FlowId
+
+# The PowerOffice resource each flow reads.
+PO_RESOURCES: dict[FlowId, str] = {
+    "departments": "Departments",
+    "customers": "Customers",
+    "projects": "Projects",
+}
 
 
 @pytest.fixture
@@ -68,15 +76,12 @@ def test_sigkill_during_the_initial_sync_then_restart_gives_one_record_each(sb: 
     assert done.returncode == 0, done.stderr
     po_ids = {
         flow: {str(r["Id"]) for r in sb.po_list(resource)}
-        for flow, resource in (
-            ("departments", "Departments"),
-            ("customers", "Customers"),
-            ("projects", "Projects"),
-        )
+        for flow, resource in PO_RESOURCES.items()
     }
-    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as store:
-        links = {flow: store.link_map("default", flow) for flow in po_ids}
-        pending = store.pending_creates("default")
+    with open_store(f"sqlite:///{sb.tmp / 'tolken.db'}") as db:
+        store = db.for_tenant("default")
+        links = {flow: store.link_map(flow) for flow in po_ids}
+        pending = store.pending_creates()
     pms_customers = sb.pms_list("customers")
     pms_projects = sb.pms_list("projects")
     for flow, ids in po_ids.items():

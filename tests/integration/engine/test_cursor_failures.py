@@ -10,7 +10,7 @@ from tolken.engine import SyncEngine
 
 
 def _position(engine: SyncEngine) -> datetime:
-    raw = engine.store.get_cursor("default", "poweroffice", "Customers")
+    raw = engine.store.get_cursor("poweroffice", "Customers")
     assert raw is not None
     return datetime.fromisoformat(json.loads(raw)["position"])
 
@@ -38,13 +38,13 @@ def test_a_parked_customer_keeps_the_cursor_before_it_until_it_syncs(sb: Sandbox
         late = sb.po_create("Customers", {"Name": "Late AS"})
         second = engine.run_cycle()
         held_at_second = _position(engine)
-        links = engine.store.link_map("default", "customers")
+        links = engine.store.link_map("customers")
         sb.po_update("Customers", bad, {"EmailAddress": "post@bad.no"})
-        engine.store.retry_failures_now("default")
+        engine.store.retry_failures_now()
         fixed = engine.run_cycle()
         fixed_at = _changed_at(sb, bad)
         moved_to = _position(engine)
-        remaining = engine.store.list_failures("default")
+        remaining = engine.store.list_failures()
     assert first.flows["customers"].counts.get("failed") == 1
     assert first.flows["customers"].counts.get("created") == 1
     assert held_at_first < bad_at
@@ -63,14 +63,14 @@ def test_a_parked_customer_is_not_retried_before_its_backoff_is_over(sb: Sandbox
     sb.po_create("Customers", {"Name": "Bad Mail AS", "EmailAddress": "not-an-email"})
     with sb.engine() as engine:
         engine.run_cycle()
-        [failure] = engine.store.list_failures("default")
+        [failure] = engine.store.list_failures()
         sb.po_create("Customers", {"Name": "Later AS"})
         sb.reset_stats()
         second = engine.run_cycle()
         after_second = _posts(sb)
         third = engine.run_cycle()
         after_third = _posts(sb)
-        [still] = engine.store.list_failures("default")
+        [still] = engine.store.list_failures()
     assert second.flows["customers"].counts.get("waiting") == 1
     assert second.flows["customers"].counts["failed"] == 0
     assert after_second == 1  # the later customer only

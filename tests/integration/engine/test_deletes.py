@@ -21,11 +21,11 @@ def test_a_poweroffice_delete_deactivates_the_pms_record_at_the_reconcile(sb: Sa
     ids = _customers(sb, 4)
     with sb.engine(mass_delete_threshold=0.5) as engine:
         engine.run_cycle()
-        pms_id = engine.store.link_map("default", "customers")[ids[0]]
+        pms_id = engine.store.link_map("customers")[ids[0]]
         _po_delete(sb, "Customers", ids[0])
         quiet = engine.run_cycle()
         report = engine.run_cycle(reconcile=True)
-        [link] = engine.store.list_links("default", "customers", state="source-deleted")
+        [link] = engine.store.list_links("customers", state="source-deleted")
     assert quiet.flows["customers"].counts["deactivated"] == 0  # only a full listing sees deletes
     assert report.flows["customers"].counts["deactivated"] == 1
     assert sb.pms_get("customers", pms_id)["active"] is False
@@ -43,9 +43,9 @@ def test_the_mass_delete_breaker_stops_the_flow(sb: Sandbox) -> None:
         sb.reset_stats()
         report = engine.run_cycle(reconcile=True)
         blocked_writes = sb.writes_since_baseline("pms")
-        active = engine.store.list_links("default", "customers", state="active")
+        active = engine.store.list_links("customers", state="active")
         confirmed = engine.run_cycle(reconcile=True, confirm_deletes=True)
-        run = engine.store.last_runs("default", limit=2)[1]
+        run = engine.store.last_runs(limit=2)[1]
     stopped = report.flows["customers"].stopped
     assert stopped is not None
     assert "mass-delete breaker" in stopped
@@ -60,7 +60,7 @@ def test_an_empty_listing_is_an_outage_not_a_delete(sb: Sandbox) -> None:
     ids = _customers(sb, 2)
     with sb.engine(mass_delete_threshold=1.0) as engine:
         engine.run_cycle()
-        pms_ids = list(engine.store.link_map("default", "customers").values())
+        pms_ids = list(engine.store.link_map("customers").values())
         for record_id in ids:
             _po_delete(sb, "Customers", record_id)
         report = engine.run_cycle(reconcile=True)
@@ -75,13 +75,13 @@ def test_a_pms_delete_marks_the_link_and_keeps_accounting_data(sb: Sandbox) -> N
     [cust] = _customers(sb, 1)
     with sb.engine() as engine:
         engine.run_cycle()
-        pms_id = engine.store.link_map("default", "customers")[cust]
+        pms_id = engine.store.link_map("customers")[cust]
         httpx.delete(
             f"{sb.pms_url}/api/v1/customers/{pms_id}",
             headers={"Authorization": "Bearer sandbox-pms-key"},
         ).raise_for_status()
         report = engine.run_cycle()
-        [link] = engine.store.list_links("default", "customers")
+        [link] = engine.store.list_links("customers")
     assert report.flows["customers"].counts["pms_deleted"] == 1
     assert link.state == "pms-deleted"
     assert sb.po_get("Customers", cust)["Name"] == "Customer 0"

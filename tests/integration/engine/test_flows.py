@@ -60,7 +60,7 @@ def test_existing_pms_records_are_linked_not_duplicated(sb: Sandbox) -> None:
     _seed_basic(sb)
     with sb.engine() as engine:
         report = engine.run_cycle()
-        links = {f: engine.store.link_map("default", f) for f in engine.flows()}
+        links = {f: engine.store.link_map(f) for f in engine.flows()}
     for flow in ("departments", "customers", "projects"):
         assert report.flows[flow].counts["linked"] == 1, report.to_json()
         assert report.flows[flow].counts["created"] == 0
@@ -79,8 +79,8 @@ def test_a_pms_edit_reaches_poweroffice(sb: Sandbox) -> None:
     _dept, cust, proj = _seed_basic(sb)
     with sb.engine() as engine:
         engine.run_cycle()
-        pms_cust = engine.store.link_map("default", "customers")[cust]
-        pms_proj = engine.store.link_map("default", "projects")[proj]
+        pms_cust = engine.store.link_map("customers")[cust]
+        pms_proj = engine.store.link_map("projects")[proj]
         sb.pms_update(
             "customers", pms_cust, {"name": "Acme Holding AS", "phone": "+47 22 00 00 00"}
         )
@@ -99,7 +99,7 @@ def test_a_poweroffice_edit_reaches_the_pms(sb: Sandbox) -> None:
     dept, cust, proj = _seed_basic(sb)
     with sb.engine() as engine:
         engine.run_cycle()
-        ids = {f: engine.store.link_map("default", f) for f in engine.flows()}
+        ids = {f: engine.store.link_map(f) for f in engine.flows()}
         sb.po_update("Departments", dept, {"Name": "Sales Norway"})
         sb.po_update("Customers", cust, {"EmailAddress": "hello@acme.no"})
         sb.po_update("Projects", proj, {"Name": "Website v2", "EndDate": "2025-12-31"})
@@ -123,6 +123,6 @@ def test_projects_follow_a_customer_change_through_the_links(sb: Sandbox) -> Non
         engine.run_cycle()
         sb.po_update("Projects", proj, {"CustomerId": int(other)})
         engine.run_cycle()
-        links = engine.store.link_map("default", "customers")
-        pms_proj = engine.store.link_map("default", "projects")[proj]
+        links = engine.store.link_map("customers")
+        pms_proj = engine.store.link_map("projects")[proj]
     assert sb.pms_get("projects", pms_proj)["customer_id"] == links[other]

@@ -223,15 +223,16 @@ def test_sync_killed_at_random_moments_ends_with_one_pms_record_per_customer(
         requests_per_second=1000.0,
     )
     pms_settings = PMSSettings(base_url=sandbox.pms_url, api_key=SecretStr(credentials.PMS_API_KEY))
-    store = open_store(f"sqlite:///{tmp_path / 'tolken.db'}")
+    db = open_store(f"sqlite:///{tmp_path / 'tolken.db'}")
+    store = db.for_tenant("default")
     try:
         with PowerOfficeClient(po_settings) as po, PMSClient(pms_settings) as pms:
             pms_customers = [r.data for r in pms.list("customers")]
             problems = divergences(po, pms, store, load_mapping(tmp_path / "mapping.yaml"))
-        links = store.list_links("default", "customers")
-        pending = store.pending_creates("default")
+        links = store.list_links("customers")
+        pending = store.pending_creates()
     finally:
-        store.close()
+        db.close()
     assert len(pms_customers) == CUSTOMERS
     for key in ("number", "external_ref"):
         repeated = {v: n for v, n in Counter(c[key] for c in pms_customers).items() if n > 1}

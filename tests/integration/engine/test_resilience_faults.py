@@ -28,6 +28,7 @@ import pytest
 from integration.sync_harness import Sandbox, no_waits
 from loopback import serve
 from synchelp import LoseAnswers, data_writes, divergences
+from tolken.compose import open_engine
 from tolken.config import FlowSettings, TolkenConfig
 from tolken.engine import SyncEngine
 from tolken.errors import TolkenError
@@ -111,21 +112,19 @@ def _run_under_faults(engine: SyncEngine, runs: int) -> list[str]:
             engine.run_cycle()
         except TolkenError as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
-        engine.store.retry_failures_now(engine.tenant)
+        engine.store.retry_failures_now()
     return errors
 
 
 def _settle_and_check(sb: Sandbox, systems: Systems, engine: SyncEngine, **allowed: Any) -> None:
     """Faults off, a quiet run; then the sides agree, nothing is parked, an idle run writes none."""
     _faults_off(sb, systems)
-    engine.store.retry_failures_now(engine.tenant)
+    engine.store.retry_failures_now()
     engine.run_cycle()
     with sb.po() as po, sb.pms() as pms:
         problems = divergences(po, pms, engine.store, engine.mapping, **allowed)
     assert problems == [], "\n".join(problems)
-    failures = [
-        (f.flow, f.side, f.record_id, f.message) for f in engine.store.list_failures(engine.tenant)
-    ]
+    failures = [(f.flow, f.side, f.record_id, f.message) for f in engine.store.list_failures()]
     assert failures == []
     before = {s: sb.stats(s) for s in SYSTEMS}
     engine.run_cycle()
@@ -172,12 +171,12 @@ def test_refused_and_lost_requests_on_both_sides_converge_with_every_record_once
     pms_only = _add_pms_only_customers(sb)
     config = _config(sb, flows={"customers": FlowSettings(create_in_poweroffice=True)})
     _faults_on(sb, systems, FAULT_SEED, rate=0.25, lost=0.10)
-    with SyncEngine.from_config(config) as engine:
+    with open_engine(config) as engine:
         errors = _run_under_faults(engine, MAX_FAULTY_RUNS)
         assert systems.po_loss.lost + systems.pms_loss.lost > 0, "no answer was lost"
         assert len(errors) < MAX_FAULTY_RUNS, errors
         _settle_and_check(sb, systems, engine)
-        links = engine.store.link_map(engine.tenant, "customers")
+        links = engine.store.link_map("customers")
         # The PMS-only customers were created in PowerOffice exactly once each.
         po_customers = sb.po_list("Customers")
         assert len(po_customers) == SEED["customers"] + len(pms_only)
@@ -195,9 +194,9 @@ def test_edits_on_both_sides_under_faults_arrive_and_converge(
 ) -> None:
     """Edits made in PowerOffice and in the PMS while requests fail all arrive once faults end."""
     sb.control("poweroffice", "seed", SEED)
-    with SyncEngine.from_config(_config(sb)) as engine:
+    with open_engine(_config(sb)) as engine:
         engine.run_cycle()
-        links = {f: engine.store.link_map(engine.tenant, f) for f in engine.flows()}
+        links = {f: engine.store.link_map(f) for f in engine.flows()}
         customers = sorted(links["customers"])[:8]
         projects = sorted(links["projects"])[:8]
         for index, po_id in enumerate(customers[:4]):
@@ -241,7 +240,7 @@ def test_dropped_connections_still_create_every_record_exactly_once(
     pms_only = _add_pms_only_customers(sb, 3)
     config = _config(sb, timeout=0.5, flows={"customers": FlowSettings(create_in_poweroffice=True)})
     _faults_on(sb, systems, FAULT_SEED + 200, rate=0.0, drop=0.10, lost=0.05)
-    with SyncEngine.from_config(config) as engine:
+    with open_engine(config) as engine:
         errors = _run_under_faults(engine, 6)
         assert len(errors) < 6, errors
         _settle_and_check(sb, systems, engine)

@@ -8,12 +8,22 @@ from typing import Any
 import pytest
 
 from integration.sync_harness import Sandbox
+from tolken.compose import open_engine
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
 from tolken.engine import SyncEngine
 from tolken.engine.plan import idempotency_key
+from tolken.errors import TolkenError
 from tolken.store import open_store
+from tolken.vocabulary import FlowId
+
+# The PowerOffice resource each flow reads.
+PO_RESOURCES: dict[FlowId, str] = {
+    "departments": "Departments",
+    "customers": "Customers",
+    "projects": "Projects",
+}
 
 
 @pytest.fixture
@@ -29,16 +39,17 @@ def test_a_create_interrupted_after_its_post_is_found_not_repeated(sb: Sandbox) 
     cust = sb.po_create("Customers", {"Name": "Acme AS"})
     key = idempotency_key("default", "customers", "poweroffice", cust)
     config = sb.config()
-    with open_store(config.store) as store:
+    with open_store(config.store) as db:
+        store = db.for_tenant("default")
         # The state a crash leaves behind: the row committed, the POST done, no link yet.
-        store.add_pending_create("default", "customers", "pms", cust, key)
+        store.add_pending_create("customers", "pms", cust, key)
         with sb.pms() as pms:
             made = pms.create(
                 "customers", {"kind": "company", "name": "Acme AS"}, idempotency_key=key
             )
-        with SyncEngine.from_config(config, store=store) as engine:
+        with open_engine(config, store=db) as engine:
             report = engine.run_cycle()
-            links = engine.store.link_map("default", "customers")
+            links = engine.store.link_map("customers")
         pending = store.get_pending_create(key)
     assert report.flows["customers"].counts["created"] == 1
     assert links == {cust: made.id}
@@ -75,9 +86,9 @@ def test_a_stale_pms_version_is_re_read_and_re_merged(sb: Sandbox) -> None:
     """A 412 on If-Match makes tolken re-read the record and keep both edits."""
     cust = sb.po_create("Customers", {"Name": "Acme AS", "PhoneNumber": "1"})
     config = sb.config()
-    with SyncEngine.from_config(config) as first:
+    with open_engine(config) as first:
         first.run_cycle()
-        pms_id = first.store.link_map("default", "customers")[cust]
+        pms_id = first.store.link_map("customers")[cust]
     sb.po_update("Customers", cust, {"Name": "Acme Holding AS"})
     with (
         open_store(config.store) as store,
@@ -101,30 +112,23 @@ def test_repeated_runs_converge_under_faults_with_every_record_once(sb: Sandbox)
     sb.control("poweroffice", "faults", faults)
     sb.control("pms", "faults", faults)
     config = sb.config()
-    with SyncEngine.from_config(config) as engine:
+    with open_engine(config) as engine:
         for _ in range(6):
-            engine.store.retry_failures_now("default")
+            engine.store.retry_failures_now()
             try:
                 report = engine.run_cycle()
-            except Exception:  # a fatal streak under faults: the next run carries on
+            except TolkenError:  # a fatal streak under faults: the next run carries on
                 continue
             if report.total("failed") == 0 and report.total("waiting") == 0:
                 break
         sb.control("poweroffice", "faults", {})
         sb.control("pms", "faults", {})
-        engine.store.retry_failures_now("default")
+        engine.store.retry_failures_now()
         engine.run_cycle()
-        failures = engine.store.list_failures("default")
-        links = {f: engine.store.link_map("default", f) for f in engine.flows()}
+        failures = engine.store.list_failures()
+        links = {f: engine.store.link_map(f) for f in engine.flows()}
     assert failures == []
-    po = {
-        f: sb.po_list(r)
-        for f, r in (
-            ("departments", "Departments"),
-            ("customers", "Customers"),
-            ("projects", "Projects"),
-        )
-    }
+    po = {f: sb.po_list(r) for f, r in PO_RESOURCES.items()}
     for flow, records in po.items():
         assert sorted(links[flow]) == sorted(str(r["Id"]) for r in records), flow
     pms_customers = sb.pms_list("customers")
@@ -145,7 +149,7 @@ def test_the_watch_loop_reconciles_every_n_cycles_and_stops_on_request(sb: Sandb
                 engine.request_stop()
 
         engine.watch(on_cycle=on_cycle)
-        runs = engine.store.last_runs("default")
+        runs = engine.store.last_runs()
     assert seen == [False, True, False, True]
     assert len(runs) == 4
     assert {run.status for run in runs} == {"ok"}

@@ -21,7 +21,7 @@ def test_a_second_idle_run_writes_nothing(sb: Sandbox) -> None:
     with sb.engine() as engine:
         engine.run_cycle()
         sb.po_update("Departments", dept, {"Name": "Sales Norway"})
-        pms_cust = engine.store.link_map("default", "customers")[cust]
+        pms_cust = engine.store.link_map("customers")[cust]
         sb.pms_update("customers", pms_cust, {"website": "https://acme.no"})
         engine.run_cycle()
         sb.reset_stats()
@@ -38,7 +38,7 @@ def test_edits_to_different_fields_on_both_sides_both_survive(sb: Sandbox) -> No
     cust = _customer(sb, EmailAddress="a@acme.no", PhoneNumber="111")
     with sb.engine() as engine:
         engine.run_cycle()
-        pms_id = engine.store.link_map("default", "customers")[cust]
+        pms_id = engine.store.link_map("customers")[cust]
         sb.po_update("Customers", cust, {"EmailAddress": "b@acme.no"})
         sb.pms_update("customers", pms_id, {"phone": "222"})
         report = engine.run_cycle()
@@ -58,11 +58,11 @@ def test_same_field_conflicts_converge_per_policy_and_are_recorded(
     cust = _customer(sb)
     with sb.engine(conflict_policy=policy) as engine:
         engine.run_cycle()
-        pms_id = engine.store.link_map("default", "customers")[cust]
+        pms_id = engine.store.link_map("customers")[cust]
         sb.po_update("Customers", cust, {"Name": "PO name"})
         sb.pms_update("customers", pms_id, {"name": "PMS name"})  # the later edit
         report = engine.run_cycle()
-        [conflict] = engine.store.list_conflicts("default", "customers")
+        [conflict] = engine.store.list_conflicts("customers")
     assert report.flows["customers"].counts["conflicts"] == 1
     assert sb.po_get("Customers", cust)["Name"] == expected
     assert sb.pms_get("customers", pms_id)["name"] == expected
@@ -79,7 +79,7 @@ def test_address_only_poweroffice_edit_arrives_with_the_reconcile(sb: Sandbox) -
     cust = _customer(sb, MailAddress=ADDRESS)
     with sb.engine(po={"overlap_seconds": 0}) as engine:
         engine.run_cycle()
-        pms_id = engine.store.link_map("default", "customers")[cust]
+        pms_id = engine.store.link_map("customers")[cust]
         sb.po_update("Customers", cust, {"MailAddress": {"City": "Bergen", "ZipCode": "5003"}})
         engine.run_cycle()
         missed = sb.pms_get("customers", pms_id)["address"]["city"]
@@ -97,7 +97,7 @@ def test_archive_and_inactive_states_map_both_ways(sb: Sandbox) -> None:
     dept = sb.po_create("Departments", {"Code": "D9", "Name": "Old"})
     with sb.engine() as engine:
         engine.run_cycle()
-        links = {f: engine.store.link_map("default", f) for f in engine.flows()}
+        links = {f: engine.store.link_map(f) for f in engine.flows()}
         sb.po_update("Customers", cust, {"IsArchived": True})
         sb.pms_update("customers", links["departments"][dept], {"active": False})
         engine.run_cycle()
@@ -113,12 +113,12 @@ def test_a_record_the_pms_rejects_is_parked_and_the_run_goes_on(sb: Sandbox) -> 
     proj = sb.po_create("Projects", {"Code": "P7", "Name": "Waits", "CustomerId": int(bad)})
     with sb.engine() as engine:
         report = engine.run_cycle()
-        [failure] = engine.store.list_failures("default")
+        [failure] = engine.store.list_failures()
         sb.po_update("Customers", bad, {"EmailAddress": "post@bad.no"})
-        engine.store.retry_failures_now("default")
+        engine.store.retry_failures_now()
         later = engine.run_cycle()
-        remaining = engine.store.list_failures("default")
-        links = {f: engine.store.link_map("default", f) for f in engine.flows()}
+        remaining = engine.store.list_failures()
+        links = {f: engine.store.link_map(f) for f in engine.flows()}
     assert report.flows["customers"].counts["failed"] == 1
     assert report.flows["customers"].counts["created"] == 1
     assert report.flows["projects"].counts["waiting"] == 1
@@ -140,8 +140,8 @@ def test_ambiguous_matches_are_reported_and_left_alone(sb: Sandbox) -> None:
     cust = _customer(sb, OrganizationNumber="912 345 678")
     with sb.engine() as engine:
         report = engine.run_cycle()
-        failures = engine.store.list_failures("default", "customers")
-        linked = engine.store.link_map("default", "customers")
+        failures = engine.store.list_failures("customers")
+        linked = engine.store.link_map("customers")
     assert report.flows["customers"].counts["ambiguous"] == 1
     [match] = report.ambiguous
     assert match.record_id == cust
@@ -163,7 +163,7 @@ def test_pms_only_records_reach_poweroffice_when_the_flow_allows_it(sb: Sandbox)
     with sb.engine(flows=flows) as engine:
         report = engine.run_cycle()
         again = engine.run_cycle()
-        links = engine.store.link_map("default", "customers")
+        links = engine.store.link_map("customers")
     assert report.flows["customers"].counts["created"] == 1
     assert report.flows["departments"].counts["created"] == 0  # off by default
     [po] = sb.po_list("Customers")
@@ -181,7 +181,7 @@ def test_polling_capture_carries_pms_edits_and_sees_deletes_at_the_reconcile(sb:
     keep, gone = _customer(sb, "Keep AS"), _customer(sb, "Gone AS")
     with sb.engine(pms={"change_capture": "polling"}, mass_delete_threshold=0.5) as engine:
         engine.run_cycle()
-        links = engine.store.link_map("default", "customers")
+        links = engine.store.link_map("customers")
         sb.pms_update("customers", links[keep], {"name": "Keep Holding AS"})
         httpx.delete(
             f"{sb.pms_url}/api/v1/customers/{links[gone]}",
@@ -189,7 +189,7 @@ def test_polling_capture_carries_pms_edits_and_sees_deletes_at_the_reconcile(sb:
         ).raise_for_status()
         engine.run_cycle()
         report = engine.run_cycle(reconcile=True)
-        [marked] = engine.store.list_links("default", "customers", state="pms-deleted")
+        [marked] = engine.store.list_links("customers", state="pms-deleted")
     assert sb.po_get("Customers", keep)["Name"] == "Keep Holding AS"
     assert report.flows["customers"].counts["pms_deleted"] == 1
     assert marked.poweroffice_id == gone
@@ -202,11 +202,11 @@ def test_a_manual_conflict_waits_for_a_person_then_the_winner_is_written(sb: San
     cust = _customer(sb)
     with sb.engine(conflict_policy="manual") as engine:
         engine.run_cycle()
-        pms_id = engine.store.link_map("default", "customers")[cust]
+        pms_id = engine.store.link_map("customers")[cust]
         sb.po_update("Customers", cust, {"Name": "PO name"})
         sb.pms_update("customers", pms_id, {"name": "PMS name"})
         engine.run_cycle()
-        [parked] = engine.store.list_conflicts("default", parked_only=True)
+        [parked] = engine.store.list_conflicts(parked_only=True)
         untouched = (sb.po_get("Customers", cust)["Name"], sb.pms_get("customers", pms_id)["name"])
         engine.store.resolve_conflict(parked.id, "pms")
         engine.run_cycle()

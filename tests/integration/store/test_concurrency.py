@@ -7,13 +7,13 @@ import random
 import threading
 from collections.abc import Callable
 
-from tolken.store import DuplicateLink, DuplicatePendingCreate, Store, open_store
+from tolken.store import DuplicateLink, DuplicatePendingCreate, TenantStore, open_store
 
 WORKERS = 4
 RECORDS = 30
 
 
-def run_workers(url: str, work: Callable[[Store, int], None]) -> list[BaseException]:
+def run_workers(url: str, work: Callable[[TenantStore, int], None]) -> list[BaseException]:
     """Run ``work(store, worker_number)`` in WORKERS threads, each with its own Store."""
     errors: list[BaseException] = []
     stores = [open_store(url) for _ in range(WORKERS)]
@@ -22,8 +22,8 @@ def run_workers(url: str, work: Callable[[Store, int], None]) -> list[BaseExcept
     def worker(number: int) -> None:
         try:
             barrier.wait()
-            work(stores[number], number)
-        except BaseException as exc:  # reported by the caller's assertion
+            work(stores[number].for_tenant("acme"), number)
+        except BaseException as exc:  # noqa: BLE001 - a thread's error, reported by the caller's assertion
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(WORKERS)]
@@ -41,23 +41,24 @@ def test_concurrent_workers_never_duplicate_links(store_url: str) -> None:
     open_store(store_url).close()  # migrate once, so the race is about links only
     refused = [0] * WORKERS
 
-    def work(store: Store, number: int) -> None:
+    def work(store: TenantStore, number: int) -> None:
         ids = list(range(RECORDS))
         random.Random(number).shuffle(ids)
         for i in ids:
-            if store.get_link_by_po("acme", "customers", str(i)) is not None:
+            if store.get_link_by_po("customers", str(i)) is not None:
                 continue
             try:
                 # Each worker would have created its own PMS record: only one may win.
                 with store.transaction():
-                    link = store.create_link("acme", "customers", str(i), f"c-{i}-w{number}")
+                    link = store.create_link("customers", str(i), f"c-{i}-w{number}")
                     store.add_history(link.id, "to_pms", "create", {}, "new in poweroffice")
             except DuplicateLink:
                 refused[number] += 1
 
     assert run_workers(store_url, work) == []
-    with open_store(store_url) as store:
-        links = store.list_links("acme", "customers")
+    with open_store(store_url) as db:
+        store = db.for_tenant("acme")
+        links = store.list_links("customers")
         assert sorted(int(ln.poweroffice_id) for ln in links) == list(range(RECORDS))
         assert len({ln.pms_id for ln in links}) == RECORDS
         assert all(len(store.history_for_link(ln.id)) == 1 for ln in links)
@@ -67,14 +68,15 @@ def test_concurrent_workers_link_the_same_pms_record_once(store_url: str) -> Non
     """Two PowerOffice records matched to one PMS record by racing workers link only one."""
     open_store(store_url).close()
 
-    def work(store: Store, number: int) -> None:
+    def work(store: TenantStore, number: int) -> None:
         for i in range(RECORDS):
             with contextlib.suppress(DuplicateLink):
-                store.create_link("acme", "departments", f"{i}-w{number}", f"c-{i}")
+                store.create_link("departments", f"{i}-w{number}", f"c-{i}")
 
     assert run_workers(store_url, work) == []
-    with open_store(store_url) as store:
-        links = store.list_links("acme")
+    with open_store(store_url) as db:
+        store = db.for_tenant("acme")
+        links = store.list_links()
         assert sorted(ln.pms_id for ln in links) == sorted(f"c-{i}" for i in range(RECORDS))
 
 
@@ -84,10 +86,10 @@ def test_concurrent_workers_pend_one_create_per_record(store_url: str) -> None:
     won: list[str] = []
     lock = threading.Lock()
 
-    def work(store: Store, number: int) -> None:
+    def work(store: TenantStore, _number: int) -> None:
         for i in range(RECORDS):
             try:
-                store.add_pending_create("acme", "customers", "pms", str(i))
+                store.add_pending_create("customers", "pms", str(i))
             except DuplicatePendingCreate:
                 continue
             with lock:
@@ -95,19 +97,21 @@ def test_concurrent_workers_pend_one_create_per_record(store_url: str) -> None:
 
     assert run_workers(store_url, work) == []
     assert sorted(won, key=int) == [str(i) for i in range(RECORDS)]
-    with open_store(store_url) as store:
-        assert len(store.pending_creates("acme")) == RECORDS
+    with open_store(store_url) as db:
+        store = db.for_tenant("acme")
+        assert len(store.pending_creates()) == RECORDS
 
 
 def test_concurrent_failures_count_every_attempt(store_url: str) -> None:
     """Failures of one record reported by several workers make one row counting them all."""
     open_store(store_url).close()
 
-    def work(store: Store, number: int) -> None:
+    def work(store: TenantStore, number: int) -> None:
         for _ in range(10):
-            store.record_failure("acme", "projects", "pms", "p-1", "ServerError", f"w{number}")
+            store.record_failure("projects", "pms", "p-1", "ServerError", f"w{number}")
 
     assert run_workers(store_url, work) == []
-    with open_store(store_url) as store:
-        [failure] = store.list_failures("acme")
+    with open_store(store_url) as db:
+        store = db.for_tenant("acme")
+        [failure] = store.list_failures()
         assert failure.attempts == WORKERS * 10

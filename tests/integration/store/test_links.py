@@ -7,70 +7,83 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tolken.store import DuplicateLink, HistoryEntry, Shadow, Store, UnknownRecord, open_store
+from tolken.store import (
+    DuplicateLink,
+    HistoryEntry,
+    Shadow,
+    Store,
+    TenantStore,
+    UnknownRecord,
+    open_store,
+)
 
 T0 = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
+def db(store_url: str) -> Iterator[Store]:
     with open_store(store_url) as s:
         yield s
 
 
-def test_link_is_found_from_either_side(store: Store) -> None:
+@pytest.fixture
+def store(db: Store) -> TenantStore:
+    return db.for_tenant("acme")
+
+
+def test_link_is_found_from_either_side(store: TenantStore) -> None:
     """A link is found by its PowerOffice id, its PMS id and its PMS resource."""
-    link = store.create_link("acme", "departments", "7", "c-dep")
-    assert store.get_link_by_po("acme", "departments", "7") == link
-    assert store.get_link_by_pms("acme", "departments", "c-dep") == link
-    assert store.get_link_by_pms_resource("acme", "customers", "c-dep") == link
+    link = store.create_link("departments", "7", "c-dep")
+    assert store.get_link_by_po("departments", "7") == link
+    assert store.get_link_by_pms("departments", "c-dep") == link
+    assert store.get_link_by_pms_resource("customers", "c-dep") == link
     assert store.get_link(link.id) == link
     assert link.state == "active"
     assert link.created_at.tzinfo is not None
-    assert store.get_link_by_po("acme", "customers", "7") is None
+    assert store.get_link_by_po("customers", "7") is None
 
 
-def test_linking_a_poweroffice_record_twice_is_refused(store: Store) -> None:
+def test_linking_a_poweroffice_record_twice_is_refused(store: TenantStore) -> None:
     """A second link for the same PowerOffice record raises DuplicateLink naming the first."""
-    first = store.create_link("acme", "customers", "10001", "c-1")
+    first = store.create_link("customers", "10001", "c-1")
     with pytest.raises(DuplicateLink) as info:
-        store.create_link("acme", "customers", "10001", "c-2")
+        store.create_link("customers", "10001", "c-2")
     assert f"link {first.id}" in str(info.value)
     assert "PowerOffice record 10001" in str(info.value)
-    assert store.get_link_by_pms("acme", "customers", "c-2") is None
+    assert store.get_link_by_pms("customers", "c-2") is None
 
 
-def test_linking_a_pms_customer_twice_is_refused_across_flows(store: Store) -> None:
+def test_linking_a_pms_customer_twice_is_refused_across_flows(store: TenantStore) -> None:
     """A PMS customer linked as a department cannot also be linked as a customer."""
-    store.create_link("acme", "departments", "3", "c-1")
+    store.create_link("departments", "3", "c-1")
     with pytest.raises(DuplicateLink) as info:
-        store.create_link("acme", "customers", "10001", "c-1")
+        store.create_link("customers", "10001", "c-1")
     assert "PMS customers record c-1" in str(info.value)
     # Projects live in another PMS resource, so the same id string is a different record.
-    store.create_link("acme", "projects", "55", "c-1")
+    store.create_link("projects", "55", "c-1")
 
 
-def test_duplicate_in_a_batch_links_none_of_it(store: Store) -> None:
+def test_duplicate_in_a_batch_links_none_of_it(store: TenantStore) -> None:
     """A batch of links with one duplicate is refused whole."""
-    store.create_link("acme", "customers", "1", "a")
+    store.create_link("customers", "1", "a")
     with pytest.raises(DuplicateLink):
-        store.create_links("acme", "customers", [("2", "b"), ("3", "a")])
+        store.create_links("customers", [("2", "b"), ("3", "a")])
     with pytest.raises(DuplicateLink):
-        store.create_links("acme", "customers", [("4", "d"), ("4", "e")])
-    assert [ln.poweroffice_id for ln in store.list_links("acme")] == ["1"]
+        store.create_links("customers", [("4", "d"), ("4", "e")])
+    assert [ln.poweroffice_id for ln in store.list_links()] == ["1"]
 
 
-def test_duplicate_inside_a_transaction_leaves_it_usable(store: Store) -> None:
+def test_duplicate_inside_a_transaction_leaves_it_usable(store: TenantStore) -> None:
     """After a refused duplicate, the rest of the transaction still commits."""
-    store.create_link("acme", "customers", "1", "a")
+    store.create_link("customers", "1", "a")
     with store.transaction():
         with pytest.raises(DuplicateLink):
-            store.create_link("acme", "customers", "1", "b")
-        store.create_link("acme", "customers", "2", "b")
-    assert store.get_link_by_po("acme", "customers", "2") is not None
+            store.create_link("customers", "1", "b")
+        store.create_link("customers", "2", "b")
+    assert store.get_link_by_po("customers", "2") is not None
 
 
-def test_transaction_commits_link_shadow_and_history_together(store: Store) -> None:
+def test_transaction_commits_link_shadow_and_history_together(store: TenantStore) -> None:
     """An error inside a transaction leaves no link, shadow or history behind."""
 
     class Boom(Exception):
@@ -78,7 +91,7 @@ def test_transaction_commits_link_shadow_and_history_together(store: Store) -> N
 
     def write_then_fail() -> int:
         with store.transaction():
-            link = store.create_link("acme", "customers", "1", "a")
+            link = store.create_link("customers", "1", "a")
             store.save_shadow(link.id, Shadow({"name": "Acme"}))
             store.add_history(link.id, "to_pms", "create", {"name": "Acme"}, "new in poweroffice")
             assert store.in_transaction
@@ -88,34 +101,36 @@ def test_transaction_commits_link_shadow_and_history_together(store: Store) -> N
         write_then_fail()
     link_id = info.value.args[0]
     assert not store.in_transaction
-    assert store.get_link_by_po("acme", "customers", "1") is None
+    assert store.get_link_by_po("customers", "1") is None
     assert store.get_link(link_id) is None
     assert store.load_shadow(link_id) is None
     assert store.history_for_link(link_id) == []
 
     with store.transaction():
-        link = store.create_link("acme", "customers", "1", "a")
+        link = store.create_link("customers", "1", "a")
         store.save_shadow(link.id, Shadow({"name": "Acme"}))
     assert store.load_shadow(link.id) == Shadow({"name": "Acme"})
 
 
-def test_tenants_are_isolated(store: Store) -> None:
+def test_tenants_are_isolated(db: Store) -> None:
     """The same ids in two tenants are two links, and no lookup crosses tenants."""
-    a = store.create_link("alpha", "customers", "10001", "c-1")
-    b = store.create_link("beta", "customers", "10001", "c-1")
+    alpha, beta = db.for_tenant("alpha"), db.for_tenant("beta")
+    a = alpha.create_link("customers", "10001", "c-1")
+    b = beta.create_link("customers", "10001", "c-1")
     assert a.id != b.id
-    assert store.get_link_by_po("alpha", "customers", "10001") == a
-    assert store.get_link_by_pms("beta", "customers", "c-1") == b
-    store.create_link("beta", "customers", "10002", "c-2")
-    assert len(store.load_flow_state("alpha", "customers")) == 1
-    assert store.links_by_po("alpha", "customers", ["10002"]) == {}
-    assert store.link_counts("beta") == {"customers": {"active": 2}}
-    assert store.tenants() == ["alpha", "beta"]
+    assert alpha.get_link_by_po("customers", "10001") == a
+    assert beta.get_link_by_pms("customers", "c-1") == b
+    beta.create_link("customers", "10002", "c-2")
+    assert len(alpha.load_flow_state("customers")) == 1
+    assert alpha.links_by_po("customers", ["10002"]) == {}
+    assert beta.link_counts() == {"customers": {"active": 2}}
+    assert db.tenants() == ["alpha", "beta"]
+    assert db.for_tenant("alpha") is alpha
 
 
-def test_shadow_round_trips_json_values(store: Store) -> None:
+def test_shadow_round_trips_json_values(store: TenantStore) -> None:
     """A shadow comes back with the same values, versions, hashes and aware timestamps."""
-    link = store.create_link("acme", "customers", "1", "a")
+    link = store.create_link("customers", "1", "a")
     shadow = Shadow(
         {"name": "Ærlig AS", "address.city": None, "active": True, "progress": 40, "tags": [1]},
         poweroffice_version=None,
@@ -133,18 +148,18 @@ def test_shadow_round_trips_json_values(store: Store) -> None:
     assert store.load_shadows([link.id, 999]) == {link.id: replaced}
 
 
-def test_naive_timestamps_are_refused(store: Store) -> None:
+def test_naive_timestamps_are_refused(store: TenantStore) -> None:
     """A modification time without a timezone is an error, not a silent guess."""
-    link = store.create_link("acme", "customers", "1", "a")
+    link = store.create_link("customers", "1", "a")
     naive = datetime(2026, 1, 1)
     with pytest.raises(ValueError, match="naive datetime"):
         store.save_shadow(link.id, Shadow({}, pms_changed_at=naive))
 
 
-def test_flow_state_loads_every_link_with_its_shadow(store: Store) -> None:
+def test_flow_state_loads_every_link_with_its_shadow(store: TenantStore) -> None:
     """load_flow_state returns each link of the flow, its shadow and hashes, by either id."""
-    links = store.create_links("acme", "customers", [(str(i), f"c-{i}") for i in range(1200)])
-    store.create_link("acme", "departments", "d1", "dep-1")
+    links = store.create_links("customers", [(str(i), f"c-{i}") for i in range(1200)])
+    store.create_link("departments", "d1", "dep-1")
     store.save_shadows(
         {
             link.id: Shadow({"n": i}, poweroffice_hash=f"p{i}", pms_hash=f"m{i}", pms_changed_at=T0)
@@ -152,7 +167,7 @@ def test_flow_state_loads_every_link_with_its_shadow(store: Store) -> None:
             if i % 2 == 0
         }
     )
-    state = store.load_flow_state("acme", "customers")
+    state = store.load_flow_state("customers")
     assert len(state) == 1200
     assert {link.id for link in state} == {link.id for link in links}
     link = state.by_po("10")
@@ -168,53 +183,53 @@ def test_flow_state_loads_every_link_with_its_shadow(store: Store) -> None:
     assert state.pms_id_for("11") == "c-11"
     assert state.poweroffice_id_for("c-11") == "11"
     assert "d1" not in state.poweroffice_ids()
-    assert store.link_map("acme", "departments") == {"d1": "dep-1"}
+    assert store.link_map("departments") == {"d1": "dep-1"}
 
 
-def test_batched_lookups_cover_more_ids_than_one_query_takes(store: Store) -> None:
+def test_batched_lookups_cover_more_ids_than_one_query_takes(store: TenantStore) -> None:
     """links_by_po and links_by_pms find every link even for thousands of ids."""
-    store.create_links("acme", "projects", [(str(i), f"p-{i}") for i in range(1500)])
+    store.create_links("projects", [(str(i), f"p-{i}") for i in range(1500)])
     wanted = [str(i) for i in range(0, 1500, 2)] + ["missing"]
-    found = store.links_by_po("acme", "projects", wanted)
+    found = store.links_by_po("projects", wanted)
     assert set(found) == set(wanted) - {"missing"}
-    by_pms = store.links_by_pms("acme", "projects", [f"p-{i}" for i in range(700)])
+    by_pms = store.links_by_pms("projects", [f"p-{i}" for i in range(700)])
     assert len(by_pms) == 700
     assert by_pms["p-3"].poweroffice_id == "3"
-    store.create_link("acme", "departments", "d", "c-dep")
-    store.create_link("acme", "customers", "10001", "c-cust")
-    by_resource = store.links_by_pms_resource("acme", "customers", ["c-dep", "c-cust", "p-3"])
+    store.create_link("departments", "d", "c-dep")
+    store.create_link("customers", "10001", "c-cust")
+    by_resource = store.links_by_pms_resource("customers", ["c-dep", "c-cust", "p-3"])
     assert {pms_id: ln.flow for pms_id, ln in by_resource.items()} == {
         "c-dep": "departments",
         "c-cust": "customers",
     }
 
 
-def test_link_state_changes_are_stored(store: Store) -> None:
+def test_link_state_changes_are_stored(store: TenantStore) -> None:
     """A link can be marked source-deleted or pms-deleted and listed by state."""
-    link = store.create_link("acme", "customers", "1", "a")
-    store.create_link("acme", "customers", "2", "b")
+    link = store.create_link("customers", "1", "a")
+    store.create_link("customers", "2", "b")
     changed = store.set_link_state(link.id, "source-deleted")
     assert changed.state == "source-deleted"
     assert changed.updated_at >= link.updated_at
-    assert store.list_links("acme", "customers", state="source-deleted") == [changed]
-    assert store.link_counts("acme") == {"customers": {"active": 1, "source-deleted": 1}}
+    assert store.list_links("customers", state="source-deleted") == [changed]
+    assert store.link_counts() == {"customers": {"active": 1, "source-deleted": 1}}
     with pytest.raises(ValueError, match="unknown link state"):
         store.set_link_state(link.id, "gone")  # type: ignore[arg-type]
     with pytest.raises(UnknownRecord):
         store.set_link_state(999_999, "active")
 
 
-def test_unknown_flow_is_refused(store: Store) -> None:
+def test_unknown_flow_is_refused(store: TenantStore) -> None:
     """A flow id that does not exist is a programming error caught before the database."""
     with pytest.raises(ValueError, match="unknown flow"):
-        store.create_link("acme", "invoices", "1", "a")  # type: ignore[arg-type]
+        store.create_link("invoices", "1", "a")  # type: ignore[arg-type]
 
 
-def test_history_is_kept_per_link_in_order(store: Store) -> None:
+def test_history_is_kept_per_link_in_order(db: Store, store: TenantStore) -> None:
     """History lists what was written where and why, oldest first; limit keeps the newest."""
-    link = store.create_link("acme", "customers", "1", "a")
-    other = store.create_link("acme", "customers", "2", "b")
-    run_id = store.start_run("acme")
+    link = store.create_link("customers", "1", "a")
+    other = store.create_link("customers", "2", "b")
+    run_id = store.start_run()
     store.add_history(link.id, "to_pms", "create", {"name": "A"}, "new in poweroffice")
     store.add_history_many(
         [
@@ -234,33 +249,33 @@ def test_history_is_kept_per_link_in_order(store: Store) -> None:
     assert entries[2].fields == {"name": "B"}
     assert entries[2].run_id == run_id
     assert [e.reason for e in store.history_for_link(link.id, limit=1)] == ["conflict: newest-wins"]
-    recent = store.recent_history("acme", limit=2)
+    recent = store.recent_history(limit=2)
     assert [(e.link_id, e.reason) for e in recent] == [
         (link.id, "conflict: newest-wins"),
         (other.id, "merge rule: number"),
     ]
-    assert store.recent_history("other") == []
+    assert db.for_tenant("other").recent_history() == []
 
 
-def test_deleting_a_link_frees_both_records(store: Store) -> None:
+def test_deleting_a_link_frees_both_records(store: TenantStore) -> None:
     """An unlinked pair can be linked again, and its shadow and history are gone."""
-    link = store.create_link("acme", "customers", "1", "a")
+    link = store.create_link("customers", "1", "a")
     store.save_shadow(link.id, Shadow({"name": "A"}))
     store.add_history(link.id, "to_pms", "link", {}, "manual")
     store.delete_link(link.id)
     assert store.load_shadow(link.id) is None
     assert store.history_for_link(link.id) == []
-    relinked = store.create_link("acme", "customers", "1", "b")
+    relinked = store.create_link("customers", "1", "b")
     assert relinked.pms_id == "b"
     with pytest.raises(UnknownRecord):
         store.delete_link(link.id)
 
 
-def test_bulk_reads_take_a_constant_number_of_queries(store: Store) -> None:
+def test_bulk_reads_take_a_constant_number_of_queries(db: Store, store: TenantStore) -> None:
     """Loading a flow is one query however many links it has; batched lookups are chunked."""
     from sqlalchemy import event
 
-    links = store.create_links("acme", "customers", [(str(i), f"c-{i}") for i in range(2000)])
+    links = store.create_links("customers", [(str(i), f"c-{i}") for i in range(2000)])
     store.save_shadows({link.id: Shadow({"n": link.id}) for link in links})
     statements: list[str] = []
 
@@ -268,87 +283,91 @@ def test_bulk_reads_take_a_constant_number_of_queries(store: Store) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             statements.append(statement)
 
-    event.listen(store.engine, "before_cursor_execute", count)
+    event.listen(db.engine, "before_cursor_execute", count)
     try:
-        state = store.load_flow_state("acme", "customers")
+        state = store.load_flow_state("customers")
         assert len(statements) == 1  # the flow's version; rows wait for the first use
         assert len(state) == 2000
         assert len(statements) == 2  # every link with its shadow, in one query
         statements.clear()
-        assert store.load_flow_state("acme", "customers") is state
+        assert store.load_flow_state("customers") is state
         assert len(statements) == 1  # nothing changed: only the version is read
         statements.clear()
-        store.links_by_po("acme", "customers", [str(i) for i in range(2000)])
+        store.links_by_po("customers", [str(i) for i in range(2000)])
         store.load_shadows(link.id for link in links)
         assert len(statements) == 8  # 500 ids per query
     finally:
-        event.remove(store.engine, "before_cursor_execute", count)
+        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def test_flow_state_is_reloaded_after_any_write_from_any_store(store_url: str) -> None:
     """A kept flow state is reused while idle and reloaded after another worker writes."""
-    with open_store(store_url) as mine, open_store(store_url) as theirs:
-        link = mine.create_link("acme", "customers", "1", "a")
-        first = mine.load_flow_state("acme", "customers")
-        assert mine.load_flow_state("acme", "customers") is first
+    with open_store(store_url) as mine_db, open_store(store_url) as theirs_db:
+        mine, theirs = mine_db.for_tenant("acme"), theirs_db.for_tenant("acme")
+        link = mine.create_link("customers", "1", "a")
+        first = mine.load_flow_state("customers")
+        assert mine.load_flow_state("customers") is first
 
-        theirs.create_link("acme", "customers", "2", "b")
-        second = mine.load_flow_state("acme", "customers")
+        theirs.create_link("customers", "2", "b")
+        second = mine.load_flow_state("customers")
         assert len(second) == 2
 
         theirs.save_shadow(link.id, Shadow({"name": "A"}, pms_hash="h"))
-        third = mine.load_flow_state("acme", "customers")
+        third = mine.load_flow_state("customers")
         assert third.hashes(link.id) == (None, "h")
 
         theirs.set_link_state(link.id, "pms-deleted")
-        assert mine.load_flow_state("acme", "customers").state_of(link.id) == "pms-deleted"
+        assert mine.load_flow_state("customers").state_of(link.id) == "pms-deleted"
 
         theirs.delete_link(link.id)
-        fourth = mine.load_flow_state("acme", "customers")
+        fourth = mine.load_flow_state("customers")
         assert fourth.by_po("1") is None
-        assert mine.load_flow_state("acme", "customers") is fourth
+        assert mine.load_flow_state("customers") is fourth
 
         # Another flow's writes leave this flow's kept state alone.
-        theirs.create_link("acme", "projects", "9", "p-9")
-        assert mine.load_flow_state("acme", "customers") is fourth
-        assert mine.load_flow_state("acme", "customers", refresh=True) is not fourth
+        theirs.create_link("projects", "9", "p-9")
+        assert mine.load_flow_state("customers") is fourth
+        assert mine.load_flow_state("customers", refresh=True) is not fourth
 
 
-def test_flow_state_seen_in_a_rolled_back_transaction_is_not_kept(store: Store) -> None:
+def test_flow_state_seen_in_a_rolled_back_transaction_is_not_kept(store: TenantStore) -> None:
     """Links read inside a transaction that rolls back never show up afterwards."""
-    store.create_link("acme", "customers", "1", "a")
+    store.create_link("customers", "1", "a")
 
     def link_and_fail() -> None:
         with store.transaction():
-            store.create_link("acme", "customers", "2", "b")
-            assert len(store.load_flow_state("acme", "customers")) == 2
+            store.create_link("customers", "2", "b")
+            assert len(store.load_flow_state("customers")) == 2
             raise RuntimeError("crash before commit")
 
     with pytest.raises(RuntimeError):
         link_and_fail()
     # The next committed write brings the flow to the version the rolled-back one had.
-    store.create_link("acme", "customers", "3", "c")
-    assert set(store.load_flow_state("acme", "customers").poweroffice_ids()) == {"1", "3"}
+    store.create_link("customers", "3", "c")
+    assert set(store.load_flow_state("customers").poweroffice_ids()) == {"1", "3"}
 
 
-def test_flow_state_first_used_in_a_transaction_sees_committed_rows_only(store: Store) -> None:
+def test_flow_state_first_used_in_a_transaction_sees_committed_rows_only(
+    store: TenantStore,
+) -> None:
     """A state loaded before a transaction never holds that transaction's uncommitted links."""
-    store.create_link("acme", "customers", "1", "a")
-    state = store.load_flow_state("acme", "customers")
+    store.create_link("customers", "1", "a")
+    state = store.load_flow_state("customers")
     assert not state.loaded
     with store.transaction():
-        store.create_link("acme", "customers", "2", "b")
+        store.create_link("customers", "2", "b")
         assert set(state.poweroffice_ids()) == {"1"}
-        inside = store.load_flow_state("acme", "customers")
+        inside = store.load_flow_state("customers")
         assert set(inside.poweroffice_ids()) == {"1", "2"}
-    assert set(store.load_flow_state("acme", "customers").poweroffice_ids()) == {"1", "2"}
+    assert set(store.load_flow_state("customers").poweroffice_ids()) == {"1", "2"}
 
 
 def test_in_memory_store_works_in_one_connection() -> None:
     """``sqlite://`` (in memory, for quick experiments) supports transactions and flow state."""
-    with open_store("sqlite://") as store:
-        store.create_link("acme", "customers", "1", "a")
+    with open_store("sqlite://") as db:
+        store = db.for_tenant("acme")
+        store.create_link("customers", "1", "a")
         with store.transaction():
-            store.create_link("acme", "customers", "2", "b")
-            assert len(store.load_flow_state("acme", "customers")) == 2
-        assert len(store.load_flow_state("acme", "customers")) == 2
+            store.create_link("customers", "2", "b")
+            assert len(store.load_flow_state("customers")) == 2
+        assert len(store.load_flow_state("customers")) == 2

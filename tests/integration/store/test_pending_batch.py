@@ -6,19 +6,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from tolken.store import DuplicatePendingCreate, Store, UnknownRecord, open_store
+from tolken.store import DuplicatePendingCreate, TenantStore, UnknownRecord, open_store
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
+def store(store_url: str) -> Iterator[TenantStore]:
     with open_store(store_url) as s:
-        yield s
+        yield s.for_tenant("t1")
 
 
-def test_many_pending_creates_are_recorded_and_resolved(store: Store) -> None:
+def test_many_pending_creates_are_recorded_and_resolved(store: TenantStore) -> None:
     """A batch of creates is pending after one call and done, with the made ids, after another."""
-    store.add_pending_creates("t1", "customers", "pms", [("1", "k-1"), ("2", "k-2"), ("3", "k-3")])
-    assert [(p.source_id, p.state) for p in store.pending_creates("t1", "customers")] == [
+    store.add_pending_creates("customers", "pms", [("1", "k-1"), ("2", "k-2"), ("3", "k-3")])
+    assert [(p.source_id, p.state) for p in store.pending_creates("customers")] == [
         ("1", "pending"),
         ("2", "pending"),
         ("3", "pending"),
@@ -27,25 +27,25 @@ def test_many_pending_creates_are_recorded_and_resolved(store: Store) -> None:
     done = store.get_pending_create("k-3")
     assert done is not None
     assert (done.state, done.created_id) == ("done", "c-3")
-    assert [p.source_id for p in store.pending_creates("t1", "customers")] == ["2"]
+    assert [p.source_id for p in store.pending_creates("customers")] == ["2"]
 
 
-def test_a_reused_key_records_none_of_the_batch(store: Store) -> None:
+def test_a_reused_key_records_none_of_the_batch(store: TenantStore) -> None:
     """One key used before refuses the whole batch, so the caller can sort them one by one."""
-    store.add_pending_create("t1", "customers", "pms", "1", "k-1")
+    store.add_pending_create("customers", "pms", "1", "k-1")
     with pytest.raises(DuplicatePendingCreate):
-        store.add_pending_creates("t1", "customers", "pms", [("2", "k-2"), ("3", "k-1")])
+        store.add_pending_creates("customers", "pms", [("2", "k-2"), ("3", "k-1")])
     assert store.get_pending_create("k-2") is None
 
 
-def test_resolving_an_unknown_key_is_refused(store: Store) -> None:
+def test_resolving_an_unknown_key_is_refused(store: TenantStore) -> None:
     """Resolving a key that was never recorded raises instead of passing silently."""
-    store.add_pending_creates("t1", "customers", "pms", [("1", "k-1")])
+    store.add_pending_creates("customers", "pms", [("1", "k-1")])
     with pytest.raises(UnknownRecord):
         store.resolve_pending_creates({"k-1": "c-1", "k-404": "c-2"})
 
 
-def test_bad_side_is_refused(store: Store) -> None:
+def test_bad_side_is_refused(store: TenantStore) -> None:
     """An unknown target system is a programming error, not a silent write."""
     with pytest.raises(ValueError, match="unknown side"):
-        store.add_pending_creates("t1", "customers", "nowhere", [("1", "k-1")])  # type: ignore[arg-type]
+        store.add_pending_creates("customers", "nowhere", [("1", "k-1")])  # type: ignore[arg-type]

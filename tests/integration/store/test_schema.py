@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, text
 from tolken.errors import ConfigError, Fatal, Unreachable
 from tolken.store import open_store
 from tolken.store._db import make_engine
-from tolken.store.migrate import alembic_config, current_revision, head_revision, schema_diff
+from tolken.store._migrate import alembic_config, current_revision, head_revision, schema_diff
 
 TABLES = {
     "links",
@@ -40,10 +40,10 @@ def test_migrations_create_every_table_from_empty(store_url: str) -> None:
 def test_opening_twice_is_idempotent_and_keeps_data(store_url: str) -> None:
     """Re-opening a migrated store changes nothing and loses nothing."""
     with open_store(store_url) as store:
-        store.create_link("acme", "customers", "10001", "c-1")
+        store.for_tenant("acme").create_link("customers", "10001", "c-1")
     with open_store(store_url) as again, open_store(store_url) as third:
-        assert again.get_link_by_po("acme", "customers", "10001") is not None
-        assert len(third.list_links("acme")) == 1
+        assert again.for_tenant("acme").get_link_by_po("customers", "10001") is not None
+        assert len(third.for_tenant("acme").list_links()) == 1
 
 
 def test_models_match_migrations(store_url: str) -> None:
@@ -79,7 +79,7 @@ def test_workers_starting_together_migrate_once(store_url: str) -> None:
         try:
             barrier.wait()
             open_store(store_url).close()
-        except BaseException as exc:  # the assertion below reports it
+        except BaseException as exc:  # noqa: BLE001 - a thread's error; the assertion below reports it
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -136,22 +136,23 @@ def test_losing_postgres_mid_transaction_is_reported_and_recovered(postgres_url:
     """A dropped database connection raises Unreachable; nothing half-written stays behind."""
     admin = create_engine(postgres_url)
     try:
-        with open_store(postgres_url) as store:
+        with open_store(postgres_url) as db:
+            store = db.for_tenant("acme")
 
             def write_while_the_server_drops_us() -> None:
                 with store.transaction():
-                    store.create_link("acme", "customers", "1", "a")
-                    current = store._current()
+                    store.create_link("customers", "1", "a")
+                    current = db._current()  # noqa: SLF001 - the connection this transaction holds
                     assert current is not None
                     pid = current.exec_driver_sql("SELECT pg_backend_pid()").scalar()
                     with admin.begin() as conn:
                         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-                    store.create_link("acme", "customers", "2", "b")
+                    store.create_link("customers", "2", "b")
 
             with pytest.raises(Unreachable, match="lost the store"):
                 write_while_the_server_drops_us()
-            assert store.list_links("acme") == []
-            store.create_link("acme", "customers", "3", "c")
-            assert len(store.list_links("acme")) == 1
+            assert store.list_links() == []
+            store.create_link("customers", "3", "c")
+            assert len(store.list_links()) == 1
     finally:
         admin.dispose()

@@ -29,7 +29,7 @@ PROTECTED = (
 def client(tmp_path: Path) -> Iterator[TestClient]:
     config = make_config(tmp_path)
     with open_store(config.store) as store:
-        yield TestClient(create_app(config, store))
+        yield TestClient(create_app(config, store.for_tenant(config.tenant)))
 
 
 @pytest.mark.parametrize("path", PROTECTED)
@@ -68,11 +68,30 @@ def test_a_token_visit_sets_a_cookie_and_drops_the_token_from_the_url(client: Te
     assert client.get("/conflicts").status_code == 401
 
 
-def test_a_form_posted_with_token_in_the_url_is_not_redirected(client: TestClient) -> None:
-    """POST /failures/retry?token=T runs the action (no redirect that would drop the POST)."""
-    answer = client.post(f"/failures/retry?token={TOKEN}", follow_redirects=False)
-    assert answer.status_code == 303
-    assert answer.headers["location"] == "/failures?retried=all"
+@pytest.mark.parametrize("path", ["/failures/retry", "/api/failures/retry"])
+def test_a_post_with_the_token_in_the_url_is_refused(tmp_path: Path, path: str) -> None:
+    """?token= opens GET pages only: a form posted to /failures/retry?token=T gets 403, no retry."""
+    config = make_config(tmp_path)
+    woken: list[str] = []
+    with open_store(config.store) as db:
+        store = db.for_tenant(config.tenant)
+        client = TestClient(create_app(config, store, wake=lambda: woken.append("wake")))
+        store.record_failure("customers", "poweroffice", "1", "ValidationFailed", "bad", status=422)
+        answer = client.post(f"{path}?token={TOKEN}", follow_redirects=False)
+        assert answer.status_code == 403
+        assert "?token= is accepted on GET only" in answer.text
+        assert "set-cookie" not in answer.headers
+        [failure] = store.list_failures()
+        assert failure.attempts == 1
+        assert failure.next_attempt_at > store.now()  # not made due
+    assert woken == []
+
+
+def test_an_authorization_header_is_judged_alone(client: TestClient) -> None:
+    """A wrong Bearer token is refused even beside a valid session cookie."""
+    client.get(f"/?token={TOKEN}")  # signs in: the client keeps the cookie
+    assert client.get("/api/status").status_code == 200
+    assert client.get("/api/status", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
 def test_a_forged_cookie_is_refused(client: TestClient) -> None:
@@ -85,7 +104,7 @@ def test_without_a_configured_token_the_dashboard_stays_locked(tmp_path: Path) -
     """With no serve.token nothing is let in (an empty token must not match)."""
     config = make_config(tmp_path, token=None)
     with open_store(config.store) as store:
-        client = TestClient(create_app(config, store))
+        client = TestClient(create_app(config, store.for_tenant(config.tenant)))
         answer = client.get("/api/status", headers={"Authorization": "Bearer "})
         assert answer.status_code == 401
         assert "serve.token" in answer.json()["message"]

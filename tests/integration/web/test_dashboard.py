@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from integration.web_harness import AUTH, MESSAGE, Clock, make_config, seed
-from tolken.store import Store, open_store
+from tolken.store import TenantStore, open_store
 from tolken.web import create_app
 
 
@@ -20,14 +20,14 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(store_url: str, clock: Clock) -> Iterator[Store]:
+def store(store_url: str, clock: Clock) -> Iterator[TenantStore]:
     """SQLite, then PostgreSQL (when TOLKEN_TEST_POSTGRES_URL is set)."""
     with open_store(store_url, clock=clock) as opened:
-        yield opened
+        yield opened.for_tenant("default")
 
 
 @pytest.fixture
-def ids(store: Store, clock: Clock) -> dict[str, int]:
+def ids(store: TenantStore, clock: Clock) -> dict[str, int]:
     return seed(store, clock)
 
 
@@ -37,14 +37,13 @@ def woken() -> list[str]:
 
 
 @pytest.fixture
-def client(tmp_path: Path, store: Store, woken: list[str]) -> TestClient:
+def client(tmp_path: Path, store: TenantStore, woken: list[str]) -> TestClient:
     app = create_app(make_config(tmp_path), store, wake=lambda: woken.append("wake"))
     return TestClient(app)
 
 
-def test_overview_shows_each_flow_with_counts_last_run_and_lag(
-    client: TestClient, ids: dict[str, int]
-) -> None:
+@pytest.mark.usefixtures("ids")  # the seeded store the page shows
+def test_overview_shows_each_flow_with_counts_last_run_and_lag(client: TestClient) -> None:
     """The JSON twin has per-flow links, failures, conflicts, the last run and the lag."""
     data = client.get("/api/status", headers=AUTH).json()
     flows = {f["flow"]: f for f in data["flows"]}
@@ -60,9 +59,8 @@ def test_overview_shows_each_flow_with_counts_last_run_and_lag(
     assert data["runs"][0]["requests"] == {"poweroffice": 9, "pms": 7}
 
 
-def test_overview_page_renders_the_same_figures_as_its_twin(
-    client: TestClient, ids: dict[str, int]
-) -> None:
+@pytest.mark.usefixtures("ids")  # the seeded store the page shows
+def test_overview_page_renders_the_same_figures_as_its_twin(client: TestClient) -> None:
     """The HTML overview shows each flow's link count, failures and a lag of 1 min 30 s."""
     html = client.get("/", headers=AUTH).text
     customers = html.split('data-flow="customers"', 1)[1].split("</section>", 1)[0]
@@ -87,15 +85,15 @@ def test_failures_show_the_remote_message_verbatim_and_escaped(
 
 
 def test_retry_button_marks_the_failure_due_and_wakes_the_loop(
-    client: TestClient, store: Store, ids: dict[str, int], woken: list[str]
+    client: TestClient, store: TenantStore, ids: dict[str, int], woken: list[str]
 ) -> None:
     """Pressing retry makes the parked record due now and asks the loop for a cycle."""
-    [before] = store.list_failures("default")
+    [before] = store.list_failures()
     assert before.next_attempt_at > store.now()
     answer = client.post(f"/failures/{ids['failure']}/retry", headers=AUTH, follow_redirects=False)
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/failures")
-    [after] = store.list_failures("default")
+    [after] = store.list_failures()
     assert after.next_attempt_at <= store.now()
     assert woken == ["wake"]
     missing = client.post("/api/failures/999/retry", headers=AUTH)
@@ -103,9 +101,8 @@ def test_retry_button_marks_the_failure_due_and_wakes_the_loop(
     assert woken == ["wake"]
 
 
-def test_conflicts_list_both_values_the_policy_and_the_winner(
-    client: TestClient, ids: dict[str, int]
-) -> None:
+@pytest.mark.usefixtures("ids")  # the seeded store the page shows
+def test_conflicts_list_both_values_the_policy_and_the_winner(client: TestClient) -> None:
     """Each conflict shows both values, the value before, the policy and who won."""
     conflicts = {c["field"]: c for c in client.get("/api/conflicts", headers=AUTH).json()}
     assert conflicts["name"]["poweroffice_value"] == "Acme AS"
@@ -118,7 +115,7 @@ def test_conflicts_list_both_values_the_policy_and_the_winner(
 
 
 def test_a_parked_conflict_is_settled_from_the_dashboard(
-    client: TestClient, store: Store, ids: dict[str, int], woken: list[str]
+    client: TestClient, store: TenantStore, ids: dict[str, int], woken: list[str]
 ) -> None:
     """Keep PowerOffice on a parked conflict records the choice and wakes the loop."""
     answer = client.post(
@@ -128,7 +125,7 @@ def test_a_parked_conflict_is_settled_from_the_dashboard(
         follow_redirects=False,
     )
     assert answer.status_code == 303
-    assert store.list_conflicts("default", parked_only=True) == []
+    assert store.list_conflicts(parked_only=True) == []
     assert woken == ["wake"]
 
 
@@ -145,7 +142,8 @@ def test_link_page_shows_its_history_newest_first(client: TestClient, ids: dict[
     assert client.get("/links/9999", headers=AUTH).status_code == 404
 
 
-def test_links_list_filters_by_flow(client: TestClient, ids: dict[str, int]) -> None:
+@pytest.mark.usefixtures("ids")  # the seeded store the page shows
+def test_links_list_filters_by_flow(client: TestClient) -> None:
     """/api/links?flow=customers lists only that flow's links; an unknown flow is a 400."""
     data = client.get("/api/links?flow=customers", headers=AUTH).json()
     assert [link["pms_id"] for link in data["links"]] == ["cus_a", "cus_b"]
@@ -156,12 +154,12 @@ def test_healthz_needs_no_token_and_reports_an_unreachable_store(tmp_path: Path)
     """/healthz answers 200 without a token, and 503 when the store cannot be opened."""
     config = make_config(tmp_path)
     with open_store(config.store) as good:
-        ok = TestClient(create_app(config, good)).get("/healthz")
+        ok = TestClient(create_app(config, good.for_tenant(config.tenant))).get("/healthz")
     assert ok.status_code == 200
     assert ok.json()["status"] == "ok"
     broken = open_store(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}", migrate=False)
-    down = TestClient(create_app(config, broken)).get("/healthz")
+    down = TestClient(create_app(config, broken.for_tenant(config.tenant))).get("/healthz")
     assert down.status_code == 503
     assert down.json()["status"] == "unavailable"
-    page = TestClient(create_app(config, broken)).get("/", headers=AUTH)
+    page = TestClient(create_app(config, broken.for_tenant(config.tenant))).get("/", headers=AUTH)
     assert page.status_code == 503

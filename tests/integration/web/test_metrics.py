@@ -27,7 +27,8 @@ def test_metrics_expose_store_gauges_lag_and_run_durations(tmp_path: Path) -> No
     """Links, failures, parked conflicts, lag per flow and the run histogram, all tolken_*."""
     clock = Clock()
     config = make_config(tmp_path)
-    with open_store(config.store, clock=clock) as store:
+    with open_store(config.store, clock=clock) as db:
+        store = db.for_tenant(config.tenant)
         seed(store, clock)
         client = TestClient(create_app(config, store))
         answer = client.get("/metrics", headers=AUTH)
@@ -54,11 +55,12 @@ def test_a_run_is_observed_once_however_often_it_is_scraped(tmp_path: Path) -> N
     """Scraping twice does not count the same run twice; a new run is added."""
     clock = Clock()
     config = make_config(tmp_path)
-    with open_store(config.store, clock=clock) as store:
+    with open_store(config.store, clock=clock) as db:
+        store = db.for_tenant(config.tenant)
         seed(store, clock)
         client = TestClient(create_app(config, store))
         client.get("/metrics", headers=AUTH)
-        run = store.start_run("default")
+        run = store.start_run()
         clock.now += timedelta(seconds=5)
         store.finish_run(run, "failed", counts={}, requests={}, error="pms: unreachable")
         samples = _samples(client.get("/metrics", headers=AUTH).text)
@@ -109,5 +111,9 @@ def test_an_unreachable_store_reports_store_down(tmp_path: Path) -> None:
     """With the store gone, /metrics still answers, with tolken_store_up 0."""
     config = make_config(tmp_path)
     broken = open_store(f"sqlite:///{tmp_path / 'no' / 'such' / 'x.db'}", migrate=False)
-    samples = _samples(TestClient(create_app(config, broken)).get("/metrics", headers=AUTH).text)
+    samples = _samples(
+        TestClient(create_app(config, broken.for_tenant(config.tenant)))
+        .get("/metrics", headers=AUTH)
+        .text
+    )
     assert samples[("tolken_store_up", ())] == 0

@@ -7,12 +7,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from integration.sync_harness import Sandbox, start_tolken
+from tolken.cli import app as cli
 from tolken.config import ServeSettings, TolkenConfig
 from tolken.engine import CycleReport
 from tolken.errors import ConfigError
@@ -60,7 +63,7 @@ def running(config: TolkenConfig) -> Iterator[tuple[Serving, Cycles]]:
         def loop() -> None:
             try:
                 watch_loop(srv.engine, srv.queue, on_cycle=cycles)
-            except BaseException as exc:  # surfaced in the test thread below
+            except BaseException as exc:  # noqa: BLE001 - surfaced in the test thread below
                 errors.append(exc)
 
         thread = threading.Thread(target=loop, daemon=True)
@@ -118,6 +121,29 @@ def test_serve_refuses_to_start_without_a_token(sb: Sandbox) -> None:
     config = sb.config().model_copy(update={"serve": ServeSettings(port=0)})
     with pytest.raises(ConfigError, match=r"serve\.token"), serving(config):
         pass
+
+
+SHORT_SECRETS = {
+    "serve.token": "serve:\n  token: ab1\n",
+    "serve.webhook_secret": f"serve:\n  token: {TOKEN}\n  webhook_secret: 15-characters!!\n",
+}
+
+
+@pytest.mark.parametrize("key", SHORT_SECRETS)
+def test_a_secret_shorter_than_16_characters_is_refused_at_load(tmp_path: Path, key: str) -> None:
+    """A guessable serve.token or webhook secret is a config error naming the key (exit 2)."""
+    path = tmp_path / "tolken.yaml"
+    path.write_text(
+        "poweroffice:\n  application_key: application-key\n  client_key: client-key-1\n"
+        "  subscription_key: subscription-key-1\n"
+        "pms:\n  base_url: http://127.0.0.1:9/api/v1\n  api_key: pms-api-key-1\n"
+        + SHORT_SECRETS[key],
+        encoding="utf-8",
+    )
+    # Refused when the file is loaded, by every command (sync fails fast if it is not).
+    result = CliRunner().invoke(cli, ["sync", "--once", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"{key}: must be at least 16 characters" in result.output
 
 
 @pytest.mark.slow

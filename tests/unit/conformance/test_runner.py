@@ -39,13 +39,13 @@ def _ctx() -> CheckContext:
 def test_rule_run_turns_every_ending_into_a_result() -> None:
     """A pass, a contract failure and a network error each become one result with a reason."""
 
-    def fails(ctx: CheckContext) -> str:
+    def fails(_ctx: CheckContext) -> str:
         raise RuleFailed("GET /customers gave HTTP 500")
 
-    def breaks(ctx: CheckContext) -> str:
+    def breaks(_ctx: CheckContext) -> str:
         raise httpx.ConnectError("connection refused")
 
-    assert Rule("a", "", lambda ctx: "fine").run(_ctx()) == RuleResult("a", True, "fine")
+    assert Rule("a", "", lambda _: "fine").run(_ctx()) == RuleResult("a", True, "fine")
     assert Rule("b", "", fails).run(_ctx()) == RuleResult(
         "b", False, "GET /customers gave HTTP 500"
     )
@@ -57,7 +57,7 @@ def test_rule_run_turns_every_ending_into_a_result() -> None:
 def test_rule_names_are_unique() -> None:
     """Registering a second rule under an existing name is a programming error."""
     with pytest.raises(ValueError, match="registered twice"):
-        rule("auth", "again")(lambda ctx: "")
+        rule("auth", "again")(lambda _: "")
 
 
 def test_every_documented_rule_is_registered() -> None:
@@ -112,4 +112,4 @@ def test_receiver_records_deliveries() -> None:
         assert got is not None
         assert got.body == b'{"id": "c1"}'
         assert got.headers["X-PMS-Timestamp"] == "1"
-        assert receiver.wait_for(lambda d: False, timeout=0.05) is None
+        assert receiver.wait_for(lambda _: False, timeout=0.05) is None

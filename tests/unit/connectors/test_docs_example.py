@@ -15,7 +15,7 @@ from docstext import DOCS, ROOT, fenced, section
 from tolken import errors
 from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
 from tolken.connectors import _http
-from tolken.connectors.base import ENTRY_POINT_GROUP, Connector
+from tolken.connectors.base import ENTRY_POINT_GROUP, ChangeFeed, Connector
 from tolken.connectors.poweroffice import PowerOfficeClient
 from tolken.engine import SyncEngine
 from tolken.sandbox import credentials
@@ -26,12 +26,13 @@ CONTRACT = DOCS["pms-contract.md"]
 
 
 def _example_module() -> types.ModuleType:
+    """Every Python block of the section, in order, in one module (later ones build on earlier)."""
     part = section(CONTRACT, "## Custom connectors")
-    source = next(body for lang, body in fenced(part) if lang == "python")
-    # Pad so that line numbers in a traceback are those of the Markdown file.
-    padded = "\n" * CONTRACT[: CONTRACT.index(source)].count("\n") + source
     module = types.ModuleType("acme_example")
-    exec(compile(padded, str(ROOT / "docs" / "pms-contract.md"), "exec"), module.__dict__)
+    for source in (body for lang, body in fenced(part) if lang == "python"):
+        # Pad so that line numbers in a traceback are those of the Markdown file.
+        padded = "\n" * CONTRACT[: CONTRACT.index(source)].count("\n") + source
+        exec(compile(padded, str(ROOT / "docs" / "pms-contract.md"), "exec"), module.__dict__)
     return module
 
 
@@ -40,8 +41,13 @@ class _FakeAcme:
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, dict[str, Any]]] = {"clients": {}, "jobs": {}}
+        self.events: list[dict[str, Any]] = []
         self.clock = datetime(2026, 1, 1, tzinfo=UTC)
         self.next_id = 0
+
+    def event(self, path: str, record_id: str, op: str) -> None:
+        """Log a change in Acme's event log (``GET events``)."""
+        self.events.append({"n": len(self.events) + 1, "path": path, "id": record_id, "op": op})
 
     def stamp(self) -> str:
         """A modification time later than every earlier one."""
@@ -52,6 +58,10 @@ class _FakeAcme:
         if request.headers.get("X-Api-Key") != "acme-key":
             return httpx.Response(401, text="bad API key")
         parts = request.url.path.strip("/").split("/")[1:]  # drop the "api" prefix
+        if parts == ["events"]:
+            since, most = int(request.url.params["since"]), int(request.url.params["max"])
+            later = [e for e in self.events if e["n"] > since]
+            return httpx.Response(200, json={"data": later[:most], "more": len(later) > most})
         if parts[0] not in self.records:
             return httpx.Response(404, text="no such path")
         records = self.records[parts[0]]
@@ -64,6 +74,7 @@ class _FakeAcme:
             self.next_id += 1
             record = {**body, "id": str(self.next_id), "modified": self.stamp()}
             records[record["id"]] = record
+            self.event(parts[0], record["id"], "upsert")
             return httpx.Response(201, json=record)
         params = request.url.params
         items = sorted(records.values(), key=lambda r: r["modified"])
@@ -82,11 +93,14 @@ class _FakeAcme:
         record = records.get(record_id)
         if record is None:
             return httpx.Response(404, text=f"no record {record_id}")
+        path = request.url.path.strip("/").split("/")[1]
         if request.method == "DELETE":
             del records[record_id]
+            self.event(path, record_id, "delete")
             return httpx.Response(204)
         if request.method == "PATCH":
             record.update(json.loads(request.content), modified=self.stamp())
+            self.event(path, record_id, "upsert")
         return httpx.Response(200, json=record)
 
 
@@ -108,7 +122,8 @@ def test_custom_connector_example_implements_the_protocol(acme: tuple[Any, _Fake
 
 
 def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> None:
-    """The example creates, finds by key, lists changes, updates and classifies errors."""
+    """The example creates, finds by key, lists changes, updates (field paths nested on the
+    wire) and classifies errors."""
     connector, _ = acme
     made = [
         connector.create("customers", {"name": f"Firma {i}"}, idempotency_key=f"tk-{i}")
@@ -120,8 +135,11 @@ def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> Non
     assert connector.find_by_idempotency_key("customers", "tk-missing") is None
     after = list(connector.list("customers", changed_after=made[2].changed_at))
     assert [r.id for r in after] == [made[3].id, made[4].id]
-    updated = connector.update("customers", made[0].id, {"phone": "+47 22 00 00 00"})
+    updated = connector.update(
+        "customers", made[0].id, {"phone": "+47 22 00 00 00", "address.city": "Oslo"}
+    )
     assert updated.data["phone"] == "+47 22 00 00 00"
+    assert updated.data["address"] == {"city": "Oslo"}
     assert updated.changed_at > made[4].changed_at
     assert list(connector.list("projects")) == []  # another Acme path
     connector.delete("customers", made[1].id)
@@ -133,7 +151,7 @@ def test_custom_connector_example_round_trip(acme: tuple[Any, _FakeAcme]) -> Non
 
 def test_custom_connector_example_refused_key_is_fatal() -> None:
     """With a wrong API key the example raises AuthError, which stops the run."""
-    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong")
+    settings = PMSSettings(base_url="https://acme.example.com/api", api_key="wrong-key")
     with httpx.Client(transport=httpx.MockTransport(_FakeAcme())) as http:
         connector = _example_module().AcmeConnector(settings, http=http)
         with pytest.raises(errors.AuthError):
@@ -155,7 +173,8 @@ def test_custom_connector_registration_snippets_are_valid() -> None:
 
 
 def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
-    """With the example connector and polling, records reach Acme, edits come back, deletes mark."""
+    """With the example connector and polling, records reach Acme (nested objects nested), edits
+    come back, deletes mark."""
     po_settings = PowerOfficeSettings.model_validate(
         {
             "base_url": "http://testserver/v2",
@@ -186,7 +205,12 @@ def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
     ):
         po = PowerOfficeClient(po_settings, http=po_http)
         po.create("Departments", {"Code": "10", "Name": "Salg"}, idempotency_key="10")
-        customer = po.create("Customers", {"Name": "Fjellvind AS"}, idempotency_key="c-1").id
+        fjellvind = {
+            "Name": "Fjellvind AS",
+            "MailAddress.City": "Tromsø",
+            "MailAddress.ZipCode": "9008",
+        }
+        customer = po.create("Customers", fjellvind, idempotency_key="c-1").id
         acme = _example_module().AcmeConnector(pms_settings, http=acme_http)
         engine = SyncEngine(config, store, po, acme)
 
@@ -196,8 +220,13 @@ def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
             ("company", "Fjellvind AS"),
             ("department", "Salg"),
         ]
-        link = store.get_link_by_po("default", "customers", customer)
+        link = engine.store.get_link_by_po("customers", customer)
         assert link is not None
+        assert fake.records["clients"][link.pms_id]["address"] == {
+            "postal_code": "9008",
+            "city": "Tromsø",
+            "country": "NO",
+        }
 
         fake.records["clients"][link.pms_id].update(phone="+47 90 00 00 01", modified=fake.stamp())
         engine.run_cycle()
@@ -207,7 +236,80 @@ def test_custom_connector_example_syncs_with_the_engine(tmp_path: Path) -> None:
         report = engine.run_cycle(reconcile=True)
         assert "mass-delete breaker" in str(report.flow("customers").stopped)  # 1 of 1 links
         engine.run_cycle(reconcile=True, confirm_deletes=True)
-        gone = store.get_link_by_po("default", "customers", customer)
+        gone = engine.store.get_link_by_po("customers", customer)
+        assert gone is not None
+        assert gone.state == "pms-deleted"
+        assert po.get("Customers", customer).data["Name"] == "Fjellvind AS"  # left alone
+
+
+def test_custom_connector_feed_example_is_a_change_feed(acme: tuple[Any, _FakeAcme]) -> None:
+    """The feed example in docs/pms-contract.md is a ChangeFeed; the plain example is not."""
+    connector, fake = acme
+    assert not isinstance(connector, ChangeFeed)
+    settings = PMSSettings(base_url="https://acme.example.com/api/", api_key="acme-key")
+    with httpx.Client(transport=httpx.MockTransport(fake)) as http:
+        feed = _example_module().AcmeFeedConnector(settings, http=http)
+        made = [
+            feed.create("customers", {"name": f"Firma {i}"}, idempotency_key=f"tk-{i}")
+            for i in range(3)
+        ]
+        feed.delete("customers", made[0].id)
+        assert isinstance(feed, ChangeFeed)
+        page = feed.changes(1, limit=2)
+    assert [(i.seq, i.resource, i.id, i.op) for i in page.items] == [
+        (2, "customers", made[1].id, "upsert"),
+        (3, "customers", made[2].id, "upsert"),
+    ]
+    assert page.has_more is True
+
+
+def test_custom_connector_feed_example_syncs_deletes_without_a_reconcile(tmp_path: Path) -> None:
+    """With the feed example, an edit comes back and a delete marks the link in a plain cycle."""
+    po_settings = PowerOfficeSettings.model_validate(
+        {
+            "base_url": "http://testserver/v2",
+            "token_url": "http://testserver/OAuth/Token",
+            "application_key": credentials.APPLICATION_KEY,
+            "client_key": credentials.CLIENT_KEY,
+            "subscription_key": credentials.SUBSCRIPTION_KEY,
+        }
+    )
+    pms_settings = PMSSettings.model_validate(
+        {"connector": "acme", "base_url": "https://acme.example.com/api", "api_key": "acme-key"}
+    )
+    config = TolkenConfig(
+        store=f"sqlite:///{tmp_path / 'tolken.db'}", poweroffice=po_settings, pms=pms_settings
+    )
+    fake = _FakeAcme()
+    sim = create_po_simulator(rate_limit_per_second=None)
+    with (
+        _http.testing(),
+        TestClient(sim) as po_http,
+        httpx.Client(transport=httpx.MockTransport(fake)) as acme_http,
+        open_store(config.store) as store,
+    ):
+        po = PowerOfficeClient(po_settings, http=po_http)
+        customer = po.create("Customers", {"Name": "Fjellvind AS"}, idempotency_key="c-1").id
+        po.create("Customers", {"Name": "Havbris AS"}, idempotency_key="c-2")
+        acme = _example_module().AcmeFeedConnector(pms_settings, http=acme_http)
+        engine = SyncEngine(config, store, po, acme)
+
+        engine.run_cycle()
+        link = engine.store.get_link_by_po("customers", customer)
+        assert link is not None
+        # The feed's head read before the listing: tolken's own creates are read back next.
+        assert engine.store.get_cursor("pms", "customers") == "seq:0"
+
+        fake.records["clients"][link.pms_id].update(phone="+47 90 00 00 01", modified=fake.stamp())
+        fake.event("clients", link.pms_id, "upsert")
+        engine.run_cycle()
+        assert po.get("Customers", customer).data["PhoneNumber"] == "+47 90 00 00 01"
+        assert engine.store.get_cursor("pms", "customers") == f"seq:{len(fake.events)}"
+
+        del fake.records["clients"][link.pms_id]
+        fake.event("clients", link.pms_id, "delete")
+        engine.run_cycle()
+        gone = engine.store.get_link_by_po("customers", customer)
         assert gone is not None
         assert gone.state == "pms-deleted"
         assert po.get("Customers", customer).data["Name"] == "Fjellvind AS"  # left alone

@@ -1,88 +1,18 @@
-"""Shared HTTP helpers: token bucket, Retry-After parsing and the retry policy."""
+"""Shared HTTP helpers: Retry-After parsing and the retry policy."""
 
 from __future__ import annotations
 
+import base64
 import threading
+import time
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from tolken.connectors import _http
-from tolken.connectors._http import RetryPolicy, TokenBucket, parse_retry_after, shared_bucket
-from tolken.errors import NotFound, RateLimited, ServerError, ValidationFailed
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def test_bucket_spaces_requests_to_the_rate() -> None:
-    """Ten requests at 10/s take 0.9 s of waiting after the first: never more than the rate."""
-    clock = FakeClock()
-    bucket = TokenBucket(10.0, clock=clock, sleep=clock.sleep)
-    for _ in range(10):
-        bucket.acquire()
-    assert clock.now - 100.0 == pytest.approx(0.9)
-    assert all(s == pytest.approx(0.1) for s in clock.slept)
-
-
-def test_bucket_refills_while_idle_up_to_capacity() -> None:
-    """After idling, a burst of `capacity` goes through without waiting, then spacing resumes."""
-    clock = FakeClock()
-    bucket = TokenBucket(2.0, capacity=3, clock=clock, sleep=clock.sleep)
-    clock.now += 60
-    assert [bucket.reserve() for _ in range(4)] == pytest.approx([0, 0, 0, 0.5])
-
-
-def test_bucket_hold_pauses_every_user() -> None:
-    """A Retry-After hold delays the next caller even when tokens are available."""
-    clock = FakeClock()
-    bucket = TokenBucket(100.0, capacity=5, clock=clock, sleep=clock.sleep)
-    bucket.hold(2.0)
-    assert bucket.acquire() == pytest.approx(2.0)
-
-
-def test_bucket_is_thread_safe() -> None:
-    """Concurrent callers each reserve a distinct slot: total waiting grows as a queue."""
-    bucket = TokenBucket(1000.0, clock=lambda: 0.0, sleep=lambda s: None)
-    waits: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(50):
-            w = bucket.reserve()
-            with lock:
-                waits.append(w)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(waits) == pytest.approx([i / 1000 for i in range(200)])
-
-
-def test_shared_bucket_is_one_per_key_and_keeps_the_strictest_rate() -> None:
-    """Clients using one subscription key share a bucket; a second key gets its own."""
-    _http.clear_shared_buckets()
-    a = shared_bucket("key-1", 10.0)
-    b = shared_bucket("key-1", 20.0)
-    c = shared_bucket("key-2", 10.0)
-    assert a is b
-    assert a is not c
-    assert a.rate == 10.0
-    shared_bucket("key-1", 5.0)
-    assert a.rate == 5.0
-    _http.clear_shared_buckets()
+from tolken.connectors._http import RetryPolicy, parse_retry_after
+from tolken.errors import NotFound, RateLimited, ServerError, Stopped, ValidationFailed
 
 
 @pytest.mark.parametrize(
@@ -147,7 +77,7 @@ def test_policy_retry_if_stops_retries_for_one_call() -> None:
         raise ServerError("maybe done")
 
     with _http.testing(), pytest.raises(ServerError):
-        RetryPolicy(attempts=4).call(fail, retry_if=lambda exc: False)
+        RetryPolicy(attempts=4).call(fail, retry_if=lambda _: False)
     assert calls == 1
 
 
@@ -168,3 +98,73 @@ def test_policy_returns_the_first_success() -> None:
 
     with _http.testing():
         assert RetryPolicy(attempts=5).call(flaky) == "ok"
+
+
+def test_a_stop_ends_a_long_retry_after_wait_within_a_second() -> None:
+    """A stop request during a 30 s Retry-After wait ends it at once, without another try."""
+    calls = 0
+
+    def refused() -> str:
+        nonlocal calls
+        calls += 1
+        raise RateLimited("slow down", retry_after=30.0)
+
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        RetryPolicy(retry_after_jitter=0).call(refused, stop=stop)
+    assert time.monotonic() - started < 1.0
+    assert calls == 1
+
+
+def test_a_stop_ends_the_exponential_backoff_too() -> None:
+    """A stop during the backoff after a 5xx ends the wait at once."""
+    stop = threading.Event()
+
+    def failing() -> str:
+        raise ServerError("busy")
+
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        RetryPolicy(wait_initial=20.0, wait_max=20.0).call(failing, stop=stop)
+    assert time.monotonic() - started < 1.0
+
+
+def _echo(request: httpx.Request, body: str, kind: str = "text/plain") -> httpx.Response:
+    return httpx.Response(401, text=body, headers={"content-type": kind}, request=request)
+
+
+def test_error_bodies_lose_the_credentials_their_request_carried() -> None:
+    """A body echoing the bearer token, Basic keys or subscription key reads [redacted]."""
+    request = httpx.Request(
+        "POST",
+        "https://remote.example/OAuth/Token",
+        headers={
+            "Authorization": "Basic "
+            + base64.b64encode(b"echo-app-key-3141:echo-client-key-2718").decode(),
+            "Ocp-Apim-Subscription-Key": "echo-subscription-1618",
+        },
+    )
+    text = _echo(request, "keys echo-app-key-3141 / echo-client-key-2718 / echo-subscription-1618")
+    assert _http.plain_text(text, 500) == "keys [redacted] / [redacted] / [redacted]"
+    bearer = httpx.Request(
+        "GET", "https://remote.example/x", headers={"Authorization": "Bearer tok-0123456789"}
+    )
+    body = _echo(
+        bearer,
+        '{"errors": [{"message": "bad credentials: Bearer tok-0123456789"}]}',
+        "application/json",
+    )
+    assert _http.json_or_none(body) == {
+        "errors": [{"message": "bad credentials: Bearer [redacted]"}]
+    }
+
+
+def test_a_secret_cut_by_the_text_limit_is_still_redacted() -> None:
+    """A key straddling the length limit is redacted before the cut, so no half of it shows."""
+    request = httpx.Request(
+        "GET", "https://remote.example/x", headers={"X-Api-Key": "half-shown-key-42"}
+    )
+    assert _http.plain_text(_echo(request, "key: half-shown-key-42"), 12) == "key: [redact"

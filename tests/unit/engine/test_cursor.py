@@ -1,19 +1,36 @@
-"""Change-capture cursor rules: overlap, run-start cap, boundary dedupe, failures hold it back."""
+"""Change-capture cursor rules of both sides.
+
+PowerOffice: overlap, run-start cap, boundary dedupe, failures hold it back.
+PMS: feed and listing positions, their stored text, how they move, feed collapse.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tolken.connectors.base import FeedItem, FeedPage
 from tolken.engine.cursor import (
     CursorState,
+    FeedPosition,
+    ListingPosition,
     Outcome,
+    PMSPosition,
     Seen,
     advance,
+    collapse_feed,
     content_hash,
+    feed_next,
+    feed_read_on,
+    format_pms_cursor,
+    format_po_cursor,
     is_duplicate,
+    listing_next,
+    parse_pms_cursor,
+    parse_po_cursor,
     read_after,
 )
 
@@ -147,3 +164,149 @@ def test_property_no_failed_or_concurrent_record_is_ever_skipped(
                 assert not is_duplicate(state, record_id, f"h{record_id}")
     if state.position is not None:
         assert state.position <= at(start)
+
+
+def test_po_cursor_text_round_trips_and_nothing_stored_is_a_fresh_start() -> None:
+    """The stored text restores the same cursor; no text (or empty) means a full listing."""
+    state = CursorState(at(5), frozenset({Seen("1", "h", at(4))}))
+    assert parse_po_cursor(format_po_cursor(state)) == state
+    assert parse_po_cursor(None) == CursorState()
+    assert parse_po_cursor("") == CursorState()
+
+
+# -- PMS ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("seq:0", FeedPosition(0)),
+        ("seq:4217", FeedPosition(4217)),
+        (
+            "updated_after:2026-01-01T00:00:01.000001Z",
+            ListingPosition("2026-01-01T00:00:01.000001Z"),
+        ),
+        (
+            "updated_after:2026-03-01T12:00:00.123456789+01:00",
+            ListingPosition("2026-03-01T12:00:00.123456789+01:00"),
+        ),
+        (
+            "changed_after:2026-01-01T00:00:05+00:00",
+            ListingPosition("2026-01-01T00:00:05+00:00"),
+        ),
+        (None, None),
+        ("", None),
+        ("seq:", None),
+        ("seq:x", None),
+        ("updated_after:", None),
+        ("42", None),
+    ],
+)
+def test_stored_pms_cursors_of_every_version_parse(
+    text: str | None, position: PMSPosition | None
+) -> None:
+    """Cursor text already in users' databases reads as the same position (unknown text: none)."""
+    assert parse_pms_cursor(text) == position
+
+
+def test_a_listing_position_keeps_the_pms_spelling() -> None:
+    """The stamp is stored exactly as the PMS sent it, and read as the time it names."""
+    position = ListingPosition("2026-01-01T00:00:01.000001Z")
+    assert format_pms_cursor(position) == "updated_after:2026-01-01T00:00:01.000001Z"
+    assert position.at == datetime(2026, 1, 1, 0, 0, 1, 1, tzinfo=UTC)
+    assert ListingPosition("not a time").at is None
+
+
+stamps = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+).map(lambda d: d.isoformat().replace("+00:00", "Z"))
+positions = st.one_of(st.integers(0, 2**63).map(FeedPosition), stamps.map(ListingPosition))
+
+
+@given(position=positions)
+def test_property_pms_cursor_text_round_trips(position: PMSPosition) -> None:
+    """Whatever position is stored is exactly the position read back."""
+    assert parse_pms_cursor(format_pms_cursor(position)) == position
+
+
+items = st.builds(
+    FeedItem,
+    seq=st.integers(1, 10_000),
+    resource=st.sampled_from(["customers", "projects"]),
+    id=st.sampled_from(["a", "b", "c"]),
+    op=st.sampled_from(["upsert", "delete"]),
+)
+
+
+@given(
+    after=st.integers(0, 10_000),
+    page_items=st.lists(items, max_size=6),
+    has_more=st.sampled_from([None, True, False]),
+    last_seq=st.none() | st.integers(0, 20_000),
+)
+def test_property_the_feed_position_never_moves_back_nor_past_what_was_read(
+    after: int, page_items: list[FeedItem], has_more: bool | None, last_seq: int | None
+) -> None:
+    """The next position is the last item received (or stays), whatever the PMS reports."""
+    page = FeedPage(tuple(page_items), last_seq=last_seq, has_more=has_more)
+    position = feed_next(after, page)
+    assert position == max([after, *(i.seq for i in page_items)])
+    if feed_read_on(after, page):
+        assert position > after
+        assert has_more is not False
+
+
+def test_the_feed_is_read_on_until_an_empty_page_or_has_more_false() -> None:
+    """An empty page ends the read; so does has_more: false; an absent has_more reads on."""
+    item = FeedItem(3, "customers", "a", "upsert")
+    assert not feed_read_on(2, FeedPage(()))
+    assert not feed_read_on(2, FeedPage((item,), has_more=False))
+    assert feed_read_on(2, FeedPage((item,)))
+    assert feed_read_on(2, FeedPage((item,), has_more=True))
+    assert not feed_read_on(5, FeedPage((item,), has_more=True))  # no progress: stop
+
+
+def test_collapse_keeps_the_last_operation_per_record() -> None:
+    """Several feed items for one record reduce to the latest, ordered by that latest seq."""
+    changes = [
+        FeedItem(1, "customers", "a", "upsert"),
+        FeedItem(2, "customers", "b", "upsert"),
+        FeedItem(3, "customers", "a", "delete"),
+        FeedItem(4, "projects", "a", "upsert"),
+    ]
+    collapsed = collapse_feed(changes, "customers")
+    assert list(collapsed) == ["b", "a"]
+    assert collapsed["a"].op == "delete"
+
+
+@given(feed=st.lists(items, max_size=20))
+def test_property_collapse_keeps_exactly_each_records_last_item(feed: list[FeedItem]) -> None:
+    """One entry per record of the resource: its last item in feed order."""
+    collapsed = collapse_feed(feed, "customers")
+    last_index = {i.id: n for n, i in enumerate(feed) if i.resource == "customers"}
+    assert collapsed == {record_id: feed[n] for record_id, n in last_index.items()}
+    assert list(collapsed) == sorted(last_index, key=last_index.__getitem__)
+
+
+@given(
+    start=st.none() | stamps,
+    listed=st.lists(st.none() | stamps | st.just("garbage"), max_size=8),
+)
+def test_property_the_listing_position_moves_to_the_newest_stamp_never_back(
+    start: str | None, listed: list[str | None]
+) -> None:
+    """After a listing the position is the newest time seen (as spelt), or stays where it was."""
+    before = ListingPosition(start) if start is not None else None
+    after = listing_next(before, listed)
+    times = [t for s in [start, *listed] if s is not None and (t := ListingPosition(s).at)]
+    if not times:
+        assert after is None
+        return
+    assert after is not None
+    assert after.at == max(times)
+    assert after.stamp in [start, *listed]
+    if before is not None:
+        assert before.at is not None
+        assert after.at >= before.at
+        if after.at == before.at:
+            assert after == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tolken.engine.flow import match_rules
 from tolken.engine.match import CandidateIndex
 from tolken.engine.model import (
+    Action,
     Ambiguous,
     CreateInPMS,
     FieldConflict,
@@ -23,7 +24,7 @@ from tolken.mapping import default_mapping
 def test_actions_are_grouped_per_record_and_pair() -> None:
     """Everything about one pair is applied (or parked) together; a Link starts its pair."""
     conflict = FieldConflict("name", "A", "B", "C", "pms", "newest-wins")
-    actions = [
+    actions: list[Action] = [
         RecordConflict("1", "a", conflict),
         UpdatePMS("1", "a", {"name": "B"}, 3),
         UpdatePowerOffice("1", "a", {"name": "B"}),

@@ -21,7 +21,6 @@ from tolken.engine.model import (
     SaveShadow,
     Skipped,
     Unchanged,
-    UpdateParked,
     UpdatePMS,
     UpdatePowerOffice,
     Wait,
@@ -344,8 +343,9 @@ def test_missing_side_without_shadow_is_fetched() -> None:
 
 def test_parked_conflict_needs_both_sides() -> None:
     """With a manual conflict open, a change from one side fetches the other, not the shadow."""
-    link = LinkedPair("1", "m1", shadow=ACME, parked=frozenset({"name"}))
-    actions = plan_flow(CUSTOMERS, po_changes=[], pms_changes=[rec("m1", ACME)], links=[link])
+    ctx = FlowContext("t1", "customers", policy="manual")
+    link = LinkedPair("1", "m1", shadow=ACME)
+    actions = plan_flow(ctx, po_changes=[], pms_changes=[rec("m1", ACME)], links=[link])
     assert len(actions) == 1
     assert isinstance(actions[0], Fetch)
     assert actions[0].side == "poweroffice"
@@ -359,8 +359,8 @@ def test_manual_policy_never_trusts_the_shadow_for_an_unread_side() -> None:
     assert [type(a) for a in actions] == [Fetch]
 
 
-def test_manual_conflict_parks_the_field_on_the_link() -> None:
-    """A manual conflict is recorded, nothing is written, and the field is parked on the link."""
+def test_manual_conflict_parks_the_field() -> None:
+    """A manual conflict is recorded with no winner, and nothing is written."""
     ctx = FlowContext("t1", "customers", policy="manual")
     link = LinkedPair("1", "m1", shadow=ACME)
     actions = plan_flow(
@@ -369,22 +369,22 @@ def test_manual_conflict_parks_the_field_on_the_link() -> None:
         pms_changes=[rec("m1", {**ACME, "name": "B"})],
         links=[link],
     )
-    assert kinds(actions) == ["RecordConflict", "UpdateParked"]
-    assert actions[1] == UpdateParked("1", "m1", frozenset({"name"}))
+    assert kinds(actions) == ["RecordConflict"]
+    conflict = actions[0]
+    assert isinstance(conflict, RecordConflict)
+    assert conflict.conflict.field == "name"
+    assert conflict.conflict.winner is None
 
 
-def test_settled_parked_conflict_unparks_the_field() -> None:
-    """When a person makes both sides agree, the field leaves the parked set."""
+def test_settled_parked_conflict_only_moves_the_shadow() -> None:
+    """When a person makes both sides agree on a parked field, only the shadow moves."""
     ctx = FlowContext("t1", "customers", policy="manual")
-    link = LinkedPair("1", "m1", shadow=ACME, parked=frozenset({"name"}))
+    link = LinkedPair("1", "m1", shadow=ACME)
     same = {**ACME, "name": "B"}
     actions = plan_flow(
         ctx, po_changes=[rec("1", same)], pms_changes=[rec("m1", same)], links=[link]
     )
-    assert actions == [
-        SaveShadow("1", "m1", {"name": "B"}),
-        UpdateParked("1", "m1", frozenset()),
-    ]
+    assert actions == [SaveShadow("1", "m1", {"name": "B"})]
 
 
 def test_hand_made_link_merges_with_first_link_rules() -> None:

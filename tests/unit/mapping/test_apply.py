@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tolken.connectors.poweroffice import build_patch
 from tolken.errors import RecordError
 from tolken.mapping import (
     MappingValueError,
@@ -22,6 +25,7 @@ from tolken.mapping import (
     to_pms_flat,
     to_poweroffice,
 )
+from tolken.mapping.transforms import StringTransform
 
 
 class Links:
@@ -208,19 +212,64 @@ def test_pms_projection_canonicalises_types() -> None:
 
 
 def test_changes_only_carry_writable_fields() -> None:
-    """Partial changes: nested merge patch for the PMS, PascalCase for PowerOffice, one-way kept."""
+    """Partial changes: flat PMS paths for the PMS, flat PascalCase paths for PowerOffice,
+    one-way properties kept to their side."""
     assert pms_changes(CUSTOMERS, {"address.city": "Oslo", "name": "X"}) == {
-        "address": {"city": "Oslo"},
+        "address.city": "Oslo",
         "name": "X",
+    }
+    assert pms_changes(DEPARTMENTS, {"kind": "department", "name": "R&D"}) == {
+        "kind": "department",
+        "name": "R&D",
     }
     assert poweroffice_changes(DEPARTMENTS, {"kind": "department", "name": "R&D"}) == {
         "Name": "R&D"
     }
     assert poweroffice_changes(CUSTOMERS, {"address.postal_code": "5003"}) == {
-        "MailAddress": {"ZipCode": "5003"}
+        "MailAddress.ZipCode": "5003"
     }
     with pytest.raises(KeyError):
         pms_changes(CUSTOMERS, {"nickname": "x"})
+
+
+def test_poweroffice_changes_are_flat_converted_paths() -> None:
+    """Every mapped PMS change becomes one PowerOffice path with the converted value, address
+    fields included, ready for the connector's JSON Patch; cleared fields stay None."""
+    changes = poweroffice_changes(
+        CUSTOMERS,
+        {"address.city": "Bergen", "address.line2": None, "active": False, "phone": None},
+    )
+    assert changes == {
+        "MailAddress.City": "Bergen",
+        "MailAddress.AddressLine2": None,
+        "IsArchived": True,
+        "PhoneNumber": None,
+    }
+
+
+_TEXT_PROPS = [
+    p
+    for p in CUSTOMERS.properties
+    if isinstance(p.transform, StringTransform) and p.transform.poweroffice_type == "string"
+]
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([p.pms for p in _TEXT_PROPS]),
+        st.none() | st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=6),
+    )
+)
+def test_each_pms_change_is_one_poweroffice_patch_operation(changes: dict[str, Any]) -> None:
+    """Any set of PMS text changes reaches PowerOffice as one replace per field, at the field's
+    own path (address fields under /MailAddress/), with the same value."""
+    writes = poweroffice_changes(CUSTOMERS, changes)
+    by_pms = {p.pms: p.poweroffice for p in _TEXT_PROPS}
+    assert writes == {by_pms[path]: value for path, value in changes.items()}
+    patch = build_patch("Customers", writes)
+    assert sorted((op["path"], op["value"]) for op in patch) == sorted(
+        ("/" + str(by_pms[path]).replace(".", "/"), value) for path, value in changes.items()
+    )
 
 
 def test_flow_membership_by_kind() -> None:

@@ -83,14 +83,16 @@ def test_merge_rules_appear_per_flow() -> None:
 
 
 def test_user_mapping_changes_the_document(tmp_path: Path) -> None:
-    """Renaming and dropping PMS fields in the user's mapping shows in the document."""
+    """Renaming (custom PMS connector) and dropping PMS fields shows in the document."""
     text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")
     text = text.replace("pms: website, type: string", "pms: homepage_url, type: string")
     text = text.replace("      - {poweroffice: PhoneNumber, pms: phone, type: string}\n", "")
     user = tmp_path / "mapping.yaml"
     user.write_text(text, encoding="utf-8")
     config = tmp_path / "tolken.yaml"
-    config.write_text("pms:\n  api_key: ${NOT_SET_ANYWHERE}\nmapping: mapping.yaml\n", "utf-8")
+    config.write_text(
+        "pms:\n  api_key: ${NOT_SET_ANYWHERE}\n  connector: acme\nmapping: mapping.yaml\n", "utf-8"
+    )
 
     rst = dataflow_document(config, generated=date(2026, 1, 31))
     to_html(rst)
@@ -109,7 +111,7 @@ def test_without_config_uses_builtin_or_local_tolken_yaml(tmp_path: Path) -> Non
     (tmp_path / "m.yaml").write_text(
         DEFAULT_MAPPING_PATH.read_text("utf-8").replace("pms: name,", "pms: title,"), "utf-8"
     )
-    (tmp_path / "tolken.yaml").write_text("mapping: m.yaml\n", "utf-8")
+    (tmp_path / "tolken.yaml").write_text("mapping: m.yaml\npms: {connector: acme}\n", "utf-8")
     local = dataflow_document(None, generated=date(2026, 1, 31), cwd=tmp_path)
     assert "``title``" in table_cells(local)
 

@@ -141,11 +141,11 @@ def test_flows_in_dependency_order() -> None:
 
 
 def test_user_mapping_renames_and_drops(tmp_path: Path) -> None:
-    """A user's file can rename a PMS field and drop properties."""
+    """A user's file for a custom PMS connector can rename a PMS field and drop properties."""
     text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")
     text = text.replace("pms: website, type: string", "pms: homepage, type: string")
     text = text.replace("      - {poweroffice: PhoneNumber, pms: phone, type: string}\n", "")
-    mapping = load_mapping(write(tmp_path, text))
+    mapping = load_mapping(write(tmp_path, text), pms_contract=False)
     paths = [p.pms for p in mapping.flow("customers").properties]
     assert "homepage" in paths
     assert "website" not in paths
@@ -229,10 +229,10 @@ def test_python_objects_fill_slots() -> None:
     """A mapping built in Python may put its own transform object in a slot."""
 
     class Upper:
-        def to_pms(self, value: object, ctx: object) -> object:
+        def to_pms(self, value: object, _ctx: object) -> object:
             return str(value).upper()
 
-        def to_poweroffice(self, value: object, ctx: object) -> object:
+        def to_poweroffice(self, value: object, _ctx: object) -> object:
             return str(value).lower()
 
         def describe(self) -> str:
@@ -280,10 +280,10 @@ def test_registered_transform_is_picked_by_name(tmp_path: Path) -> None:
         def __init__(self, params: dict[str, Any]) -> None:
             self.prefix = str(params.get("prefix", ""))
 
-        def to_pms(self, value: Any, ctx: Any) -> Any:
+        def to_pms(self, value: Any, _ctx: Any) -> Any:
             return None if value is None else f"{self.prefix}{value}"
 
-        def to_poweroffice(self, value: Any, ctx: Any) -> Any:
+        def to_poweroffice(self, value: Any, _ctx: Any) -> Any:
             return None if value is None else str(value).removeprefix(self.prefix)
 
         def describe(self) -> str:
@@ -300,3 +300,60 @@ def test_registered_transform_is_picked_by_name(tmp_path: Path) -> None:
         assert to_poweroffice(flow, {"code": "PO-7"})["Code"] == "7"
     finally:
         _CUSTOM.pop("prefix")
+
+
+def test_a_poweroffice_field_outside_the_spec_names_file_line_and_field(tmp_path: Path) -> None:
+    """`poweroffice: Phone` is refused at load with its line, not parked at every sync."""
+    text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")
+    text = text.replace("{poweroffice: PhoneNumber, pms: phone", "{poweroffice: Phone, pms: phone")
+    path = write(tmp_path, text)
+    line = 1 + text[: text.index("poweroffice: Phone,")].count("\n")
+    with pytest.raises(ConfigError) as info:
+        load_mapping(path)
+    assert info.value.location == f"{path}:{line}"
+    assert info.value.key == "flows.customers.properties.7.poweroffice"
+    assert info.value.message == (
+        "PowerOffice Customers has no field 'Phone' (not in the PowerOffice Go v2 spec)"
+    )
+
+
+def test_poweroffice_fields_match_in_any_casing(tmp_path: Path) -> None:
+    """Real fields load in any casing (PowerOffice reads keys case-insensitively)."""
+    text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")
+    text = text.replace("poweroffice: MailAddress.City,", "poweroffice: mailAddress.city,")
+    assert (
+        load_mapping(write(tmp_path, text)).flow("customers").property_for("address.city")
+        is not None
+    )
+
+
+def test_a_pms_field_outside_the_contract_is_refused_unless_the_connector_is_custom(
+    tmp_path: Path,
+) -> None:
+    """`pms: telephone` is refused for the built-in PMS connector and accepted for a custom one."""
+    text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")
+    text = text.replace("pms: phone, type: string", "pms: telephone, type: string")
+    path = write(tmp_path, text)
+    line = 1 + text[: text.index("pms: telephone")].count("\n")
+    with pytest.raises(ConfigError) as info:
+        load_mapping(path)
+    assert info.value.location == f"{path}:{line}"
+    assert info.value.key == "flows.customers.properties.7.pms"
+    assert info.value.message == (
+        "a PMS customers record has no field 'telephone' (not in the PMS contract)"
+    )
+    custom = load_mapping(path, pms_contract=False)
+    assert custom.flow("customers").property_for("telephone").poweroffice == "PhoneNumber"
+
+
+def test_unknown_resources_and_filter_fields_are_refused(tmp_path: Path) -> None:
+    """A PowerOffice resource, PMS resource or pms_filter field that does not exist is refused."""
+    text = DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")
+    cases = {
+        "poweroffice: Projects\n": ("poweroffice: Projekts\n", "PowerOffice has no resource"),
+        "pms: projects\n": ("pms: jobs\n", "the PMS contract has no resource 'jobs'"),
+        "kind: [company, person]": ("sort: [company, person]", "has no field 'sort'"),
+    }
+    for old, (new, says) in cases.items():
+        with pytest.raises(ConfigError, match=says):
+            load_mapping(write(tmp_path, text.replace(old, new)))

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the lockfile
+import jsonschema
 import pytest
 
 from tolken._starter import STARTER_CONFIG
@@ -36,7 +36,7 @@ def test_default_mapping_validates_against_schema() -> None:
     jsonschema.validate(plain(load_yaml(DEFAULT_MAPPING_PATH)), schema)
 
 
-def test_schema_flags_a_misspelt_key(tmp_path: Path) -> None:
+def test_schema_flags_a_misspelt_key() -> None:
     """The mapping schema rejects what the loader rejects: an unknown key in a property."""
     schema = json.loads(render_schemas()["mapping.schema.json"])
     data = plain(load_yaml(DEFAULT_MAPPING_PATH))
@@ -57,3 +57,19 @@ def test_write_schemas_reports_changes(tmp_path: Path) -> None:
     """Regenerating writes both files once and then reports nothing to change."""
     assert {p.name for p in write_schemas(tmp_path)} == set(SCHEMA_FILES)
     assert write_schemas(tmp_path) == []
+
+
+def test_fleet_config_validates_against_schema() -> None:
+    """The tolken.yaml schema accepts a fleet config and refuses one that also has a client_key."""
+    schema = json.loads(render_schemas()["tolken.schema.json"])
+    poweroffice = {"application_key": "application-key", "subscription_key": "subscription-key"}
+    fleet = {
+        "store": "postgresql+psycopg://tolken:pw@db:5432/tolken",
+        "poweroffice": poweroffice,
+        "pms": {"base_url": "https://pms.example.com/api/v1"},
+        "fleet": {"secret_key": "x" * 32, "concurrency": 8},
+    }
+    jsonschema.validate(fleet, schema)
+    poweroffice["client_key"] = "client-key"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(fleet, schema)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from tolken.store import FLOW_PMS_RESOURCE, FlowState, Link, Shadow
+from tolken.store._flowstate import compact_row, to_utc
 from tolken.store._issues import retry_delay
-from tolken.store.flowstate import compact_row, to_utc
 
 T0 = datetime(2026, 5, 17, 10, 0, tzinfo=UTC)
 
@@ -121,8 +121,7 @@ def test_flow_state_loads_once_on_first_use() -> None:
         return [row(1, "1", "a")]
 
     state = FlowState("acme", "customers", loader=loader)
-    assert not state.loaded
-    assert calls == []
+    assert (state.loaded, calls) == (False, [])
     assert state.pms_id_for("1") == "a"
     assert len(state) == 1
     assert calls == [1]
@@ -159,15 +158,17 @@ def test_departments_and_customers_share_the_pms_customer_resource() -> None:
 
 
 def test_store_package_exports_exactly_its_api() -> None:
-    """tolken.store exports the Store, its opener and its value types, nothing else."""
+    """tolken.store exports the Store, its tenant view, its opener and value types, nothing else."""
     import tolken.store
 
     assert set(tolken.store.__all__) == {
         "FLOW_PMS_RESOURCE",
+        "AlreadySettled",
         "ConflictRecord",
         "Direction",
         "DuplicateLink",
         "DuplicatePendingCreate",
+        "DuplicateTenant",
         "Failure",
         "FlowId",
         "FlowCounts",
@@ -182,7 +183,13 @@ def test_store_package_exports_exactly_its_api() -> None:
         "Shadow",
         "Side",
         "Store",
+        "Tenant",
+        "TenantRegistry",
+        "TenantState",
+        "TenantStatus",
+        "TenantStore",
         "UnknownRecord",
+        "UnknownTenant",
         "Winner",
         "open_store",
     }

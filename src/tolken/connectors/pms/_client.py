@@ -4,7 +4,7 @@ Every request goes through :meth:`PMSClient._send`, which adds the bearer key,
 classifies the response with :func:`classify_response` and retries what is
 safe to retry: 429 (honouring ``Retry-After``), 5xx and timeouts, with
 jittered, bounded backoff (the shared :class:`~tolken.connectors._http.RetryPolicy`,
-built on stamina). A request that is not idempotent
+built on tenacity). A request that is not idempotent
 (registering a webhook) is retried only when the server cannot have acted on
 it: a 429, or a connection that was never made. A create always carries its
 ``Idempotency-Key``, so retrying it is safe: the PMS answers a repeated key
@@ -15,31 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PMSSettings
 from tolken.connectors._http import RetryPolicy
-from tolken.connectors.base import RemoteRecord
+from tolken.connectors._listing import ListingGuard, ListingLimits
+from tolken.connectors.base import FeedPage, RemoteRecord, StampedRecord
+from tolken.connectors.fields import nest
 from tolken.connectors.pms._errors import classify_response, classify_transport_error
-from tolken.connectors.pms._records import (
-    RESOURCES,
-    Change,
-    ChangeBatch,
-    ChangesPage,
-    collapse_changes,
-    parse_change,
-    parse_timestamp,
-    to_record,
-    tombstone,
-)
+from tolken.connectors.pms._records import RESOURCES, parse_changes_page, to_record
 from tolken.errors import (
     ConfigError,
+    Fatal,
     NotFound,
     RateLimited,
     RecordError,
@@ -51,10 +46,7 @@ from tolken.errors import (
 
 __all__ = ["PMSClient"]
 
-FEED_PAGE_LIMIT = 1000
 MERGE_PATCH = "application/merge-patch+json"
-_SEQ_PREFIX = "seq:"
-_TIME_PREFIX = "updated_after:"
 
 
 @dataclass(frozen=True)
@@ -67,19 +59,46 @@ class _UnsentOnlyPolicy(RetryPolicy):
         return False
 
 
+def _last_key(items: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The last item's ``(updated_at, id)``: the contract's listing order."""
+    if not items:
+        return None
+    last = items[-1]
+    return (str(last.get("updated_at")), str(last.get("id")))
+
+
 class PMSClient(Closeable):
     """Talks to one PMS through the REST contract; a :class:`~tolken.connectors.base.Connector`.
+
+    It also offers the contract's optional parts as the capabilities of
+    :mod:`tolken.connectors.base`: the changes feed
+    (:class:`~tolken.connectors.base.ChangeFeed`), the ``updated_after``
+    listing in the PMS's own spelling
+    (:class:`~tolken.connectors.base.UpdatedAfterListing`) and webhooks
+    (:class:`~tolken.connectors.base.WebhookSource`). Which way changes are
+    captured is the engine's choice (``pms.change_capture``).
 
     ``http`` lets tests hand in a client with an in-process transport (for
     example a ``starlette.testclient.TestClient``); without it the client makes
     and owns its own ``httpx.Client`` with ``settings.timeout_seconds`` (a client
-    handed in keeps its own timeout).
+    handed in keeps its own timeout). ``stop`` (a :class:`threading.Event`) ends
+    retry waits and listings with :class:`~tolken.errors.Stopped` once set;
+    every listing is bounded by ``limits`` (see :mod:`tolken.connectors._listing`).
     """
 
     system = "pms"
 
-    def __init__(self, settings: PMSSettings, *, http: httpx.Client | None = None):
+    def __init__(
+        self,
+        settings: PMSSettings,
+        *,
+        http: httpx.Client | None = None,
+        stop: threading.Event | None = None,
+        limits: ListingLimits | None = None,
+    ):
         self.settings = settings
+        self._stop = stop
+        self._limits = limits
         self._base = settings.base_url.rstrip("/")
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
@@ -134,7 +153,7 @@ class PMSClient(Closeable):
 
         policy = self._retry if idempotent else self._retry_unsent
         try:
-            return policy.call(once)
+            return policy.call(once, stop=self._stop)
         except TransportError as exc:
             if isinstance(exc.__cause__, httpx.ConnectError):
                 raise Unreachable(f"cannot reach the PMS at {self._base}", system="pms") from exc
@@ -177,19 +196,26 @@ class PMSClient(Closeable):
         params: dict[str, str | int] = {"limit": self.settings.page_size, **(extra or {})}
         if updated_after is not None:
             params["updated_after"] = updated_after
+        url = self._url(resource)
+        guard = ListingGuard(
+            "the PMS", "pms", f"GET {urlsplit(url).path}", stop=self._stop, limits=self._limits
+        )
+        guard.check_stop()
         seen_cursors: set[str] = set()
         while True:
-            page = self._json(self._send("GET", self._url(resource), params=params))
-            items = page.get("items") if isinstance(page, dict) else None
-            if not isinstance(items, list):
+            page = self._json(self._send("GET", url, params=params))
+            raw = page.get("items") if isinstance(page, dict) else None
+            if not isinstance(raw, list):
                 raise ServerError(f"the PMS list of {resource} has no items array", system="pms")
-            yield from (item for item in items if isinstance(item, dict))
+            items = [item for item in raw if isinstance(item, dict)]
             cursor = page.get("next_cursor")
+            # Checked before the items go out, so a page that makes no progress is never used.
+            guard.page([str(item.get("id")) for item in items], _last_key(items), more=bool(cursor))
+            yield from items
             if not cursor:
                 return
             if cursor in seen_cursors:
-                # A PMS bug would otherwise make us page forever.
-                raise ServerError(f"the PMS repeated the cursor {cursor!r}", system="pms")
+                guard.fail(f"handed out the cursor {str(cursor)[:40]!r} again")
             seen_cursors.add(cursor)
             params["cursor"] = str(cursor)
 
@@ -204,11 +230,13 @@ class PMSClient(Closeable):
     ) -> RemoteRecord:
         """POST a record with ``Idempotency-Key``; the same key never makes a second record.
 
-        When ``data`` has no ``external_ref`` the key is stored there, which is
-        how :meth:`find_by_idempotency_key` finds the record after a crash.
+        ``data`` is flat field paths (``{"name": ..., "address.city": ...}``),
+        nested into the record body. When it has no ``external_ref`` the key is
+        stored there, which is how :meth:`find_by_idempotency_key` finds the
+        record after a crash.
         """
         self._check(resource)
-        body = dict(data)
+        body = nest(data)
         body.setdefault("external_ref", idempotency_key)
         response = self._send(
             "POST",
@@ -248,7 +276,9 @@ class PMSClient(Closeable):
         *,
         version: int | None = None,
     ) -> RemoteRecord:
-        """PATCH as JSON Merge Patch (``None`` clears a field); ``version`` sends ``If-Match``.
+        """PATCH flat field paths as a JSON Merge Patch (``{"address.city": "Oslo"}`` is sent
+        as ``{"address": {"city": "Oslo"}}``; ``None`` clears a field); ``version`` sends
+        ``If-Match``.
 
         Raises StaleVersion (412) when the record moved since ``version``.
         """
@@ -257,7 +287,7 @@ class PMSClient(Closeable):
         response = self._send(
             "PATCH",
             self._url(resource, record_id),
-            body=dict(changes),
+            body=nest(changes),
             headers=headers,
             content_type=MERGE_PATCH,
         )
@@ -317,93 +347,27 @@ class PMSClient(Closeable):
 
     # -- change capture -----------------------------------------------------
 
-    def changes(self, after: int = 0, *, limit: int = FEED_PAGE_LIMIT) -> ChangesPage:
-        """One page of the changes feed: items with ``seq`` strictly greater than ``after``."""
-        page = self._json(
-            self._send("GET", self._url("changes"), params={"after": after, "limit": limit})
-        )
-        raw = page.get("items") if isinstance(page, dict) else None
-        if not isinstance(raw, list):
-            raise ServerError("the PMS changes feed has no items array", system="pms")
-        items = tuple(parse_change(item) for item in raw if isinstance(item, dict))
-        # Continue from the last item we actually got, whatever ``last_seq``
-        # means to this PMS (last item or feed head): that never skips an item.
-        if items:
-            last = max(item.seq for item in items)
-        else:
-            reported = page.get("last_seq")
-            last = max(after, reported) if isinstance(reported, int) else after
-        return ChangesPage(items=items, last_seq=last)
+    def changes(self, after: int, *, limit: int) -> FeedPage:
+        """One raw page of the changes feed: items with ``seq`` strictly greater than ``after``."""
+        url = self._url("changes")
+        response = self._send("GET", url, params={"after": after, "limit": limit})
+        page = parse_changes_page(self._json(response))
+        if page.has_more and not any(item.seq > after for item in page.items):
+            raise Fatal(
+                f"the PMS answered GET {urlsplit(url).path} after seq {after} with has_more "
+                f"but no newer item: stopped rather than reading the feed forever",
+                system="pms",
+            )
+        return page
 
-    def iter_changes(
-        self, after: int = 0, *, limit: int = FEED_PAGE_LIMIT
-    ) -> Iterator[ChangesPage]:
-        """Every page of the feed after ``after``, up to the current head."""
-        while True:
-            page = self.changes(after, limit=limit)
-            if page.items:
-                yield page
-            if not page.items or page.last_seq <= after:
-                return
-            after = page.last_seq
+    def list_updated_after(self, resource: str, after: str | None) -> Iterator[StampedRecord]:
+        """Every record updated strictly after ``after`` (the PMS's own ``updated_at`` text).
 
-    def feed_head(self) -> int:
-        """The highest ``seq`` in the feed now (0 when empty)."""
-        head = 0
-        for page in self.iter_changes(0):
-            head = page.last_seq
-        return head
-
-    def changes_since(self, resource: str, cursor: str | None) -> ChangeBatch:
-        """What changed in ``resource`` since ``cursor``, by ``settings.change_capture``.
-
-        ``cursor=None`` (or a cursor from the other mode) means a full listing.
-        ``changes`` mode reads the feed, keeps the last operation per record,
-        GETs each upserted record and returns deletes as tombstones
-        (``deleted=True``). ``polling`` mode lists with ``updated_after``; it
-        cannot see deletes (the engine's reconcile does).
+        Each record comes with its ``updated_at`` as the PMS spelt it, so a
+        position kept from it loses no precision on the way back.
         """
-        self._check(resource)
-        if self.settings.change_capture == "changes":
-            return self._capture_from_feed(resource, cursor)
-        return self._capture_by_polling(resource, cursor)
-
-    def _capture_from_feed(self, resource: str, cursor: str | None) -> ChangeBatch:
-        if cursor is None or not cursor.startswith(_SEQ_PREFIX):
-            # Read the head first: anything changing during the listing is in
-            # the feed after it, so the next call sees it (maybe twice; the
-            # engine deduplicates by content).
-            head = self.feed_head()
-            return ChangeBatch(tuple(self.list(resource)), f"{_SEQ_PREFIX}{head}")
-        after = int(cursor.removeprefix(_SEQ_PREFIX))
-        changes: list[Change] = []
-        head = after
-        for page in self.iter_changes(after):
-            changes.extend(page.items)
-            head = page.last_seq
-        records: list[RemoteRecord] = []
-        for record_id, change in collapse_changes(changes, resource).items():
-            if change.op == "delete":
-                records.append(tombstone(resource, record_id))
-                continue
-            try:
-                records.append(self.get(resource, record_id))
-            except NotFound:
-                records.append(tombstone(resource, record_id))
-        return ChangeBatch(tuple(records), f"{_SEQ_PREFIX}{head}")
-
-    def _capture_by_polling(self, resource: str, cursor: str | None) -> ChangeBatch:
-        after = None
-        if cursor is not None and cursor.startswith(_TIME_PREFIX):
-            after = cursor.removeprefix(_TIME_PREFIX)
-        records: list[RemoteRecord] = []
-        newest_raw, newest = after, parse_timestamp(after)
         for item in self._list_raw(resource, after):
-            record = to_record(resource, item)
-            records.append(record)
-            stamp = record.changed_at
-            if stamp is not None and (newest is None or stamp > newest):
-                # Keep the PMS's own spelling so no precision is lost on the way back.
-                newest, newest_raw = stamp, str(item["updated_at"])
-        next_cursor = f"{_TIME_PREFIX}{newest_raw}" if newest_raw is not None else ""
-        return ChangeBatch(tuple(records), next_cursor)
+            stamp = item.get("updated_at")
+            yield StampedRecord(
+                to_record(resource, item), stamp if isinstance(stamp, str) else None
+            )

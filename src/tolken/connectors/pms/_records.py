@@ -2,30 +2,25 @@
 
 Records become :class:`tolken.connectors.base.RemoteRecord` (``version`` from
 the record's ``version``, ``changed_at`` from ``updated_at``); changes-feed
-items become :class:`Change` values; a run of feed items collapses to the last
-operation per record, which is all change capture needs.
+items and pages become :class:`~tolken.connectors.base.FeedItem` and
+:class:`~tolken.connectors.base.FeedPage` values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from tolken.connectors.base import RemoteRecord
+from tolken.connectors.base import FeedItem, FeedPage, RemoteRecord
 from tolken.errors import ServerError
 
 __all__ = [
     "RESOURCES",
-    "Change",
-    "ChangeBatch",
-    "ChangesPage",
-    "collapse_changes",
     "parse_change",
+    "parse_changes_page",
     "parse_timestamp",
     "to_record",
-    "tombstone",
 ]
 
 RESOURCES = ("customers", "projects")
@@ -37,35 +32,6 @@ _TYPE_TO_RESOURCE = {
     "project": "projects",
     "projects": "projects",
 }
-
-
-@dataclass(frozen=True)
-class Change:
-    """One changes-feed item: record ``id`` of ``resource`` was upserted or deleted at ``seq``."""
-
-    seq: int
-    resource: str
-    id: str
-    op: Literal["upsert", "delete"]
-
-
-@dataclass(frozen=True)
-class ChangesPage:
-    """One page of the changes feed; pass ``last_seq`` as ``after`` to read on."""
-
-    items: tuple[Change, ...]
-    last_seq: int
-
-
-@dataclass(frozen=True)
-class ChangeBatch:
-    """What changed in one resource since a cursor: current records, tombstones and the next cursor.
-
-    ``cursor`` is opaque to the engine; store it and pass it back.
-    """
-
-    records: tuple[RemoteRecord, ...]
-    cursor: str
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -92,12 +58,7 @@ def to_record(resource: str, data: Mapping[str, Any]) -> RemoteRecord:
     )
 
 
-def tombstone(resource: str, record_id: str) -> RemoteRecord:
-    """A RemoteRecord saying ``record_id`` no longer exists."""
-    return RemoteRecord(resource=resource, id=record_id, data={}, deleted=True)
-
-
-def parse_change(item: Mapping[str, Any]) -> Change:
+def parse_change(item: Mapping[str, Any]) -> FeedItem:
     """A changes-feed item; raises ServerError when it does not follow the contract."""
     try:
         seq = int(item["seq"])
@@ -110,17 +71,22 @@ def parse_change(item: Mapping[str, Any]) -> Change:
         ) from exc
     if op not in ("upsert", "delete"):
         raise ServerError(f"the PMS changes feed sent an unknown op {op!r}", system="pms")
-    return Change(
+    return FeedItem(
         seq=seq, resource=resource, id=record_id, op="upsert" if op == "upsert" else "delete"
     )
 
 
-def collapse_changes(changes: Iterable[Change], resource: str) -> dict[str, Change]:
-    """The last change per record id of ``resource``, in order of that last change."""
-    last: dict[str, Change] = {}
-    for change in changes:
-        if change.resource == resource:
-            # Re-insert so dict order follows the latest seq.
-            last.pop(change.id, None)
-            last[change.id] = change
-    return last
+def parse_changes_page(body: Any) -> FeedPage:
+    """A ``/changes`` answer as a page; ``last_seq``/``has_more`` None when absent or not typed.
+
+    Raises ServerError when there is no ``items`` array or an item is malformed.
+    """
+    raw = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(raw, list):
+        raise ServerError("the PMS changes feed has no items array", system="pms")
+    last_seq, has_more = body.get("last_seq"), body.get("has_more")
+    return FeedPage(
+        items=tuple(parse_change(item) for item in raw if isinstance(item, dict)),
+        last_seq=last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None,
+        has_more=has_more if isinstance(has_more, bool) else None,
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 
@@ -31,6 +32,9 @@ TIMESTAMP_HEADER = "X-PMS-Timestamp"
 SIGNATURE_HEADER = "X-PMS-Signature"
 DEFAULT_TOLERANCE = 300.0
 _PREFIX = "sha256="
+# Unix seconds as ASCII digits, at most 15 of them (millions of years): anything
+# else (a sign, a fraction, non-ASCII digits, 10**400) is refused before int().
+_UNIX_SECONDS = re.compile(r"[0-9]{1,15}")
 
 
 class WebhookRejected(TolkenError):
@@ -89,8 +93,8 @@ def verify_webhook(
     if signature is None:
         raise WebhookRejected(f"missing {SIGNATURE_HEADER} header")
     timestamp = timestamp.strip()
-    if not timestamp.isdigit():
-        raise WebhookRejected(f"{TIMESTAMP_HEADER} is not unix seconds")
+    if not _UNIX_SECONDS.fullmatch(timestamp):
+        raise WebhookRejected(f"{TIMESTAMP_HEADER} is not unix seconds (1 to 15 ASCII digits)")
     signature = signature.strip()
     if not signature.startswith(_PREFIX):
         raise WebhookRejected(f"{SIGNATURE_HEADER} does not start with {_PREFIX}")

@@ -123,7 +123,12 @@ def classify(
     where = _where(request)
     kwargs: dict[str, Any] = {"system": SYSTEM, "status": status}
 
-    if token_request and status in (400, 401, 403):
+    if token_request and status == 401:
+        # API Management answers 401 for a missing or wrong subscription key before
+        # the token endpoint sees the request (reference §2.4); that endpoint itself
+        # answers 400 invalid_client for unknown application/client keys (§2.3).
+        return AuthError(f"PowerOffice refused the subscription key: {message}", **kwargs)
+    if token_request and status in (400, 403):
         return AuthError(f"PowerOffice refused the application/client keys: {message}", **kwargs)
     if status in (401, 403):
         what = "access token or subscription key" if status == 401 else "privileges"
@@ -139,16 +144,24 @@ def classify(
         return Unreachable(
             f"PowerOffice answered {status} redirecting to {location}: check base_url", **kwargs
         )
+    return _record_error(status, f"{message}{where}", fields, body)
+
+
+def _record_error(
+    status: int, text: str, fields: list[FieldError], body: dict[str, Any] | None
+) -> TolkenError:
+    """The error of a 4xx answer about the record itself (invalid, missing, in use, stale)."""
+    kwargs: dict[str, Any] = {"system": SYSTEM, "status": status}
     record_kwargs: dict[str, Any] = {**kwargs, "field_errors": fields, "remote": body}
     if status in (400, 422):
-        return ValidationFailed(f"{message}{where}", **record_kwargs)
+        return ValidationFailed(text, **record_kwargs)
     if status == 404:
-        return NotFound(f"{message}{where}", **record_kwargs)
+        return NotFound(text, **record_kwargs)
     if status == 409:
-        return InUse(f"{message}{where}", **record_kwargs)
+        return InUse(text, **record_kwargs)
     if status == 412:
-        return StaleVersion(f"{message}{where}", system=SYSTEM)
-    return RecordError(f"{message}{where}", **record_kwargs)
+        return StaleVersion(text, system=SYSTEM)
+    return RecordError(text, **record_kwargs)
 
 
 def _classify_transport(exc: httpx.HTTPError, secrets: tuple[str, ...]) -> TolkenError:

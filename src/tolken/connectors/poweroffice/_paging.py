@@ -7,6 +7,12 @@ size. When the response carries an ``X-Pagination`` JSON header, its
 ``nextPageLink`` decides instead (a missing or empty link stops; a link is
 followed by its ``PageNumber``/``PageSize``, but against our own base URL, so
 the token and subscription key never go to a host named in a header).
+
+Every listing is bounded (:func:`guarded`): a page after which the listing
+goes on must bring record ids the page before did not, and pages, records and
+time are capped (:class:`~tolken.connectors._listing.ListingGuard`), so a
+server that ignores ``PageNumber`` ends the run with a clear error instead of
+a listing that never ends.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from tolken.connectors._listing import ListingGuard
+
 __all__ = [
     "Page",
     "PageRequest",
+    "guarded",
     "next_page",
     "paginate",
     "paginate_ahead",
@@ -86,6 +95,22 @@ def next_page(page: Page[Any]) -> PageRequest | None:
     if len(page.items) < page.request.size:
         return None
     return PageRequest(page.request.number + 1, page.request.size)
+
+
+def guarded(
+    fetch: Callable[[PageRequest], Page[T]], guard: ListingGuard, record_id: Callable[[T], str]
+) -> Callable[[PageRequest], Page[T]]:
+    """``fetch`` telling ``guard`` about every page before it is used (progress, caps, stop)."""
+
+    def fetch_guarded(request: PageRequest) -> Page[T]:
+        if request.number == 1:
+            guard.check_stop()
+        page = fetch(request)
+        ids = [record_id(item) for item in page.items]
+        guard.page(ids, more=next_page(page) is not None)
+        return page
+
+    return fetch_guarded
 
 
 def paginate(fetch: Callable[[PageRequest], Page[T]], first: PageRequest) -> Iterator[Page[T]]:

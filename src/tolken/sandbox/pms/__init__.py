@@ -8,7 +8,10 @@ Public API::
     sign(secret, timestamp, body)   # the X-PMS-Signature value
 
 ``data_dir=None`` keeps state in a fresh temporary SQLite file; otherwise in
-``data_dir/pms.sqlite3``, which survives restarts. The app works in-process
+``data_dir/pms.sqlite3``, which survives restarts. Every API key
+``<api_key>`` or ``<api_key>-<name>`` is a workspace of its own (records,
+feed, idempotency keys, webhooks; see `workspaces`); the other workspaces
+live under ``data_dir/pms-workspaces/``. The app works in-process
 (starlette ``TestClient``) and under uvicorn; webhooks are delivered while its
 lifespan runs. ``tolken sandbox`` serves it with the PowerOffice simulator.
 
@@ -24,7 +27,7 @@ else 401; ``/api/v1/openapi.json`` is public)::
     POST   /webhooks {"url", "secret"}       201 {"id", "url", "created_at"}
     GET    /webhooks                         {"items": [...]} (no secrets)
     DELETE /webhooks/{id}                    204 | 404
-    /_sandbox/faults|stats|reset|seed        the shared control surface
+    /_sandbox/faults|stats|reset|seed        the shared control surface (field api_key)
 
 Choices where the contract leaves room:
 
@@ -63,9 +66,9 @@ Choices where the contract leaves room:
   from the fault injector.
 - **Changes feed**: one item per write (``type`` is ``customer`` or
   ``project``); ``last_seq`` is the seq of the page's last item (or ``after``
-  when empty), so resuming with ``after=last_seq`` never skips; ``seq`` keeps
-  counting up across ``/_sandbox/reset``.
-- **Webhooks**: each feed item is POSTed to every receiver by a background
+  when empty), so resuming with ``after=last_seq`` never skips; each workspace
+  has its own ``seq``, which keeps counting up across ``/_sandbox/reset``.
+- **Webhooks**: each feed item is POSTed to every receiver of its workspace by a background
   thread, signed with a fresh timestamp per attempt; failures (errors,
   non-2xx) are retried with exponential backoff and jitter up to
   ``webhook_max_attempts`` tries, then dropped (the feed stays the source of

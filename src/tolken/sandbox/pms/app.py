@@ -5,16 +5,17 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tolken.sandbox.control import install_control
@@ -24,11 +25,14 @@ from tolken.sandbox.pms.cursor import decode_cursor, encode_cursor, format_ts, p
 from tolken.sandbox.pms.db import Store
 from tolken.sandbox.pms.schema import COLLECTIONS, ResourceType
 from tolken.sandbox.pms.seed import seed
-from tolken.sandbox.pms.validation import ApiError, FieldProblem
+from tolken.sandbox.pms.validation import URL_PATTERN, ApiError, FieldProblem
 from tolken.sandbox.pms.webhooks import WebhookDispatcher
+from tolken.sandbox.pms.workspaces import Workspaces
 
 API = "/api/v1"
 MAX_BODY = 1024 * 1024
+#: The largest ``after`` of the changes feed: seq is a signed 64-bit SQLite integer.
+MAX_SEQ = 2**63 - 1
 _IF_MATCH = re.compile(r'^(?:W/)?(?:"(\d+)"|(\d+))$')
 
 LIST_DOC = (
@@ -52,26 +56,40 @@ def _error(
     return JSONResponse({"errors": [{"field": field, "message": message}]}, status, headers=headers)
 
 
-class _BearerAuth:
-    """401 for any API request without ``Authorization: Bearer <api key>``."""
+def _bearer_key(scope: Scope) -> str | None:
+    """The API key of ``Authorization: Bearer <key>``, or None."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            return key if scheme == "Bearer" and key else None
+    return None
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+
+class _BearerAuth:
+    """401 for any API request without ``Authorization: Bearer <workspace key>``."""
+
+    def __init__(self, app: ASGIApp, workspaces: Workspaces) -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._workspaces = workspaces
+        self._base = workspaces.api_key.encode()
+
+    def _accepted(self, key: str | None) -> bool:
+        if key is None:
+            return False
+        given = key.encode("latin-1", errors="replace")
+        # The base key in constant time; a workspace suffix is no secret.
+        head = given[: len(self._base)]
+        return hmac.compare_digest(head, self._base) and self._workspaces.is_key(key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
-        if scope["type"] == "http" and path.startswith(API + "/") and path != API + "/openapi.json":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                response = _error(
-                    401,
-                    "Authorization",
-                    "missing or invalid API key",
-                    {"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-                return
+        guarded = path.startswith(API + "/") and path != API + "/openapi.json"
+        if scope["type"] == "http" and guarded and not self._accepted(_bearer_key(scope)):
+            response = _error(
+                401, "Authorization", "missing or invalid API key", {"WWW-Authenticate": "Bearer"}
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -122,16 +140,16 @@ def create_app(
     """The reference PMS as an ASGI app.
 
     ``data_dir=None`` keeps state in a fresh temporary SQLite file; otherwise
-    in ``data_dir/pms.sqlite3``, which survives restarts. Webhooks are
+    in ``data_dir/pms.sqlite3``, which survives restarts. ``api_key`` and every
+    ``<api_key>-<name>`` open a workspace of their own. Webhooks are
     delivered while the app's lifespan runs (uvicorn, or ``with TestClient(app)``).
     """
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(None if data_dir is None else data_dir / "pms.sqlite3")
-    dispatcher = WebhookDispatcher(
-        store, max_attempts=webhook_max_attempts, base_delay=webhook_base_delay
+    dispatcher = WebhookDispatcher(max_attempts=webhook_max_attempts, base_delay=webhook_base_delay)
+    workspaces = Workspaces(
+        data_dir, api_key, lambda store, item: dispatcher.enqueue(item, store.webhook_secrets())
     )
-    store.on_change(dispatcher.enqueue)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -153,17 +171,34 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.store = store
+    app.state.workspaces = workspaces
+    app.state.store = workspaces.default
     app.state.webhooks = dispatcher
+
+    async def workspace(request: Request) -> Store:
+        key = _bearer_key(request.scope)
+        assert key is not None  # _BearerAuth let the request in
+        return workspaces.get(key)
+
     _install_error_handlers(app)
     for collection, resource in COLLECTIONS.items():
-        _add_resource_routes(app, store, collection, resource)
-    _add_feed_routes(app, store)
-    app.add_middleware(_BearerAuth, api_key=api_key)
+        _add_resource_routes(app, workspace, collection, resource)
+    _add_feed_routes(app, workspace)
+    app.add_middleware(_BearerAuth, workspaces=workspaces)
+
+    def identify(scope: Scope) -> str | None:
+        key = _bearer_key(scope)
+        return key if key is not None and workspaces.is_key(key) else None
+
+    def seed_workspace(counts: dict[str, int], key: str | None) -> dict[str, Any]:
+        return seed(workspaces.default if key is None else workspaces.get(key), counts)
+
     install_control(
         app,
-        on_reset=store.reset,
-        on_seed=lambda counts: seed(store, counts),
+        on_reset=workspaces.reset,
+        on_seed=seed_workspace,
+        client_field="api_key",
+        identify=identify,
         fault_response=_fault_response,
     )
     docs.install_openapi(app)
@@ -176,14 +211,27 @@ def _fault_response(status: int) -> Response:
     return _error(status, "", message, headers)
 
 
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at the request's path (one route per method here)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         return JSONResponse(exc.body(), exc.status, headers=exc.headers)
 
-    async def http_error(_request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return _error(exc.status_code, "", str(exc.detail), exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        return _error(exc.status_code, "", str(exc.detail), headers)
 
     async def query_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -198,37 +246,52 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, query_error)
 
 
+def _updated_after_bound(updated_after: str | None) -> str | None:
+    """The ``updated_after`` query parameter as the store's timestamp; 422 when unreadable."""
+    if updated_after is None:
+        return None
+    try:
+        return format_ts(parse_ts(updated_after))
+    except ValueError as exc:
+        raise ApiError(
+            422, [FieldProblem("updated_after", "must be an ISO-8601 timestamp")]
+        ) from exc
+
+
+def _decoded_cursor(cursor: str) -> tuple[str, str]:
+    """The ``cursor`` query parameter decoded; 422 when it is not one of this list's."""
+    try:
+        return decode_cursor(cursor)
+    except ValueError as exc:
+        raise ApiError(422, [FieldProblem("cursor", "is not a cursor of this list")]) from exc
+
+
+#: The FastAPI dependency that gives a handler its request's workspace.
+WorkspaceOf = Callable[[Request], Awaitable[Store]]
+
+
 def _add_resource_routes(
-    app: FastAPI, store: Store, collection: str, resource: ResourceType
+    app: FastAPI, workspace: WorkspaceOf, collection: str, resource: ResourceType
 ) -> None:
     model = docs.Customer if resource == "customer" else docs.Project
     page_model = docs.CustomerPage if resource == "customer" else docs.ProjectPage
-    write = docs.WRITE_MODELS[resource]
+    create_body, patch_body = docs.WRITE_MODELS[resource]
     base = f"{API}/{collection}"
     tag: list[str | Enum] = [collection]
 
     async def list_records(
         updated_after: str | None = Query(None, description="ISO-8601; exclusive"),
         limit: int = Query(100, ge=1, le=1000),
-        cursor: str | None = Query(None, description="next_cursor of the previous page"),
+        cursor: str | None = Query(
+            None,
+            min_length=1,
+            description="next_cursor of the previous page, as given (422 for anything else)",
+        ),
         external_ref: str | None = Query(None, description="only records with this external_ref"),
+        store: Store = Depends(workspace),
     ) -> Response:
-        bound = None
-        if updated_after is not None:
-            try:
-                bound = format_ts(parse_ts(updated_after))
-            except ValueError as exc:
-                raise ApiError(
-                    422, [FieldProblem("updated_after", "must be an ISO-8601 timestamp")]
-                ) from exc
-        after = None
-        if cursor is not None:
-            try:
-                after = decode_cursor(cursor)
-            except ValueError as exc:
-                raise ApiError(
-                    422, [FieldProblem("cursor", "is not a cursor of this list")]
-                ) from exc
+        bound = _updated_after_bound(updated_after)
+        after = None if cursor is None else _decoded_cursor(cursor)
         bodies, last, more = store.page_json(
             resource, limit=limit, updated_after=bound, after=after, external_ref=external_ref
         )
@@ -236,13 +299,13 @@ def _add_resource_routes(
         content = f'{{"items":[{",".join(bodies)}],"next_cursor":{json.dumps(next_cursor)}}}'
         return Response(content, media_type="application/json")
 
-    async def get_record(id: str) -> JSONResponse:
+    async def get_record(id: str, store: Store = Depends(workspace)) -> JSONResponse:
         record = store.get(resource, id)
         if record is None:
             raise ApiError(404, [FieldProblem("id", f"no {resource} with id {id}")])
         return _record_response(record)
 
-    async def create_record(request: Request) -> JSONResponse:
+    async def create_record(request: Request, store: Store = Depends(workspace)) -> JSONResponse:
         key = request.headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= 255:
             raise ApiError(400, [FieldProblem("Idempotency-Key", "must be 1 to 255 characters")])
@@ -252,11 +315,15 @@ def _add_resource_routes(
             extra["Idempotent-Replayed"] = "true"
         return _record_response(record, 201, **extra)
 
-    async def patch_record(id: str, request: Request) -> JSONResponse:
+    async def patch_record(
+        id: str, request: Request, store: Store = Depends(workspace)
+    ) -> JSONResponse:
         if_match = _if_match(request)
         return _record_response(store.patch(resource, id, await _json_body(request), if_match))
 
-    async def delete_record(id: str, request: Request) -> Response:
+    async def delete_record(
+        id: str, request: Request, store: Store = Depends(workspace)
+    ) -> Response:
         store.delete(resource, id, _if_match(request))
         return Response(status_code=204)
 
@@ -297,7 +364,7 @@ def _add_resource_routes(
             },
             **_ERRORS,
         },
-        openapi_extra=docs.request_body(write),
+        openapi_extra=docs.request_body(create_body),
     )
     app.add_api_route(
         base + "/{id}",
@@ -315,14 +382,14 @@ def _add_resource_routes(
         summary=f"Update a {resource} (JSON Merge Patch)",
         responses={
             200: {"model": model},
-            400: {"model": docs.ErrorBody},
+            400: {"model": docs.ErrorBody, "description": "malformed JSON or If-Match"},
             **not_found,
             412: {"model": docs.StaleVersion, "description": "If-Match is not the current version"},
             413: {"model": docs.ErrorBody},
             **invalid,
             **_ERRORS,
         },
-        openapi_extra=docs.request_body(write, "application/merge-patch+json"),
+        openapi_extra=docs.request_body(patch_body, "application/merge-patch+json"),
     )
     app.add_api_route(
         base + "/{id}",
@@ -334,6 +401,7 @@ def _add_resource_routes(
         responses={
             204: {"description": "deleted; the changes feed gets a tombstone"},
             **not_found,
+            400: {"model": docs.ErrorBody, "description": "malformed If-Match"},
             409: {"model": docs.ErrorBody, "description": "a project refers to this customer"},
             412: {"model": docs.StaleVersion},
             **_ERRORS,
@@ -341,20 +409,21 @@ def _add_resource_routes(
     )
 
 
-def _add_feed_routes(app: FastAPI, store: Store) -> None:
+def _add_feed_routes(app: FastAPI, workspace: WorkspaceOf) -> None:
     async def changes(
-        after: int = Query(0, ge=0, description="seq of the last change already seen"),
+        after: int = Query(0, ge=0, le=MAX_SEQ, description="seq of the last change already seen"),
         limit: int = Query(100, ge=1, le=1000),
+        store: Store = Depends(workspace),
     ) -> JSONResponse:
         items = store.changes(after, limit)
         last = items[-1]["seq"] if items else after
         return JSONResponse({"items": items, "last_seq": last, "has_more": len(items) == limit})
 
-    async def add_webhook(request: Request) -> JSONResponse:
+    async def add_webhook(request: Request, store: Store = Depends(workspace)) -> JSONResponse:
         body = await _json_body(request)
         problems = [FieldProblem(k, "unknown field") for k in body if k not in ("url", "secret")]
         url, secret = body.get("url"), body.get("secret")
-        if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
+        if not isinstance(url, str) or not re.match(URL_PATTERN, url):
             problems.append(FieldProblem("url", "must be an http(s) URL"))
         if not isinstance(secret, str) or not secret:
             problems.append(FieldProblem("secret", "must be a non-empty string"))
@@ -364,10 +433,10 @@ def _add_feed_routes(app: FastAPI, store: Store) -> None:
         assert isinstance(secret, str)
         return JSONResponse(store.add_webhook(url, secret), 201)
 
-    async def list_webhooks() -> JSONResponse:
+    async def list_webhooks(store: Store = Depends(workspace)) -> JSONResponse:
         return JSONResponse({"items": store.webhooks()})
 
-    async def delete_webhook(id: str) -> Response:
+    async def delete_webhook(id: str, store: Store = Depends(workspace)) -> Response:
         if not store.delete_webhook(id):
             raise ApiError(404, [FieldProblem("id", f"no webhook with id {id}")])
         return Response(status_code=204)
@@ -387,7 +456,13 @@ def _add_feed_routes(app: FastAPI, store: Store) -> None:
         tags=["webhooks"],
         status_code=201,
         summary="Register a webhook receiver",
-        responses={201: {"model": docs.Webhook}, 422: {"model": docs.ErrorBody}, **_ERRORS},
+        responses={
+            201: {"model": docs.Webhook},
+            400: {"model": docs.ErrorBody, "description": "malformed JSON"},
+            413: {"model": docs.ErrorBody, "description": "body over 1 MB"},
+            422: {"model": docs.ErrorBody, "description": "field errors"},
+            **_ERRORS,
+        },
         openapi_extra=docs.request_body(docs.WebhookWrite),
     )
     app.add_api_route(

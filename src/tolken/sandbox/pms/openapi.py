@@ -7,26 +7,50 @@ patch ``null`` keeps its meaning; these models only describe the shapes.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
+from tolken.sandbox.pms.validation import EMAIL_PATTERN, MAX_STRING, NAME_PATTERN, URL_PATTERN
+
 Kind = Literal["company", "person", "department"]
 Status = Literal["planned", "active", "completed", "archived", "tentative"]
-Date = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")
+#: Every string field, as the server checks it.
+Text = Annotated[str, Field(max_length=MAX_STRING)]
+#: A required string: at least one character that is not white space.
+Name = Annotated[str, Field(min_length=1, max_length=MAX_STRING, pattern=NAME_PATTERN)]
+Email = Annotated[
+    str, Field(max_length=MAX_STRING, pattern=EMAIL_PATTERN, description="an e-mail address")
+]
+DateText = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        json_schema_extra={"format": "date"},
+        description="a calendar date, YYYY-MM-DD",
+    ),
+]
+
+
+def _not_null(schema: dict[str, Any]) -> None:
+    """A patch may leave a required field out, but not remove it with null."""
+    schema.pop("default", None)
+    options = [o for o in schema.pop("anyOf", []) if o.get("type") != "null"]
+    if len(options) == 1:
+        schema.update(options[0])
 
 
 class Address(BaseModel):
     """A postal address; every line may be null."""
 
     model_config = ConfigDict(extra="forbid")
-    line1: str | None = None
-    line2: str | None = None
-    postal_code: str | None = None
-    city: str | None = None
-    country: str | None = None
+    line1: Text | None = None
+    line2: Text | None = None
+    postal_code: Text | None = None
+    city: Text | None = None
+    country: Text | None = None
 
 
 class _Stamped(BaseModel):
@@ -36,22 +60,32 @@ class _Stamped(BaseModel):
     updated_at: str = Field(description="ISO-8601 UTC, microseconds; strictly increasing")
 
 
-class CustomerWrite(BaseModel):
-    """POST body (``kind`` and ``name`` required) or merge patch of a customer."""
-
+class _CustomerFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Kind | None = None
-    number: str | None = None
-    name: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    organization_number: str | None = None
-    email: str | None = Field(default=None, description="an e-mail address")
-    phone: str | None = None
-    website: str | None = None
+    number: Text | None = None
+    first_name: Text | None = None
+    last_name: Text | None = None
+    organization_number: Text | None = None
+    email: Email | None = None
+    phone: Text | None = None
+    website: Text | None = None
     address: Address | None = None
     active: bool | None = Field(default=None, description="default true")
-    external_ref: str | None = None
+    external_ref: Text | None = None
+
+
+class CustomerCreate(_CustomerFields):
+    """POST body of a customer."""
+
+    kind: Kind
+    name: Name
+
+
+class CustomerPatch(_CustomerFields):
+    """JSON Merge Patch of a customer; ``kind`` and ``name`` cannot be removed."""
+
+    kind: Kind | None = Field(default=None, json_schema_extra=_not_null)
+    name: Name | None = Field(default=None, json_schema_extra=_not_null)
 
 
 class Customer(_Stamped):
@@ -71,25 +105,32 @@ class Customer(_Stamped):
     external_ref: str | None
 
 
-class ProjectWrite(BaseModel):
-    """POST body (``name`` required) or merge patch of a project."""
-
+class _ProjectFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str | None = None
-    name: str | None = None
-    customer_id: str | None = Field(default=None, description="id of a customer")
-    department_id: str | None = Field(
-        default=None, description="id of a customer with kind department"
+    code: Text | None = None
+    customer_id: Text | None = Field(default=None, description="id of an existing customer")
+    department_id: Text | None = Field(
+        default=None, description="id of an existing customer with kind department"
     )
-    start_date: str | None = Date
-    end_date: str | None = Field(
-        default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="not before start_date"
-    )
+    start_date: DateText | None = None
+    end_date: DateText | None = Field(default=None, description="not before start_date")
     status: Status | None = Field(default=None, description="default planned")
     billable: bool | None = Field(default=None, description="default false")
     progress: int | None = Field(default=None, ge=0, le=100)
     active: bool | None = Field(default=None, description="default true")
-    external_ref: str | None = None
+    external_ref: Text | None = None
+
+
+class ProjectCreate(_ProjectFields):
+    """POST body of a project."""
+
+    name: Name
+
+
+class ProjectPatch(_ProjectFields):
+    """JSON Merge Patch of a project; ``name`` cannot be removed."""
+
+    name: Name | None = Field(default=None, json_schema_extra=_not_null)
 
 
 class Project(_Stamped):
@@ -162,8 +203,8 @@ class WebhookWrite(BaseModel):
     """Register a receiver."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(description="http(s) URL that receives a POST per change")
-    secret: str = Field(description="HMAC-SHA256 key of X-PMS-Signature")
+    url: str = Field(pattern=URL_PATTERN, description="http(s) URL that receives a POST per change")
+    secret: str = Field(min_length=1, description="HMAC-SHA256 key of X-PMS-Signature")
 
 
 class Webhook(BaseModel):
@@ -180,11 +221,15 @@ class WebhookList(BaseModel):
     items: list[Webhook]
 
 
-WRITE_MODELS: dict[str, type[BaseModel]] = {
-    "customer": CustomerWrite,
-    "project": ProjectWrite,
-    "webhook": WebhookWrite,
+#: The request bodies of each resource: (POST, PATCH).
+WRITE_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "customer": (CustomerCreate, CustomerPatch),
+    "project": (ProjectCreate, ProjectPatch),
 }
+BODY_MODELS: list[type[BaseModel]] = [
+    *(model for pair in WRITE_MODELS.values() for model in pair),
+    WebhookWrite,
+]
 
 
 def request_body(model: type[BaseModel], media_type: str = "application/json") -> dict[str, Any]:
@@ -205,7 +250,7 @@ def install_openapi(app: FastAPI) -> None:
             title=app.title, version=app.version, description=app.description, routes=routes
         )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-        for model in WRITE_MODELS.values():
+        for model in BODY_MODELS:
             found = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, sub in found.pop("$defs", {}).items():
                 schemas.setdefault(name, sub)

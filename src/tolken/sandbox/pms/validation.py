@@ -23,7 +23,13 @@ from tolken.sandbox.pms.schema import (
 )
 
 MAX_STRING = 1000
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+#: The rules the OpenAPI document states (``openapi.py``) and the checks here share.
+#: White space is spelt out: ``\s`` differs between Python and the ECMA regexes of JSON Schema.
+BLANK = " \t\n\r\f\v"
+EMAIL_PATTERN = r"^[^@ \t\n\r\f\v]+@[^@ \t\n\r\f\v]+\.[^@ \t\n\r\f\v.]+$"
+URL_PATTERN = r"^https?://[^ \t\n\r\f\v/]+"
+NAME_PATTERN = r"[^ \t\n\r\f\v]"
+_EMAIL = re.compile(EMAIL_PATTERN)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -78,6 +84,8 @@ def normalize(
             continue
         if value is None:
             value = spec.default
+        if spec.type == "integer" and isinstance(value, float) and value.is_integer():
+            value = int(value)  # 82.0 is the integer 82 in JSON (and JSON Schema)
         out[spec.name] = value
         problem = _check(spec, value)
         if problem:
@@ -99,15 +107,7 @@ def _check(spec: FieldSpec, value: Any) -> str | None:
     if value is None:
         return "is required" if spec.required else None
     if spec.type in ("string", "reference"):
-        if not isinstance(value, str):
-            return "must be a string"
-        if len(value) > MAX_STRING:
-            return f"must be at most {MAX_STRING} characters"
-        if spec.required and not value.strip():
-            return "is required"
-        if spec.name == "email" and not _EMAIL.match(value):
-            return "must be an e-mail address"
-        return None
+        return _check_string(spec, value)
     if spec.type == "enum":
         if not isinstance(value, str) or value not in spec.choices:
             return "must be one of: " + ", ".join(spec.choices)
@@ -124,6 +124,18 @@ def _check(spec: FieldSpec, value: Any) -> str | None:
     if spec.type == "date":
         return None if _is_date(value) else "must be a date (YYYY-MM-DD)"
     raise AssertionError(f"unhandled field type {spec.type}")
+
+
+def _check_string(spec: FieldSpec, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if len(value) > MAX_STRING:
+        return f"must be at most {MAX_STRING} characters"
+    if spec.required and not value.strip(BLANK):
+        return "is required"
+    if spec.name == "email" and not _EMAIL.match(value):
+        return "must be an e-mail address"
+    return None
 
 
 def _is_date(value: Any) -> bool:

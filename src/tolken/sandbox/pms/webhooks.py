@@ -26,8 +26,6 @@ from typing import Any
 
 import httpx
 
-from tolken.sandbox.pms.db import Store
-
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The ``X-PMS-Signature`` value: ``sha256=<hex HMAC-SHA256(secret, ts + "." + body)>``."""
@@ -54,12 +52,15 @@ class DeliveryStats:
     given_up: int = 0
 
 
+#: ``(id, url, secret, created_at)`` of one registered receiver.
+Receiver = tuple[str, str, str, str]
+
+
 class WebhookDispatcher:
-    """Delivers changes-feed items to the receivers registered in ``store``."""
+    """Delivers changes-feed items to the receivers of the workspace that made them."""
 
     def __init__(
         self,
-        store: Store,
         *,
         max_attempts: int = 6,
         base_delay: float = 0.5,
@@ -67,7 +68,6 @@ class WebhookDispatcher:
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store = store
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -80,9 +80,8 @@ class WebhookDispatcher:
         self._thread: threading.Thread | None = None
         self.stats = DeliveryStats()
 
-    def enqueue(self, item: dict[str, Any]) -> None:
-        """Schedule ``item`` for every registered receiver (returns at once)."""
-        hooks = self._store.webhook_secrets()
+    def enqueue(self, item: dict[str, Any], hooks: list[Receiver]) -> None:
+        """Schedule ``item`` for each of ``hooks`` (returns at once)."""
         if not hooks:
             return
         body = json.dumps(item, separators=(",", ":")).encode()
@@ -157,6 +156,6 @@ class WebhookDispatcher:
         }
         try:
             response = client.post(delivery.url, content=delivery.body, headers=headers)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, httpx.InvalidURL):  # a URL httpx cannot send to fails too
             return False
         return response.is_success

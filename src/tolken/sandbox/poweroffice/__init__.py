@@ -6,15 +6,23 @@ Public API::
                token_ttl_seconds=1200) -> fastapi.FastAPI
 
 ``data_dir=None`` keeps a fresh in-memory SQLite state; otherwise the state is
-``data_dir/poweroffice.sqlite3`` and survives restarts. The app runs
+``data_dir/poweroffice.sqlite3`` (the default client ``sandbox-client-key``)
+plus one file per other client under ``data_dir/poweroffice-clients/``, and
+survives restarts. Every client key ``sandbox-client-key[-<name>]`` is a
+client with its own data (`clients`); the rate limit is per subscription key,
+shared by all clients. The app runs
 in-process (starlette ``TestClient``, base URL ``http://testserver``) or under
 uvicorn. Credentials are in `tolken.sandbox.credentials`.
 
 Served paths (any casing): ``POST /OAuth/Token`` and ``/Demo/OAuth/Token``;
 ``GET|POST /v2/{Departments|Customers|Projects}`` and
-``GET|PATCH|DELETE /v2/{…}/{id}``, the same under ``/Demo/v2`` (demo tokens
-only). Control surface (no auth): ``/_sandbox/faults``, ``/_sandbox/stats``,
-``/_sandbox/reset``, ``/_sandbox/seed`` (see `tolken.sandbox.control`) and
+``GET|PATCH|DELETE /v2/{…}/{id}``, ``POST /v2/Onboarding/Initiate|Finalize``
+and ``GET /v2/ClientIntegrationInformation`` (`onboarding`), the same under
+``/Demo/v2`` (demo tokens only). Control surface (no auth):
+``/_sandbox/faults``, ``/_sandbox/stats``, ``/_sandbox/reset``,
+``/_sandbox/seed`` (see `tolken.sandbox.control`; the client field is
+``client``), ``GET /_sandbox/onboarding`` and ``POST
+/_sandbox/onboarding/consent`` (the person's consent) and
 ``GET|POST /_sandbox/settings`` with ``{"camel_case": bool,
 "rate_limit_per_second": float | null, "token_ttl_seconds": int}``.
 

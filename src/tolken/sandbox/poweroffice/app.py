@@ -9,7 +9,9 @@ Layers, outermost first:
    injected latency, drops and faults.
 3. The route handlers. Each API handler first passes the gateway checks
    (subscription key, rate limit, bearer token; `auth`), then does the work in
-   a worker thread against SQLite (`resources`, `listing`).
+   a worker thread against the SQLite store of the client the token belongs
+   to (`clients`, `resources`, `listing`). Onboarding (`onboarding`) passes
+   the subscription key and rate limit only, as its spec needs no token.
 
 Responses are PascalCase like the spec. With ``camel_case`` on, the nested
 ``MailAddress`` object is camelCase everywhere and GET-by-id bodies are
@@ -32,13 +34,24 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tolken.sandbox.control import install_control
-from tolken.sandbox.poweroffice.auth import RateLimiter, TokenIssuer, check_api_call, token_endpoint
+from tolken.sandbox.poweroffice.auth import (
+    RateLimiter,
+    TokenIssuer,
+    check_api_call,
+    check_subscription,
+    client_of_headers,
+    token_endpoint,
+)
+from tolken.sandbox.poweroffice.clients import Client, Clients
 from tolken.sandbox.poweroffice.db import TABLES, Store
 from tolken.sandbox.poweroffice.listing import parse_list_query
+from tolken.sandbox.poweroffice.onboarding import CONSENT_PATH, SESSION_PATH, Onboarding
 from tolken.sandbox.poweroffice.problems import ApiError, gateway_response, problem_response
-from tolken.sandbox.poweroffice.resources import SPECS, Resources
+from tolken.sandbox.poweroffice.resources import SPECS
 from tolken.sandbox.poweroffice.seed import seed
 from tolken.sandbox.poweroffice.validation import malformed_json
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 __all__ = ["Simulator", "create_app"]
 
@@ -49,9 +62,21 @@ _CANONICAL = {
     "v2": "v2",
     "oauth": "OAuth",
     "token": "Token",
+    "onboarding": "Onboarding",
+    "initiate": "Initiate",
+    "finalize": "Finalize",
+    "clientintegrationinformation": "ClientIntegrationInformation",
     **{path.lower(): path for path in TABLES},
 }
-DATABASE_NAME = "poweroffice.sqlite3"
+#: What ClientIntegrationInformation lists: the sandbox grants every privilege.
+PRIVILEGES = (
+    "Customer",
+    "Customer_Full",
+    "Department",
+    "Department_Full",
+    "Project",
+    "Project_Full",
+)
 
 
 class _CanonicalPath:
@@ -96,20 +121,28 @@ class Simulator:
     ) -> None:
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(None if data_dir is None else data_dir / DATABASE_NAME)
-        self.resources = Resources(self.store)
+        self.clients = Clients(data_dir)
+        self.onboarding = Onboarding(self.clients)
         self.limiter = RateLimiter(rate_limit_per_second)
         self.tokens = TokenIssuer(token_ttl_seconds)
         self.camel_case = camel_case
 
     # -- control hooks -------------------------------------------------------------
-    def reset(self) -> None:
-        """Empty every table."""
-        self.store.clear()
+    @property
+    def store(self) -> Store:
+        """The default client's store (``sandbox-client-key``)."""
+        return self.clients.default.store
 
-    def seed(self, counts: dict[str, int]) -> dict[str, Any]:
-        """Add sample data."""
-        return dict(seed(self.store, counts))
+    def reset(self, client: str | None) -> None:
+        """Empty one client's tables, or every client's and forget pending onboardings."""
+        self.clients.reset(client)
+        if client is None:
+            self.onboarding.clear()
+
+    def seed(self, counts: dict[str, int], client: str | None) -> dict[str, Any]:
+        """Add sample data to one client (the default client when None)."""
+        target = self.clients.default if client is None else self.clients.get(client)
+        return dict(seed(target.store, counts))
 
     def settings(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply runtime switches and return the current ones."""
@@ -156,8 +189,8 @@ class Simulator:
         )
 
     # -- handlers ---------------------------------------------------------------------
-    def list_page(self, path: str, request: Request) -> Response:
-        """GET /X: one page as a bare array, 204 when empty, X-Pagination header."""
+    def list_page(self, path: str, request: Request, store: Store) -> Response:
+        """GET /X: one page of ``store`` as a bare array, 204 when empty, X-Pagination header."""
         spec = SPECS[path]
         query = parse_list_query(spec, list(request.query_params.multi_items()))
         table = TABLES[path][0]
@@ -165,7 +198,7 @@ class Simulator:
         if query.contact_groups:
             known = {
                 v
-                for (v,) in self.store.query(
+                for (v,) in store.query(
                     "SELECT DISTINCT value FROM customers, json_each(customers.doc, "
                     "'$.ContactGroupIds')"
                 )
@@ -177,10 +210,10 @@ class Simulator:
                     "Object(s) not found",
                     f"Could not find contact group(s) with id = {', '.join(missing)}.",
                 )
-        with self.store.lock:
-            total = self.store.query(f"SELECT COUNT(*) FROM {table}{where}", query.args)[0][0]
+        with store.lock:
+            total = store.query(f"SELECT COUNT(*) FROM {table}{where}", query.args)[0][0]
             offset = (query.page_number - 1) * query.page_size
-            rows = self.store.query(
+            rows = store.query(
                 f"SELECT doc FROM {table}{where} ORDER BY {query.order_sql} LIMIT ? OFFSET ?",
                 [*query.args, query.page_size, offset],
             )
@@ -224,13 +257,14 @@ def _page_link(request: Request, page: int) -> str:
 
 
 def _entity_id(request: Request) -> int:
+    """The path's ``{id}``: an Int64 as the real API binds it, else 400 (never 500)."""
     text = request.path_params["id"]
     try:
         value = int(text)
     except ValueError:
-        raise ApiError(
-            400, "Unable to cast object(s)", f"The value '{text}' is not valid."
-        ) from None
+        value = None
+    if value is None or not INT64_MIN <= value <= INT64_MAX:
+        raise ApiError(400, "Unable to cast object(s)", f"The value '{text}' is not valid.")
     return value
 
 
@@ -257,47 +291,54 @@ async def _json_body(request: Request) -> Any:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+ClientHandler = Callable[[Request, Client], Awaitable[Response]]
 
 
-def _api(sim: Simulator, work: Handler) -> Handler:
-    """Gateway checks, then ``work``; ApiError and crashes become ProblemDetails."""
+def _api(sim: Simulator, work: ClientHandler) -> Handler:
+    """Gateway checks, then ``work`` for the token's client; errors become ProblemDetails."""
 
     async def endpoint(request: Request) -> Response:
-        refused = check_api_call(request, sim.limiter, sim.tokens)
-        if refused is not None:
-            return refused
-        try:
-            return await work(request)
-        except ApiError as error:
-            return problem_response(error, request.url.path)
-        except Exception as exc:  # an unexpected bug must still look like the API's 500
-            crash = ApiError(500, "An unexpected error occurred", type(exc).__name__)
-            return problem_response(crash, request.url.path)
+        passed = check_api_call(request, sim.limiter, sim.tokens)
+        if isinstance(passed, Response):
+            return passed
+        client = sim.clients.get(passed)
+        return await _problems(request, lambda: work(request, client))
 
     return endpoint
 
 
-def _routes(app: FastAPI, sim: Simulator, prefix: str, path: str) -> None:
-    async def list_items(request: Request) -> Response:
-        return await run_in_threadpool(sim.list_page, path, request)
+async def _problems(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
+    """``work()``; ApiError and crashes become ProblemDetails."""
+    try:
+        return await work()
+    except ApiError as error:
+        return problem_response(error, request.url.path)
+    except Exception as exc:  # noqa: BLE001 - any unexpected bug must still look like the API's 500
+        crash = ApiError(500, "An unexpected error occurred", type(exc).__name__)
+        return problem_response(crash, request.url.path)
 
-    async def create(request: Request) -> Response:
+
+def _routes(app: FastAPI, sim: Simulator, prefix: str, path: str) -> None:
+    async def list_items(request: Request, client: Client) -> Response:
+        return await run_in_threadpool(sim.list_page, path, request, client.store)
+
+    async def create(request: Request, client: Client) -> Response:
         body = await _json_body(request)
-        doc = await run_in_threadpool(sim.resources.create, path, body)
+        doc = await run_in_threadpool(client.resources.create, path, body)
         return sim.json_response(sim.render(doc), 201)
 
-    async def get(request: Request) -> Response:
-        doc = await run_in_threadpool(sim.resources.get, path, _entity_id(request))
+    async def get(request: Request, client: Client) -> Response:
+        doc = await run_in_threadpool(client.resources.get, path, _entity_id(request))
         return sim.json_response(sim.render(doc, by_id=True))
 
-    async def patch(request: Request) -> Response:
+    async def patch(request: Request, client: Client) -> Response:
         entity_id = _entity_id(request)
         body = await _json_body(request)
-        doc = await run_in_threadpool(sim.resources.patch, path, entity_id, body)
+        doc = await run_in_threadpool(client.resources.patch, path, entity_id, body)
         return sim.json_response(sim.render(doc))
 
-    async def delete(request: Request) -> Response:
-        await run_in_threadpool(sim.resources.delete, path, _entity_id(request))
+    async def delete(request: Request, client: Client) -> Response:
+        await run_in_threadpool(client.resources.delete, path, _entity_id(request))
         return Response(status_code=200)
 
     base = f"{prefix}/{path}"
@@ -306,6 +347,73 @@ def _routes(app: FastAPI, sim: Simulator, prefix: str, path: str) -> None:
     app.add_route(base + "/{id}", _api(sim, get), methods=["GET"])
     app.add_route(base + "/{id}", _api(sim, patch), methods=["PATCH"])
     app.add_route(base + "/{id}", _api(sim, delete), methods=["DELETE"])
+
+
+def _onboarding_routes(app: FastAPI, sim: Simulator, prefix: str) -> None:
+    """Onboarding (subscription key only), ClientIntegrationInformation (a token)."""
+
+    def gateway(work: Callable[[Request], Awaitable[Response]]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            refused = check_subscription(request, sim.limiter)
+            if refused is not None:
+                return refused
+            return await _problems(request, lambda: work(request))
+
+        return endpoint
+
+    async def initiate(request: Request) -> Response:
+        body = await _json_body(request)
+        base = str(request.base_url)
+        return sim.json_response(sim.onboarding.initiate(body, base))
+
+    async def finalize(request: Request) -> Response:
+        body = await _json_body(request)
+        return sim.json_response(await run_in_threadpool(sim.onboarding.finalize, body))
+
+    async def information(_request: Request, client: Client) -> Response:
+        return sim.json_response(
+            {
+                "ActiveClientSubscriptions": ["Accounting", "Invoicing", "Project"],
+                "ClientId": client.client_id,
+                "ClientName": client.name,
+                "InvalidPrivileges": [],
+                "ValidPrivileges": list(PRIVILEGES),
+            }
+        )
+
+    app.add_route(f"{prefix}/Onboarding/Initiate", gateway(initiate), methods=["POST"])
+    app.add_route(f"{prefix}/Onboarding/Finalize", gateway(finalize), methods=["POST"])
+    app.add_route(f"{prefix}/ClientIntegrationInformation", _api(sim, information), methods=["GET"])
+
+
+def _consent_routes(app: FastAPI, sim: Simulator) -> None:
+    """The person's side of onboarding: ``GET`` the temporary URL, ``POST`` consent."""
+
+    def refused(detail: str) -> Response:
+        return sim.json_response(
+            {"title": "Invalid sandbox onboarding request", "detail": detail}, 400
+        )
+
+    async def describe(request: Request) -> Response:
+        try:
+            return sim.json_response(sim.onboarding.describe(str(request.url)))
+        except ValueError as exc:
+            return refused(str(exc))
+
+    async def consent(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return refused("Expected a JSON object {temporary_url, clients}.")
+        try:
+            return sim.json_response(sim.onboarding.consent(body))
+        except ValueError as exc:
+            return refused(str(exc))
+
+    app.add_route(SESSION_PATH, describe, methods=["GET"])
+    app.add_route(CONSENT_PATH, consent, methods=["POST"])
 
 
 def create_app(
@@ -339,13 +447,23 @@ def create_app(
 
     for token_path in TOKEN_PATHS:
         app.add_route(token_path, token, methods=["POST"])
+    for prefix in API_PREFIXES:
+        _onboarding_routes(app, sim, prefix)
 
-    async def no_route(request: Request, exc: Exception) -> Response:
+    async def no_route(_request: Request, _exc: Exception) -> Response:
         # Unknown paths and methods are stopped by API Management, not the API.
         return gateway_response(404, "Resource not found")
 
+    _consent_routes(app, sim)
     app.add_exception_handler(404, no_route)
     app.add_exception_handler(405, no_route)
-    install_control(app, on_reset=sim.reset, on_seed=sim.seed, settings_hook=sim.settings)
+    install_control(
+        app,
+        on_reset=sim.reset,
+        on_seed=sim.seed,
+        client_field="client",
+        identify=lambda scope: client_of_headers(scope, sim.tokens),
+        settings_hook=sim.settings,
+    )
     app.add_middleware(_CanonicalPath)
     return app

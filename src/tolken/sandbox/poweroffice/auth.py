@@ -8,16 +8,20 @@ form: empty values are ignored, and when the Basic header is absent the form
 credentials are used (client_secret_post). Success:
 ``{"access_token", "token_type": "bearer", "expires_in": 1200}``; failures are
 RFC 6749 §5.2 bodies with status 400 (``invalid_request``,
-``invalid_client``, ``unsupported_grant_type``). Tokens are opaque, live
-``token_ttl_seconds`` and are bound to their environment: a demo token does
-not open ``/v2`` (§2.1, "fully separate").
+``invalid_client``, ``unsupported_grant_type``). Every client key of the
+form ``sandbox-client-key[-<name>]`` is accepted (`clients`). Tokens are
+opaque, live ``token_ttl_seconds``, are bound to their environment (a demo
+token does not open ``/v2``; §2.1, "fully separate") and to the client whose
+key got them: every API call with the token reads and writes that client's
+data only.
 
 API calls need the subscription key (header, or APIM's ``subscription-key``
 query parameter) and a valid bearer token; otherwise API Management answers
 401 ``{"statusCode": 401, "message": …}``.
 
 Throttling is a token bucket per subscription key (capacity and refill =
-``rate_limit_per_second``), over both the token endpoint and the API; above it
+``rate_limit_per_second``), over the token endpoint, the API and onboarding,
+shared by every client the subscription serves (as the real API); above it
 → 429 ``{"statusCode": 429, "message": "Rate limit is exceeded. Try again in 1
 seconds."}`` with ``Retry-After``. A client pacing itself with the same bucket
 never sees a 429. Rejected calls do not consume capacity.
@@ -35,38 +39,51 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
-from tolken.sandbox.credentials import APPLICATION_KEY, CLIENT_KEY, SUBSCRIPTION_KEY
+from tolken.sandbox.credentials import APPLICATION_KEY, SUBSCRIPTION_KEY
+from tolken.sandbox.poweroffice.clients import is_client_key
 from tolken.sandbox.poweroffice.problems import gateway_response
 
-__all__ = ["RateLimiter", "TokenIssuer", "check_api_call", "token_endpoint"]
+__all__ = [
+    "RateLimiter",
+    "TokenIssuer",
+    "check_api_call",
+    "check_subscription",
+    "client_of_headers",
+    "token_endpoint",
+]
 
 SUBSCRIPTION_HEADER = "ocp-apim-subscription-key"
 
 
 class TokenIssuer:
-    """Opaque access tokens with an expiry, per environment."""
+    """Opaque access tokens with an expiry, per environment and client."""
 
     def __init__(self, ttl_seconds: int) -> None:
         self.ttl_seconds = ttl_seconds
-        self._tokens: dict[str, tuple[float, str]] = {}
+        self._tokens: dict[str, tuple[float, str, str]] = {}
         self._lock = threading.Lock()
 
-    def issue(self, environment: str) -> str:
-        """A new token for ``environment`` (``prod`` or ``demo``)."""
+    def issue(self, environment: str, client: str) -> str:
+        """A new token of ``client`` for ``environment`` (``prod`` or ``demo``)."""
         token = secrets.token_urlsafe(32)
         now = time.monotonic()
         with self._lock:
             # Drop expired tokens so a long benchmark does not grow the table.
             self._tokens = {k: v for k, v in self._tokens.items() if v[0] > now}
-            self._tokens[token] = (now + self.ttl_seconds, environment)
+            self._tokens[token] = (now + self.ttl_seconds, environment, client)
         return token
 
-    def valid(self, token: str, environment: str) -> bool:
-        """True while ``token`` is unexpired and belongs to ``environment``."""
+    def client(self, token: str, environment: str | None = None) -> str | None:
+        """The client key of an unexpired ``token`` (of ``environment``, when given)."""
         with self._lock:
             entry = self._tokens.get(token)
-        return entry is not None and entry[0] > time.monotonic() and entry[1] == environment
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        if environment is not None and entry[1] != environment:
+            return None
+        return entry[2]
 
 
 class RateLimiter:
@@ -115,7 +132,8 @@ def _throttled(wait: float) -> Response:
     )
 
 
-def _subscription_check(request: Request, limiter: RateLimiter) -> Response | None:
+def check_subscription(request: Request, limiter: RateLimiter) -> Response | None:
+    """The gateway's 401 or 429 for the subscription key of ``request``, or None."""
     key = request.headers.get(SUBSCRIPTION_HEADER) or request.query_params.get("subscription-key")
     if not key:
         return gateway_response(
@@ -138,18 +156,32 @@ def environment_of(path: str) -> str:
     return "demo" if path.startswith("/Demo/") else "prod"
 
 
-def check_api_call(request: Request, limiter: RateLimiter, tokens: TokenIssuer) -> Response | None:
-    """The gateway's answer to an API call that may not pass, or None."""
-    refused = _subscription_check(request, limiter)
+def check_api_call(request: Request, limiter: RateLimiter, tokens: TokenIssuer) -> Response | str:
+    """The client key the call's token belongs to, or the gateway's refusal."""
+    refused = check_subscription(request, limiter)
     if refused is not None:
         return refused
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not tokens.valid(
-        token.strip(), environment_of(request.url.path)
-    ):
+    client = None
+    if scheme.lower() == "bearer":
+        client = tokens.client(token.strip(), environment_of(request.url.path))
+    if client is None:
         response = gateway_response(401, "Unauthorized. Access token is missing or invalid.")
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
+    return client
+
+
+def client_of_headers(scope: Scope, tokens: TokenIssuer) -> str | None:
+    """The client a request speaks for, from its headers alone (for the statistics):
+    the bearer token's client, or the client key of a Basic token request."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credential = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                return tokens.client(credential.strip())
+            pair = _basic_credentials(value.decode("latin-1"))
+            return pair[1] if pair is not None and is_client_key(pair[1]) else None
     return None
 
 
@@ -175,7 +207,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 
 async def token_endpoint(request: Request, limiter: RateLimiter, tokens: TokenIssuer) -> Response:
     """``POST /OAuth/Token``: the client-credentials grant."""
-    refused = _subscription_check(request, limiter)
+    refused = check_subscription(request, limiter)
     if refused is not None:
         return refused
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -201,13 +233,17 @@ async def token_endpoint(request: Request, limiter: RateLimiter, tokens: TokenIs
             return _oauth_error("invalid_request", "The Authorization header is malformed.")
     elif form.get("client_id") and form.get("client_secret"):
         credentials = (form["client_id"], form["client_secret"])
-    if credentials != (APPLICATION_KEY, CLIENT_KEY):
+    if (
+        credentials is None
+        or credentials[0] != APPLICATION_KEY
+        or not is_client_key(credentials[1])
+    ):
         return _oauth_error(
             "invalid_client",
             "Client integration not found. Please ensure the provided keys are matching "
             "the desired environment.",
         )
-    token = tokens.issue(environment_of(request.url.path))
+    token = tokens.issue(environment_of(request.url.path), credentials[1])
     return JSONResponse(
         {"access_token": token, "token_type": "bearer", "expires_in": tokens.ttl_seconds},
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},

@@ -15,6 +15,10 @@ after the largest stored tick when a file-backed state is reopened.
 All access goes through one connection guarded by a lock: the app serves
 requests from a thread pool and SQLite state is small enough that
 serialising it costs nothing noticeable.
+
+One `Store` holds one PowerOffice client's data (`clients` keeps one per
+client key). ``id_offset`` shifts every id sequence, so ids of different
+clients never coincide and an id used with the wrong client's token is a 404.
 """
 
 from __future__ import annotations
@@ -120,9 +124,10 @@ class Clock:
 class Store:
     """The simulator's tables in one SQLite database (a file or in memory)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, id_offset: int = 0) -> None:
         target = ":memory:" if path is None else str(path)
         self._conn = connect(target, _SCHEMA, wal=path is not None)
+        self.id_offset = id_offset
         self.lock = threading.RLock()
         self.clock = Clock(self._max_tick())
 
@@ -155,7 +160,7 @@ class Store:
     def next_value(self, conn: sqlite3.Connection, name: str, count: int = 1) -> int:
         """Reserve ``count`` values of the sequence ``name``; return the first."""
         row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        first = row[0] if row else _FIRST[name]
+        first = row[0] if row else _FIRST[name] + self.id_offset
         conn.execute(
             "INSERT INTO counters(name, value) VALUES (?, ?) "
             "ON CONFLICT(name) DO UPDATE SET value = excluded.value",

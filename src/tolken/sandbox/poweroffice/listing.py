@@ -170,9 +170,9 @@ def _order_sql(spec: EntitySpec, text: str) -> str:
     return ", ".join(terms)
 
 
-def parse_list_query(spec: EntitySpec, params: list[tuple[str, str]]) -> ListQuery:
-    """Parse a list request's query parameters; ApiError 400 on bad values."""
-    query = ListQuery()
+def _present_params(params: list[tuple[str, str]]) -> dict[str, str]:
+    """The non-blank parameters by lower-cased name (``ResourceParameter.`` dropped); ApiError
+    400 for an OData ``$`` option."""
     values: dict[str, str] = {}
     for key, value in params:
         lowered = key.lower()
@@ -184,7 +184,13 @@ def parse_list_query(spec: EntitySpec, params: list[tuple[str, str]]) -> ListQue
                 "PageSize, Fields, OrderBy and the documented filters.",
             )
         values[lowered.removeprefix("resourceparameter.")] = value
-    present = {k: v for k, v in values.items() if v.strip()}
+    return {k: v for k, v in values.items() if v.strip()}
+
+
+def parse_list_query(spec: EntitySpec, params: list[tuple[str, str]]) -> ListQuery:
+    """Parse a list request's query parameters; ApiError 400 on bad values."""
+    query = ListQuery()
+    present = _present_params(params)
     if "pagenumber" in present:
         query.page_number = _int("PageNumber", present["pagenumber"])
         if query.page_number < 1:

@@ -62,39 +62,55 @@ def coerce(value: Any, type_code: str, path: str, *, lenient: bool) -> Any:
     if type_code == "int":
         return _to_int(value, type_code, path, lenient)
     if type_code == "float":
-        if isinstance(value, bool):
-            raise _fail(type_code, path)
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str) and _NUMBER.match(value):
-            return float(value)
-        raise _fail(type_code, path)
+        return _to_float(value, path)
     if type_code == "bool":
-        if isinstance(value, bool):
-            return value
-        if lenient and isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        raise _fail(type_code, path)
+        return _to_bool(value, path, lenient)
     if type_code == "str":
-        if isinstance(value, str):
-            return value
-        if lenient and isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-        raise _fail(type_code, path)
+        return _to_str(value, path, lenient)
     if type_code == "date":
         return _to_date(value, path)
     if type_code == "uuid":
-        try:
-            return str(uuid.UUID(str(value))) if isinstance(value, str) else _raise(type_code, path)
-        except ValueError:
-            raise _fail(type_code, path) from None
+        return _to_uuid(value, path)
     if type_code == "int[]":
         if not isinstance(value, list):
             raise _fail(type_code, path)
         return [_to_int(item, "int", f"{path}[{i}]", lenient) for i, item in enumerate(value)]
     if type_code.startswith("enum:"):
-        return _to_enum(value, type_code, path, lenient)
+        return _to_enum(value, type_code, path)
     raise _fail(type_code, path)
+
+
+def _to_float(value: Any, path: str) -> float:
+    if isinstance(value, bool):
+        raise _fail("float", path)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and _NUMBER.match(value):
+        return float(value)
+    raise _fail("float", path)
+
+
+def _to_bool(value: Any, path: str, lenient: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if lenient and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _fail("bool", path)
+
+
+def _to_str(value: Any, path: str, lenient: bool) -> str:
+    if isinstance(value, str):
+        return value
+    if lenient and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _fail("str", path)
+
+
+def _to_uuid(value: Any, path: str) -> str:
+    try:
+        return str(uuid.UUID(str(value))) if isinstance(value, str) else _raise("uuid", path)
+    except ValueError:
+        raise _fail("uuid", path) from None
 
 
 def _raise(type_code: str, path: str) -> Any:
@@ -124,7 +140,7 @@ def _to_date(value: Any, path: str) -> str:
         raise _fail("date", path) from None
 
 
-def _to_enum(value: Any, type_code: str, path: str, lenient: bool) -> str:
+def _to_enum(value: Any, type_code: str, path: str) -> str:
     members = ENUMS[type_code[5:]]
     if isinstance(value, str):
         for member in members:

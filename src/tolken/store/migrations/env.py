@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection tolken hands over (see ``tolken.store.migrate``).
+"""Alembic environment: runs on the connection tolken hands over (see ``tolken.store._migrate``).
 
 Developers can also run ``alembic`` by hand with ``-x url=sqlite:///dev.db`` and
 the ``script_location`` pointing here, e.g. to autogenerate a new revision.
@@ -13,7 +13,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from tolken.store._db import make_engine
-from tolken.store.models import Base, UTCDateTime
+from tolken.store._models import Base, UTCDateTime
 
 config = context.config
 

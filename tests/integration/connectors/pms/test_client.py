@@ -76,38 +76,6 @@ def test_field_errors_are_the_pms_words(url: str) -> None:
     assert info.value.status == 422
 
 
-def test_feed_capture_sees_upserts_and_tombstones(url: str) -> None:
-    """Change capture by the changes feed returns edited records and deletes as tombstones."""
-    with _client(url, change_capture="changes") as pms:
-        keep = pms.create("customers", {"kind": "company", "name": "Keep"}, idempotency_key="a")
-        gone = pms.create("customers", {"kind": "company", "name": "Gone"}, idempotency_key="b")
-        start = pms.changes_since("customers", None)
-        assert {r.id for r in start.records} == {keep.id, gone.id}
-        pms.update("customers", keep.id, {"name": "Kept"})
-        pms.delete("customers", gone.id)
-        project = pms.create("projects", {"name": "P", "customer_id": keep.id}, idempotency_key="c")
-        batch = pms.changes_since("customers", start.cursor)
-        assert {(r.id, r.deleted, r.data.get("name")) for r in batch.records} == {
-            (keep.id, False, "Kept"),
-            (gone.id, True, None),
-        }
-        projects = pms.changes_since("projects", start.cursor)
-        assert [r.id for r in projects.records] == [project.id]
-        assert pms.changes_since("customers", batch.cursor).records == ()
-
-
-def test_polling_capture_sees_edits(url: str) -> None:
-    """Change capture by updated_after polling returns exactly the records edited since."""
-    with _client(url, change_capture="polling") as pms:
-        one = pms.create("customers", {"kind": "company", "name": "One"}, idempotency_key="a")
-        pms.create("customers", {"kind": "company", "name": "Two"}, idempotency_key="b")
-        cursor = pms.changes_since("customers", None).cursor
-        pms.update("customers", one.id, {"name": "One!"})
-        batch = pms.changes_since("customers", cursor)
-        assert [(r.id, r.data["name"]) for r in batch.records] == [(one.id, "One!")]
-        assert pms.changes_since("customers", batch.cursor).records == ()
-
-
 def test_registered_webhook_deliveries_verify(url: str) -> None:
     """A webhook registered through the connector delivers changes that verify_webhook accepts."""
     with WebhookReceiver() as receiver, _client(url) as pms:

@@ -130,7 +130,7 @@ def test_openapi_document_is_valid_and_describes_the_contract(base_url: str) -> 
     schemas = doc["components"]["schemas"]
     assert set(schemas["Customer"]["properties"]) >= {"organization_number", "address", "version"}
     assert set(schemas["Project"]["properties"]) >= {"department_id", "progress", "billable"}
-    assert schemas["CustomerWrite"]["additionalProperties"] is False
+    assert schemas["CustomerPatch"]["additionalProperties"] is False
     patch = paths["/api/v1/projects/{id}"]["patch"]
     assert "application/merge-patch+json" in patch["requestBody"]["content"]
     assert {"412", "422"} <= set(patch["responses"])

@@ -108,6 +108,18 @@ def test_each_change_is_delivered_signed(pms: httpx.Client) -> None:
     assert [json.loads(b)["op"] for _, b in receiver.calls] == ["upsert", "delete"]
 
 
+def test_a_url_no_client_can_send_to_does_not_stop_deliveries(pms: httpx.Client) -> None:
+    """A registered URL the document allows but httpx cannot parse fails its own deliveries only."""
+    receiver = Receiver()
+    bad = pms.post("/webhooks", json={"url": "http://\x1e\x8a", "secret": SECRET})
+    assert bad.status_code == 201
+    with serve(receiver) as url:
+        _register(pms, url)
+        pms.post("/customers", json={"kind": "company", "name": "A AS"})
+        pms.post("/customers", json={"kind": "company", "name": "B AS"})
+        _wait_for(lambda: len(receiver.calls) == 2)
+
+
 def test_failed_deliveries_are_retried_until_they_succeed(pms: httpx.Client) -> None:
     """A receiver answering 500 twice gets the same item a third time, then no more."""
     receiver = Receiver(fail_first=2)

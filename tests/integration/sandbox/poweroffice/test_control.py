@@ -55,7 +55,8 @@ def test_stats_count_by_canonical_template(po: TestClient) -> None:
             "POST /v2/Customers": 1,
             "GET /v2/Customers": 2,
             "PATCH /v2/Customers/{id}": 1,
-        }
+        },
+        "statuses": {"201": 1, "200": 3},
     }
 
 
@@ -64,7 +65,7 @@ def test_reset_empties_state_and_stats(po: TestClient) -> None:
     po.post("/_sandbox/seed", json={"departments": 2, "customers": 3, "projects": 2})
     assert len(po.get("/v2/Customers").json()) == 3
     assert po.post("/_sandbox/reset").status_code == 200
-    assert po.get("/_sandbox/stats").json() == {"requests": {}}
+    assert po.get("/_sandbox/stats").json() == {"requests": {}, "statuses": {}}
     for resource in ("Departments", "Customers", "Projects"):
         assert po.get(f"/v2/{resource}").status_code == 204
     assert po.post("/v2/Customers", json={"Name": "Ny AS"}).json()["Number"] == 10000

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 from starlette.testclient import TestClient
 
 from loopback import serve
@@ -199,3 +200,18 @@ def test_concurrent_creates_over_loopback_get_distinct_numbers() -> None:
         assert all(r.status_code == 201 for r in created)
         assert len({r.json()["Id"] for r in created}) == 30
         assert sorted(r.json()["Number"] for r in created) == list(range(10000, 10030))
+
+
+@pytest.mark.parametrize("resource", ["Customers", "Departments", "Projects"])
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+@pytest.mark.parametrize("entity_id", ["9223372036854775808", "-9223372036854775809", "1" * 40])
+def test_ids_beyond_int64_are_400_not_500(
+    po: TestClient, resource: str, method: str, entity_id: str
+) -> None:
+    """An id the Int64 route cannot bind is a 400 cast error, never a server error."""
+    body = [{"op": "replace", "path": "/Name", "value": "x"}] if method == "PATCH" else None
+    headers = {"Content-Type": "application/json-patch+json"} if body else {}
+    response = po.request(method, f"/v2/{resource}/{entity_id}", json=body, headers=headers)
+    problem = _problem(response, 400)
+    assert problem["title"] == "Unable to cast object(s)"
+    assert po.get(f"/v2/{resource}/9223372036854775807").status_code == 404

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,9 +13,18 @@ from starlette.testclient import TestClient
 
 from tolken.config import PowerOfficeSettings
 from tolken.connectors import _http
-from tolken.connectors._http import RetryPolicy, TokenBucket
+from tolken.connectors._http import RetryPolicy
 from tolken.connectors.poweroffice import PowerOfficeClient
-from tolken.errors import AuthError, RateLimited, ServerError, Unreachable
+from tolken.connectors.ratelimit import clear_shared_limiters, memory_limiter
+from tolken.errors import (
+    AuthError,
+    Fatal,
+    RateLimited,
+    ServerError,
+    Stopped,
+    Unreachable,
+    ValidationFailed,
+)
 from tolken.sandbox import credentials
 from tolken.sandbox.poweroffice import create_app
 
@@ -39,7 +50,7 @@ def sim() -> Iterator[TestClient]:
 def client(http: httpx.Client, **kwargs: object) -> PowerOfficeClient:
     options: dict[str, object] = {
         "http": http,
-        "rate_limiter": TokenBucket(1000.0),
+        "rate_limiter": memory_limiter(1000.0),
         "retry": RetryPolicy(attempts=3),
     }
     options.update(kwargs)
@@ -110,15 +121,16 @@ def test_a_401_gets_one_fresh_token_and_one_retry() -> None:
 
 
 def test_refused_subscription_key_names_poweroffice_not_the_key(sim: TestClient) -> None:
-    """A wrong subscription key is a one-line AuthError that never shows the key."""
+    """A wrong subscription key is an AuthError naming the subscription key, never showing it."""
     po = PowerOfficeClient(
         settings(subscription_key="wrong-subscription-0451"),
         http=sim,
-        rate_limiter=TokenBucket(1e3),
+        rate_limiter=memory_limiter(1e3),
     )
     with pytest.raises(AuthError) as info:
         po.get("Customers", "1")
-    assert "PowerOffice" in str(info.value)
+    assert info.value.message.startswith("PowerOffice refused the subscription key: ")
+    assert "invalid subscription key" in str(info.value)
     assert "wrong-subscription-0451" not in str(info.value)
 
 
@@ -142,16 +154,9 @@ def test_post_refused_with_429_is_retried(sim: TestClient) -> None:
     assert stats(sim)["POST /v2/Customers"] == 3
 
 
-def test_retry_after_pauses_the_shared_bucket() -> None:
-    """A 429 with Retry-After: 2 makes the next request through the bucket wait 2 s."""
-    clock = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock[0] += seconds
-
-    bucket = TokenBucket(1000.0, clock=lambda: clock[0], sleep=sleep)
+def test_retry_after_pauses_the_shared_budget() -> None:
+    """A 429 with Retry-After: 2 pauses the key's budget for 2 s, for every user of the key."""
+    limiter = memory_limiter(1000.0)
     answers = iter([httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(204)])
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -159,32 +164,67 @@ def test_retry_after_pauses_the_shared_bucket() -> None:
             return httpx.Response(200, json={"access_token": "T", "expires_in": 1200})
         return next(answers)
 
-    po = client(httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=bucket)
+    po = client(httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=limiter)
     with _http.testing():
         assert list(po.list("Customers")) == []
-    assert sum(slept) == pytest.approx(2.0, abs=0.01)
+    assert 1.5 < limiter.budget.paused_for() <= 2.0
 
 
-def test_clients_with_one_subscription_key_share_one_bucket() -> None:
-    """Two clients for the same key (and none for another) pace through one bucket."""
-    _http.clear_shared_buckets()
+def test_retry_after_below_the_floor_pauses_for_the_floor() -> None:
+    """A 429 with Retry-After: 0 still pauses the budget for the retry policy's 1 s floor."""
+    limiter = memory_limiter(1000.0)
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(204)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/OAuth/Token":
+            return httpx.Response(200, json={"access_token": "T", "expires_in": 1200})
+        return next(answers)
+
+    po = client(httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=limiter)
+    with _http.testing():
+        assert list(po.list("Customers")) == []
+    assert 0.5 < limiter.budget.paused_for() <= 1.0
+
+
+def test_a_stopped_limiter_ends_the_request_without_retrying_or_sending() -> None:
+    """Once the stop is set, a request raises Stopped at once: nothing is sent, nothing retried."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"access_token": "T", "expires_in": 1200})
+
+    stop = threading.Event()
+    stop.set()
+    po = client(
+        httpx.Client(transport=httpx.MockTransport(handler)),
+        rate_limiter=memory_limiter(10.0, stop=stop),
+    )
+    with pytest.raises(Stopped):
+        po.get("Customers", "1")
+    assert sent == []
+
+
+def test_clients_with_one_subscription_key_share_one_budget() -> None:
+    """Two clients for the same key (and none for another) pace through one budget."""
+    clear_shared_limiters()
     a = PowerOfficeClient(settings())
     b = PowerOfficeClient(settings())
     c = PowerOfficeClient(settings(subscription_key="another-key"))
     try:
-        assert a._bucket is b._bucket
-        assert a._bucket is not c._bucket
-        assert a._bucket.rate == 10.0
+        assert a._limiter.budget is b._limiter.budget  # type: ignore[attr-defined]
+        assert a._limiter.budget is not c._limiter.budget  # type: ignore[attr-defined]
+        assert a._limiter.budget.rate == 10.0  # type: ignore[attr-defined]
     finally:
         for po in (a, b, c):
             po.close()
-        _http.clear_shared_buckets()
+        clear_shared_limiters()
 
 
 def test_next_page_link_saves_the_final_empty_request(sim: TestClient) -> None:
     """With X-Pagination, a listing of exactly two full pages makes two requests, not three."""
     sim.post("/_sandbox/seed", json={"departments": 10})
-    po = PowerOfficeClient(settings(page_size=5), http=sim, rate_limiter=TokenBucket(1e3))
+    po = PowerOfficeClient(settings(page_size=5), http=sim, rate_limiter=memory_limiter(1e3))
     assert len(list(po.list("Departments"))) == 10
     assert stats(sim)["GET /v2/Departments"] == 2
 
@@ -236,7 +276,7 @@ def test_unreachable_host_is_fatal_after_bounded_retries() -> None:
     """Nothing listening: a few quick tries, then Unreachable naming PowerOffice."""
     po = PowerOfficeClient(
         settings("http://127.0.0.1:1", timeout_seconds=2),
-        rate_limiter=TokenBucket(1e3),
+        rate_limiter=memory_limiter(1e3),
         retry=RetryPolicy(attempts=2),
     )
     with _http.testing(), pytest.raises(Unreachable, match="PowerOffice"):
@@ -258,14 +298,35 @@ def test_camel_case_answers_are_written_back_in_pascal_case() -> None:
         return httpx.Response(200, json={"id": 5, "name": "x", "mailAddress": {"city": "Oslo"}})
 
     po = client(httpx.Client(transport=httpx.MockTransport(handler)))
-    record = po.update("Customers", "5", {"mailaddress": {"CITY": "Oslo"}})
+    record = po.update("Customers", "5", {"mailaddress.CITY": "Oslo"})
     assert record.data == {"Id": 5, "Name": "x", "MailAddress": {"City": "Oslo"}}
-    po.create("Customers", {"name": "x", "mailAddress": {"zipCode": "1"}}, idempotency_key="k")
+    po.create("Customers", {"name": "x", "mailAddress.zipCode": "1"}, idempotency_key="k")
     assert bodies == [
         [{"op": "replace", "path": "/MailAddress/City", "value": "Oslo"}],
         {"Name": "x", "MailAddress": {"ZipCode": "1"}, "ExternalImportReference": "k"},
     ]
     assert types == ["application/json-patch+json", "application/json"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"Name": "x", "MailAddress.Id": 3}, "Id"), ({"Name": "x", "Id": 3}, "Id")],
+)
+def test_create_refuses_fields_outside_the_post_dto_before_sending(
+    data: dict[str, object], field: str
+) -> None:
+    """A create naming a read-only field, an address's too, is refused without a request."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    po = client(httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(ValidationFailed) as info:
+        po.create("Customers", data, idempotency_key="k")
+    assert [e.field for e in info.value.field_errors] == [field]
+    assert sent == []
 
 
 def test_post_is_retried_when_the_token_request_failed_before_it() -> None:
@@ -291,12 +352,9 @@ def test_post_is_retried_when_the_token_request_failed_before_it() -> None:
 
 
 def test_clients_sharing_a_key_stay_under_the_limit_together() -> None:
-    """Two clients listing at once through the shared 10/s bucket never get a 429 from a
+    """Two clients listing at once through the shared 10/s budget never get a 429 from a
     simulator enforcing 10/s, and are paced (not merely lucky)."""
-    import threading
-    import time
-
-    _http.clear_shared_buckets()
+    clear_shared_limiters()
     with TestClient(create_app(rate_limit_per_second=10.0)) as http:
         http.post("/_sandbox/seed", json={"departments": 7})
         clients = [
@@ -310,7 +368,7 @@ def test_clients_sharing_a_key_stay_under_the_limit_together() -> None:
         def work(po: PowerOfficeClient) -> None:
             try:
                 assert len(list(po.list("Departments"))) == 7
-            except Exception as exc:  # collected for the assertion below
+            except Exception as exc:  # noqa: BLE001 - a thread's error, for the assertion below
                 errors.append(exc)
 
         started = time.monotonic()
@@ -320,7 +378,53 @@ def test_clients_sharing_a_key_stay_under_the_limit_together() -> None:
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
-    _http.clear_shared_buckets()
+    clear_shared_limiters()
     assert errors == []
     # 2 tokens + 2 x 7 pages = 16 requests at 10/s, one every 0.1 s: at least 1.5 s.
     assert elapsed >= 1.45
+
+
+def test_a_server_that_ignores_the_page_number_ends_with_a_clear_error() -> None:
+    """PowerOffice answering every page with the same full page: Fatal naming the request."""
+    pages = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal pages
+        if request.url.path == "/OAuth/Token":
+            return httpx.Response(200, json={"access_token": "T", "expires_in": 1200})
+        pages += 1
+        return httpx.Response(200, json=[{"Id": 1, "Name": "A"}, {"Id": 2, "Name": "B"}])
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    po = PowerOfficeClient(
+        settings(page_size=2), http=http, rate_limiter=memory_limiter(1000.0), read_ahead=False
+    )
+    with pytest.raises(
+        Fatal, match="PowerOffice listing GET /v2/Customers sent page 2 with the same"
+    ):
+        list(po.list("Customers"))
+    assert pages == 2
+
+
+def test_a_stop_ends_a_listing_between_pages() -> None:
+    """A stop request while PowerOffice pages through a listing ends it before the next page."""
+    stop = threading.Event()
+    pages = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal pages
+        if request.url.path == "/OAuth/Token":
+            return httpx.Response(200, json={"access_token": "T", "expires_in": 1200})
+        pages += 1
+        if pages == 3:
+            stop.set()
+        ids = [pages * 2, pages * 2 + 1]
+        return httpx.Response(200, json=[{"Id": i, "Name": "A"} for i in ids])
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    po = PowerOfficeClient(
+        settings(page_size=2), http=http, rate_limiter=memory_limiter(1000.0), stop=stop
+    )
+    with pytest.raises(Stopped):
+        list(po.list("Customers"))
+    assert pages <= 4

@@ -10,7 +10,7 @@ and bulk loads of 100,000 links must stay cheap.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import (
     JSON,
@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from tolken.vocabulary import ConflictPolicy
+
 __all__ = [
     "Base",
     "ConflictRow",
@@ -42,7 +44,10 @@ __all__ = [
     "PendingCreateRow",
     "RunRow",
     "ShadowRow",
+    "StoreMetaRow",
+    "TenantRow",
     "UTCDateTime",
+    "WebhookDeliveryRow",
 ]
 
 # Stable constraint names, so migrations can refer to them on every backend.
@@ -77,7 +82,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -98,6 +103,8 @@ PENDING_STATES = ("pending", "done", "abandoned")
 WINNERS = ("poweroffice", "pms", "parked")
 DIRECTIONS = ("to_pms", "to_poweroffice")
 RUN_STATUSES = ("running", "ok", "failed", "stopped")
+TENANT_STATES = ("idle", "queued", "syncing", "error")
+CONFLICT_POLICIES: tuple[str, ...] = get_args(ConflictPolicy)
 
 
 # SQLite would otherwise hand a deleted row's id to the next insert; ids that
@@ -338,3 +345,63 @@ class FlowVersionRow(Base):
     tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
     flow: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDeliveryRow(Base):
+    """A PMS webhook delivery already taken in, kept while its timestamp can still verify.
+
+    The receiver refuses a delivery whose signature is here (a replay), also
+    after a restart; rows whose ``sent_at`` left the five-minute window are pruned.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_tenant_sent_at", "tenant", "sent_at"),)
+
+    tenant: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sent_at: Mapped[int] = mapped_column(BigInteger)  # the delivery's X-PMS-Timestamp
+    received_at: Mapped[datetime]
+
+
+class TenantRow(Base):
+    """One tenant of a fleet: its settings, its credentials (encrypted) and its sync state.
+
+    ``id`` is the tenant every other table is keyed by. The ``*_token`` columns
+    hold Fernet tokens, never the secrets themselves. ``paused`` is kept apart
+    from ``state`` so a worker finishing a job cannot undo a pause.
+    """
+
+    __tablename__ = "tenants"
+    __table_args__ = (
+        CheckConstraint(_in("state", TENANT_STATES), name="state"),
+        CheckConstraint(
+            "conflict_policy IS NULL OR " + _in("conflict_policy", CONFLICT_POLICIES),
+            name="conflict_policy",
+        ),
+        Index("ix_tenants_paused_next_run_at", "paused", "next_run_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(TENANT), primary_key=True)
+    poweroffice_client_key_token: Mapped[str] = mapped_column(Text)
+    pms_api_key_token: Mapped[str] = mapped_column(Text)
+    webhook_secret_token: Mapped[str | None] = mapped_column(Text)
+    pms_base_url: Mapped[str | None] = mapped_column(Text)
+    interval_seconds: Mapped[float | None]
+    conflict_policy: Mapped[str | None] = mapped_column(String(32))
+    paused: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    state: Mapped[str] = mapped_column(String(32), server_default=text("'idle'"))
+    last_run_at: Mapped[datetime | None]
+    next_run_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures_in_a_row: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class StoreMetaRow(Base):
+    """Facts about this installation by name: the KDF salt and key check of the tenants' key."""
+
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -2,8 +2,10 @@
 
 The shell around the pure parts of this package: one ``httpx.Client``, one
 request function (:meth:`PowerOfficeClient._send`) through which every call
-passes, the shared token bucket of the subscription key, the retry policy and
-the single classifier.
+passes, the request budget of the subscription key (a
+:class:`~tolken.connectors.ratelimit.RateLimiter`: acquired before every
+request, token requests included, and paused for everyone using the key when
+PowerOffice answers 429), the retry policy and the single classifier.
 
 Retry rules (bounded by :class:`~tolken.connectors._http.RetryPolicy`):
 
@@ -28,29 +30,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PowerOfficeSettings
-from tolken.connectors._http import RetryPolicy, TokenBucket, shared_bucket
+from tolken.connectors._http import RetryPolicy
+from tolken.connectors._listing import ListingGuard
 from tolken.connectors.base import RemoteRecord
+from tolken.connectors.fields import nest
 from tolken.connectors.poweroffice import _schema
 from tolken.connectors.poweroffice._auth import TokenSource, parse_token_response
 from tolken.connectors.poweroffice._errors import SYSTEM, classify, never_sent
 from tolken.connectors.poweroffice._paging import (
     Page,
     PageRequest,
+    guarded,
     paginate,
     paginate_ahead,
     parse_pagination_header,
 )
 from tolken.connectors.poweroffice._patch import build_patch
 from tolken.connectors.poweroffice._records import canonical_key, normalise, to_record
+from tolken.connectors.ratelimit import RateLimiter, shared_limiter
 from tolken.errors import (
     FieldError,
     NotFound,
@@ -101,15 +109,22 @@ def _check_fields(
     return body
 
 
+def _record_id(item: object) -> str:
+    return str(normalise(item).get("Id")) if isinstance(item, Mapping) else repr(item)
+
+
 class PowerOfficeClient(Closeable):
     """Connector for one PowerOffice Go client (company); see the module docstring.
 
     ``http`` lets tests hand in a client (e.g. ``starlette.testclient.TestClient``);
-    URLs are always built from ``settings``. ``rate_limiter`` defaults to the
-    process-wide bucket of the subscription key; ``retry`` to a
+    URLs are always built from ``settings``. ``rate_limiter`` defaults to this
+    process's in-memory budget of the subscription key
+    (:func:`~tolken.connectors.ratelimit.shared_limiter`); ``retry`` to a
     :class:`~tolken.connectors._http.RetryPolicy`; ``clock`` (monotonic seconds)
     drives token renewal. ``read_ahead`` fetches the next list page while the
-    caller processes the current one (at most two pages in memory).
+    caller processes the current one (at most two pages in memory). ``stop``
+    (a :class:`threading.Event`) ends retry waits and listings with
+    :class:`~tolken.errors.Stopped` once set.
     """
 
     system = SYSTEM
@@ -119,18 +134,20 @@ class PowerOfficeClient(Closeable):
         settings: PowerOfficeSettings,
         *,
         http: httpx.Client | None = None,
-        rate_limiter: TokenBucket | None = None,
+        rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         read_ahead: bool = True,
+        stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings
+        self._stop = stop
         self._read_ahead = read_ahead
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
         self._base = settings.base_url.rstrip("/")
         self._subscription_key = settings.subscription_key.get_secret_value()
-        self._bucket = rate_limiter or shared_bucket(
+        self._limiter: RateLimiter = rate_limiter or shared_limiter(
             self._subscription_key, settings.requests_per_second
         )
         self.retry = retry or RetryPolicy()
@@ -151,13 +168,13 @@ class PowerOfficeClient(Closeable):
             return
         if isinstance(error, RateLimited):
             # Everyone using this subscription key pauses, not only this request.
-            self._bucket.hold(self.retry.retry_after_wait(error.retry_after))
+            self._limiter.pause(self.retry.retry_after_wait(error.retry_after))
         if isinstance(outcome, httpx.HTTPError):
             raise error from outcome
         raise error
 
     def _fetch_token(self) -> tuple[str, float]:
-        self._bucket.acquire()
+        self._limiter.acquire()
         try:
             response = self._http.post(
                 self.settings.token_url,
@@ -201,7 +218,7 @@ class PowerOfficeClient(Closeable):
 
         def send() -> httpx.Response:
             token = self.tokens.get()
-            self._bucket.acquire()
+            self._limiter.acquire()
             on_send()
             try:
                 response = self._http.request(
@@ -261,7 +278,7 @@ class PowerOfficeClient(Closeable):
             return not sent or isinstance(exc, RateLimited) or never_sent(exc)
 
         try:
-            return self.retry.call(once, retry_if=retry_if)
+            return self.retry.call(once, retry_if=retry_if, stop=self._stop)
         except TransportError as exc:
             if never_sent(exc):
                 raise Unreachable(
@@ -294,10 +311,7 @@ class PowerOfficeClient(Closeable):
                 yield to_record(spec.name, raw)
 
     def _pages(self, name: str, params: Mapping[str, Any]) -> Iterator[Page[Mapping[str, Any]]]:
-        previous_first: object = None
-
         def fetch(request: PageRequest) -> Page[Mapping[str, Any]]:
-            nonlocal previous_first
             query = {**params, "PageNumber": request.number, "PageSize": request.size}
             response = self._send("GET", f"/{name}", params=query)
             items: Any = [] if response.status_code == 204 or not response.content else None
@@ -312,19 +326,13 @@ class PowerOfficeClient(Closeable):
                     system=SYSTEM,
                     status=response.status_code,
                 )
-            first = normalise(items[0]).get("Id") if items else None
-            if first is not None and request.number > 1 and first == previous_first:
-                raise ServerError(
-                    f"PowerOffice returned the same page again for /{name} page "
-                    f"{request.number}; stopping rather than looping",
-                    system=SYSTEM,
-                )
-            previous_first = first
             header = parse_pagination_header(response.headers.get("X-Pagination"))
             return Page(request, response.status_code, items, header)
 
+        path = urlsplit(f"{self._base}/{name}").path
+        guard = ListingGuard("PowerOffice", SYSTEM, f"GET {path}", stop=self._stop)
         pager = paginate_ahead if self._read_ahead else paginate
-        return pager(fetch, PageRequest(1, self.settings.page_size))
+        return pager(guarded(fetch, guard, _record_id), PageRequest(1, self.settings.page_size))
 
     def get(self, resource: str, record_id: str) -> RemoteRecord:
         """Read one record; :class:`~tolken.errors.NotFound` when it does not exist."""
@@ -335,13 +343,14 @@ class PowerOfficeClient(Closeable):
     def create(
         self, resource: str, data: Mapping[str, Any], *, idempotency_key: str
     ) -> RemoteRecord:
-        """Create a record (PascalCase body); the same key never yields a second record.
+        """Create a record from flat field paths (``{"Name": ..., "MailAddress.City": ...}``,
+        nested into the PascalCase POST body); the same key never yields a second record.
 
         When PowerOffice refuses the create (400) and a record with the key
         already exists (a retried create), that record is returned instead.
         """
         spec = _schema.resource_spec(resource)
-        body = _check_fields(spec.name, data, spec.post, f"{spec.entity}PostDto")
+        body = _check_fields(spec.name, nest(data), spec.post, f"{spec.entity}PostDto")
         if spec.idempotency_field == "ExternalImportReference":
             body["ExternalImportReference"] = external_reference(idempotency_key)
         elif body.get("Code") != idempotency_key:
@@ -382,10 +391,11 @@ class PowerOfficeClient(Closeable):
         record_id: str,
         changes: Mapping[str, Any],
         *,
-        version: int | None = None,
+        version: int | None = None,  # noqa: ARG002 - the Connector protocol; PowerOffice has none
     ) -> RemoteRecord:
-        """Apply ``changes`` as a JSON Patch of PatchDto fields (PowerOffice has no versions,
-        so ``version`` is ignored); returns the record as PowerOffice then holds it."""
+        """Apply flat field paths (``{"MailAddress.City": "Oslo"}``) as a JSON Patch of PatchDto
+        fields (PowerOffice has no versions, so ``version`` is ignored); returns the record as
+        PowerOffice then holds it."""
         spec = _schema.resource_spec(resource)
         patch = build_patch(spec.name, changes)
         if not patch:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, KeysView, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from tolken.store.records import FlowId, Link, LinkState, Shadow
+from tolken.store._records import FlowId, Link, LinkState, Shadow
 
 __all__ = ["FlowState", "compact_row", "to_utc"]
 

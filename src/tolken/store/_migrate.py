@@ -18,7 +18,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
 from tolken.errors import Fatal
-from tolken.store.models import Base
+from tolken.store._models import Base
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "schema_diff", "upgrade"]
 

@@ -17,6 +17,7 @@ from tolken.vocabulary import Direction, FlowId, LinkState, Side
 
 __all__ = [
     "FLOW_PMS_RESOURCE",
+    "AlreadySettled",
     "ConflictRecord",
     "Direction",
     "DuplicateLink",
@@ -59,6 +60,14 @@ class DuplicatePendingCreate(RecordError):
 
 class UnknownRecord(LookupError):
     """A store row (link, run, conflict, pending create) with that id or key does not exist."""
+
+
+class AlreadySettled(ValueError):
+    """The conflict is no longer parked (a person or its policy settled it); nothing changed."""
+
+    def __init__(self, message: str, conflict: ConflictRecord) -> None:
+        super().__init__(message)
+        self.conflict = conflict
 
 
 class Link(NamedTuple):

@@ -1,0 +1,89 @@
+"""The :class:`Store`, shared by every part, and its :class:`TenantStore` views, one per tenant."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
+
+from tolken._closing import Closeable
+from tolken.store._base import Clock, utcnow
+from tolken.store._db import make_engine, open_failure
+from tolken.store._issues import IssueRepository
+from tolken.store._migrate import upgrade
+from tolken.store._models import LinkRow, RunRow
+from tolken.store._ops import OpsRepository
+from tolken.store._tenants import TenantRepository
+from tolken.store._webhooks import WebhookRepository
+
+__all__ = ["Store", "TenantStore", "open_store"]
+
+
+class TenantStore(IssueRepository, OpsRepository, WebhookRepository):
+    """One tenant's links, shadows, cursors, pending creates, failures, conflicts, runs, history.
+
+    And its webhook deliveries taken in (the receiver's replay cache).
+
+    Made by :meth:`Store.for_tenant`. No method takes a tenant: every read and
+    write is about ``tenant``, and an id of another tenant's row (a link, a
+    conflict, a failure, a run, a pending create's key) is not found. Calls are
+    thread-safe; each runs in its own transaction unless made inside
+    ``with store.transaction():`` (of this view or of its store: they share it).
+    """
+
+
+class Store(TenantRepository, Closeable):
+    """The database every part shares (engine, CLI, dashboard): connections and transactions.
+
+    It reads and writes no tenant's rows itself: :meth:`for_tenant` gives the
+    view that does, so one store serves many PowerOffice clients and no caller
+    can forget to say which one.
+    """
+
+    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+        super().__init__(engine, clock)
+        self._views: dict[str, TenantStore] = {}
+        self._views_lock = threading.Lock()
+
+    def for_tenant(self, tenant: str) -> TenantStore:
+        """The view of one tenant's rows (the same view each time, with its caches)."""
+        with self._views_lock:
+            view = self._views.get(tenant)
+            if view is None:
+                view = self._views[tenant] = TenantStore(self, tenant)
+            return view
+
+    def tenants(self) -> list[str]:
+        """Every tenant the store has seen (links or runs), sorted."""
+        stmt = select(LinkRow.tenant).union(select(RunRow.tenant))
+        with self._read() as conn:
+            return sorted(str(t) for t in conn.execute(stmt).scalars())
+
+
+def open_store(url: str | URL | Engine, *, clock: Clock = utcnow, migrate: bool = True) -> Store:
+    """Open (and by default migrate) the store at ``url``.
+
+    ``sqlite:///tolken.db`` (the default; WAL, foreign keys, busy timeout) or
+    ``postgresql+psycopg://user:pass@host/db``. Raises :class:`tolken.errors.ConfigError`
+    for a malformed or unsupported URL or a SQLite file that cannot be opened
+    (naming its path), and :class:`tolken.errors.Unreachable` when the database
+    server cannot be reached.
+    """
+    owned = not isinstance(url, Engine)
+    engine = url if isinstance(url, Engine) else make_engine(url)
+    if migrate:
+        try:
+            try:
+                upgrade(engine)
+            except DBAPIError as exc:
+                # Not reachable, or not a database file; other errors are bugs to show whole.
+                if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
+                    raise
+                raise open_failure(engine.url, exc) from None
+        except BaseException:
+            if owned:  # a caller's engine is the caller's to dispose
+                engine.dispose()
+            raise
+    return Store(engine, clock)

@@ -1,0 +1,101 @@
+"""Batches of creates and first links: few store transactions, same outcome as one by one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from enginehelp import World, history, open_world, pms_customer, po_customer, stored_shadow
+from tolken.engine import batch
+from tolken.engine.model import Action, CreateInPMS, Link, SaveShadow, Unchanged, UpdatePMS
+from tolken.engine.plan import idempotency_key
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with open_world(tmp_path) as opened:
+        yield opened
+
+
+def _creates(world: World, names: list[str]) -> list[CreateInPMS]:
+    svc = world.executor().services
+    actions = []
+    for name in names:
+        po = po_customer(world, Name=name, OrganizationNumber=None)
+        projected = svc.project_po(po)
+        assert projected is not None
+        key = idempotency_key(svc.tenant, "customers", "poweroffice", po.id)
+        actions.append(CreateInPMS(po.id, projected.values, key))
+    return actions
+
+
+def test_a_batch_of_creates_makes_and_links_every_record(world: World) -> None:
+    """Every PowerOffice record of a batch gets its PMS twin, link, shadow and history."""
+    ex = world.executor()
+    actions = _creates(world, ["Alfa", "Beta", "Gamma"])
+    batch.create_many_in_pms(ex, actions)
+    assert sorted(r.data["name"] for r in world.pms.list("customers")) == ["Alfa", "Beta", "Gamma"]
+    for action in actions:
+        assert stored_shadow(world, action.po_id)["name"] == action.values["name"]
+        assert history(world, action.po_id) == [("to_pms", "create")]
+    assert ex.state.report.counts["created"] == 3
+    assert ex.services.store.pending_creates("customers") == []
+
+
+def test_a_reused_key_takes_the_one_by_one_path_and_finds_the_record(world: World) -> None:
+    """A create interrupted earlier is looked up by its key, not posted twice, inside a batch."""
+    ex = world.executor()
+    actions = _creates(world, ["Alfa", "Beta"])
+    svc = ex.services
+    interrupted = actions[1]
+    svc.store.add_pending_create("customers", "pms", interrupted.po_id, interrupted.idempotency_key)
+    earlier = world.pms.create(
+        "customers",
+        {"kind": "company", "name": "Beta"},
+        idempotency_key=interrupted.idempotency_key,
+    )
+    fresh, reused = batch.add_pending(svc, actions)
+    assert (fresh, reused) == ([actions[0]], [interrupted])
+    batch.create_many_in_pms(world.executor(), actions)
+    names = sorted(r.data["name"] for r in world.pms.list("customers"))
+    assert names == ["Alfa", "Beta"]
+    assert svc.store.link_map("customers")[interrupted.po_id] == earlier.id
+
+
+def test_first_links_are_stored_together_with_their_agreed_shadows(world: World) -> None:
+    """Matching records link in one go; what they agree on becomes the shadow."""
+    ex = world.executor()
+    pairs = [(po_customer(world, Name=n), pms_customer(world, name=n)) for n in ("Alfa", "Beta")]
+    groups: list[list[Action]] = [
+        [Link(po.id, pms.id, "rule"), SaveShadow(po.id, pms.id, {"name": po.data["Name"]})]
+        for po, pms in pairs
+    ]
+    batch.link_many(ex, groups)
+    for po, _pms in pairs:
+        assert stored_shadow(world, po.id) == {"name": po.data["Name"]}
+        assert history(world, po.id) == [("to_pms", "link")]
+    assert ex.state.report.counts["linked"] == 2
+
+
+def test_a_duplicate_in_a_batch_of_links_parks_only_that_record(world: World) -> None:
+    """One record linked meanwhile is parked; the rest of the batch is linked."""
+    ex = world.executor()
+    po_a, po_b = po_customer(world, Name="Alfa"), po_customer(world, Name="Beta")
+    pms_a, pms_b = pms_customer(world, name="Alfa"), pms_customer(world, name="Beta")
+    svc = ex.services
+    svc.store.create_link("customers", "someone-else", pms_b.id)
+    batch.link_many(ex, [[Link(po_a.id, pms_a.id, "rule")], [Link(po_b.id, pms_b.id, "rule")]])
+    assert svc.store.link_map("customers")[po_a.id] == pms_a.id
+    [failure] = svc.store.list_failures("customers")
+    assert failure.record_id == po_b.id
+    assert ex.state.report.counts["failed"] == 1
+
+
+def test_only_links_without_writes_are_plain() -> None:
+    """A first link that needs a write is applied one by one, not batched."""
+    assert batch.is_plain_link([Link("1", "m1", "r")])
+    assert batch.is_plain_link([Link("1", "m1", "r"), SaveShadow("1", "m1", {"name": "A"})])
+    assert batch.is_plain_link([Link("1", "m1", "r"), Unchanged("1", "m1")])
+    assert not batch.is_plain_link([Link("1", "m1", "r"), UpdatePMS("1", "m1", {"name": "B"}, 1)])
