@@ -208,26 +208,41 @@ class EditLedger:
     the other side then supersedes it (that edit came after, and wins by
     being later, not by a conflict). Two writes not yet delivered are
     concurrent: both stay, and a conflict must decide between them.
+
+    A person who puts back, before it got across, the value both sides last
+    held has undone their edit, not made one: the merge is three-way against
+    that value (DESIGN §4), so that side shows no change and an edit on the
+    other side is the one that must arrive. The undone edit leaves the ledger.
     """
 
     def __init__(self) -> None:
         self._last: dict[FieldKey, dict[Side, _Written]] = {}
+        self._agreed: dict[FieldKey, Any] = {}  # the value both sides held at the last look
 
     def wrote(self, side: Side, flow: str, po_id: str, values: Mapping[str, Any]) -> None:
         """A person wrote ``values`` (``{pms_path: value}``) to the pair's record on ``side``."""
         other: Side = "pms" if side == "poweroffice" else "poweroffice"
         for path, value in values.items():
-            entry = self._last.setdefault((flow, po_id, path), {})
+            key = (flow, po_id, path)
+            entry = self._last.setdefault(key, {})
+            mine = entry.get(side)
+            if (
+                mine is not None
+                and not mine.delivered
+                and key in self._agreed
+                and values_equal(self._agreed[key], value)
+            ):
+                del entry[side]  # undone before it got across
+                continue
             if other in entry and entry[other].delivered:
                 del entry[other]
             entry[side] = _Written(value)
 
-    def waiting(self) -> bool:
-        """True while some written value has not been seen on both sides yet."""
-        return any(not w.delivered for entry in self._last.values() for w in entry.values())
-
     def observe(self, now: Mapping[FieldKey, tuple[Any, Any]]) -> None:
         """Mark every written value that both sides hold ``now`` (:func:`linked_fields`)."""
+        for key, (po_value, pms_value) in now.items():
+            if values_equal(po_value, pms_value):
+                self._agreed[key] = po_value
         for key, entry in self._last.items():
             for written in entry.values():
                 if key in now and _both_hold(now[key], written.value):

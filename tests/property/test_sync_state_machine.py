@@ -278,8 +278,6 @@ class SyncMachine(RuleBasedStateMachine):
 
     def _observe(self) -> None:
         """Note which written values got across (after every run: crashed, faulty or not)."""
-        if not self.ledger.waiting():
-            return
         self.ledger.observe(linked_fields(self.po, self.pms, self.live.store, self.live.mapping))
 
     # -- a synced start -------------------------------------------------------------
