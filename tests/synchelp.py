@@ -238,6 +238,19 @@ class EditLedger:
                 del entry[other]
             entry[side] = _Written(value)
 
+    def replaced(self, side: Side, flow: str, po_id: str, paths: Collection[str]) -> None:
+        """A person wrote ``paths`` on ``side`` with a value not nameable in PMS-path space yet.
+
+        (A reference to a record not linked yet.) The value is not checked here
+        (the end's field comparison does that), but a delivered value of the
+        other side is superseded by it, as by any later edit.
+        """
+        other: Side = "pms" if side == "poweroffice" else "poweroffice"
+        for path in paths:
+            entry = self._last.get((flow, po_id, path), {})
+            if other in entry and entry[other].delivered:
+                del entry[other]
+
     def observe(self, now: Mapping[FieldKey, tuple[Any, Any]]) -> None:
         """Mark every written value that both sides hold ``now`` (:func:`linked_fields`)."""
         for key, (po_value, pms_value) in now.items():

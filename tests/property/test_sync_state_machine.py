@@ -455,6 +455,8 @@ class SyncMachine(RuleBasedStateMachine):
             flat["customer_id"] = target
         changes = {"Name": name, "CustomerId": int(customer_id)}
         self._po_write("projects", "Projects", project, changes, flat)
+        if target is None:
+            self.ledger.replaced("poweroffice", "projects", project, ["customer_id"])
 
     # -- PMS edits (linked records only: the PMS side has no id before a sync) ------
 
