@@ -242,12 +242,14 @@ class EditLedger:
         """A person wrote ``paths`` on ``side`` with a value not nameable in PMS-path space yet.
 
         (A reference to a record not linked yet.) The value is not checked here
-        (the end's field comparison does that), but a delivered value of the
-        other side is superseded by it, as by any later edit.
+        (the end's field comparison does that), but it supersedes, as any later
+        edit does, the earlier value of the same side and a delivered value of
+        the other side.
         """
         other: Side = "pms" if side == "poweroffice" else "poweroffice"
         for path in paths:
             entry = self._last.get((flow, po_id, path), {})
+            entry.pop(side, None)
             if other in entry and entry[other].delivered:
                 del entry[other]
 
