@@ -354,7 +354,20 @@ class Executor:
             link = svc.store.create_link(svc.flow_id, action.po_id, action.pms_id)
             reason = link_reason(action.rule)
             svc.record_history([HistoryEntry(link.id, "to_pms", "link", {}, reason, st.run_id)])
+            self._settle_pending_create(action.po_id, action.pms_id)
         pair.link_id = link.id
+
+    def _settle_pending_create(self, po_id: str, pms_id: str) -> None:
+        """A create left pending for either record of a pair just linked by a match is done.
+
+        An earlier run made the record but lost the answer; recovery could not
+        look it up by key (a project's key is its code), so the match found it.
+        """
+        store = self.services.store
+        for pending in store.pending_creates(self.services.flow_id):
+            source, made = (po_id, pms_id) if pending.target == "pms" else (pms_id, po_id)
+            if pending.source_id == source:
+                store.resolve_pending_create(pending.idempotency_key, made)
 
     def _update_pms(self, action: UpdatePMS) -> bool | Reread:
         st, svc = self.state, self.services

@@ -105,6 +105,15 @@ def test_link_stores_the_link_and_why(world: World) -> None:
     assert ex.state.report.counts["linked"] == 1
 
 
+def test_a_match_settles_the_create_an_interrupted_run_left_pending(world: World) -> None:
+    """A create whose answer was lost is done once the next run links its record by a match."""
+    ex = world.executor()
+    po, pms = po_customer(world), pms_customer(world)
+    world.engine.store.add_pending_create("customers", "pms", po.id, "lost-answer")
+    ex.apply([Link(po.id, pms.id, "OrganizationNumber = organization_number")])
+    assert world.engine.store.pending_creates("customers") == []
+
+
 # -- updates ------------------------------------------------------------------------------
 
 
