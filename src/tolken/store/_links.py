@@ -127,10 +127,11 @@ class LinkRepository(TenantBound):
         """The flows of the tenant's links ``link_ids``; :class:`UnknownRecord` if one is not."""
         flows: set[str] = set()
         for batch in chunked(dict.fromkeys(link_ids)):
-            stmt = select(LinkRow.id, LinkRow.flow).where(
-                LinkRow.tenant == self.tenant, LinkRow.id.in_(batch)
-            )
-            found = dict(conn.execute(stmt).tuples().all())
+            # By primary key only, the tenant compared here: with ``tenant = ?`` in the
+            # WHERE, SQLite walks the tenant's index (every link of the tenant) per batch.
+            stmt = select(LinkRow.id, LinkRow.flow, LinkRow.tenant).where(LinkRow.id.in_(batch))
+            rows = conn.execute(stmt).tuples().all()
+            found = {link_id: flow for link_id, flow, tenant in rows if tenant == self.tenant}
             missing = [link_id for link_id in batch if link_id not in found]
             if missing:
                 raise UnknownRecord(f"no link {missing[0]}")
