@@ -6,11 +6,13 @@ when each module defined its own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 from starlette.testclient import TestClient
 
 from integration.sync_harness import Sandbox, no_waits, running_sandbox
@@ -70,3 +72,14 @@ def api(base_url: str) -> Iterator[httpx.Client]:
     auth = {"Authorization": f"Bearer {PMS_API_KEY}"}
     with httpx.Client(base_url=f"{base_url}/api/v1", headers=auth, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+def quiet_logs() -> Iterator[None]:
+    """The CLI routes logs to its captured stderr; give other tests the root logger back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()

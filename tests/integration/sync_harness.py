@@ -18,8 +18,10 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from loopback import serve
+from tolken.cli import app as cli_app
 from tolken.compose import open_engine
 from tolken.config import PMSSettings, PowerOfficeSettings, SyncSettings, TolkenConfig
 from tolken.connectors import _http
@@ -225,3 +227,9 @@ def start_tolken(*args: str) -> subprocess.Popen[str]:
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
     )
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """``tolken ARGS`` in-process (typer's runner): exit code, stdout, stderr."""
+    result = CliRunner().invoke(cli_app, list(args))
+    return result.exit_code, result.stdout, result.stderr

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from typer.testing import CliRunner
 
 from tolken.cli import app
@@ -46,17 +43,6 @@ def test_sync_refuses_the_file_with_exit_2_in_a_second(
     assert result.exit_code == 2
     assert str(path) in result.stderr
     assert says in result.stderr
-
-
-@pytest.fixture
-def quiet_logs() -> Iterator[None]:
-    """The CLI routes logs to its captured stderr; give other tests the root logger back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 @pytest.mark.usefixtures("quiet_logs")

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from typer.testing import CliRunner
 
 from tolken.cli import app
 from tolken.mapping.load import DEFAULT_MAPPING_PATH
-
-
-@pytest.fixture
-def quiet_logs() -> Iterator[None]:
-    """The CLI routes logs to its captured stderr; give other tests the root logger back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 @pytest.mark.parametrize(

@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
-from typer.testing import CliRunner
 
-from integration.sync_harness import Sandbox, start_tolken
-from tolken.cli import app
+from integration.sync_harness import Sandbox, run_cli, start_tolken
 from tolken.store import open_store
 
 
 @pytest.fixture
-def sb(sb: Sandbox) -> Iterator[Sandbox]:
-    """The shared loopback sandbox (conftest.py), with the root logger put back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield sb
-    # The commands route logs to (CliRunner's captured) stderr; give other tests theirs back.
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+def sb(sb: Sandbox, quiet_logs: None) -> Sandbox:  # noqa: ARG001 - for its effect
+    """The shared loopback sandbox, with the root logger put back after the CLI ran."""
+    return sb
 
 
 def _seed(sb: Sandbox) -> str:
@@ -46,7 +30,7 @@ def test_sync_once_json_prints_the_contract_object(sb: Sandbox) -> None:
     """`sync --once --json` prints per-flow counts and requests per system, and exits 0."""
     _seed(sb)
     config = sb.write_config()
-    code, out, err = _run("sync", "--config", str(config), "--once", "--json")
+    code, out, err = run_cli("sync", "--config", str(config), "--once", "--json")
     assert code == 0, err
     data = json.loads(out)
     assert set(data["flows"]) == {"departments", "customers", "projects"}
@@ -55,7 +39,7 @@ def test_sync_once_json_prints_the_contract_object(sb: Sandbox) -> None:
     assert data["flows"]["customers"]["created"] == 1
     assert data["requests"]["poweroffice"] > 0
     assert data["requests"]["pms"] > 0
-    again = json.loads(_run("sync", "--config", str(config), "--once", "--json")[1])
+    again = json.loads(run_cli("sync", "--config", str(config), "--once", "--json")[1])
     assert sum(c["created"] + c["updated"] for c in again["flows"].values()) == 0
 
 
@@ -67,7 +51,7 @@ def test_plan_writes_nothing_anywhere(sb: Sandbox) -> None:
     )
     config = sb.write_config()
     sb.reset_stats()
-    code, out, err = _run("plan", "--config", str(config), "--json")
+    code, out, err = run_cli("plan", "--config", str(config), "--json")
     assert code == 0, err
     planned = json.loads(out)["planned"]
     assert {(p["flow"], p["kind"]) for p in planned} >= {
@@ -81,7 +65,7 @@ def test_plan_writes_nothing_anywhere(sb: Sandbox) -> None:
         assert store.list_links() == []
         assert store.last_runs() == []
         assert store.cursors() == {}
-    code, out, _ = _run("plan", "--config", str(config))
+    code, out, _ = run_cli("plan", "--config", str(config))
     assert code == 0
     assert "create-in-pms" in out
 
@@ -91,22 +75,22 @@ def test_status_links_conflicts_failures_after_a_sync(sb: Sandbox) -> None:
     _seed(sb)
     sb.po_create("Customers", {"Name": "Bad AS", "EmailAddress": "nope"})
     config = sb.write_config()
-    assert _run("sync", "--config", str(config), "--once")[0] == 0
-    code, out, _ = _run("links", "--config", str(config), "--json")
+    assert run_cli("sync", "--config", str(config), "--once")[0] == 0
+    code, out, _ = run_cli("links", "--config", str(config), "--json")
     links = json.loads(out)
     assert code == 0
     assert sorted(link["flow"] for link in links) == ["customers", "departments"]
-    failures = json.loads(_run("failures", "--config", str(config), "--json")[1])
+    failures = json.loads(run_cli("failures", "--config", str(config), "--json")[1])
     assert [f["message"] for f in failures] == ["email: must be an e-mail address"]
-    assert json.loads(_run("conflicts", "--config", str(config), "--json")[1]) == []
-    status = json.loads(_run("status", "--config", str(config), "--json")[1])
+    assert json.loads(run_cli("conflicts", "--config", str(config), "--json")[1]) == []
+    status = json.loads(run_cli("status", "--config", str(config), "--json")[1])
     assert status["flows"]["customers"]["active_links"] == 1
     assert status["flows"]["customers"]["failures"] == 1
     assert status["last_run"]["status"] == "ok"
-    code, out, _ = _run("status", "--config", str(config))
+    code, out, _ = run_cli("status", "--config", str(config))
     assert code == 0
     assert "customers" in out
-    code, out, _ = _run("failures", "--config", str(config))
+    code, out, _ = run_cli("failures", "--config", str(config))
     assert "must be an e-mail address" in out
 
 
@@ -114,14 +98,14 @@ def test_retry_runs_the_parked_records_again(sb: Sandbox) -> None:
     """After the cause is fixed, `retry ID` synchronises the parked record."""
     bad = sb.po_create("Customers", {"Name": "Bad AS", "EmailAddress": "nope"})
     config = sb.write_config()
-    _run("sync", "--config", str(config), "--once")
-    [failure] = json.loads(_run("failures", "--config", str(config), "--json")[1])
+    run_cli("sync", "--config", str(config), "--once")
+    [failure] = json.loads(run_cli("failures", "--config", str(config), "--json")[1])
     # Fixed on the PMS side's terms without moving PowerOffice's timestamp window: edit in place.
     sb.po_update("Customers", bad, {"EmailAddress": "post@bad.no"})
-    code, out, err = _run("retry", str(failure["id"]), "--config", str(config), "--json")
+    code, out, err = run_cli("retry", str(failure["id"]), "--config", str(config), "--json")
     assert code == 0, err
     assert json.loads(out)["flows"]["customers"]["created"] == 1
-    assert json.loads(_run("failures", "--config", str(config), "--json")[1]) == []
+    assert json.loads(run_cli("failures", "--config", str(config), "--json")[1]) == []
 
 
 def test_link_by_hand_settles_an_ambiguous_match(sb: Sandbox) -> None:
@@ -136,12 +120,12 @@ def test_link_by_hand_settles_an_ambiguous_match(sb: Sandbox) -> None:
         "Customers", {"Name": "Acme AS", "OrganizationNumber": "912345678", "PhoneNumber": "55"}
     )
     config = sb.write_config()
-    _run("sync", "--config", str(config), "--once")
-    code, _out, err = _run("link", "--flow", "customers", cust, twin_a, "--config", str(config))
+    run_cli("sync", "--config", str(config), "--once")
+    code, _out, err = run_cli("link", "--flow", "customers", cust, twin_a, "--config", str(config))
     assert code == 0, err
     assert sb.pms_get("customers", twin_a)["phone"] == "55"  # empty never overwrites: copied over
-    assert json.loads(_run("failures", "--config", str(config), "--json")[1]) == []
-    code, _out, err = _run("link", "--flow", "customers", cust, twin_a, "--config", str(config))
+    assert json.loads(run_cli("failures", "--config", str(config), "--json")[1]) == []
+    code, _out, err = run_cli("link", "--flow", "customers", cust, twin_a, "--config", str(config))
     assert code == 1
     assert "already linked" in err
 
@@ -149,7 +133,7 @@ def test_link_by_hand_settles_an_ambiguous_match(sb: Sandbox) -> None:
 def test_bad_credentials_exit_1_with_one_line_naming_the_system(sb: Sandbox) -> None:
     """A wrong PowerOffice client key: exit 1, one stderr line naming PowerOffice, no traceback."""
     config = sb.write_config(client_key="wrong-key")
-    code, out, err = _run("sync", "--config", str(config), "--once", "--json")
+    code, out, err = run_cli("sync", "--config", str(config), "--once", "--json")
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -161,13 +145,13 @@ def test_bad_credentials_exit_1_with_one_line_naming_the_system(sb: Sandbox) -> 
 def test_bad_config_exits_2_naming_the_key_and_line(sb: Sandbox) -> None:
     """An invalid value in tolken.yaml: exit 2, and the message names the key and its line."""
     config = sb.write_config(extra="  interval_seconds_typo: 5\n")
-    code, _out, err = _run("sync", "--config", str(config), "--once")
+    code, _out, err = run_cli("sync", "--config", str(config), "--once")
     assert code == 2
     assert "interval_seconds_typo" in err
     lines = config.read_text(encoding="utf-8").splitlines()
     line = 1 + next(i for i, text in enumerate(lines) if "interval_seconds_typo" in text)
     assert f"tolken.yaml:{line}:" in err
-    assert _run("sync", "--config", str(sb.tmp / "missing.yaml"), "--once")[0] == 2
+    assert run_cli("sync", "--config", str(sb.tmp / "missing.yaml"), "--once")[0] == 2
 
 
 def test_sync_as_a_real_process(sb: Sandbox) -> None:
@@ -214,12 +198,12 @@ def test_a_system_that_keeps_failing_exits_1_with_one_line(sb: Sandbox) -> None:
     config = sb.write_config()
     sb.control("pms", "faults", {"rate": 1.0, "statuses": [503]})
     try:
-        code, _out, err = _run("sync", "--config", str(config), "--once")
+        code, _out, err = run_cli("sync", "--config", str(config), "--once")
     finally:
         sb.control("pms", "faults", {})
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("error: pms:")
-    status = json.loads(_run("status", "--config", str(config), "--json")[1])
+    status = json.loads(run_cli("status", "--config", str(config), "--json")[1])
     assert status["last_run"]["status"] == "failed"

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -48,17 +46,6 @@ def echoing(pms: Asgi, status: int, *, writes_only: bool, as_json: bool) -> Asgi
         await send({"type": "http.response.body", "body": body})
 
     return app
-
-
-@pytest.fixture
-def quiet_logs() -> Iterator[None]:
-    """The CLI routes logs to its captured stderr; give other tests the root logger back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
 
 
 def _config(sb: Sandbox, pms_url: str) -> Path:

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
-import structlog
-from typer.testing import CliRunner
 
-from integration.sync_harness import Sandbox
-from tolken.cli import app
+from integration.sync_harness import Sandbox, run_cli
 
 
 @pytest.fixture
-def sb(sb: Sandbox) -> Iterator[Sandbox]:
+def sb(sb: Sandbox, quiet_logs: None) -> Sandbox:  # noqa: ARG001 - for its effect
     """The shared loopback sandbox, with the root logger put back after the CLI ran."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield sb
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.reset_defaults()
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+    return sb
 
 
 def test_an_over_long_city_is_parked_with_the_limit_and_others_sync(sb: Sandbox) -> None:
@@ -41,13 +26,13 @@ def test_an_over_long_city_is_parked_with_the_limit_and_others_sync(sb: Sandbox)
     flows = "  flows:\n    customers: {create_in_poweroffice: true}\n"
     config = sb.write_config(extra=flows)
     sb.reset_stats()
-    code, out, err = _run("sync", "--config", str(config), "--once", "--json")
+    code, out, err = run_cli("sync", "--config", str(config), "--once", "--json")
     assert code == 0, err
     counts = json.loads(out)["flows"]["customers"]
     assert (counts["created"], counts["failed"]) == (1, 1)
     assert [c["Name"] for c in sb.po_list("Customers")] == ["Short AS"]
     assert sb.writes_since_baseline("poweroffice").get("POST /v2/Customers") == 1
-    code, out, _ = _run("failures", "--config", str(config), "--json")
+    code, out, _ = run_cli("failures", "--config", str(config), "--json")
     [failure] = json.loads(out)
     assert "MailAddress.City" in failure["message"]
     assert "at most 100" in failure["message"]
