@@ -13,6 +13,10 @@ and the JSON logs all use the same rules:
   adds the configured secrets to it, and the store and the CLI redact with it
   what they write, as a second line behind the connectors, which redact what
   a remote system says as it arrives (:mod:`tolken.connectors._http`).
+- :func:`redacting` adds secrets for one context only (a fleet worker's job:
+  one tenant's keys, in the job's thread). The shared redactor applies them
+  there too, so a worker serving thousands of tenants keeps a small shared
+  set: the HTTP Basic forms make the cost of a set grow with its square.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from __future__ import annotations
 import base64
 import itertools
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MIN_SECRET_LENGTH", "REDACTED", "Redactor", "shared"]
+__all__ = ["MIN_SECRET_LENGTH", "REDACTED", "Redactor", "redacting", "shared"]
 
 REDACTED = "[redacted]"
 
@@ -64,10 +70,14 @@ class Redactor:
         return frozenset(self._secrets)
 
     def text(self, value: str) -> str:
-        """``value`` with every secret (in any known form) replaced by ``[redacted]``."""
-        for form in self._forms:
-            if form in value:
-                value = value.replace(form, REDACTED)
+        """``value`` with every secret (in any known form) replaced by ``[redacted]``.
+
+        The shared redactor also replaces the secrets of :func:`redacting` blocks around it.
+        """
+        value = _replace(self._forms, value)
+        if self is _shared:
+            for scoped in _scoped.get():
+                value = scoped.text(value)
         return value
 
     def value(self, value: Any) -> Any:
@@ -107,7 +117,30 @@ def _forms_of(secrets: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(forms, key=len, reverse=True))
 
 
+def _replace(forms: tuple[str, ...], value: str) -> str:
+    for form in forms:
+        if form in value:
+            value = value.replace(form, REDACTED)
+    return value
+
+
 _shared = Redactor()
+_scoped: ContextVar[tuple[Redactor, ...]] = ContextVar("tolken_scoped_redactors", default=())
+
+
+@contextmanager
+def redacting(secrets: Iterable[str]) -> Iterator[None]:
+    """Inside the block (this thread or task), :func:`shared` also redacts ``secrets``.
+
+    Their HTTP Basic forms are paired with the shared secrets too (an
+    application key with a tenant's client key).
+    """
+    scoped = Redactor([*_shared.secrets, *secrets])
+    token = _scoped.set((*_scoped.get(), scoped))
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
 
 
 def shared() -> Redactor:

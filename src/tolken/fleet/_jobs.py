@@ -24,6 +24,7 @@ from datetime import timedelta
 import httpx
 import structlog
 
+from tolken._redact import redacting
 from tolken._redact import shared as shared_redactor
 from tolken.compose import open_engine
 from tolken.connectors.ratelimit import Budget, BudgetLimiter
@@ -105,10 +106,10 @@ class TenantJob:
                 registry.mark_idle(tenant_id)
                 _log.info("tenant paused: job dropped")
                 return
-            shared_redactor().add(*tenant.settings.secrets())
             registry.mark_syncing(tenant_id)
             kind: JobKind = "reconcile" if reconcile or self._reconcile_due(tenant) else "cycle"
-            self._sync(tenant, reason, kind, job_id)
+            with redacting(tenant.settings.secrets()):
+                self._sync(tenant, reason, kind, job_id)
 
     def _reconcile_due(self, tenant: Tenant) -> bool:
         cycles = self.fleet.store.job_run_log().cycles_since_reconcile(tenant.id)

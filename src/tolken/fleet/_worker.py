@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 from procrastinate import App, JobContext, PsycopgConnector
 
-from tolken._redact import shared as shared_redactor
-from tolken._signals import stop_on_signals
 from tolken.config import FleetConfig
 from tolken.connectors.ratelimit import libpq_url, postgres_limiter
 from tolken.fleet._fleet import JOB_QUEUE, SYNC_TASK, Fleet, open_fleet
@@ -46,6 +45,7 @@ RECOVER_EVERY_SECONDS = 5
 
 DISPATCH_TASK = "tolken.dispatch"
 RECOVER_TASK = "tolken.recover_stalled"
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _HOUSEKEEPING_PRIORITY = 100  # before any tenant's job: they are short and keep the fleet going
 
 _log = structlog.get_logger("tolken.fleet")
@@ -123,17 +123,24 @@ async def _work(app: App, concurrency: int, stop: threading.Event, stalled_after
             )
         )
 
-        def request_stop() -> None:
-            _log.info("stop requested: finishing the records in flight")
+        def on_signal(signum: signal.Signals) -> None:
+            if stop.is_set():  # the second: final, as tolken._signals does it
+                for sig in _SIGNALS:
+                    loop.remove_signal_handler(sig)
+                signal.raise_signal(signum)
+                return
+            _log.info("stop requested: finishing the records in flight", signal=signum.name)
             stop.set()
-            loop.call_soon_threadsafe(worker.cancel)
+            worker.cancel()
 
-        with stop_on_signals(request_stop):
-            try:
-                await worker
-            except asyncio.CancelledError:
-                if not stop.is_set():
-                    raise
+        # The loop's own handlers: they wake it at once, whichever thread the signal hit.
+        for sig in _SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            await worker
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
 
 
 def run_worker(config: FleetConfig, *, concurrency: int | None = None) -> int:
@@ -143,8 +150,6 @@ def run_worker(config: FleetConfig, *, concurrency: int | None = None) -> int:
     # One line per HTTP request, partly from read-ahead threads without the tenant: too chatty.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     with open_fleet(config) as fleet:
-        for tenant in fleet.registry.all():
-            shared_redactor().add(*tenant.settings.secrets())
         limiter = postgres_limiter(
             config.store,
             config.poweroffice.subscription_key.get_secret_value(),

@@ -24,8 +24,11 @@ def servers() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def sandbox(servers: tuple[str, str], postgres_url: str, tmp_path: Path) -> Iterator[FleetSandbox]:
+def sandbox(
+    servers: tuple[str, str], postgres_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[FleetSandbox]:
     """Empty sandbox systems, a fresh PostgreSQL schema, a fleet config; workers stopped after."""
+    request.getfixturevalue("quiet_logs")  # the in-process CLI routes logs to its stderr
     found = FleetSandbox(servers[0], servers[1], postgres_url, tmp_path)
     found.reset()
     found.write_config()

@@ -23,7 +23,9 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
+from tolken.cli import app as cli_app
 from tolken.config import FleetConfig, TenantSettings, load_fleet_config
 from tolken.fleet import Fleet, open_fleet
 from tolken.sandbox import credentials
@@ -262,17 +264,13 @@ class FleetSandbox:
 
 
 def run_tolken(sandbox: FleetSandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    """``tolken ARGS --config <the fleet config>`` as a child process."""
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("tolken")),
-            *args,
-            "--config",
-            str(sandbox.config_path),
-        ],
-        capture_output=True,
-        text=True,
-        env={**sandbox.environ(), "NO_COLOR": "1"},
-        timeout=60,
-        check=False,
+    """``tolken ARGS --config <the fleet config>`` in-process (typer's runner).
+
+    Use it with the ``quiet_logs`` fixture: the CLI sends logs to its captured stderr.
+    """
+    result = CliRunner().invoke(
+        cli_app,
+        [*args, "--config", str(sandbox.config_path)],
+        env={"TOLKEN_SECRET_KEY": SECRET_KEY, "NO_COLOR": "1"},
     )
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
