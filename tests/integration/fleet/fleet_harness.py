@@ -160,6 +160,10 @@ class FleetSandbox:
             values += [client_key(name), pms_key(name), WEBHOOK_SECRET_PREFIX + name]
         return values
 
+    def wait_linked(self, name: str, count: int, *, timeout: float = 30) -> None:
+        """Wait until ``count`` links of the tenant are active."""
+        wait_until(lambda: self.links(name) == count, timeout=timeout, what=f"{name} linked")
+
     def links(self, name: str) -> int:
         with self.fleet() as fleet:
             counts = fleet.store.for_tenant(name).flow_counts()

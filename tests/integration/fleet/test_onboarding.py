@@ -53,11 +53,12 @@ def test_onboarding_through_the_cli_adds_tenants_a_worker_syncs(sandbox: FleetSa
     sandbox.start_worker()
     with sandbox.fleet() as fleet:
         for tenant in ("fjord-regnskap-as", "nord-bygg-as"):
-            wait_until(
-                lambda t=tenant: (run := fleet.latest_run(t)) is not None and run.outcome == "ok",
-                timeout=30,
-                what=f"{tenant} synced",
-            )
+
+            def synced(tenant: str = tenant) -> bool:
+                run = fleet.latest_run(tenant)
+                return run is not None and run.outcome == "ok"
+
+            wait_until(synced, timeout=30, what=f"{tenant} synced")
             assert fleet.latest_run(tenant).poweroffice_requests > 0  # type: ignore[union-attr]
     assert sandbox.stop_workers() == [0]
     checked = run_tolken(sandbox, "tenants", "check", "nord-bygg-as", "--json")

@@ -31,11 +31,7 @@ def test_a_killed_worker_loses_and_duplicates_no_record(sandbox: FleetSandbox) -
     sandbox.start_worker()
 
     for name in names:
-        wait_until(
-            lambda name=name: sandbox.links(name) == len(expected[name]),
-            timeout=60,
-            what=f"{name} fully linked",
-        )
+        sandbox.wait_linked(name, len(expected[name]), timeout=60)
     assert sandbox.stop_workers()[1:] == [0, 0]
     for name in names:
         arrived = sandbox.pms_customer_keys(name)
@@ -59,7 +55,7 @@ def test_a_paused_tenant_makes_no_request_and_catches_up_after_resume(
 
     wait_until(lambda: sandbox.links("on") == 30, timeout=30, what="the running tenant synced")
     wait_until(
-        lambda: len(sandbox.po_stats("on")["requests"]) and _cycles(sandbox, "on") >= 3,
+        lambda: _cycles(sandbox, "on") >= 3,
         timeout=30,
         what="three cycles of the running tenant",
     )
@@ -84,7 +80,7 @@ def test_remove_purge_leaves_nothing_of_the_tenant_in_any_table(sandbox: FleetSa
     sandbox.add_tenants("purge-me-q7", "stays")
     sandbox.start_worker()
     for name, count in (("purge-me-q7", 20), ("stays", 21)):
-        wait_until(lambda n=name, c=count: sandbox.links(n) == c, timeout=30, what=f"{name}")
+        sandbox.wait_linked(name, count)
     assert sandbox.stop_workers() == [0]
     with sandbox.fleet() as fleet:
         fleet.queue_sync("purge-me-q7", "webhook")  # a waiting job goes too
@@ -132,10 +128,10 @@ def test_no_credential_in_clear_text_in_the_database_or_the_logs(sandbox: FleetS
     sandbox.add_tenants(*names)
     sandbox.start_worker()
     for name in names:
-        wait_until(lambda n=name: sandbox.links(n) == 10, timeout=30, what=f"{name} synced")
+        sandbox.wait_linked(name, 10)
     assert sandbox.stop_workers() == [0]
     url = make_url(sandbox.store_url)
-    schema = url.query["options"].split("=", 1)[1]
+    schema = str(url.query["options"]).split("=", 1)[1]
     dump = subprocess.run(
         [
             "pg_dump",
