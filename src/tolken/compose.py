@@ -88,6 +88,7 @@ def open_engine(
     store: Store | None = None,
     transports: Mapping[str, httpx.BaseTransport] | None = None,
     stop: threading.Event | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> Iterator[SyncEngine]:
     """The engine for ``config`` with everything it needs; closed again on exit.
 
@@ -96,7 +97,9 @@ def open_engine(
     given) is the one stop signal of the engine and both connectors:
     ``engine.request_stop()`` sets it, and every retry wait and listing of a
     connector that takes a ``stop`` ends within a second
-    (:class:`~tolken.errors.Stopped`).
+    (:class:`~tolken.errors.Stopped`). ``rate_limiter`` replaces PowerOffice's
+    in-memory budget (fleet mode hands in the PostgreSQL one of its subscription
+    key, drawing on ``stop`` too); the caller keeps and closes it.
     """
     # A bad mapping fails before anything is opened; a custom PMS connector has its own fields.
     contract = config.pms.connector == BUILTIN_PMS_CONNECTOR
@@ -124,7 +127,7 @@ def open_engine(
             opened.callback(connector.close)
             return connector
 
-        limiter = poweroffice_limiter(config.poweroffice, stop=stop)
+        limiter = rate_limiter or poweroffice_limiter(config.poweroffice, stop=stop)
         poweroffice = connect(
             "poweroffice", "poweroffice", config.poweroffice, rate_limiter=limiter
         )

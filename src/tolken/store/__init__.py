@@ -15,6 +15,7 @@ Every tenant-keyed read and write goes through the tenant's view::
 """
 
 from tolken.store._flowstate import FlowState
+from tolken.store._jobruns import JobKind, JobOutcome, JobReason, JobRun, JobRunLog
 from tolken.store._records import (
     FLOW_PMS_RESOURCE,
     AlreadySettled,
@@ -60,6 +61,11 @@ __all__ = [
     "FlowId",
     "FlowState",
     "HistoryEntry",
+    "JobKind",
+    "JobOutcome",
+    "JobReason",
+    "JobRun",
+    "JobRunLog",
     "Link",
     "LinkState",
     "PendingCreate",

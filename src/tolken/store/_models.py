@@ -40,6 +40,7 @@ __all__ = [
     "FailureRow",
     "FlowVersionRow",
     "HistoryRow",
+    "JobRunRow",
     "LinkRow",
     "PendingCreateRow",
     "RunRow",
@@ -405,3 +406,41 @@ class StoreMetaRow(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+JOB_REASONS = ("webhook", "scheduled", "resync", "backfill")
+JOB_KINDS = ("cycle", "reconcile")
+JOB_OUTCOMES = ("running", "ok", "error", "stopped")
+
+
+class JobRunRow(Base):
+    """One fleet job of one tenant: why it ran, how long, its requests and 429s, how it ended.
+
+    Written by the worker (``tolken.fleet``), read by the fleet dashboard and ``/metrics``.
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        CheckConstraint(_in("reason", JOB_REASONS), name="reason"),
+        CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(_in("outcome", JOB_OUTCOMES), name="outcome"),
+        Index("ix_job_runs_tenant_started_at", "tenant", "started_at"),
+        _NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(TENANT))
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    worker: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16), server_default=text("'running'"))
+    duration_seconds: Mapped[float | None]
+    poweroffice_requests: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    pms_requests: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    throttled: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    changes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    run_id: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)

@@ -12,6 +12,7 @@ from tolken._closing import Closeable
 from tolken.store._base import Clock, utcnow
 from tolken.store._db import make_engine, open_failure
 from tolken.store._issues import IssueRepository
+from tolken.store._jobruns import JobRunRepository
 from tolken.store._migrate import upgrade
 from tolken.store._models import LinkRow, RunRow
 from tolken.store._ops import OpsRepository
@@ -34,7 +35,7 @@ class TenantStore(IssueRepository, OpsRepository, WebhookRepository):
     """
 
 
-class Store(TenantRepository, Closeable):
+class Store(TenantRepository, JobRunRepository, Closeable):
     """The database every part shares (engine, CLI, dashboard): connections and transactions.
 
     It reads and writes no tenant's rows itself: :meth:`for_tenant` gives the

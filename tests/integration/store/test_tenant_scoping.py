@@ -226,6 +226,7 @@ STORE_MEMBERS = {
     "in_transaction",
     "now",
     "tenant_registry",  # the fleet's tenants: the one cross-tenant table
+    "job_run_log",  # the fleet's job runs, every tenant's (worker, dashboard, metrics)
     "tenants",
     "transaction",
 }

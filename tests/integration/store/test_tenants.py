@@ -164,6 +164,9 @@ def seed(store: Store, tenant: str) -> None:
     view.add_pending_create("projects", "pms", "20001")
     view.record_failure("projects", "pms", "p-1", "ValidationFailed", "code is taken")
     view.remember_delivery(f"sig-{tenant}", 1_700_000_000, 0)
+    jobs = store.job_run_log()
+    job = jobs.start_job_run(tenant, reason="scheduled", kind="cycle", worker="host-1")
+    jobs.finish_job_run(job, outcome="ok", poweroffice_requests=3, run_id=run_id)
 
 
 def rows_of(store: Store) -> dict[str, int]:
