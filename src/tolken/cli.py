@@ -12,6 +12,7 @@ import typer
 
 from tolken import __version__
 from tolken._starter import STARTER_CONFIG
+from tolken.vocabulary import ConflictPolicy
 
 app = typer.Typer(
     name="tolken",
@@ -183,9 +184,17 @@ def _config_option() -> Path:
     return value
 
 
+def _tenant_option() -> str | None:
+    value: str | None = typer.Option(
+        None, "--tenant", help="Fleet mode: the tenant to work on (tolken tenants list)."
+    )
+    return value
+
+
 @app.command()
 def sync(
     config: Path = _config_option(),
+    tenant: str | None = _tenant_option(),
     once: bool = typer.Option(False, "--once", help="Run one cycle of every flow and exit."),
     watch: bool = typer.Option(
         False, "--watch", help="Run cycles every sync.interval_seconds until SIGTERM/SIGINT."
@@ -203,6 +212,7 @@ def sync(
 
     sync_command(
         config,
+        tenant=tenant,
         once=once,
         watch=watch,
         as_json=as_json,
@@ -214,29 +224,32 @@ def sync(
 @app.command()
 def plan(
     config: Path = _config_option(),
+    tenant: str | None = _tenant_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     reconcile: bool = typer.Option(False, "--reconcile", help="Plan a reconcile cycle."),
 ) -> None:
     """Dry run: what a sync would create, link and update, and the ambiguous matches."""
     from tolken._commands.sync import plan_command
 
-    plan_command(config, as_json=as_json, reconcile=reconcile)
+    plan_command(config, tenant=tenant, as_json=as_json, reconcile=reconcile)
 
 
 @app.command()
 def status(
     config: Path = _config_option(),
+    tenant: str | None = _tenant_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Links per flow, open failures, parked conflicts and the last run."""
     from tolken._commands.inspect import status_command
 
-    status_command(config, as_json=as_json)
+    status_command(config, tenant=tenant, as_json=as_json)
 
 
 @app.command()
 def links(
     config: Path = _config_option(),
+    tenant: str | None = _tenant_option(),
     flow: str | None = typer.Option(None, "--flow", help="Only this flow."),
     state: str | None = typer.Option(
         None, "--state", help="Only links in this state (active, source-deleted, pms-deleted)."
@@ -246,12 +259,13 @@ def links(
     """List the links between PowerOffice and PMS records."""
     from tolken._commands.inspect import links_command
 
-    links_command(config, flow=flow, state=state, as_json=as_json)
+    links_command(config, tenant=tenant, flow=flow, state=state, as_json=as_json)
 
 
 @app.command()
 def conflicts(
     config: Path = _config_option(),
+    tenant: str | None = _tenant_option(),
     flow: str | None = typer.Option(None, "--flow", help="Only this flow."),
     parked: bool = typer.Option(False, "--parked", help="Only conflicts waiting for a person."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
@@ -259,12 +273,13 @@ def conflicts(
     """List recorded conflicts with both values, the policy and the winner."""
     from tolken._commands.inspect import conflicts_command
 
-    conflicts_command(config, flow=flow, parked=parked, as_json=as_json)
+    conflicts_command(config, tenant=tenant, flow=flow, parked=parked, as_json=as_json)
 
 
 @app.command()
 def failures(
     config: Path = _config_option(),
+    tenant: str | None = _tenant_option(),
     flow: str | None = typer.Option(None, "--flow", help="Only this flow."),
     include_resolved: bool = typer.Option(False, "--all", help="Include resolved failures."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
@@ -272,7 +287,9 @@ def failures(
     """List parked records with the remote error message and the next retry."""
     from tolken._commands.inspect import failures_command
 
-    failures_command(config, flow=flow, include_resolved=include_resolved, as_json=as_json)
+    failures_command(
+        config, tenant=tenant, flow=flow, include_resolved=include_resolved, as_json=as_json
+    )
 
 
 @app.command()
@@ -281,12 +298,13 @@ def retry(
         None, help="Failure ids (from tolken failures); all parked records when omitted."
     ),
     config: Path = _config_option(),
+    tenant: str | None = _tenant_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Make parked records due now and run a sync cycle."""
     from tolken._commands.sync import retry_command
 
-    retry_command(config, failure_ids or [], as_json=as_json)
+    retry_command(config, failure_ids or [], tenant=tenant, as_json=as_json)
 
 
 @app.command()
@@ -295,12 +313,13 @@ def link(
     pms_id: str = typer.Argument(..., help="The PMS record id."),
     flow: str = typer.Option(..., "--flow", help="departments, customers or projects."),
     config: Path = _config_option(),
+    tenant: str | None = _tenant_option(),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Link two existing records by hand (refuses a record that is already linked)."""
     from tolken._commands.inspect import link_command
 
-    link_command(config, flow=flow, po_id=po_id, pms_id=pms_id, as_json=as_json)
+    link_command(config, tenant=tenant, flow=flow, po_id=po_id, pms_id=pms_id, as_json=as_json)
 
 
 @app.command()
@@ -315,6 +334,203 @@ def serve(
     from tolken._commands.serve import serve_command
 
     serve_command(config, host=host, port=port)
+
+
+@app.command()
+def worker(
+    config: Path = _config_option(),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", help="Jobs at once in this process (default: fleet.concurrency)."
+    ),
+) -> None:
+    """Fleet mode: run tenants' sync jobs, the dispatcher and stalled-job recovery until SIGTERM."""
+    from tolken._commands.fleet import worker_command
+
+    worker_command(config, concurrency=concurrency)
+
+
+tenants_app = typer.Typer(
+    help="Fleet mode: add, list, pause, resume, resync, remove, check and onboard tenants.",
+    no_args_is_help=True,
+)
+app.add_typer(tenants_app, name="tenants")
+
+_JSON_HELP = "Print JSON."
+
+
+def _tenant_argument() -> str:
+    value: str = typer.Argument(..., help="The tenant id.")
+    return value
+
+
+def _json_option() -> bool:
+    value: bool = typer.Option(False, "--json", help=_JSON_HELP)
+    return value
+
+
+def _interval_option() -> float | None:
+    value: float | None = typer.Option(
+        None, "--interval-seconds", help="Seconds between scheduled syncs (default: the config's)."
+    )
+    return value
+
+
+def _policy_option() -> ConflictPolicy | None:
+    value: ConflictPolicy | None = typer.Option(
+        None, "--conflict-policy", help="newest-wins, poweroffice-wins, pms-wins or manual."
+    )
+    return value
+
+
+@tenants_app.command("add")
+def tenants_add(
+    tenant_id: str = _tenant_argument(),
+    poweroffice_client_key: str = typer.Option(
+        ...,
+        "--poweroffice-client-key",
+        envvar="POWEROFFICE_CLIENT_KEY",
+        help="The tenant's PowerOffice client key (or set POWEROFFICE_CLIENT_KEY).",
+    ),
+    pms_api_key: str = typer.Option(
+        ..., "--pms-api-key", envvar="PMS_API_KEY", help="The tenant's PMS API key (or PMS_API_KEY)"
+    ),
+    pms_base_url: str | None = typer.Option(
+        None, "--pms-base-url", help="The tenant's PMS API root (default: pms.base_url)."
+    ),
+    webhook_secret: str | None = typer.Option(
+        None,
+        "--webhook-secret",
+        envvar="TOLKEN_TENANT_WEBHOOK_SECRET",
+        help="The secret the tenant's PMS signs webhooks with (16+ characters).",
+    ),
+    interval_seconds: float | None = _interval_option(),
+    conflict_policy: ConflictPolicy | None = _policy_option(),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """Add a tenant (credentials encrypted in the store); it is due at once."""
+    from tolken._commands.fleet import tenants_add as body
+
+    body(
+        config,
+        tenant_id,
+        poweroffice_client_key=poweroffice_client_key,
+        pms_api_key=pms_api_key,
+        pms_base_url=pms_base_url,
+        webhook_secret=webhook_secret,
+        interval_seconds=interval_seconds,
+        conflict_policy=conflict_policy,
+        as_json=as_json,
+    )
+
+
+@tenants_app.command("list")
+def tenants_list(config: Path = _config_option(), as_json: bool = _json_option()) -> None:
+    """Every tenant: state, last and next run, links, open failures, last error."""
+    from tolken._commands.fleet import tenants_list as body
+
+    body(config, as_json=as_json)
+
+
+@tenants_app.command("pause")
+def tenants_pause(
+    tenant_id: str = _tenant_argument(),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """Queue no further sync of the tenant (a running one finishes)."""
+    from tolken._commands.fleet import tenants_set
+
+    tenants_set(config, tenant_id, action="pause", as_json=as_json)
+
+
+@tenants_app.command("resume")
+def tenants_resume(
+    tenant_id: str = _tenant_argument(),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """Sync the tenant again, due at once so it catches up."""
+    from tolken._commands.fleet import tenants_set
+
+    tenants_set(config, tenant_id, action="resume", as_json=as_json)
+
+
+@tenants_app.command("resync")
+def tenants_resync(
+    tenant_id: str = _tenant_argument(),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """Queue a reconcile of the tenant now (full listings: address-only edits, deletes)."""
+    from tolken._commands.fleet import tenants_set
+
+    tenants_set(config, tenant_id, action="resync", as_json=as_json)
+
+
+@tenants_app.command("remove")
+def tenants_remove(
+    tenant_id: str = _tenant_argument(),
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete every row of its data (links, history, runs, ...)."
+    ),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """Remove the tenant and its waiting jobs (with --purge, all its data too)."""
+    from tolken._commands.fleet import tenants_remove as body
+
+    body(config, tenant_id, purge=purge, as_json=as_json)
+
+
+@tenants_app.command("check")
+def tenants_check(
+    tenant_id: str = _tenant_argument(),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """PowerOffice privileges (valid, invalid) and PMS access of the tenant (exit 1 if lacking)."""
+    from tolken._commands.fleet import tenants_check as body
+
+    body(config, tenant_id, as_json=as_json)
+
+
+@tenants_app.command("onboard")
+def tenants_onboard(
+    redirect_uri: str | None = typer.Option(
+        None, "--redirect-uri", help="Start: print the consent URL; PowerOffice returns here."
+    ),
+    organization_number: str | None = typer.Option(
+        None, "--organization-number", help="With --redirect-uri: only this client may be chosen."
+    ),
+    finalize: str | None = typer.Option(
+        None, "--finalize", help="Finish: the onboarding token; adds one tenant per client."
+    ),
+    pms_api_key: str | None = typer.Option(
+        None, "--pms-api-key", envvar="PMS_API_KEY", help="With --finalize: the PMS API key."
+    ),
+    pms_base_url: str | None = typer.Option(
+        None, "--pms-base-url", help="With --finalize: the PMS API root (default: pms.base_url)."
+    ),
+    interval_seconds: float | None = _interval_option(),
+    conflict_policy: ConflictPolicy | None = _policy_option(),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """Add tenants through PowerOffice's onboarding: the consent URL, then --finalize TOKEN."""
+    from tolken._commands.fleet import tenants_onboard as body
+
+    body(
+        config,
+        redirect_uri=redirect_uri,
+        organization_number=organization_number,
+        finalize=finalize,
+        pms_api_key=pms_api_key,
+        pms_base_url=pms_base_url,
+        interval_seconds=interval_seconds,
+        conflict_policy=conflict_policy,
+        as_json=as_json,
+    )
 
 
 def main() -> None:

@@ -201,6 +201,8 @@ class FleetSettings(_Strict):
 
     secret_key: SecretStr = Field(json_schema_extra={"minLength": MIN_FLEET_SECRET_LENGTH})
     concurrency: int = Field(default=4, ge=1)  # jobs at once per worker process
+    # A worker silent this long is dead: its running jobs go back to the queue for another.
+    stalled_after_seconds: float = Field(default=30.0, ge=3)
 
     @field_validator("secret_key")
     @classmethod

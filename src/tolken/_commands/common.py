@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -23,11 +24,22 @@ import typer
 from rich.console import Console
 
 from tolken._redact import shared as shared_redactor
-from tolken.config import TolkenConfig, load_config
+from tolken.compose import open_engine
+from tolken.config import FleetConfig, TolkenConfig, load_any_config
+from tolken.engine import SyncEngine
 from tolken.errors import ConfigError, Fatal, TolkenError
 from tolken.logging import configure_logging
 
-__all__ = ["EXIT_CONFIG", "EXIT_FATAL", "console", "dump_json", "load", "one_line_errors"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FATAL",
+    "console",
+    "dump_json",
+    "load",
+    "one_line_errors",
+    "open_command_engine",
+    "print_error",
+]
 
 EXIT_FATAL = 1
 EXIT_CONFIG = 2
@@ -42,26 +54,92 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=True, width=width)
 
 
-def _error(message: str) -> None:
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, redacted."""
     typer.echo(f"error: {shared_redactor().text(message)}", err=True)
 
 
-def load(path: Path) -> TolkenConfig:
+# The fleets whose tenants this process loaded, by (store, tenant): their engines draw on
+# the subscription key's PostgreSQL budget, shared with the workers.
+_fleet_tenants: dict[tuple[str, str], FleetConfig] = {}
+
+
+def load(path: Path, tenant: str | None = None) -> TolkenConfig:
     """The config at ``path``; a bad one prints the file, line and key and exits 2.
 
-    Also sends logs to stderr (so ``--json`` output on stdout stays one JSON
-    object), at ``TOLKEN_LOG_LEVEL`` (default ``ERROR``: retries are not news).
+    A fleet config needs ``tenant`` (``--tenant ID``) and gives that tenant's
+    single-mode config; a single-mode config refuses one. Also sends logs to
+    stderr (so ``--json`` output on stdout stays one JSON object), at
+    ``TOLKEN_LOG_LEVEL`` (default ``ERROR``: retries are not news).
     """
     try:
-        config = load_config(path)
+        config = load_any_config(path)
+        if isinstance(config, FleetConfig):
+            if tenant is None:
+                raise ConfigError(
+                    "this is a fleet config: name the tenant with --tenant ID "
+                    "(tolken tenants list shows them)",
+                    location=str(path),
+                    key="fleet",
+                )
+            setup_logging(config)
+            with one_line_errors():
+                single = _tenant_config(config, tenant)
+            _fleet_tenants[(single.store, single.tenant)] = config
+            return single
+        if tenant is not None:
+            raise ConfigError(
+                "--tenant is for fleet configs (with a fleet: section); "
+                "this single-mode config syncs one client: leave --tenant out",
+                location=str(path),
+            )
     except ConfigError as exc:
-        _error(str(exc))
+        print_error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     setup_logging(config)
     return config
 
 
-def setup_logging(config: TolkenConfig) -> None:
+def _tenant_config(config: FleetConfig, tenant: str) -> TolkenConfig:
+    from tolken.store import UnknownTenant, open_store
+
+    with open_store(config.store) as store:
+        try:
+            found = store.tenant_registry(config.fleet.secret_key).get(tenant)
+        except UnknownTenant:
+            raise ConfigError(
+                f"the fleet has no tenant {tenant!r} (tolken tenants list shows them)"
+            ) from None
+    shared_redactor().add(*found.settings.secrets())
+    return config.tenant_config(found.settings)
+
+
+@contextmanager
+def open_command_engine(config: TolkenConfig) -> Iterator[SyncEngine]:
+    """The engine of a command: a fleet tenant's draws on the fleet's shared budget."""
+    fleet = _fleet_tenants.get((config.store, config.tenant))
+    if fleet is None:
+        with open_engine(config) as engine:
+            yield engine
+        return
+    from tolken.connectors.ratelimit import postgres_limiter
+
+    stop = threading.Event()
+    poweroffice = fleet.poweroffice
+    limiter = postgres_limiter(
+        fleet.store,
+        poweroffice.subscription_key.get_secret_value(),
+        poweroffice.requests_per_second,
+        stop=stop,
+    )
+    try:
+        with open_engine(config, stop=stop, rate_limiter=limiter) as engine:
+            yield engine
+    finally:
+        limiter.close()
+
+
+def setup_logging(config: TolkenConfig | FleetConfig) -> None:
     """Logs as redacted lines on stderr, never on stdout."""
     level_name = os.environ.get("TOLKEN_LOG_LEVEL", "ERROR").upper()
     level = logging.getLevelName(level_name)
@@ -88,12 +166,12 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        _error(str(exc))
+        print_error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     except (Fatal, TolkenError) as exc:
         if os.environ.get("TOLKEN_DEBUG"):
             raise
-        _error(_describe(exc))
+        print_error(_describe(exc))
         raise typer.Exit(EXIT_FATAL) from None
 
 

@@ -11,8 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tolken._commands.common import console, dump_json, load, one_line_errors
-from tolken.compose import open_engine
+from tolken._commands.common import console, dump_json, load, one_line_errors, open_command_engine
 from tolken.config import TolkenConfig
 from tolken.store import TenantStore, open_store
 from tolken.vocabulary import FlowId
@@ -64,9 +63,9 @@ def _show(
     console().print(table)
 
 
-def status_command(config_path: Path, *, as_json: bool) -> None:
+def status_command(config_path: Path, *, tenant: str | None = None, as_json: bool) -> None:
     """Body of ``tolken status``."""
-    config = load(config_path)
+    config = load(config_path, tenant)
     with one_line_errors(), _store(config) as store:
         counts = store.flow_counts()
         runs = store.last_runs(limit=1)
@@ -114,9 +113,16 @@ def status_command(config_path: Path, *, as_json: bool) -> None:
         out.print(f"last run #{last['id']}: {last['status']}, started {started}{error}")
 
 
-def links_command(config_path: Path, *, flow: str | None, state: str | None, as_json: bool) -> None:
+def links_command(
+    config_path: Path,
+    *,
+    tenant: str | None = None,
+    flow: str | None,
+    state: str | None,
+    as_json: bool,
+) -> None:
     """Body of ``tolken links``."""
-    config = load(config_path)
+    config = load(config_path, tenant)
     with one_line_errors(), _store(config) as store:
         links = store.list_links(_flow(flow), state=state)  # type: ignore[arg-type]
     rows = [link._asdict() for link in links]
@@ -138,9 +144,11 @@ def links_command(config_path: Path, *, flow: str | None, state: str | None, as_
     )
 
 
-def conflicts_command(config_path: Path, *, flow: str | None, parked: bool, as_json: bool) -> None:
+def conflicts_command(
+    config_path: Path, *, tenant: str | None = None, flow: str | None, parked: bool, as_json: bool
+) -> None:
     """Body of ``tolken conflicts``."""
-    config = load(config_path)
+    config = load(config_path, tenant)
     with one_line_errors(), _store(config) as store:
         found = store.list_conflicts(_flow(flow), parked_only=parked)
     rows = [asdict(c) for c in found]
@@ -163,10 +171,15 @@ def conflicts_command(config_path: Path, *, flow: str | None, parked: bool, as_j
 
 
 def failures_command(
-    config_path: Path, *, flow: str | None, include_resolved: bool, as_json: bool
+    config_path: Path,
+    *,
+    tenant: str | None = None,
+    flow: str | None,
+    include_resolved: bool,
+    as_json: bool,
 ) -> None:
     """Body of ``tolken failures``."""
-    config = load(config_path)
+    config = load(config_path, tenant)
     with one_line_errors(), _store(config) as store:
         found = store.list_failures(_flow(flow), include_resolved=include_resolved)
     rows = [asdict(f) for f in found]
@@ -188,13 +201,21 @@ def failures_command(
     )
 
 
-def link_command(config_path: Path, *, flow: str, po_id: str, pms_id: str, as_json: bool) -> None:
+def link_command(
+    config_path: Path,
+    *,
+    tenant: str | None = None,
+    flow: str,
+    po_id: str,
+    pms_id: str,
+    as_json: bool,
+) -> None:
     """Body of ``tolken link``: link two records by hand and merge them."""
-    config = load(config_path)
+    config = load(config_path, tenant)
     flow_id = _flow(flow)
     assert flow_id is not None
     # A missing record or one already linked is refused with one line and exit 1.
-    with one_line_errors(), open_engine(config) as engine:
+    with one_line_errors(), open_command_engine(config) as engine:
         report = engine.link_by_hand(flow_id, po_id, pms_id)
     counts = report.flow(flow_id).counts
     if as_json:

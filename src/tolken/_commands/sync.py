@@ -18,9 +18,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tolken._commands.common import EXIT_CONFIG, console, dump_json, load, one_line_errors
+from tolken._commands.common import (
+    EXIT_CONFIG,
+    console,
+    dump_json,
+    load,
+    one_line_errors,
+    open_command_engine,
+)
 from tolken._signals import stop_on_signals
-from tolken.compose import open_engine
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import AuthError, ConfigError, TolkenError
 
@@ -99,6 +105,7 @@ def _progress(enabled: bool) -> Iterator[_Hooks]:
 def sync_command(
     config_path: Path,
     *,
+    tenant: str | None = None,
     once: bool,
     watch: bool,
     as_json: bool,
@@ -109,7 +116,14 @@ def sync_command(
     if once and watch:
         typer.echo("error: choose one of --once and --watch", err=True)
         raise typer.Exit(EXIT_CONFIG)
-    config = load(config_path)
+    if watch and tenant is not None:
+        typer.echo(
+            "error: a fleet's tenants are synced by `tolken worker`; "
+            "use sync --once --tenant ID for one cycle now",
+            err=True,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    config = load(config_path, tenant)
     if watch and config.serve is not None and config.serve.token is not None:
         # With a serve: section the watch loop also receives PMS webhooks, which
         # needs the web app: run exactly what `tolken serve` runs.
@@ -123,7 +137,7 @@ def sync_command(
                 reconcile_first=reconcile,
             )
         raise typer.Exit(code)
-    with one_line_errors(), open_engine(config) as engine:
+    with one_line_errors(), open_command_engine(config) as engine:
         if not watch:
             with stop_on_signals(engine.request_stop), _progress(not as_json) as hooks:
                 report = engine.run_cycle(
@@ -166,12 +180,14 @@ def _watch(engine: SyncEngine, *, as_json: bool, reconcile_first: bool) -> None:
         engine.watch(on_cycle=on_cycle, on_error=on_error, reconcile_first=reconcile_first)
 
 
-def plan_command(config_path: Path, *, as_json: bool, reconcile: bool) -> None:
+def plan_command(
+    config_path: Path, *, tenant: str | None = None, as_json: bool, reconcile: bool
+) -> None:
     """Body of ``tolken plan``: a dry run that writes nothing anywhere."""
-    config = load(config_path)
+    config = load(config_path, tenant)
     with (
         one_line_errors(),
-        open_engine(config) as engine,
+        open_command_engine(config) as engine,
         _progress(not as_json) as hooks,
     ):
         report = engine.run_cycle(
@@ -207,10 +223,12 @@ def plan_command(config_path: Path, *, as_json: bool, reconcile: bool) -> None:
             out.print(f"{flow_id} would stop: {flow.stopped}")
 
 
-def retry_command(config_path: Path, failure_ids: list[int], *, as_json: bool) -> None:
+def retry_command(
+    config_path: Path, failure_ids: list[int], *, tenant: str | None = None, as_json: bool
+) -> None:
     """Body of ``tolken retry``: make parked records due now, then run a cycle."""
-    config = load(config_path)
-    with one_line_errors(), open_engine(config) as engine:
+    config = load(config_path, tenant)
+    with one_line_errors(), open_command_engine(config) as engine:
         due = engine.store.retry_failures_now(failure_ids or None)
         if failure_ids and due == 0:
             typer.echo("error: no open failure with that id (see tolken failures)", err=True)

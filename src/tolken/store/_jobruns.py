@@ -134,28 +134,19 @@ class JobRunLog(StoreBase):
         with self._read() as conn:
             return {row["tenant"]: _job_run(row) for row in conn.execute(query).mappings()}
 
-    def cycles_since_reconcile(self, tenant: str) -> int | None:
-        """Finished cycles of ``tenant`` since its last finished reconcile (``None``: none yet)."""
+    def cycles_since_reconcile(self, tenant: str) -> int:
+        """Finished cycles of ``tenant`` since its last finished reconcile (or since its first)."""
+        done = (JobRunRow.tenant == tenant, JobRunRow.outcome == "ok")
         with self._read() as conn:
-            last: int | None = conn.execute(
-                select(func.max(JobRunRow.id)).where(
-                    JobRunRow.tenant == tenant,
-                    JobRunRow.kind == "reconcile",
-                    JobRunRow.outcome == "ok",
+            last = conn.execute(
+                select(func.coalesce(func.max(JobRunRow.id), 0)).where(
+                    *done, JobRunRow.kind == "reconcile"
                 )
             ).scalar_one()
-            if last is None:
-                return None
-            return int(
-                conn.execute(
-                    select(func.count()).where(
-                        JobRunRow.tenant == tenant,
-                        JobRunRow.kind == "cycle",
-                        JobRunRow.outcome == "ok",
-                        JobRunRow.id > last,
-                    )
-                ).scalar_one()
-            )
+            count = conn.execute(
+                select(func.count()).where(*done, JobRunRow.kind == "cycle", JobRunRow.id > last)
+            ).scalar_one()
+        return int(count)
 
 
 class JobRunRepository(StoreBase):

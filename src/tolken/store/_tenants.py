@@ -335,6 +335,10 @@ class TenantRegistry(StoreBase):
         """A job for the tenant waits in the queue."""
         return self._change(tenant_id, state="queued")
 
+    def mark_idle(self, tenant_id: str) -> Tenant:
+        """No job of the tenant waits or runs (a paused tenant's job dropped, a lost job)."""
+        return self._change(tenant_id, state="idle")
+
     def mark_syncing(self, tenant_id: str) -> Tenant:
         """A worker runs the tenant's job now."""
         return self._change(tenant_id, state="syncing")

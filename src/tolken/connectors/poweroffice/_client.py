@@ -301,6 +301,14 @@ class PowerOfficeClient(Closeable):
                 exc.message += " (the create may have happened: look it up before retrying)"
             raise
 
+    def integration_information(self) -> dict[str, Any]:
+        """``GET /ClientIntegrationInformation``: the client and the privileges granted to us.
+
+        ``ValidPrivileges`` and ``InvalidPrivileges`` (lists of names), ``ClientName``, ...
+        """
+        found: dict[str, Any] = self._send("GET", "/ClientIntegrationInformation").json()
+        return found
+
     # -- the Connector protocol -------------------------------------------------
     def resources(self) -> Sequence[str]:
         """``Departments``, ``Customers``, ``Projects``."""
