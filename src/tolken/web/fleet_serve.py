@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-import httpx
 from fastapi import FastAPI
 
 from tolken._signals import stop_on_signals
@@ -51,18 +50,14 @@ def fleet_serving(
     config: FleetConfig,
     *,
     redactor: Redactor | None = None,
-    transport: httpx.BaseTransport | None = None,
 ) -> Iterator[FleetServing]:
-    """Open the fleet of ``config`` and serve its web app; stop and close both on exit.
-
-    ``transport`` is for the onboarding calls to PowerOffice (tests).
-    """
+    """Open the fleet of ``config`` and serve its web app; stop and close both on exit."""
     if config.serve is None or config.serve.token is None:
         raise ConfigError("is not set: the dashboard needs a token", key="serve.token")
     serve = config.serve
     with ExitStack() as stack:
         fleet = stack.enter_context(open_fleet(config))
-        onboarding = stack.enter_context(Onboarding(fleet, redactor=redactor, transport=transport))
+        onboarding = Onboarding(fleet, redactor=redactor)
         app = create_fleet_app(fleet, extra=onboarding.add_routes)
         server, thread, port = _start_server(app, serve.host, serve.port)
         stack.callback(_stop_server, server, thread)
@@ -82,7 +77,8 @@ def run_fleet_serve(config: FleetConfig, *, echo: Callable[[str], None] = print)
     stopped = threading.Event()
     with fleet_serving(config, redactor=redactor) as running, stop_on_signals(stopped.set):
         echo(f"fleet dashboard: {running.url}/  (sign in with ?token=<serve.token>)")
-        echo(f"PMS webhooks: {running.url}/webhooks/pms/<tenant>")
+        public = (config.serve.public_url if config.serve else None) or running.url
+        echo(f"PMS webhooks: {public.rstrip('/')}/webhooks/pms/<tenant>")
         while not stopped.wait(1.0):
             pass
     echo("stopped")

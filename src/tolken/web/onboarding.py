@@ -1,17 +1,20 @@
 """Onboarding PowerOffice clients from the fleet dashboard: start, consent, the callback.
 
 1. On the tenants page a person (dashboard token, CSRF token) posts the
-   new tenant's PMS API key, and optionally its PMS base URL, a tenant id and
-   the client's organisation number, to ``POST /onboarding/start`` (JSON twin
+   new tenant's PMS API key, and optionally its PMS base URL and the client's
+   organisation number, to ``POST /onboarding/start`` (JSON twin
    ``POST /api/onboarding/start``). tolken calls PowerOffice's Onboarding
-   Initiate with ``RedirectUri = {serve.public_url}/onboarding/callback?state=…``
-   and sends the browser to PowerOffice's consent page.
+   Initiate (:func:`tolken.fleet.initiate_onboarding`) with
+   ``RedirectUri = {serve.public_url}/onboarding/callback?state=…`` and sends
+   the browser to PowerOffice's consent page.
 2. The person consents in PowerOffice Go; PowerOffice redirects the browser to
    ``/onboarding/callback?state=…&status=Success&token=<onboarding token>``.
-3. The callback opens the state, finalises the onboarding (Finalize) and adds
-   one tenant per onboarded client, with the PMS settings of step 1 (the
-   config's ``pms.base_url`` when none was given) and a new random webhook
-   secret. One client: the tenant is due at once. Several clients under one
+3. The callback opens the state, finalises the onboarding
+   (:func:`tolken.fleet.finalize_onboarding`: one tenant per onboarded client,
+   its id from the client's name, as ``tolken tenants onboard --finalize``
+   makes them) with the PMS settings of step 1 (the config's ``pms.base_url``
+   when none was given), and gives each a new random webhook secret for
+   ``/webhooks/pms/{id}``. One client: the tenant is due at once. Several clients under one
    consent share the one PMS API key given, which would sync them all into
    one PMS account: they are added **paused**, and the page says to give each
    its own key before resuming.
@@ -30,14 +33,11 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
-import httpx
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -47,12 +47,10 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from tolken.config import TENANT_ID_PATTERN, TenantSettings
-from tolken.connectors.poweroffice import OnboardedClient, OnboardingClient
 from tolken.errors import TolkenError
-from tolken.fleet import Fleet
+from tolken.fleet import Fleet, finalize_onboarding, initiate_onboarding
 from tolken.logging import Redactor, get_logger
-from tolken.store import DuplicateTenant, UnknownTenant
+from tolken.store import Tenant
 
 __all__ = ["CALLBACK_PATH", "STATE_TTL_SECONDS", "Onboarding", "OnboardingRequest"]
 
@@ -61,7 +59,6 @@ CALLBACK_PATH = "/onboarding/callback"
 STATE_TTL_SECONDS = 3600  # PowerOffice's temporary URL is valid for an hour
 # The replay cache's scope for onboarding nonces: no tenant id starts with "_".
 _NONCES = "_onboarding"
-_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 class OnboardingRequest(BaseModel):
@@ -71,7 +68,6 @@ class OnboardingRequest(BaseModel):
 
     pms_api_key: SecretStr = Field(min_length=8)
     pms_base_url: str | None = None
-    tenant_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)
     organization_number: str | None = None
 
 
@@ -89,29 +85,15 @@ class Onboarding:
         fleet: Fleet,
         *,
         redactor: Redactor | None = None,
-        transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._fleet = fleet
         self._redactor = redactor
-        self._http = httpx.Client(transport=transport)
-        self._client = OnboardingClient(fleet.config.poweroffice, self._http)
         self._fernet = _state_key(fleet.config.fleet.secret_key)
         self._clock = clock
         serve = fleet.config.serve
         self._public_url = serve.public_url if serve else None
         self._listening: str | None = None
-
-    def __enter__(self) -> Onboarding:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._http.close()
 
     def listening_at(self, url: str) -> None:
         """Where the app listens: the callback's address when ``serve.public_url`` is unset."""
@@ -129,22 +111,21 @@ class Onboarding:
         """Initiate an onboarding for ``request``; the URL where a person consents."""
         if request.pms_base_url is None and self._fleet.config.pms.base_url is None:
             raise HTTPException(400, "give the PMS base URL (the config has no pms.base_url)")
-        if request.tenant_id is not None and _exists(self._fleet, request.tenant_id):
-            raise HTTPException(409, f"tenant {request.tenant_id} exists already")
         if self._redactor is not None:
             self._redactor.add(request.pms_api_key.get_secret_value())
         state = {
             "nonce": secrets.token_urlsafe(16),
             "pms_api_key": request.pms_api_key.get_secret_value(),
             "pms_base_url": request.pms_base_url,
-            "tenant_id": request.tenant_id,
         }
         now = int(self._clock())
         sealed = self._fernet.encrypt_at_time(json.dumps(state).encode(), now).decode("ascii")
         redirect = f"{self.callback_url()}?state={sealed}"
-        url = self._client.initiate(redirect, request.organization_number)
-        _log.info("onboarding initiated", tenant=request.tenant_id or "(from the client)")
-        return url
+        consent = initiate_onboarding(
+            self._fleet.config, redirect, organization_number=request.organization_number
+        )
+        _log.info("onboarding initiated")
+        return consent.url
 
     # -- step 3 ----------------------------------------------------------------------
 
@@ -173,48 +154,39 @@ class Onboarding:
                 400, f"PowerOffice did not report a consent (status {status or 'missing'})"
             )
         try:
-            clients = self._client.finalize(token)
+            added = finalize_onboarding(
+                self._fleet,
+                token,
+                pms_api_key=SecretStr(str(state["pms_api_key"])),
+                pms_base_url=state.get("pms_base_url"),
+            )
         except TolkenError as exc:
+            # Not finished: the same link may be followed again (PowerOffice's token decides).
+            self._fleet.store.for_tenant(_NONCES).forget_delivery(str(state["nonce"]))
             _log.warning("onboarding finalize failed", error=str(exc))
             raise HTTPException(
                 502, f"PowerOffice refused to finalise the onboarding: {exc}"
             ) from None
-        paused = len(clients) > 1
-        added = [
-            self._add(client, state, paused=paused, alone=len(clients) == 1) for client in clients
-        ]
-        _log.info("onboarding finished", tenants=[t["id"] for t in added], paused=paused)
-        return {"tenants": added, "paused": paused}
+        # One PMS key for several clients would put them all into one PMS account.
+        paused = len(added) > 1
+        rows = [self._settle(tenant, paused=paused) for tenant in added]
+        _log.info("onboarding finished", tenants=[t["id"] for t in rows], paused=paused)
+        return {"tenants": rows, "paused": paused}
 
-    def _add(
-        self, client: OnboardedClient, state: dict[str, Any], *, paused: bool, alone: bool
-    ) -> dict[str, Any]:
+    def _settle(self, tenant: Tenant, *, paused: bool) -> dict[str, Any]:
+        """Pause the tenant when it must wait for its own PMS key; give it a webhook secret."""
         registry = self._fleet.registry
-        wanted = state.get("tenant_id") if alone else None
-        settings = TenantSettings(
-            id=wanted or _free_id(self._fleet, client),
-            poweroffice_client_key=client.client_key,
-            pms_api_key=SecretStr(str(state["pms_api_key"])),
-            pms_base_url=state.get("pms_base_url"),
-            webhook_secret=SecretStr(secrets.token_urlsafe(32)),
-        )
-        if self._redactor is not None:
-            self._redactor.add(client.client_key.get_secret_value())
-        for _attempt in range(5):
-            try:
-                registry.add(settings)
-                break
-            except DuplicateTenant:
-                settings = settings.model_copy(update={"id": _free_id(self._fleet, client)})
         if paused:
-            registry.pause(settings.id)
+            registry.pause(tenant.id)
+        secret = SecretStr(secrets.token_urlsafe(32))
+        if self._redactor is not None:
+            self._redactor.add(secret.get_secret_value())
+        registry.update(tenant.settings.model_copy(update={"webhook_secret": secret}))
         return {
-            "id": settings.id,
-            "client_name": client.name,
-            "organization_number": client.organization_number,
+            "id": tenant.id,
             "paused": paused,
-            "pages": f"/tenants/{settings.id}/",
-            "webhook_path": f"/webhooks/pms/{settings.id}",
+            "pages": f"/tenants/{tenant.id}/",
+            "webhook_path": f"/webhooks/pms/{tenant.id}",
         }
 
     # -- routes ----------------------------------------------------------------------
@@ -226,13 +198,11 @@ class Onboarding:
         async def start_form(
             pms_api_key: str = Form(...),
             pms_base_url: str = Form(""),
-            tenant_id: str = Form(""),
             organization_number: str = Form(""),
         ) -> Response:
             request = _request(
                 pms_api_key=pms_api_key,
                 pms_base_url=pms_base_url or None,
-                tenant_id=tenant_id or None,
                 organization_number=organization_number or None,
             )
             url = await run_in_threadpool(self._start_or_502, request)
@@ -288,23 +258,3 @@ def _request(**values: Any) -> OnboardingRequest:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise HTTPException(400, f"cannot start an onboarding: {problems}") from None
-
-
-def _exists(fleet: Fleet, tenant_id: str) -> bool:
-    try:
-        fleet.registry.get(tenant_id)
-    except UnknownTenant:
-        return False
-    return True
-
-
-def _free_id(fleet: Fleet, client: OnboardedClient) -> str:
-    """A tenant id from the client's name (or organisation number) that no tenant has yet."""
-    stem = _SLUG.sub("-", client.name.lower()).strip("-")[:60]
-    stem = stem or (client.organization_number or "client").strip()
-    stem = _SLUG.sub("-", stem.lower()).strip("-") or "client"
-    candidate, n = stem, 1
-    while _exists(fleet, candidate):
-        n += 1
-        candidate = f"{stem}-{n}"
-    return candidate

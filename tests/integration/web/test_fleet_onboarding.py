@@ -52,21 +52,20 @@ def _consent(po_url: str, consent_url: str, *clients: tuple[str, str]) -> str:
 
 def test_onboarding_end_to_end_creates_the_tenant(running: FleetServing, po_url: str) -> None:
     """Initiate, consent in PowerOffice, its redirect to the callback: the tenant exists, due."""
-    consent_url = _start(running, pms_api_key=PMS_KEY, tenant_id="nordlys")
+    consent_url = _start(running, pms_api_key=PMS_KEY)
     redirect = _consent(po_url, consent_url, ("Nordlys Bygg AS", "923456780"))
     assert redirect.startswith(f"{running.url}/onboarding/callback?state=")
     page = httpx.get(redirect)  # the browser: no dashboard token, no cookie
     assert page.status_code == 200, page.text
-    assert "nordlys" in page.text
-    assert "Nordlys Bygg AS" in page.text
-    added = running.fleet.registry.get("nordlys")
+    assert "nordlys-bygg-as" in page.text
+    added = running.fleet.registry.get("nordlys-bygg-as")
     assert added.settings.poweroffice_client_key.get_secret_value().startswith(
         "sandbox-client-key-"
     )
     assert added.settings.pms_api_key.get_secret_value() == PMS_KEY
     assert added.settings.webhook_secret is not None
     assert not added.paused
-    assert running.fleet.registry.due()[0].id == "nordlys"
+    assert running.fleet.registry.due()[0].id == "nordlys-bygg-as"
     assert PMS_KEY not in redirect
     assert PMS_KEY not in page.text
 

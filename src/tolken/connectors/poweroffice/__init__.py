@@ -1,8 +1,7 @@
 """The PowerOffice Go v2 connector (``tolken.connectors`` entry point ``poweroffice``).
 
 Public surface: :class:`PowerOfficeClient` plus the pure helpers it is built
-from, exported for the engine and for tests; :class:`OnboardingClient` for
-the Onboarding API (adding the integration to new clients). Its ``rate_limiter`` is a
+from, exported for the engine and for tests. Its ``rate_limiter`` is a
 :class:`tolken.connectors.ratelimit.RateLimiter`.
 """
 
@@ -12,14 +11,11 @@ from tolken.connectors.poweroffice._client import (
     external_reference,
     format_filter_timestamp,
 )
-from tolken.connectors.poweroffice._onboarding import OnboardedClient, OnboardingClient
 from tolken.connectors.poweroffice._paging import Page, PageRequest, next_page, paginate
 from tolken.connectors.poweroffice._patch import build_patch, field_diff
 from tolken.connectors.poweroffice._records import canonical_key, normalise, parse_timestamp
 
 __all__ = [
-    "OnboardedClient",
-    "OnboardingClient",
     "Page",
     "PageRequest",
     "PowerOfficeClient",
