@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from integration.fleet_web_harness import AUTH, fleet_config, jobs, secrets_of, tenant
 from integration.web_harness import MESSAGE
@@ -153,3 +156,24 @@ def test_health_answers_without_the_token(running: FleetServing) -> None:
     """/healthz is open and says the store (and its job queue) answer."""
     answer = httpx.get(f"{running.url}/healthz")
     assert (answer.status_code, answer.json()["store"]) == (200, "ok")
+
+
+def test_operations_names_every_fleet_route(running: FleetServing) -> None:
+    """Each page, JSON twin, action, webhook and onboarding route of fleet serve is documented."""
+    operations = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
+    operations = re.sub(r"\{\w+\}", "{id}", operations)
+    named = {m.group(1) for m in re.finditer(r"`(?:POST |GET )?(/[^`?\s]*)[`?]", operations)}
+    paths = {
+        re.sub(r"\{\w+\}", "{id}", route.path)
+        for route in running.app.routes
+        if isinstance(route, APIRoute)
+    }
+    assert {"/", "/api/tenants", "/webhooks/pms/{id}", "/onboarding/callback"} <= paths
+    # A tenant's pages are single mode's under /tenants/{id} (test_docs checks those).
+    own = {
+        p
+        for p in paths
+        if not re.match(r"^(/api)?/tenants/\{id\}/(failures|conflicts|links|status|$)", p)
+    }
+    missing = sorted(own - named)
+    assert not missing, f"fleet routes docs/operations.md does not name: {missing}"
