@@ -25,7 +25,7 @@ single-mode app it holds no sync logic and runs no sync: the workers do.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from tolken.connectors.pms import WebhookRejected
 from tolken.fleet import Fleet
 from tolken.logging import get_logger, log_context
-from tolken.store import JobReason, Store, Tenant, TenantRegistry, UnknownTenant
+from tolken.store import FlowCounts, JobReason, Store, Tenant, TenantRegistry, UnknownTenant
 from tolken.vocabulary import FlowId
 from tolken.web.app import app_shell, make_templates
 from tolken.web.fleet_metrics import FleetMetrics
@@ -133,9 +133,8 @@ def _queue(fleet: Fleet, tenant_id: str, reason: JobReason) -> bool:
 # -- the tenants page -----------------------------------------------------------------
 
 
-def tenant_json(tenant: Tenant, store: Store) -> dict[str, Any]:
-    """One row of the tenants page: state, runs, counts and last error (never a secret)."""
-    counts = store.for_tenant(tenant.id).flow_counts().values()
+def tenant_json(tenant: Tenant, counts: Mapping[str, FlowCounts]) -> dict[str, Any]:
+    """One row of the tenants page (``counts``: its flows' figures); never a secret."""
     return {
         "id": tenant.id,
         "state": tenant.status,
@@ -144,9 +143,9 @@ def tenant_json(tenant: Tenant, store: Store) -> dict[str, Any]:
         "next_run_at": _iso(tenant.next_run_at),
         "last_error": tenant.last_error,
         "failures_in_a_row": tenant.failures_in_a_row,
-        "links": sum(c.active_links for c in counts),
-        "open_failures": sum(c.open_failures for c in counts),
-        "conflicts": sum(c.parked_conflicts for c in counts),
+        "links": sum(c.active_links for c in counts.values()),
+        "open_failures": sum(c.open_failures for c in counts.values()),
+        "conflicts": sum(c.parked_conflicts for c in counts.values()),
         "pms_base_url": tenant.settings.pms_base_url,
         "has_webhook_secret": tenant.settings.webhook_secret is not None,
         "pages": f"/tenants/{tenant.id}/",
@@ -159,7 +158,8 @@ def _iso(value: Any) -> str | None:
 
 def tenants_data(store: Store, fleet: Fleet) -> dict[str, Any]:
     """The tenants page: every tenant, by id, and the jobs waiting."""
-    tenants = [tenant_json(t, store) for t in fleet.registry.all()]
+    counts = store.flow_counts_by_tenant()  # four queries for the whole fleet
+    tenants = [tenant_json(t, counts.get(t.id, {})) for t in fleet.registry.all()]
     states: dict[str, int] = {}
     for tenant in tenants:
         states[tenant["state"]] = states.get(tenant["state"], 0) + 1
@@ -226,7 +226,8 @@ def _add_tenant_routes(
 
     @app.get("/api/tenants/{tenant}")
     def api_tenant(tenant: str) -> dict[str, Any]:
-        return tenant_json(_known(fleet.registry, tenant), store)
+        found = _known(fleet.registry, tenant)
+        return tenant_json(found, store.for_tenant(tenant).flow_counts())
 
     for action in ("pause", "resume", "resync"):
         _add_action(app, fleet, action)

@@ -56,7 +56,17 @@ def test_metrics_carry_the_tenant_label(running: FleetServing) -> None:
     store.for_tenant("beta").create_link("customers", "3", "cus_c")
     running.fleet.registry.pause("beta")
     _job(running, "alpha", poweroffice_requests=4)
+    run = store.for_tenant("alpha").start_run()
+    store.for_tenant("alpha").finish_run(run, "ok", counts={"customers": {}}, requests={})
+    store.for_tenant("beta").record_failure(
+        "customers", "pms", "cus_x", "ValidationFailed", "no", retry_base_seconds=60
+    )
     _, samples = _scrape(running)
+    assert ("tolken_sync_lag_seconds", frozenset({"tenant": "alpha"}.items())) in samples
+    assert ("tolken_sync_lag_seconds", frozenset({"tenant": "beta"}.items())) not in samples
+    beta_customers = frozenset({"tenant": "beta", "flow": "customers"}.items())
+    assert samples[("tolken_failures", beta_customers)] == 1
+    assert ("tolken_oldest_failure_age_seconds", beta_customers) in samples
     active = {"flow": "customers", "state": "active"}
     assert samples[("tolken_links", frozenset({**active, "tenant": "alpha"}.items()))] == 2
     assert samples[("tolken_links", frozenset({**active, "tenant": "beta"}.items()))] == 1
