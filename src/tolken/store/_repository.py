@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from tolken._closing import Closeable
-from tolken.store._base import Clock, utcnow
+from tolken.store._base import Clock, StoreBase, utcnow
 from tolken.store._db import make_engine, open_failure
 from tolken.store._issues import IssueRepository
 from tolken.store._jobruns import JobRunRepository
@@ -22,7 +22,7 @@ from tolken.store._records import FlowCounts
 from tolken.store._tenants import TenantRepository
 from tolken.store._webhooks import WebhookRepository
 
-__all__ = ["Store", "TenantStore", "open_store"]
+__all__ = ["FleetView", "Store", "TenantStore", "open_store"]
 
 
 class TenantStore(IssueRepository, OpsRepository, WebhookRepository):
@@ -38,26 +38,12 @@ class TenantStore(IssueRepository, OpsRepository, WebhookRepository):
     """
 
 
-class Store(TenantRepository, JobRunRepository, Closeable):
-    """The database every part shares (engine, CLI, dashboard): connections and transactions.
+class FleetView(StoreBase):
+    """Read-only figures of every tenant in a few queries, where asking each view would be N.
 
-    It reads and writes no tenant's rows itself: :meth:`for_tenant` gives the
-    view that does, so one store serves many PowerOffice clients and no caller
-    can forget to say which one.
+    Counts and times only, never a tenant's records: the fleet's tenants page
+    and ``/metrics`` read a thousand tenants in well under a second this way.
     """
-
-    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
-        super().__init__(engine, clock)
-        self._views: dict[str, TenantStore] = {}
-        self._views_lock = threading.Lock()
-
-    def for_tenant(self, tenant: str) -> TenantStore:
-        """The view of one tenant's rows (the same view each time, with its caches)."""
-        with self._views_lock:
-            view = self._views.get(tenant)
-            if view is None:
-                view = self._views[tenant] = TenantStore(self, tenant)
-            return view
 
     def flow_counts_by_tenant(self) -> dict[str, dict[str, FlowCounts]]:
         """Every tenant's :meth:`TenantStore.flow_counts` at once, in four queries.
@@ -115,6 +101,32 @@ class Store(TenantRepository, JobRunRepository, Closeable):
         )
         with self._read() as conn:
             return {str(t): at for t, at in conn.execute(stmt)}
+
+
+class Store(TenantRepository, JobRunRepository, Closeable):
+    """The database every part shares (engine, CLI, dashboard): connections and transactions.
+
+    It reads and writes no tenant's rows itself: :meth:`for_tenant` gives the
+    view that does, so one store serves many PowerOffice clients and no caller
+    can forget to say which one.
+    """
+
+    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+        super().__init__(engine, clock)
+        self._views: dict[str, TenantStore] = {}
+        self._views_lock = threading.Lock()
+
+    def for_tenant(self, tenant: str) -> TenantStore:
+        """The view of one tenant's rows (the same view each time, with its caches)."""
+        with self._views_lock:
+            view = self._views.get(tenant)
+            if view is None:
+                view = self._views[tenant] = TenantStore(self, tenant)
+            return view
+
+    def fleet_view(self) -> FleetView:
+        """Every tenant's figures at once, read-only (the fleet's tenants page and metrics)."""
+        return FleetView(self.engine, self._clock)
 
     def tenants(self) -> list[str]:
         """Every tenant the store has seen (links or runs), sorted."""

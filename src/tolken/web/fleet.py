@@ -158,7 +158,7 @@ def _iso(value: Any) -> str | None:
 
 def tenants_data(store: Store, fleet: Fleet) -> dict[str, Any]:
     """The tenants page: every tenant, by id, and the jobs waiting."""
-    counts = store.flow_counts_by_tenant()  # four queries for the whole fleet
+    counts = store.fleet_view().flow_counts_by_tenant()  # four queries for the whole fleet
     tenants = [tenant_json(t, counts.get(t.id, {})) for t in fleet.registry.all()]
     states: dict[str, int] = {}
     for tenant in tenants:

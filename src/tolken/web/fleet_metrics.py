@@ -207,9 +207,10 @@ class _FleetCollector(Collector):
             labels=["tenant", "flow"],
         )
         now = self._store.now()
-        counts = self._store.flow_counts_by_tenant()
-        successes = self._store.last_successes_by_tenant()
-        for (tenant_id, flow), first_seen in self._store.oldest_failures_by_tenant().items():
+        view = self._store.fleet_view()
+        counts = view.flow_counts_by_tenant()
+        successes = view.last_successes_by_tenant()
+        for (tenant_id, flow), first_seen in view.oldest_failures_by_tenant().items():
             oldest.add_metric([tenant_id, flow], max((now - first_seen).total_seconds(), 0.0))
         for tenant_id in tenant_ids:
             if tenant_id in successes:
