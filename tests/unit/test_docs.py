@@ -475,7 +475,9 @@ def test_architecture_names_every_engine_and_store_module() -> None:
 def test_operations_names_every_dashboard_route() -> None:
     """Each page, JSON twin and action of the dashboard is named in docs/operations.md."""
     operations = re.sub(r"\{\w+\}", "{id}", DOCS["operations.md"])
-    paths = {re.sub(r"\{\w+\}", "{id}", route.path) for route in pages.router.routes}  # type: ignore[attr-defined]
+    routes = [route.path for route in pages.router.routes]  # type: ignore[attr-defined]
+    routes += ["/api" + route.path for route in pages.api_router.routes]  # type: ignore[attr-defined]
+    paths = {re.sub(r"\{\w+\}", "{id}", path) for path in routes}
     assert {"/", "/api/status", "/failures/{id}/retry"} <= paths
     named = {match.group(1) for match in re.finditer(r"`(?:POST )?(/[^`?\s]*)[`?]", operations)}
     missing = sorted(paths - named)

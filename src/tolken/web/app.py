@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tolken import __version__
-from tolken.config import TolkenConfig
+from tolken.config import ServeSettings, TolkenConfig
 from tolken.connectors.pms import WebhookRejected
 from tolken.errors import TolkenError
 from tolken.logging import get_logger
@@ -39,7 +39,7 @@ from tolken.vocabulary import FlowId
 from tolken.web import _format
 from tolken.web.auth import COOKIE_NAME, PUBLIC_PATHS, TokenAuth, url_without_token
 from tolken.web.metrics import CONTENT_TYPE, Metrics
-from tolken.web.pages import Context, router
+from tolken.web.pages import Context, api_router, router
 from tolken.web.security import (
     CSRF_FIELD,
     SAFE_METHODS,
@@ -58,14 +58,15 @@ from tolken.web.webhooks import (
     read_capped,
 )
 
-__all__ = ["create_app"]
+__all__ = ["app_shell", "create_app", "make_templates"]
 
 _TEMPLATES = Path(__file__).with_name("templates")
 _STATIC = Path(__file__).with_name("static")
 _log = get_logger("tolken.web")
 
 
-def _templates() -> Jinja2Templates:
+def make_templates() -> Jinja2Templates:
+    """The dashboard's templates, with its filters and the CSRF form field."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES),
         autoescape=True,
@@ -111,14 +112,47 @@ def create_app(
     ``clock`` (unix seconds) is for webhook freshness checks in tests.
     """
     serve = config.serve
-    auth = TokenAuth(serve.token if serve else None)
     secret = webhook_secret if webhook_secret is not None else (serve and serve.webhook_secret)
     metrics = metrics or Metrics(store)
     receiver = WebhookReceiver(secret or None, on_webhook, store=store, clock=clock)
     all_flows: tuple[FlowId, ...] = ("departments", "customers", "projects")
     flows = tuple(f for f in all_flows if config.sync.flow(f).enabled)
-    ctx = Context(store=store, tenant=store.tenant, flows=flows, wake=wake, templates=_templates())
+    templates = make_templates()
+    ctx = Context(store=store, tenant=store.tenant, flows=flows, wake=wake, templates=templates)
 
+    def health() -> None:
+        store.last_runs(limit=1)
+
+    app = app_shell(serve, templates, is_public=PUBLIC_PATHS.__contains__, health=health)
+    app.state.context = lambda _request: ctx
+    app.state.metrics = metrics
+    app.include_router(router)
+    app.include_router(api_router, prefix="/api")
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    _add_webhook_route(app, receiver, metrics)
+
+    return app
+
+
+def app_shell(
+    serve: ServeSettings | None,
+    templates: Jinja2Templates,
+    *,
+    is_public: Callable[[str], bool],
+    health: Callable[[], None],
+) -> FastAPI:
+    """The app every mode builds on: the browser defences, the token, errors, health, CSS.
+
+    ``is_public(path)`` says which paths need no dashboard token (they
+    authenticate otherwise); the ``/webhooks/`` paths among them also skip the
+    CSRF checks (a signature authenticates them). ``health()`` raises a
+    :class:`TolkenError` when the store cannot be reached.
+    """
+    auth = TokenAuth(serve.token if serve else None)
     app = FastAPI(
         title="tolken",
         version=__version__,
@@ -126,18 +160,15 @@ def create_app(
         redoc_url=None,
         openapi_url=None,  # the dashboard is not a public API; its JSON twins are documented
     )
-    app.state.ctx = ctx
-    app.state.metrics = metrics
-    app.include_router(router)
 
     # Middleware, innermost first: the CSRF token check, the same-origin check,
     # the dashboard token (so nobody unauthenticated gets a body read), and the
     # security headers on every response, refusals included.
     def error_page(message: str, status: int) -> str:
-        return ctx.templates.get_template("error.html").render(title=str(status), message=message)
+        return templates.get_template("error.html").render(title=str(status), message=message)
 
     refuse = json_or_page(error_page, _is_page_path)
-    exempt = {p for p in PUBLIC_PATHS if p.startswith("/webhooks/")}
+    exempt = {"/webhooks/pms"}
     app.add_middleware(
         csrf_protect,
         session_key=serve.token.get_secret_value() if serve and serve.token else None,
@@ -148,7 +179,7 @@ def create_app(
         SameOrigin, refuse=refuse, exempt=exempt, public_url=serve.public_url if serve else None
     )
 
-    _require_token(app, auth, ctx, refuse)
+    _require_token(app, auth, templates, refuse, is_public)
 
     app.add_middleware(SecurityHeaders)
 
@@ -157,7 +188,7 @@ def create_app(
         _log.error("dashboard request failed", path=request.url.path, error=str(exc))
         message = "The store cannot be reached right now; the page will work again when it is."
         if _is_page(request):
-            return ctx.templates.TemplateResponse(
+            return templates.TemplateResponse(
                 request, "error.html", {"title": "Unavailable", "message": message}, 503
             )
         return JSONResponse({"error": message}, 503)
@@ -165,7 +196,7 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, exc: StarletteHTTPException) -> Response:
         if _is_page(request):
-            return ctx.templates.TemplateResponse(
+            return templates.TemplateResponse(
                 request,
                 "error.html",
                 {"title": f"{exc.status_code}", "message": str(exc.detail)},
@@ -176,7 +207,7 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
         try:
-            store.last_runs(limit=1)
+            health()
         except TolkenError as exc:
             _log.warning("health check: store unreachable", error=str(exc))
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
@@ -189,12 +220,6 @@ def create_app(
         return Response(
             stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
         )
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-    _add_webhook_route(app, receiver, metrics)
 
     return app
 
@@ -231,7 +256,13 @@ def _add_webhook_route(app: FastAPI, receiver: WebhookReceiver, metrics: Metrics
         return JSONResponse({"accepted": True}, 202)
 
 
-def _require_token(app: FastAPI, auth: TokenAuth, ctx: Context, refuse: Refusal) -> None:
+def _require_token(
+    app: FastAPI,
+    auth: TokenAuth,
+    templates: Jinja2Templates,
+    refuse: Refusal,
+    is_public: Callable[[str], bool],
+) -> None:
     """Refuse requests without the dashboard token (public paths aside); a token in the URL
     of a page becomes a session cookie, and is never accepted on a state-changing request."""
 
@@ -239,7 +270,7 @@ def _require_token(app: FastAPI, auth: TokenAuth, ctx: Context, refuse: Refusal)
     async def require_token(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if request.url.path in PUBLIC_PATHS:
+        if is_public(request.url.path):
             return await call_next(request)
         if request.method not in SAFE_METHODS and "token" in request.query_params:
             # A cross-site form could carry it in its action; the token opens GET pages only.
@@ -250,7 +281,7 @@ def _require_token(app: FastAPI, auth: TokenAuth, ctx: Context, refuse: Refusal)
                 403,
             )
         if not auth.allowed(request):
-            return _refused(ctx, request, configured=auth.configured)
+            return _refused(templates, request, configured=auth.configured)
         if auth.query_ok(request) and request.method in ("GET", "HEAD") and _is_page(request):
             # Trade the token in the URL for a cookie, and drop it from the address bar.
             response: Response = RedirectResponse(url_without_token(request), status_code=303)
@@ -274,10 +305,12 @@ def _is_page(request: Request) -> bool:
 
 
 def _is_page_path(path: str) -> bool:
-    return not (path.startswith("/api/") or path == "/metrics" or path in PUBLIC_PATHS)
+    return not (
+        path.startswith(("/api/", "/webhooks/")) or path == "/metrics" or path in PUBLIC_PATHS
+    )
 
 
-def _refused(ctx: Context, request: Request, *, configured: bool) -> Response:
+def _refused(templates: Jinja2Templates, request: Request, *, configured: bool) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="tolken"'}
     reason = (
         "This dashboard needs its token."
@@ -291,7 +324,7 @@ def _refused(ctx: Context, request: Request, *, configured: bool) -> Response:
         "?token=<serve.token> (a cookie keeps you signed in)",
     }
     if _is_page(request) and "json" not in request.headers.get("accept", ""):
-        return ctx.templates.TemplateResponse(
+        return templates.TemplateResponse(
             request,
             "unauthorized.html",
             {"title": "Sign in", "reason": reason, "path": request.url.path},

@@ -1,4 +1,11 @@
-"""Dashboard pages and their JSON twins (``/x`` renders exactly what ``/api/x`` returns)."""
+"""Dashboard pages and their JSON twins (``/x`` renders exactly what ``/api/x`` returns).
+
+Two routers over one tenant's store: :data:`router` (the HTML pages and their
+forms) and :data:`api_router` (the JSON twins, mounted under ``/api``). Single
+mode mounts them at the root; fleet mode mounts them under ``/tenants/{tenant}``
+and ``/api/tenants/{tenant}`` (:mod:`tolken.web.fleet`). Each request finds its
+:class:`Context` through ``app.state.context(request)``.
+"""
 
 from __future__ import annotations
 
@@ -22,34 +29,51 @@ from tolken.web.status import (
     run_json,
 )
 
-__all__ = ["Context", "router"]
+__all__ = ["Context", "api_router", "router"]
 
 router = APIRouter()
+api_router = APIRouter()
 _log = get_logger("tolken.web")
 _PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
 class Context:
-    """What every page needs: the store, the tenant, the enabled flows, and the loop's bell."""
+    """What every page needs: the store, the tenant, the enabled flows, and the loop's bell.
+
+    ``base`` is where the tenant's pages live (``""`` in single mode,
+    ``/tenants/{id}`` in fleet mode) and ``api_base`` where their JSON twins do.
+    """
 
     store: TenantStore
     tenant: str
     flows: tuple[str, ...]
     wake: Callable[[], None]
     templates: Jinja2Templates
+    base: str = ""
+    api_base: str = "/api"
 
 
 def _ctx(request: Request) -> Context:
-    return cast(Context, request.app.state.ctx)
+    resolve = cast(Callable[[Request], Context], request.app.state.context)
+    return resolve(request)
 
 
 def _page(request: Request, template: str, title: str, data: dict[str, Any]) -> Response:
     ctx = _ctx(request)
+    here = request.url.path.removeprefix(ctx.base) or "/"
     return ctx.templates.TemplateResponse(
         request,
         template,
-        {"title": title, "tenant": ctx.tenant, "now": ctx.store.now(), **data},
+        {
+            "title": title,
+            "tenant": ctx.tenant,
+            "now": ctx.store.now(),
+            "base": ctx.base,
+            "here": here,
+            "api_path": ctx.api_base + (here if here != "/" else "/status"),
+            **data,
+        },
     )
 
 
@@ -91,7 +115,7 @@ def overview(request: Request) -> Response:
     return _page(request, "index.html", "Overview", data)
 
 
-@router.get("/api/status")
+@api_router.get("/status")
 def api_status(request: Request) -> dict[str, Any]:
     return status_data(_ctx(request))
 
@@ -128,7 +152,7 @@ def failures_page(
     )
 
 
-@router.get("/api/failures")
+@api_router.get("/failures")
 def api_failures(
     request: Request, flow: str | None = None, include_resolved: bool = Query(False, alias="all")
 ) -> list[dict[str, Any]]:
@@ -149,7 +173,7 @@ def failure_page(request: Request, failure_id: int) -> Response:
     return _page(request, "failure.html", f"Failure {failure_id}", {"failure": failure})
 
 
-@router.get("/api/failures/{failure_id}")
+@api_router.get("/failures/{failure_id}")
 def api_failure(request: Request, failure_id: int) -> dict[str, Any]:
     return _one_failure(_ctx(request), failure_id)
 
@@ -164,18 +188,20 @@ def _retry(ctx: Context, failure_ids: list[int] | None) -> int:
 
 @router.post("/failures/{failure_id}/retry")
 def retry_form(request: Request, failure_id: int) -> Response:
-    if not _retry(_ctx(request), [failure_id]):
+    ctx = _ctx(request)
+    if not _retry(ctx, [failure_id]):
         raise HTTPException(404, f"no open failure {failure_id}")
-    return RedirectResponse(f"/failures?retried={failure_id}", status_code=303)
+    return RedirectResponse(f"{ctx.base}/failures?retried={failure_id}", status_code=303)
 
 
 @router.post("/failures/retry")
 def retry_all_form(request: Request) -> Response:
-    _retry(_ctx(request), None)
-    return RedirectResponse("/failures?retried=all", status_code=303)
+    ctx = _ctx(request)
+    _retry(ctx, None)
+    return RedirectResponse(f"{ctx.base}/failures?retried=all", status_code=303)
 
 
-@router.post("/api/failures/{failure_id}/retry")
+@api_router.post("/failures/{failure_id}/retry")
 def api_retry(request: Request, failure_id: int) -> JSONResponse:
     due = _retry(_ctx(request), [failure_id])
     if not due:
@@ -183,7 +209,7 @@ def api_retry(request: Request, failure_id: int) -> JSONResponse:
     return JSONResponse({"retried": due}, 202)
 
 
-@router.post("/api/failures/retry")
+@api_router.post("/failures/retry")
 def api_retry_all(request: Request) -> JSONResponse:
     return JSONResponse({"retried": _retry(_ctx(request), None)}, 202)
 
@@ -205,7 +231,7 @@ def conflicts_page(request: Request, flow: str | None = None, parked: bool = Fal
     )
 
 
-@router.get("/api/conflicts")
+@api_router.get("/conflicts")
 def api_conflicts(
     request: Request, flow: str | None = None, parked: bool = False
 ) -> list[dict[str, Any]]:
@@ -230,11 +256,12 @@ def _settle(ctx: Context, conflict_id: int, winner: str) -> dict[str, Any]:
 
 @router.post("/conflicts/{conflict_id}/resolve")
 def resolve_form(request: Request, conflict_id: int, winner: str = Form(...)) -> Response:
-    _settle(_ctx(request), conflict_id, winner)
-    return RedirectResponse("/conflicts", status_code=303)
+    ctx = _ctx(request)
+    _settle(ctx, conflict_id, winner)
+    return RedirectResponse(f"{ctx.base}/conflicts", status_code=303)
 
 
-@router.post("/api/conflicts/{conflict_id}/resolve")
+@api_router.post("/conflicts/{conflict_id}/resolve")
 def api_resolve(request: Request, conflict_id: int, winner: str = Query(...)) -> dict[str, Any]:
     return _settle(_ctx(request), conflict_id, winner)
 
@@ -258,7 +285,7 @@ def links_page(request: Request, flow: str | None = None, offset: int = Query(0,
     return _page(request, "links.html", "Links", {**data, "flow": flow or ""})
 
 
-@router.get("/api/links")
+@api_router.get("/links")
 def api_links(
     request: Request, flow: str | None = None, offset: int = Query(0, ge=0)
 ) -> dict[str, Any]:
@@ -291,6 +318,6 @@ def link_page(request: Request, link_id: int) -> Response:
     return _page(request, "link.html", f"Link {link_id}", data)
 
 
-@router.get("/api/links/{link_id}")
+@api_router.get("/links/{link_id}")
 def api_link(request: Request, link_id: int) -> dict[str, Any]:
     return link_data(_ctx(request), link_id)

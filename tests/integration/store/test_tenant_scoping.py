@@ -227,6 +227,7 @@ STORE_MEMBERS = {
     "now",
     "tenant_registry",  # the fleet's tenants: the one cross-tenant table
     "job_run_log",  # the fleet's job runs, every tenant's (worker, dashboard, metrics)
+    "fleet_view",  # every tenant's counts, read-only (the fleet's tenants page, metrics)
     "tenants",
     "transaction",
 }
