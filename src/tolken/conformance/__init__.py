@@ -50,7 +50,9 @@ offers no way. Use :func:`run_conformance` from Python; rules live in the
 :data:`RULES` registry.
 """
 
+from tolken.conformance._configured import run_configured_check
 from tolken.conformance._registry import RULES, Rule, RuleResult
+from tolken.conformance._rules_connector import CONNECTOR_RULES
 from tolken.conformance._runner import (
     ConformanceReport,
     api_base,
@@ -59,11 +61,13 @@ from tolken.conformance._runner import (
 )
 
 __all__ = [
+    "CONNECTOR_RULES",
     "RULES",
     "ConformanceReport",
     "Rule",
     "RuleResult",
     "api_base",
     "format_report",
+    "run_configured_check",
     "run_conformance",
 ]

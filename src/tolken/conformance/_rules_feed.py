@@ -47,7 +47,11 @@ def _feed_after(ctx: CheckContext, after: int) -> list[dict[str, Any]]:
     raise RuleFailed(f"the changes feed did not end after {_MAX_FEED_PAGES} pages")
 
 
-@rule("changes-feed", "GET /changes lists upserts and a delete tombstone in increasing seq order")
+@rule(
+    "changes-feed",
+    "GET /changes lists upserts and a delete tombstone in increasing seq order",
+    creates={"customers": 1},
+)
 def check_changes_feed(ctx: CheckContext) -> str:
     """Every write shows up in the feed, in order, deletes included."""
     head_items = _feed_after(ctx, 0)
@@ -62,6 +66,7 @@ def check_changes_feed(ctx: CheckContext) -> str:
     expect(patched.status_code == 200, f"PATCH gave {describe(patched)}")
     deleted = ctx.call("DELETE", f"customers/{record['id']}")
     expect(deleted.status_code == 204, f"DELETE gave {describe(deleted)}")
+    ctx.forget("customers", record["id"])
     items = _feed_after(ctx, head)
     seqs = [int(i["seq"]) for i in items]
     for before, after in pairwise(seqs):
@@ -92,7 +97,11 @@ def _is_for(record_id: str) -> Callable[[Delivery], bool]:
     return matches
 
 
-@rule("webhook-signature", "a registered webhook receives each change, correctly signed and fresh")
+@rule(
+    "webhook-signature",
+    "a registered webhook receives each change, correctly signed and fresh",
+    creates={"customers": 1},
+)
 def check_webhook(ctx: CheckContext) -> str:
     """Webhook deliveries carry a valid HMAC-SHA256 signature over timestamp and body."""
     secret = secrets.token_urlsafe(24)

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tolken.conformance import RULES, ConformanceReport, Rule, RuleResult, api_base, format_report
-from tolken.conformance._context import CheckContext
+from tolken.conformance._context import CheckContext, Exchange
 from tolken.conformance._receiver import WebhookReceiver
 from tolken.conformance._registry import RuleFailed, rule
 from tolken.errors import ConfigError
@@ -96,9 +96,44 @@ def test_report_lines_and_json() -> None:
     assert not report.passed
     assert report.failed == ["if-match"]
     assert report.to_dict()["rules"] == [
-        {"rule": "auth", "passed": True, "reason": "401 without a key"},
-        {"rule": "if-match", "passed": False, "reason": "got 200"},
+        {
+            "rule": "auth",
+            "passed": True,
+            "status": "pass",
+            "reason": "401 without a key",
+            "exchanges": [],
+        },
+        {
+            "rule": "if-match",
+            "passed": False,
+            "status": "fail",
+            "reason": "got 200",
+            "exchanges": [],
+        },
     ]
+
+
+def test_absent_capabilities_pass_and_failures_show_what_was_sent() -> None:
+    """An absent capability is reported but not a failure; a failure shows the requests behind it."""
+    sent = Exchange("PATCH", "customers/7", '{"name": "x"}', 200, '{"id": 7}')
+    report = ConformanceReport(
+        url="http://x",
+        results=(
+            RuleResult("changes-feed", True, "no /changes feed", "absent"),
+            RuleResult("if-match", False, "stale If-Match gave 200", "fail", (sent,)),
+            RuleResult("delete", False, "not run: it creates test records", "skipped"),
+        ),
+    )
+    assert format_report(report) == [
+        "ABSENT  changes-feed  no /changes feed",
+        "FAIL    if-match      stale If-Match gave 200",
+        '    PATCH customers/7 {"name": "x"} -> 200 {"id": 7}',
+        "SKIP    delete        not run: it creates test records",
+        "0/3 rules passed (1 capabilities absent) against http://x",
+    ]
+    assert report.failed == ["if-match"]
+    assert not report.passed
+    assert ConformanceReport("http://x", report.results[:1]).passed
 
 
 def test_receiver_records_deliveries() -> None:
