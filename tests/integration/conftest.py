@@ -34,9 +34,7 @@ def urls() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def sb(
-    urls: tuple[str, str], tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Sandbox]:
+def sb(urls: tuple[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """The loopback sandbox, emptied, with retry waits off.
 
     Parametrised indirectly (``PMS_CONNECTORS``), tolken reaches the PMS through
