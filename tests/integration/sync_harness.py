@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import os
-import textwrap
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
@@ -30,8 +30,8 @@ from tolken.config import PMSSettings, PowerOfficeSettings, SyncSettings, Tolken
 from tolken.connectors import _http
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
-from tolken.connectors.rest import reference_pms_rest
 from tolken.connectors.ratelimit import clear_shared_limiters
+from tolken.connectors.rest import reference_pms_rest
 from tolken.engine import SyncEngine
 from tolken.sandbox import credentials
 from tolken.sandbox.pms import create_app as create_pms
