@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tolken.config import TolkenConfig
+from tolken.config import RestResource, TolkenConfig
 from tolken.conformance._connector_context import ConnectorContext, TestFields, record_exchanges
 from tolken.conformance._registry import RuleResult
 from tolken.conformance._rules_connector import CONNECTOR_RULES
@@ -20,9 +20,25 @@ from tolken.mapping import load_mapping
 __all__ = ["declares_delete", "run_configured_check"]
 
 
-def declares_delete(config: TolkenConfig) -> bool:
-    """Whether the configured PMS connector can delete records."""
-    return True
+def declares_delete(config: TolkenConfig, resource: str) -> bool:
+    """Whether the configured PMS connector can delete records of ``resource``.
+
+    Only a ``rest`` section can say it cannot (``delete: false``); a Python
+    connector is taken at its word until its delete fails.
+    """
+    rest = config.pms.rest
+    if rest is None or resource not in ("customers", "projects"):
+        return True
+    spec: RestResource = getattr(rest.resources, resource)
+    return spec.delete is not False
+
+
+def _capture(config: TolkenConfig) -> tuple[str, float]:
+    """How the configured PMS is read for changes, and the overlap it re-reads (seconds)."""
+    rest = config.pms.rest
+    if rest is None:
+        return "listing", 0.0
+    return rest.changes.type, rest.changes.overlap_seconds
 
 
 def run_configured_check(
@@ -43,7 +59,8 @@ def run_configured_check(
             f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(CONNECTOR_RULES)}"
         )
     fields = TestFields.from_mapping(load_mapping(config.mapping, pms_contract=False))
-    deletes = declares_delete(config)
+    deletes = declares_delete(config, fields.resource)
+    capture, overlap = _capture(config)
     selected = [CONNECTOR_RULES[n] for n in names]
     exchanges: list[Any] = []
     with httpx.Client(
@@ -53,7 +70,9 @@ def run_configured_check(
     ) as http:
         connector = _connector(config, http)
         try:
-            ctx = ConnectorContext(connector, fields, deletes, exchanges=exchanges)
+            ctx = ConnectorContext(
+                connector, fields, deletes, capture, overlap, exchanges=exchanges
+            )
             total = 1 + sum(r.creates.get("records", 0) for r in selected)
             plan = [
                 f"check-pms will create up to {total} {fields.resource} named "

@@ -98,6 +98,9 @@ class ConnectorContext:
     connector: Connector
     fields: TestFields
     deletes: bool
+    capture: str
+    """``updated-since``, ``feed``, ``none`` (rest) or ``listing`` (a Python connector)."""
+    overlap_seconds: float
     tag: str = field(default_factory=lambda: secrets.token_hex(4))
     created: list[tuple[str, str]] = field(default_factory=list)
     deleted: set[tuple[str, str]] = field(default_factory=set)
