@@ -43,15 +43,24 @@ class JsonServer:
     db_path: Path
     process: subprocess.Popen[bytes]
 
+    def database(self) -> dict[str, list[dict[str, Any]]]:
+        """Every collection as json-server holds it now (``GET /db``).
+
+        Not ``db.json`` itself: json-server writes that file asynchronously,
+        after it has answered.
+        """
+        response = httpx.get(f"{self.url}/db", timeout=10.0)
+        response.raise_for_status()
+        data: dict[str, list[dict[str, Any]]] = response.json()
+        return data
+
     def records(self, collection: str) -> list[dict[str, Any]]:
-        """The records of ``collection`` as json-server last wrote them to disk."""
-        data = json.loads(self.db_path.read_text())
-        return list(data.get(collection, []))
+        """The records of ``collection``."""
+        return list(self.database().get(collection, []))
 
     def counts(self) -> dict[str, int]:
         """How many records each collection holds."""
-        data = json.loads(self.db_path.read_text())
-        return {name: len(records) for name, records in data.items()}
+        return {name: len(records) for name, records in self.database().items()}
 
 
 def require_json_server() -> None:

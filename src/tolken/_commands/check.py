@@ -48,7 +48,7 @@ def check_pms_command(
             config = load(config_path)
             if config.pms.connector == BUILTIN_PMS_CONNECTOR:
                 url = config.pms.base_url
-                api_key = config.pms.api_key.get_secret_value()
+                api_key = config.pms.api_key_value()
             else:
                 report = run_configured_check(config, rules=rules, announce=announce)
                 _print(report, as_json=as_json, show_requests=show_requests)

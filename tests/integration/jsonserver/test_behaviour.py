@@ -25,7 +25,7 @@ def _post(http: httpx.Client, path: str, body: dict[str, object]) -> dict[str, o
 
 
 def test_ids_are_numbers_counted_from_the_highest(server: JsonServer) -> None:
-    """json-server numbers records 1, 2, ... from the highest id, so a deleted last id comes back."""
+    """json-server numbers records 1, 2, ... after the highest id: a deleted last id comes back."""
     with httpx.Client(base_url=server.url) as http:
         first = _post(http, "/customers", {"displayName": "A"})
         second = _post(http, "/customers", {"displayName": "B"})
@@ -70,9 +70,12 @@ def test_patch_merges_shallowly_and_put_replaces(server: JsonServer) -> None:
             f"/customers/{record['id']}", json={"phone": None, "postal": {"town": "Oslo"}}
         ).json()
         assert patched["postal"] == {"town": "Oslo"}
-        assert "phone" in patched and patched["phone"] is None
+        assert "phone" in patched
+        assert patched["phone"] is None
         put = http.put(f"/customers/{record['id']}", json={"displayName": "B"}).json()
-        assert put["id"] == record["id"] and "phone" not in put and "postal" not in put
+        assert put["id"] == record["id"]
+        assert "phone" not in put
+        assert "postal" not in put
 
 
 def test_middleware_stamps_updated_at_and_gte_filter_is_inclusive(server: JsonServer) -> None:
@@ -82,14 +85,15 @@ def test_middleware_stamps_updated_at_and_gte_filter_is_inclusive(server: JsonSe
         assert str(first["updatedAt"]) > "2000"
         second = _post(http, "/customers", {"displayName": "B"})
         found = http.get(
-            "/customers", params={"updatedAt_gte": second["updatedAt"], "_sort": "updatedAt,id"}
+            "/customers",
+            params={"updatedAt_gte": str(second["updatedAt"]), "_sort": "updatedAt,id"},
         ).json()
         assert second["id"] in [r["id"] for r in found]
         assert all(str(r["updatedAt"]) >= str(second["updatedAt"]) for r in found)
 
 
 def test_errors_and_a_rejected_record(server: JsonServer) -> None:
-    """Unknown ids are 404 {}, malformed JSON 400 (HTML), and an over-long name 422 with a message."""
+    """Unknown ids are 404 {}, malformed JSON 400 (HTML), an over-long name 422 with a message."""
     with httpx.Client(base_url=server.url) as http:
         assert http.get("/customers/99").status_code == 404
         assert http.delete("/customers/99").status_code == 404

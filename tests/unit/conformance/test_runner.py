@@ -45,11 +45,13 @@ def test_rule_run_turns_every_ending_into_a_result() -> None:
     def breaks(_ctx: CheckContext) -> str:
         raise httpx.ConnectError("connection refused")
 
-    assert Rule("a", "", lambda _: "fine").run(_ctx()) == RuleResult("a", True, "fine")
-    assert Rule("b", "", fails).run(_ctx()) == RuleResult(
+    assert Rule[CheckContext]("a", "", lambda _: "fine").run(_ctx()) == RuleResult(
+        "a", True, "fine"
+    )
+    assert Rule[CheckContext]("b", "", fails).run(_ctx()) == RuleResult(
         "b", False, "GET /customers gave HTTP 500"
     )
-    result = Rule("c", "", breaks).run(_ctx())
+    result = Rule[CheckContext]("c", "", breaks).run(_ctx())
     assert not result.passed
     assert result.reason == "request failed: ConnectError: connection refused"
 
@@ -114,7 +116,7 @@ def test_report_lines_and_json() -> None:
 
 
 def test_absent_capabilities_pass_and_failures_show_what_was_sent() -> None:
-    """An absent capability is reported but not a failure; a failure shows the requests behind it."""
+    """An absent capability is reported, not failed; a failure shows the requests behind it."""
     sent = Exchange("PATCH", "customers/7", '{"name": "x"}', 200, '{"id": 7}')
     report = ConformanceReport(
         url="http://x",
