@@ -107,6 +107,7 @@ def run_configured_check(
         cleanup=tuple(notes),
         plan=tuple(plan),
         left_behind=tuple(left),
+        created=tuple(f"{resource}/{record_id}" for resource, record_id in ctx.created),
     )
 
 

@@ -34,6 +34,8 @@ class ConformanceReport:
     plan: tuple[str, ...] = field(default=())
     left_behind: tuple[str, ...] = field(default=())
     """``resource/id`` of every test record the check could not delete."""
+    created: tuple[str, ...] = field(default=())
+    """``resource/id`` of every test record the check created (and deleted, unless left)."""
 
     @property
     def passed(self) -> bool:
@@ -53,6 +55,7 @@ class ConformanceReport:
             "plan": list(self.plan),
             "rules": [r.to_dict() for r in self.results],
             "cleanup": list(self.cleanup),
+            "created": list(self.created),
             "left_behind": list(self.left_behind),
         }
 
@@ -133,6 +136,7 @@ def run_conformance(
         cleanup=cleanup.notes,
         plan=plan,
         left_behind=cleanup.left_behind,
+        created=tuple(f"{resource}/{record_id}" for resource, record_id in ctx.created),
     )
 
 
