@@ -1,4 +1,4 @@
-"""check-pms leaves no test record behind, whatever the PMS answers, and says first what it makes."""
+"""check-pms leaves no test record behind whatever the PMS answers, and says first what it makes."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from pydantic import SecretStr
 from integration.conformance.test_check_pms import _leftovers
 from integration.sync_harness import run_cli
 from loopback import serve
-from tolken.conformance import CONNECTOR_RULES, RULES, run_configured_check
 from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
+from tolken.conformance import CONNECTOR_RULES, RULES, run_configured_check
 from tolken.connectors.rest import reference_pms_rest
 from tolken.sandbox import credentials
 from tolken.sandbox.pms import PMS_API_KEY, create_app
