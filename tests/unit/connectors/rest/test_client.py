@@ -94,7 +94,8 @@ def test_each_body_shape_round_trips_create_read_update(
     made = connector.create(
         "customers", {"name": "Acme", "address.city": "Oslo"}, idempotency_key="k1"
     )
-    assert made.data["name"] == "Acme" and made.version == 1
+    assert made.data["name"] == "Acme"
+    assert made.version == 1
     for i in range(3):
         api.add("customers", name=f"other {i}")
     assert sorted(r.data["name"] for r in connector.list("customers"))[0] == "Acme"
@@ -127,9 +128,8 @@ def test_merge_patch_sends_only_the_changes_and_null_clears(api: RestApi, connec
     connector = connect({"update_mode": "merge-patch"})
     connector.update("customers", str(made["id"]), {"email": None, "phone": "456"})
     (patch,) = api.writes()
-    assert (
-        patch.method == "PATCH" and patch.headers["content-type"] == "application/merge-patch+json"
-    )
+    assert patch.method == "PATCH"
+    assert patch.headers["content-type"] == "application/merge-patch+json"
     assert patch.body == {"email": None, "phone": "456"}
     assert api.records["customers"][made["id"]] | {"updated_at": 0} == {
         "id": made["id"],
@@ -162,7 +162,8 @@ def test_put_reads_merges_and_writes_the_whole_record(api: RestApi, connect: Con
     (put,) = api.writes()
     assert put.method == "PUT"
     record = api.records["customers"][made["id"]]
-    assert record["name"] == "Acme" and "email" not in record
+    assert record["name"] == "Acme"
+    assert "email" not in record
     assert record["address"] == {"city": "Bergen", "line1": "Gate 1"}
 
 
@@ -211,7 +212,8 @@ def test_an_idempotency_header_makes_a_repeated_create_return_the_first_record(
     connector = connect({"idempotency": {"header": "Idempotency-Key"}})
     first = connector.create("customers", {"name": "Acme"}, idempotency_key="k1")
     again = connector.create("customers", {"name": "Acme"}, idempotency_key="k1")
-    assert first.id == again.id and len(api.records["customers"]) == 1
+    assert first.id == again.id
+    assert len(api.records["customers"]) == 1
     assert connector.find_by_idempotency_key("customers", "k1") is None
 
 
@@ -226,7 +228,8 @@ def test_a_create_is_found_again_by_its_reference(
     connector = connect({"idempotency": {"reference_field": "external_ref"}})
     made = connector.create("customers", {"name": "Acme"}, idempotency_key="tk-1")
     found = connector.find_by_idempotency_key("customers", "tk-1")
-    assert found is not None and found.id == made.id
+    assert found is not None
+    assert found.id == made.id
     assert connector.find_by_idempotency_key("customers", "tk-2") is None
 
 
@@ -262,12 +265,14 @@ def test_endpoints_can_be_given_one_by_one(api: RestApi, connect: Connect) -> No
     assert [r.data["name"] for r in connector.list("customers")] == ["Website"]
 
 
-def test_capabilities_follow_the_change_capture(connect: Connect, api: RestApi) -> None:
+def test_capabilities_follow_the_change_capture(connect: Connect) -> None:
     """feed: a ChangeFeed; updated-since: an UpdatedAfterListing; none: neither; all Connectors."""
     feed = connect({"changes": {"type": "feed"}})
     listing = connect({})
     full = connect({"changes": {"type": "none"}})
-    assert isinstance(feed, ChangeFeed) and not isinstance(feed, UpdatedAfterListing)
-    assert isinstance(listing, UpdatedAfterListing) and not isinstance(listing, ChangeFeed)
+    assert isinstance(feed, ChangeFeed)
+    assert not isinstance(feed, UpdatedAfterListing)
+    assert isinstance(listing, UpdatedAfterListing)
+    assert not isinstance(listing, ChangeFeed)
     assert not isinstance(full, ChangeFeed | UpdatedAfterListing)
     assert all(isinstance(c, Connector) for c in (feed, listing, full))

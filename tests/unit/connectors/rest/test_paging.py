@@ -85,7 +85,8 @@ def test_the_page_numbers_start_where_the_section_says() -> None:
     first = first_page(paging, "http://x/c", {}, 2)
     assert first.params == {"p": "0", "n": "2"}
     following = next_page(paging, first, [], httpx.Headers(), 2, 2)
-    assert following is not None and following.params["p"] == "1"
+    assert following is not None
+    assert following.params["p"] == "1"
 
 
 def test_a_link_header_next_is_found_among_other_relations() -> None:
@@ -101,4 +102,5 @@ def test_a_relative_next_link_is_resolved_against_the_request() -> None:
     current = PageRequest("http://x/api/c?cursor=3", {})
     headers = httpx.Headers({"Link": '</api/c?cursor=6>; rel="next"'})
     following = next_page(paging, current, [], headers, 3, 3)
-    assert following is not None and following.url == "http://x/api/c?cursor=6"
+    assert following is not None
+    assert following.url == "http://x/api/c?cursor=6"
