@@ -80,6 +80,8 @@ class RestApi:
         self.records = {"customers": {}, "projects": {}}
         self.requests.clear()
         self.keys.clear()
+        self.ticks = 0
+        self.next_id = 1
 
     def stamp(self) -> Any:
         """The next modification time (one second later than any before), in the API's spelling."""

@@ -3,12 +3,17 @@ idempotency variant a ``pms.rest`` section can describe."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from loopback import serve
 from restapi import KEY, USER, Connect, RestApi, Shape
+from tolken.config import PMSSettings
 from tolken.connectors.base import ChangeFeed, Connector, UpdatedAfterListing
+from tolken.connectors.rest import RestConnector, reference_pms_rest
 from tolken.errors import (
     AuthError,
     ConfigError,
@@ -17,6 +22,8 @@ from tolken.errors import (
     StaleVersion,
     ValidationFailed,
 )
+from tolken.sandbox.credentials import PMS_API_KEY
+from tolken.sandbox.pms import create_app as create_pms
 
 AUTH: list[tuple[str, dict[str, Any]]] = [
     ("bearer", {"type": "bearer"}),
@@ -276,3 +283,81 @@ def test_capabilities_follow_the_change_capture(connect: Connect) -> None:
     assert not isinstance(listing, ChangeFeed)
     assert not isinstance(full, ChangeFeed | UpdatedAfterListing)
     assert all(isinstance(c, Connector) for c in (feed, listing, full))
+
+
+def test_updated_since_sends_the_pms_own_stamp_and_reads_only_newer(
+    api: RestApi, connect: Connect
+) -> None:
+    """An exclusive ISO filter gets back the last ``updated_at`` exactly as the API wrote it."""
+    api.shape = Shape(body="root")
+    first = api.add("customers", name="A")
+    connector = connect({"changes": {"type": "updated-since", "param": "updated_after"}})
+    (listed,) = list(connector.list_updated_after("customers", None))
+    assert listed.stamp == first["updated_at"]
+    api.add("customers", name="B")
+    newer = list(connector.list_updated_after("customers", listed.stamp))
+    assert [entry.record.data["name"] for entry in newer] == ["B"]
+    assert api.requests[-1].query["updated_after"] == first["updated_at"]
+
+
+def test_an_operator_filter_in_unix_seconds_inclusive(api: RestApi, connect: Connect) -> None:
+    """``updated_at_gte`` in unix seconds: the stamp is ISO for the engine, the filter a number,
+    and the record at the bound itself comes again (inclusive)."""
+    api.shape = Shape(body="root", times="unix", since_param="updated_at_gte", since_inclusive=True)
+    first = api.add("customers", name="A")
+    rest = {"changes": {"param": "updated_at_gte", "format": "unix", "inclusive": True}}
+    connector = connect(rest)
+    (listed,) = list(connector.list_updated_after("customers", None))
+    assert listed.stamp == "2026-01-01T00:00:01+00:00"
+    assert listed.record.changed_at is not None
+    assert listed.record.changed_at.timestamp() == first["updated_at"]
+    api.add("customers", name="B")
+    again = list(connector.list_updated_after("customers", listed.stamp))
+    assert api.requests[-1].query["updated_at_gte"] == str(first["updated_at"])
+    assert [entry.record.data["name"] for entry in again] == ["A", "B"]
+
+
+def test_the_overlap_reads_back_from_before_the_stamp(api: RestApi, connect: Connect) -> None:
+    """``overlap_seconds`` asks from that much before the last stamp, so a record committed late
+    with an earlier time is still seen."""
+    api.shape = Shape(body="root")
+    early = api.add("customers", name="late commit")
+    last = api.add("customers", name="seen")
+    connector = connect({"changes": {"overlap_seconds": 5}})
+    read = list(connector.list_updated_after("customers", last["updated_at"]))
+    assert api.requests[-1].query["updated_after"] == "2025-12-31T23:59:57+00:00"
+    assert early["id"] in {int(entry.record.id) for entry in read}
+
+
+def test_without_change_capture_every_cycle_is_a_full_listing(
+    api: RestApi, connect: Connect
+) -> None:
+    """``changes.type: none`` lists every record even when asked for changes after a time."""
+    api.shape = Shape(body="root")
+    api.add("customers", name="A")
+    connector = connect({"changes": {"type": "none"}})
+    listed = list(connector.list("customers", changed_after=datetime(2030, 1, 1, tzinfo=UTC)))
+    assert [r.data["name"] for r in listed] == ["A"]
+    assert "updated_after" not in api.requests[-1].query
+
+
+def test_the_contracts_changes_feed_is_read_raw() -> None:
+    """``changes.type: feed`` reads the reference PMS's feed: an upsert, then a delete."""
+    with serve(create_pms()) as url:
+        settings = PMSSettings(
+            connector="rest",
+            base_url=f"{url}/api/v1",
+            api_key=SecretStr(PMS_API_KEY),
+            rest=reference_pms_rest("feed"),
+        )
+        with RestConnector(settings) as connector:
+            assert isinstance(connector, ChangeFeed)
+            made = connector.create(
+                "customers", {"kind": "company", "name": "Acme"}, idempotency_key="k"
+            )
+            connector.delete("customers", made.id)
+            page = connector.changes(0, limit=10)
+    assert [(item.resource, item.id, item.op) for item in page.items][-2:] == [
+        ("customers", made.id, "upsert"),
+        ("customers", made.id, "delete"),
+    ]
