@@ -83,7 +83,7 @@ def test_the_rest_connector_needs_its_section(tmp_path: Path) -> None:
 
 def test_a_section_for_another_connector_is_refused(tmp_path: Path) -> None:
     """A ``rest:`` section beside the built-in connector would be ignored: refused instead."""
-    with pytest.raises(ConfigError, match="only with pms.connector: rest"):
+    with pytest.raises(ConfigError, match=r"only with pms\.connector: rest"):
         load(tmp_path, HEAD.replace("connector: rest", "connector: pms") + REST)
 
 
