@@ -107,7 +107,10 @@ class Sandbox:
         pms_extra = ""
         if self.pms_connector == "rest":
             pms_extra = "  connector: rest\n" + textwrap.indent(
-                yaml_text({"rest": reference_pms_rest().model_dump(mode="json")}), "  "
+                yaml_text(
+                    {"rest": reference_pms_rest().model_dump(mode="json", exclude_unset=True)}
+                ),
+                "  ",
             )
         return (
             f"store: sqlite:///{self.tmp / 'tolken.db'}\n"

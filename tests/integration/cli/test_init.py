@@ -23,7 +23,7 @@ def test_init_writes_a_valid_starter_config(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     config = load_config(target, environ=ENV)
     assert config.sync.conflict_policy == "newest-wins"
-    assert config.pms.api_key.get_secret_value() == "pms-api-key-d"
+    assert config.pms.api_key_value() == "pms-api-key-d"
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
