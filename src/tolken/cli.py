@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from tolken import __version__
-from tolken._starter import STARTER_CONFIG
+from tolken._starter import STARTER_CONFIG, STARTER_REST_CONFIG
 
 app = typer.Typer(
     name="tolken",
@@ -41,13 +41,24 @@ def _root(
 def init(
     path: Path = typer.Option(Path("tolken.yaml"), "--config", help="Where to write the file."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    pms: str = typer.Option(
+        "pms",
+        "--pms",
+        help="pms: a PMS offering tolken's REST contract; rest: a PMS with its own REST API "
+        "(a commented pms.rest section to fill in, see docs/pms-rest.md).",
+    ),
 ) -> None:
     """Write a starter tolken.yaml (secrets as ${VAR} references)."""
+    starters = {"pms": STARTER_CONFIG, "rest": STARTER_REST_CONFIG}
+    if pms not in starters:
+        typer.echo(f"--pms must be one of {', '.join(starters)}, not {pms!r}", err=True)
+        raise typer.Exit(2)
     if path.exists() and not force:
         typer.echo(f"{path} already exists; use --force to overwrite it", err=True)
         raise typer.Exit(2)
-    path.write_text(STARTER_CONFIG, encoding="utf-8")
-    typer.echo(f"wrote {path}; set the environment variables it names, then run tolken sync")
+    path.write_text(starters[pms], encoding="utf-8")
+    then = "tolken check-pms --config " + str(path) if pms == "rest" else "tolken sync"
+    typer.echo(f"wrote {path}; set the environment variables it names, then run {then}")
 
 
 @app.command()

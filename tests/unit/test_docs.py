@@ -255,7 +255,7 @@ ALLOWED_IMPORTS = {
         "engine",
         "_closing",
     },
-    "conformance": {"vocabulary", "errors", "config", "connectors", "_closing"},
+    "conformance": {"vocabulary", "errors", "config", "mapping", "connectors", "_closing"},
     "sandbox": set(),
     "web": {
         "vocabulary",
@@ -280,6 +280,7 @@ ALLOWED_IMPORTS = {
         "engine",
         "compose",
         "web",
+        "conformance",
         "_signals",
         "_redact",
     },
