@@ -1,4 +1,4 @@
-"""The starter ``tolken.yaml`` files written by ``tolken init`` (``--pms rest``: a described PMS)."""
+"""The starter ``tolken.yaml`` files ``tolken init`` writes (``--pms rest``: a described PMS)."""
 
 STARTER_CONFIG = """\
 # tolken configuration. Secrets come from the environment: ${VAR}.
@@ -45,7 +45,7 @@ pms:
   page_size: 100                             # records per list request
   rest:
     auth:
-      type: bearer                           # bearer | api-key (header: or query:) | basic (username:) | none
+      type: bearer                           # bearer | api-key | basic | none (docs/pms-rest.md)
     resources:                               # the PMS's own collection paths
       customers:
         path: /customers

@@ -7,7 +7,6 @@ import re
 from pydantic import BaseModel
 
 from docstext import DOCS, ROOT, section
-from tolken.conformance import CONNECTOR_RULES
 from tolken.config import (
     RestAuth,
     RestBody,
@@ -19,6 +18,7 @@ from tolken.config import (
     RestResource,
     RestSettings,
 )
+from tolken.conformance import CONNECTOR_RULES
 
 PAGE = DOCS["pms-rest.md"]
 EXAMPLE = ROOT / "docs" / "examples" / "json-server"
