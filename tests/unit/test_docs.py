@@ -22,6 +22,17 @@ from tolken.config import (
     FlowSettings,
     PMSSettings,
     PowerOfficeSettings,
+    RestAuth,
+    RestBody,
+    RestChanges,
+    RestEndpoint,
+    RestErrors,
+    RestIdempotency,
+    RestIdentity,
+    RestPaging,
+    RestResource,
+    RestResources,
+    RestSettings,
     ServeSettings,
     SyncSettings,
     TolkenConfig,
@@ -65,6 +76,8 @@ def test_every_config_key_is_in_the_readme() -> None:
     models += [SyncSettings, FlowSettings]
     models.append(ServeSettings)
     models += [FleetConfig, FleetPMSSettings, FleetSettings]
+    models += [RestSettings, RestAuth, RestResources, RestResource, RestEndpoint, RestBody]
+    models += [RestIdentity, RestPaging, RestChanges, RestIdempotency, RestErrors]
     for model in models:
         for key in model.model_fields:
             assert f"{key}:" in README, f"{model.__name__}.{key} is not documented"
