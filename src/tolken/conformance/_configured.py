@@ -83,10 +83,10 @@ def run_configured_check(
                 else "the configuration declares no delete: those records stay, "
                 "and are listed at the end",
             ]
+            _reach(ctx, config)
             for line in plan:
                 if announce is not None:
                     announce(line)
-            _reach(ctx, config)
             results: list[RuleResult] = []
             try:
                 cannot = _probe_delete(ctx) if deletes else None

@@ -106,13 +106,13 @@ def run_conformance(
     )
     selected = [RULES[name] for name in names]
     plan = tuple(plan_lines(ctx, selected))
-    for line in plan:
-        if announce is not None:
-            announce(line)
     results: list[RuleResult] = []
     started_at = now()
     try:
         _probe(ctx)
+        for line in plan:
+            if announce is not None:
+                announce(line)
         try:
             start = len(ctx.exchanges)
             cannot_delete = probe_delete(ctx) if any(_creates(r) for r in selected) else None

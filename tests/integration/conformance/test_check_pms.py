@@ -247,7 +247,7 @@ def test_cli_json_and_exit_one_on_a_wrong_key(reference: tuple[Any, str]) -> Non
         cli, ["check-pms", f"{url}/api/v1", "--api-key", "wrong", "--json", "--rule", "paging"]
     )
     assert result.exit_code == 1, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)  # the plan goes to stderr
     assert doc["passed"] is False
     assert doc["rules"][0]["rule"] == "paging"
     assert "401" in doc["rules"][0]["reason"]
