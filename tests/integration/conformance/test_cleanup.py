@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +102,39 @@ def test_json_server_at_a_bare_host_keeps_one_record_and_the_check_names_it(
     assert report.results[0].name == "delete-test-records"
     assert [f"customers/{r['id']}" for r in records] == list(report.left_behind)
     assert len(records) == 1
+
+
+def _no_feed(scope: Scope, status: int, body: bytes) -> tuple[int, bytes]:
+    if scope["path"].startswith("/api/v1/changes") or _is(scope, "POST", "/api/v1/webhooks"):
+        return 404, b'{"errors": [{"field": null, "message": "not found"}]}'
+    return status, body
+
+
+def _feed_without_has_more(scope: Scope, status: int, body: bytes) -> tuple[int, bytes]:
+    if _is(scope, "GET", "/api/v1/changes") and status == 200:
+        page = json.loads(body)
+        page.pop("has_more", None)
+        return status, json.dumps(page).encode()
+    return status, body
+
+
+def test_a_pms_without_feed_or_webhooks_has_them_reported_absent_not_failed() -> None:
+    """No /changes and no /webhooks: those rules say ABSENT, and the PMS still passes."""
+    app = Tamper(create_app(webhook_base_delay=0.05), response=_no_feed)
+    feed_rules = ["changes-feed", "feed-has-more", "feed-records", "webhook-signature"]
+    with serve(app) as url:
+        report = run_conformance(url, PMS_API_KEY, rules=["auth", *feed_rules])
+        assert _leftovers(url) == ([], [])
+    assert {r.name: r.status for r in report.results} == {
+        "auth": "pass",
+        **dict.fromkeys(feed_rules, "absent"),
+    }
+    assert report.passed
+
+
+def test_a_feed_without_has_more_reports_the_capability_absent() -> None:
+    """A feed page without has_more: feed-has-more is ABSENT, the feed itself still passes."""
+    app = Tamper(create_app(webhook_base_delay=0.05), response=_feed_without_has_more)
+    with serve(app) as url:
+        report = run_conformance(url, PMS_API_KEY, rules=["changes-feed", "feed-has-more"])
+    assert [r.status for r in report.results] == ["pass", "absent"]
