@@ -7,8 +7,9 @@ the record is still readable afterwards) the rules that create records are
 not run. Afterwards :func:`clean_up` deletes every record the run made and
 confirms each is gone (a GET answering 404), then :func:`_sweep` lists both
 resources for records carrying this run's name tag (a POST that answered
-an error may still have stored one) and deletes those too. Whatever is still
-there is listed by resource and id, to remove by hand.
+an error may still have stored one) and deletes those too; webhooks to the
+run's receiver are swept the same way. Whatever is still there is listed by
+resource and id, to remove by hand.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def clean_up(ctx: CheckContext, started_at: datetime) -> CleanupReport:
             )
         )
     notes += [_remove_webhook(ctx, hook_id, url) for hook_id, url in ctx.webhooks]
+    notes += [_remove_webhook(ctx, hook_id, url) for hook_id, url in _stray_webhooks(ctx)]
     return CleanupReport(
         tuple(notes), tuple(f"{resource}/{record_id}" for resource, record_id in left)
     )
@@ -160,6 +162,29 @@ def _sweep(ctx: CheckContext, started_at: datetime) -> list[tuple[str, str]]:
                 break
             params["cursor"] = cursor
     return found
+
+
+def _stray_webhooks(ctx: CheckContext) -> list[tuple[str | None, str]]:
+    """Webhooks to this run's receiver the PMS holds though it never said so (or kept)."""
+    if not ctx.webhook_urls:
+        return []
+    try:
+        response = ctx.call("GET", "webhooks")
+    except httpx.HTTPError:
+        return []
+    body = _json(response)
+    items = body.get("items") if isinstance(body, dict) else body
+    if not response.is_success or not isinstance(items, list):
+        return []
+    known = {hook_id for hook_id, _ in ctx.webhooks}
+    return [
+        (str(item["id"]), str(item["url"]))
+        for item in items
+        if isinstance(item, dict)
+        and item.get("url") in ctx.webhook_urls
+        and "id" in item
+        and str(item["id"]) not in known
+    ]
 
 
 def _json(response: httpx.Response) -> Any:

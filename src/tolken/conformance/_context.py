@@ -115,6 +115,8 @@ class CheckContext:
     created: list[tuple[str, str]] = field(default_factory=list)
     deleted: set[tuple[str, str]] = field(default_factory=set)
     webhooks: list[tuple[str | None, str]] = field(default_factory=list)
+    webhook_urls: list[str] = field(default_factory=list)
+    """Every URL the run asked the PMS to post to, answered or not (the cleanup sweeps them)."""
     exchanges: list[Exchange] = field(default_factory=list)
     _batch: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 

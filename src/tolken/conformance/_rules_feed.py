@@ -176,6 +176,7 @@ def check_webhook(ctx: CheckContext) -> str:
     secret = secrets.token_urlsafe(24)
     with WebhookReceiver(ctx.webhook_host, ctx.webhook_port) as receiver:
         url = ctx.webhook_public_url or receiver.url
+        ctx.webhook_urls.append(url)
         response = ctx.call("POST", "webhooks", json={"url": url, "secret": secret})
         if response.status_code in _ABSENT:
             raise CapabilityAbsent(
