@@ -48,6 +48,7 @@ class Shape:
     idempotency_header: str | None = None
     ref_filter: Literal["honour", "ignore", "refuse"] = "honour"
     put_replaces: bool = True  # PUT replaces the whole record
+    create_answer: Literal["record", "location"] = "record"  # 201 with the record, or a Location
 
 
 @dataclass
@@ -224,6 +225,8 @@ async def _collection(api: RestApi, request: Request) -> Response:
     record = api.add(resource, **fields)
     if key is not None:
         api.keys[key] = record["id"]
+    if api.shape.create_answer == "location":
+        return Response(status_code=201, headers={"Location": f"/{resource}/{record['id']}"})
     return _single(api, resource, record, 201)
 
 
