@@ -193,7 +193,6 @@ def to_record(
     return StampedRecord(record, stamp_of(updated) if updated is not MISSING else None)
 
 
-
 def content_version(fields: Mapping[str, Any]) -> int:
     """A record's version made from its content (a stable 53-bit hash of its fields).
 
