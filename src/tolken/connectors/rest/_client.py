@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -155,7 +155,7 @@ class RestConnector(Closeable):
             given = RestEndpoint(method=method, path=path)
         if record_id is not None:
             given = given.model_copy(
-                update={"path": given.path.replace("{id}", httpx.URL(record_id).raw_path.decode())}
+                update={"path": given.path.replace("{id}", quote(record_id, safe=""))}
             )
         assert isinstance(given, RestEndpoint)
         return given
