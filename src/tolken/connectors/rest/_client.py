@@ -399,7 +399,8 @@ class RestConnector(Closeable):
         ``identity.etag`` the record is read first: when its content still
         gives ``version`` its ETag goes back as ``If-Match`` (so nothing slips
         in between), else StaleVersion. Raises StaleVersion when the record
-        moved since ``version``.
+        moved since ``version``. A ``put`` with neither versions nor ETags can
+        overwrite an edit made between its read and its write.
         """
         spec = self._resource(resource)
         endpoint = self._endpoint(resource, "update", record_id)
@@ -429,14 +430,13 @@ class RestConnector(Closeable):
                 headers["If-Match"] = f'"{version}"'
             else:
                 patch = put(patch, identity.version_field, version)
-        fields = patch
         content_type = MERGE_PATCH if self.rest.update_mode == "merge-patch" else None
         if self.rest.body.content_type != "application/json":
             content_type = self.rest.body.content_type
         response = self._send(
             endpoint.method,
             self._url(endpoint.path),
-            body=wrap(self.rest.body, fields, type_name=spec.type, record_id=record_id),
+            body=wrap(self.rest.body, patch, type_name=spec.type, record_id=record_id),
             headers=headers,
             content_type=content_type,
         )
