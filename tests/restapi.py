@@ -40,6 +40,7 @@ class Shape:
     body: Literal["root", "items", "jsonapi"] = "items"
     paging: Literal["page", "offset", "cursor", "cursor-url", "link", "none"] = "page"
     total: bool = False  # list answers carry {"total": n} (items shape)
+    max_page: int = 1000  # the most records one page holds, whatever was asked
     since_param: str = "updated_after"
     since_inclusive: bool = False
     times: Literal["iso", "unix"] = "iso"
@@ -48,6 +49,7 @@ class Shape:
     idempotency_header: str | None = None
     ref_filter: Literal["honour", "ignore", "refuse"] = "honour"
     put_replaces: bool = True  # PUT replaces the whole record
+    create_answer: Literal["record", "location"] = "record"  # 201 with the record, or a Location
 
 
 @dataclass
@@ -167,7 +169,7 @@ def _listing(api: RestApi, request: Request, resource: str) -> Response:
         return _error(422, "unknown filter external_ref")
     if ref is not None and shape.ref_filter == "honour":
         rows = [r for r in rows if r.get("external_ref") == ref]
-    size = int(query.get("limit", "100"))
+    size = min(int(query.get("limit", "100")), shape.max_page)
     start = {
         "page": (int(query.get("page", "1")) - 1) * size,
         "offset": int(query.get("offset", "0")),
@@ -224,6 +226,8 @@ async def _collection(api: RestApi, request: Request) -> Response:
     record = api.add(resource, **fields)
     if key is not None:
         api.keys[key] = record["id"]
+    if api.shape.create_answer == "location":
+        return Response(status_code=201, headers={"Location": f"/{resource}/{record['id']}"})
     return _single(api, resource, record, 201)
 
 

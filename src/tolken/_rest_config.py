@@ -153,8 +153,11 @@ class RestPaging(_Section):
     """How a list is paged; the page size is ``pms.page_size``.
 
     ``page``: ``page_param`` counts from ``first_page``; ``offset``:
-    ``offset_param`` counts records; both end at an empty page, a short page
-    (fewer than asked) or when ``total_path`` (a count in the answer) is read.
+    ``offset_param`` counts records; both end at an empty page, when
+    ``total_path`` (a count in the answer) records are read, or, with
+    ``short_page_ends``, at a page shorter than asked (only for a PMS that
+    always gives the size asked for: one that caps it lower would end the
+    listing early).
     ``cursor``: the next cursor is at ``cursor_path`` in the answer and goes
     back as ``cursor_param`` (a full URL there is followed as it is); ``link``:
     the ``Link`` header's ``rel="next"``; both end when there is no next.
@@ -170,6 +173,7 @@ class RestPaging(_Section):
     cursor_param: str = "cursor"
     cursor_path: str = "next_cursor"
     total_path: str | None = None
+    short_page_ends: bool = False
 
 
 class RestChanges(_Section):

@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from tolken.cli import app
-from tolken.config import TolkenConfig, load_config
+from tolken.config import TenantSettings, TolkenConfig, load_config, load_fleet_config
 from tolken.errors import ConfigError
 
 HEAD = """\
@@ -110,3 +111,39 @@ def test_the_cli_exits_2_naming_file_line_and_key(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"{path}:14" in result.stderr
     assert "pms.rest.idempotency" in result.stderr
+
+
+def test_every_tenant_of_a_fleet_gets_the_described_pms(tmp_path: Path) -> None:
+    """In fleet mode the ``pms.rest`` section reaches each tenant's config, with its own key."""
+    text = """\
+store: postgresql+psycopg://tolken:pw@db:5432/tolken
+poweroffice:
+  application_key: application-key
+  subscription_key: subscription-key
+pms:
+  base_url: https://pms.example.com
+  connector: rest
+  rest:
+    resources:
+      customers:
+        path: /clients
+        delete: false
+    idempotency:
+      header: Idempotency-Key
+fleet:
+  secret_key: a passphrase of well over 32 characters
+"""
+    path = tmp_path / "tolken.yaml"
+    path.write_text(text, encoding="utf-8")
+    fleet = load_fleet_config(path, environ={})
+    tenant = TenantSettings(
+        id="acme",
+        poweroffice_client_key=SecretStr("client-key-of-acme"),
+        pms_api_key=SecretStr("pms-key-of-acme"),
+    )
+    config = fleet.tenant_config(tenant)
+    assert config.pms.rest == fleet.pms.rest
+    assert config.pms.rest is not None
+    assert config.pms.rest.resources.customers.delete is False
+    assert config.pms.change_capture == "polling"
+    assert config.pms.api_key_value() == "pms-key-of-acme"

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -40,9 +40,9 @@ from tolken.connectors.rest._paging import PageRequest, first_page, next_page
 from tolken.connectors.rest._wire import (
     MISSING,
     at,
-    etag_version,
     format_since,
     put,
+    record_fields,
     to_record,
     wrap,
 )
@@ -155,7 +155,7 @@ class RestConnector(Closeable):
             given = RestEndpoint(method=method, path=path)
         if record_id is not None:
             given = given.model_copy(
-                update={"path": given.path.replace("{id}", httpx.URL(record_id).raw_path.decode())}
+                update={"path": given.path.replace("{id}", quote(record_id, safe=""))}
             )
         assert isinstance(given, RestEndpoint)
         return given
@@ -235,10 +235,8 @@ class RestConnector(Closeable):
 
     def _record(self, resource: str, response: httpx.Response) -> StampedRecord:
         """The record of a single-record answer (``body.record_path``)."""
-        body = self._json(response)
-        item = at(body, self.rest.body.record_path)
-        etag = etag_version(response.headers.get("ETag")) if self.rest.identity.etag else None
-        return to_record(resource, item, self.rest.body, self.rest.identity, etag_version=etag)
+        item = at(self._json(response), self.rest.body.record_path)
+        return to_record(resource, item, self.rest.body, self.rest.identity)
 
     # -- listing ------------------------------------------------------------
 
@@ -344,6 +342,10 @@ class RestConnector(Closeable):
             headers=headers,
             idempotent=ways.header is not None,
         )
+        location = response.headers.get("Location")
+        if not response.content and location:
+            where = httpx.URL(self._base + "/").join(location)
+            return self._record(resource, self._send("GET", str(where))).record
         if not response.content:
             found = self.find_by_idempotency_key(resource, idempotency_key)
             if found is None:
@@ -394,45 +396,47 @@ class RestConnector(Closeable):
 
         ``merge-patch`` sends a JSON Merge Patch, ``patch`` the same object as
         plain JSON, ``put`` reads the record, merges and writes it whole. With
-        ``identity.etag`` the record is read first and its ETag, when it still
-        stands for ``version``, sent as ``If-Match``. Raises StaleVersion when
-        the record moved since ``version``.
+        ``identity.etag`` the record is read first: when its content still
+        gives ``version`` its ETag goes back as ``If-Match`` (so nothing slips
+        in between), else StaleVersion. Raises StaleVersion when the record
+        moved since ``version``. A ``put`` with neither versions nor ETags can
+        overwrite an edit made between its read and its write.
         """
         spec = self._resource(resource)
         endpoint = self._endpoint(resource, "update", record_id)
         identity = self.rest.identity
         patch = nest(changes)
         headers: dict[str, str] = {}
-        current: httpx.Response | None = None
         if self.rest.update_mode == "put" or identity.etag:
             get = self._endpoint(resource, "get", record_id)
             current = self._send(get.method, self._url(get.path))
-        if identity.etag and current is not None:
-            etag = current.headers.get("ETag")
-            if version is not None and etag is not None:
-                if etag_version(etag) != version:
+            now = self._record(resource, current).record
+            if identity.etag:
+                if version is not None and now.version != version:
                     raise StaleVersion(
-                        f"the {resource} record {record_id} changed since it was read",
+                        f"the {resource} record {record_id} changed since tolken read it",
                         system=SYSTEM,
-                        current_version=etag_version(etag),
+                        current_version=now.version,
                     )
-                headers["If-Match"] = etag
-        elif version is not None and identity.version_field:
+                etag = current.headers.get("ETag")
+                if version is not None and etag:
+                    headers["If-Match"] = etag
+            if self.rest.update_mode == "put":
+                item = at(self._json(current), self.rest.body.record_path)
+                whole = record_fields(self.rest.body, item) if isinstance(item, Mapping) else {}
+                patch = _deep_merge(whole, patch)
+        if version is not None and identity.version_field:
             if identity.version_in == "if-match":
                 headers["If-Match"] = f'"{version}"'
             else:
                 patch = put(patch, identity.version_field, version)
-        fields = patch
-        if self.rest.update_mode == "put" and current is not None:
-            now = self._record(resource, current).record
-            fields = _deep_merge(dict(now.data), patch)
         content_type = MERGE_PATCH if self.rest.update_mode == "merge-patch" else None
         if self.rest.body.content_type != "application/json":
             content_type = self.rest.body.content_type
         response = self._send(
             endpoint.method,
             self._url(endpoint.path),
-            body=wrap(self.rest.body, fields, type_name=spec.type, record_id=record_id),
+            body=wrap(self.rest.body, patch, type_name=spec.type, record_id=record_id),
             headers=headers,
             content_type=content_type,
         )

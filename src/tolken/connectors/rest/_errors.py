@@ -2,8 +2,10 @@
 
 The one classifier of the ``rest`` connector. The human message comes from
 ``pms.rest.errors.message_path`` in the error body when that finds text,
-else ``detail``/``message``/``title``/``error``, else the raw text
-(shortened): the user reads the PMS's own words, secrets redacted
+else ``detail``/``message``/``title``/``error`` (each entry of an error list
+prefixed by the field it names: ``field``, ``path`` or JSON:API's
+``source.pointer``), else the raw text (shortened): the user reads the PMS's
+own words, secrets redacted
 (:func:`tolken.connectors._http.json_or_none`).
 """
 
@@ -34,6 +36,8 @@ __all__ = ["classify_response", "classify_transport_error", "error_message"]
 SYSTEM = "pms"
 _MAX_TEXT = 500
 _FALLBACK_KEYS = ("detail", "message", "title", "error")
+# Where an error entry names the field it is about (JSON:API: source.pointer).
+_FIELD_PATHS = ("field", "path", "source.pointer")
 
 
 def _text(value: Any) -> str | None:
@@ -43,7 +47,9 @@ def _text(value: Any) -> str | None:
         for key in _FALLBACK_KEYS:
             found = _text(value.get(key))
             if found:
-                return found
+                names = (at(value, path) for path in _FIELD_PATHS)
+                where = next((w for w in names if isinstance(w, str) and w), None)
+                return f"{where}: {found}" if where else found
     if isinstance(value, list) and value:
         parts = [t for t in (_text(v) for v in value) if t]
         return "; ".join(parts) or None

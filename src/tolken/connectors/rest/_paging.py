@@ -5,8 +5,8 @@ an answer (its body, its ``Link`` header, how many records it held) and gives
 the next request, or None at the end:
 
 - ``page`` / ``offset``: the number goes up by one page (or by the records
-  read); the end is an empty page, a page shorter than asked, or
-  ``total_path``'s count reached;
+  read); the end is an empty page, ``total_path``'s count reached, or (with
+  ``short_page_ends``) a page shorter than asked;
 - ``cursor``: the value at ``cursor_path`` goes back as ``cursor_param`` (a
   full URL there is followed as it is); the end is a missing or empty cursor;
 - ``link``: the ``Link`` header's ``rel="next"`` URL; the end is no such link;
@@ -94,7 +94,7 @@ def next_page(
         total = _total(body, paging.total_path)
         if count == 0 or (total is not None and read >= total):
             return None
-        if total is None and paging.size_param and count < size:
+        if total is None and paging.short_page_ends and count < size:
             return None
         params = dict(current.params)
         if paging.type == "page":

@@ -12,6 +12,7 @@ and spelt for a filter by :func:`format_since`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from tolken.errors import ServerError
 __all__ = [
     "MISSING",
     "at",
-    "etag_version",
+    "content_version",
     "format_since",
     "parse_updated_at",
     "put",
@@ -158,8 +159,6 @@ def to_record(
     item: Any,
     body: RestBody,
     identity: RestIdentity,
-    *,
-    etag_version: int | None = None,
 ) -> StampedRecord:
     """One record of ``resource`` (a list item or a single answer's record) and its stamp.
 
@@ -177,7 +176,7 @@ def to_record(
     data = record_fields(body, item)
     data.setdefault(identity.id_field.rsplit(".", 1)[-1], raw_id)
     updated = at(data, identity.updated_at_field) if identity.updated_at_field else MISSING
-    version: int | None = etag_version
+    version: int | None = content_version(data) if identity.etag else None
     if identity.version_field:
         raw = at(data, identity.version_field)
         if isinstance(raw, int) and not isinstance(raw, bool):
@@ -194,16 +193,12 @@ def to_record(
     return StampedRecord(record, stamp_of(updated) if updated is not MISSING else None)
 
 
-def etag_version(etag: str | None) -> int | None:
-    """An ``ETag`` as a record version: its number when it is one, else a stable 53-bit hash.
+def content_version(fields: Mapping[str, Any]) -> int:
+    """A record's version made from its content (a stable 53-bit hash of its fields).
 
-    The connector compares a fresh ETag's version with the one the engine
-    holds before sending the ETag back as ``If-Match``, so an opaque ETag
-    works as well as a counter.
+    With ``identity.etag`` the PMS's versions are opaque ETags that listings do
+    not carry; a version made from the content is the same whether the record
+    was listed or read, and changes whenever the record does.
     """
-    if not etag:
-        return None
-    text = etag.strip().removeprefix("W/").strip('"')
-    if text.isdigit() and len(text) < 16:
-        return int(text)
-    return int.from_bytes(hashlib.sha256(etag.strip().encode()).digest()[:6], "big")
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:6], "big") >> 1

@@ -198,17 +198,21 @@ def test_a_version_in_the_body_is_sent_there(api: RestApi, connect: Connect) -> 
 
 
 def test_etag_guards_updates(api: RestApi, connect: Connect) -> None:
-    """With ``etag: true`` the ETag is the version; an update after another edit is stale."""
+    """With ``etag: true`` a listed or read record has one version; an update sends the ETag as
+    ``If-Match``, and an update after someone else's edit is stale and changes nothing."""
     api.shape = Shape(body="root", version="etag")
     made = api.add("customers", name="Acme")
     connector = connect({"identity": {"etag": True}})
+    (listed,) = list(connector.list("customers"))
     seen = connector.get("customers", str(made["id"]))
-    assert seen.version == 1
-    connector.update("customers", seen.id, {"name": "B"}, version=seen.version)
+    assert listed.version is not None
+    assert seen.version == listed.version
+    written = connector.update("customers", seen.id, {"name": "B"}, version=seen.version)
     assert api.writes()[0].headers["if-match"] == 'W/"1"'
+    api.records["customers"][made["id"]]["name"] = "someone else"
     with pytest.raises(StaleVersion):
-        connector.update("customers", seen.id, {"name": "C"}, version=seen.version)
-    assert api.records["customers"][made["id"]]["name"] == "B"
+        connector.update("customers", seen.id, {"name": "C"}, version=written.version)
+    assert api.records["customers"][made["id"]]["name"] == "someone else"
 
 
 def test_an_idempotency_header_makes_a_repeated_create_return_the_first_record(
@@ -360,4 +364,18 @@ def test_the_contracts_changes_feed_is_read_raw() -> None:
     assert [(item.resource, item.id, item.op) for item in page.items][-2:] == [
         ("customers", made.id, "upsert"),
         ("customers", made.id, "delete"),
+    ]
+
+
+def test_a_create_answered_with_only_a_location_reads_the_record_there(
+    api: RestApi, connect: Connect
+) -> None:
+    """A 201 with no body and a ``Location`` header: the new record is read from that URL."""
+    api.shape = Shape(body="root", create_answer="location")
+    connector = connect({})
+    made = connector.create("customers", {"name": "Acme"}, idempotency_key="k1")
+    assert made.data["name"] == "Acme"
+    assert [(r.method, r.path) for r in api.requests] == [
+        ("POST", "/customers"),
+        ("GET", f"/customers/{made.id}"),
     ]

@@ -22,14 +22,19 @@ def _seed(api: RestApi) -> None:
 
 VARIANTS: list[tuple[Shape, dict[str, Any], int]] = [
     # (how the server pages, the section that describes it, list requests for 7 records by 3)
-    (Shape(body="root", paging="page"), {"paging": {"type": "page"}}, 3),
-    (Shape(body="items", paging="page"), {"body": {"list_path": "items"}}, 3),
+    (Shape(body="root", paging="page"), {"paging": {"type": "page"}}, 4),
+    (
+        Shape(body="root", paging="page"),
+        {"paging": {"type": "page", "short_page_ends": True}},
+        3,
+    ),
+    (Shape(body="items", paging="page"), {"body": {"list_path": "items"}}, 4),
     (
         Shape(body="items", paging="page", total=True),
         {"body": {"list_path": "items"}, "paging": {"total_path": "total"}},
         3,
     ),
-    (Shape(body="root", paging="offset"), {"paging": {"type": "offset"}}, 3),
+    (Shape(body="root", paging="offset"), {"paging": {"type": "offset"}}, 4),
     (
         Shape(body="items", paging="cursor"),
         {"body": {"list_path": "items"}, "paging": {"type": "cursor"}},
@@ -67,6 +72,15 @@ def test_a_full_last_page_ends_at_the_empty_page_after_it(api: RestApi, connect:
     assert len(list(connector.list("customers"))) == 6
     pages = [r.query["page"] for r in api.requests]
     assert pages == ["1", "2", "3"]
+
+
+def test_a_pms_that_caps_the_page_size_loses_no_record(api: RestApi, connect: Connect) -> None:
+    """Asked for 5 a page, given 2: the short pages do not end the listing, the empty one does."""
+    api.shape = Shape(body="root", paging="offset", max_page=2)
+    _seed(api)
+    connector = connect({"paging": {"type": "offset"}}, page_size=5)
+    assert [r.data["name"] for r in connector.list("customers")] == SEVEN
+    assert [r.query["offset"] for r in api.requests] == ["0", "2", "4", "6", "7"]
 
 
 def test_a_page_that_never_ends_is_stopped(api: RestApi, connect: Connect) -> None:
