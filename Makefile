@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ST_VENV := .venv-schemathesis
 ST_STAMP := $(ST_VENV)/.installed
 
-.PHONY: setup schemathesis demo test test-fast lint format bench soak lock docs-cli clean chromium
+.PHONY: setup schemathesis jsonserver demo test test-fast lint format bench soak lock docs-cli clean chromium
 
 setup: $(STAMP)
 
@@ -24,11 +24,17 @@ $(ST_STAMP): requirements-schemathesis.txt
 	$(ST_VENV)/bin/pip install --quiet --require-hashes -r requirements-schemathesis.txt
 	touch $(ST_STAMP)
 
+# json-server 0.17.4 (package-lock.json), the third-party PMS of tests/integration/jsonserver.
+jsonserver: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
 demo: $(STAMP)
 	$(BIN)/tolken demo
 
-test: $(STAMP) $(ST_STAMP) chromium
-	TOLKEN_REQUIRE_SCHEMATHESIS=1 $(BIN)/pytest
+test: $(STAMP) $(ST_STAMP) chromium jsonserver
+	TOLKEN_REQUIRE_SCHEMATHESIS=1 TOLKEN_REQUIRE_JSONSERVER=1 $(BIN)/pytest
 
 # The browser tests drive Debian's chromium, never a downloaded browser; install it when missing.
 chromium:
@@ -66,4 +72,4 @@ docs-cli: $(STAMP)
 	$(BIN)/python -m tolken._cli_reference README.md
 
 clean:
-	rm -rf $(VENV) $(ST_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ST_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

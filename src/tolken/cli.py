@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from tolken import __version__
-from tolken._starter import STARTER_CONFIG
+from tolken._starter import STARTER_CONFIG, STARTER_REST_CONFIG
 from tolken.vocabulary import ConflictPolicy
 
 app = typer.Typer(
@@ -42,13 +42,24 @@ def _root(
 def init(
     path: Path = typer.Option(Path("tolken.yaml"), "--config", help="Where to write the file."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    pms: str = typer.Option(
+        "pms",
+        "--pms",
+        help="pms: a PMS offering tolken's REST contract; rest: a PMS with its own REST API "
+        "(a commented pms.rest section to fill in, see docs/pms-rest.md).",
+    ),
 ) -> None:
     """Write a starter tolken.yaml (secrets as ${VAR} references)."""
+    starters = {"pms": STARTER_CONFIG, "rest": STARTER_REST_CONFIG}
+    if pms not in starters:
+        typer.echo(f"--pms must be one of {', '.join(starters)}, not {pms!r}", err=True)
+        raise typer.Exit(2)
     if path.exists() and not force:
         typer.echo(f"{path} already exists; use --force to overwrite it", err=True)
         raise typer.Exit(2)
-    path.write_text(STARTER_CONFIG, encoding="utf-8")
-    typer.echo(f"wrote {path}; set the environment variables it names, then run tolken sync")
+    path.write_text(starters[pms], encoding="utf-8")
+    then = "tolken check-pms --config " + str(path) if pms == "rest" else "tolken sync"
+    typer.echo(f"wrote {path}; set the environment variables it names, then run {then}")
 
 
 @app.command()
@@ -83,13 +94,24 @@ def docs(
 
 @app.command("check-pms")
 def check_pms(
-    url: str = typer.Argument(
-        ..., help="The PMS API root, e.g. https://pms.example.com/api/v1 (bare host: + /api/v1)."
+    url: str | None = typer.Argument(
+        None,
+        help="The PMS API root, e.g. https://pms.example.com/api/v1 (bare host: + /api/v1). "
+        "Leave out with --config.",
     ),
-    api_key: str = typer.Option(
-        ..., "--api-key", envvar="PMS_API_KEY", help="The PMS API key (or set PMS_API_KEY)."
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="PMS_API_KEY", help="The PMS API key (or set PMS_API_KEY)."
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Check the PMS as this tolken.yaml configures it (its connector, URL and key) "
+        "instead of URL against the REST contract.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+    show_requests: bool = typer.Option(
+        False, "--show-requests", help="Print every request of every rule and its answer."
+    ),
     rule: list[str] | None = typer.Option(None, "--rule", help="Run only this rule (repeatable)."),
     webhook_host: str = typer.Option(
         "127.0.0.1", "--webhook-host", help="Interface the check's webhook receiver listens on."
@@ -104,33 +126,25 @@ def check_pms(
         "or tunnel (a remote PMS).",
     ),
 ) -> None:
-    """Check a PMS against the REST contract: one PASS/FAIL line per rule (exit 1 if any fail)."""
-    import json
+    """Check a PMS against the REST contract, or as --config configures it: one line per rule.
 
-    from tolken.conformance import format_report, run_conformance
-    from tolken.errors import ConfigError, Unreachable
+    PASS, FAIL, ABSENT (a capability the PMS lacks; not a failure) or SKIP;
+    exit 1 if any fails. It says first what test records it will create, and
+    deletes them at the end (listing any it cannot).
+    """
+    from tolken._commands.check import check_pms_command
 
-    try:
-        report = run_conformance(
-            url,
-            api_key,
-            rules=rule or None,
-            webhook_host=webhook_host,
-            webhook_port=webhook_port,
-            webhook_public_url=webhook_public_url,
-        )
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except Unreachable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        for line in format_report(report):
-            typer.echo(line)
-    raise typer.Exit(0 if report.passed else 1)
+    check_pms_command(
+        url,
+        api_key,
+        config,
+        as_json=as_json,
+        show_requests=show_requests,
+        rules=rule or None,
+        webhook_host=webhook_host,
+        webhook_port=webhook_port,
+        webhook_public_url=webhook_public_url,
+    )
 
 
 @app.command()

@@ -16,18 +16,41 @@ which must then be PostgreSQL. :func:`load_any_config` reads either;
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from tolken._redact import MIN_SECRET_LENGTH as MIN_KEY_LENGTH
+from tolken._rest_config import (
+    REST_CONNECTOR,
+    RestAuth,
+    RestBody,
+    RestChanges,
+    RestEndpoint,
+    RestErrors,
+    RestIdempotency,
+    RestIdentity,
+    RestPaging,
+    RestResource,
+    RestResources,
+    RestSettings,
+)
 from tolken._yaml import expand_env, load_yaml, validate_model
 from tolken.errors import ConfigError
 from tolken.vocabulary import ConflictPolicy, FlowId
 
 __all__ = [
     "MIN_FLEET_SECRET_LENGTH",
+    "REST_CONNECTOR",
     "TENANT_ID_PATTERN",
     "ConflictPolicy",
     "FleetConfig",
@@ -37,6 +60,17 @@ __all__ = [
     "PMSSettings",
     "PowerOfficeApplicationSettings",
     "PowerOfficeSettings",
+    "RestAuth",
+    "RestBody",
+    "RestChanges",
+    "RestEndpoint",
+    "RestErrors",
+    "RestIdempotency",
+    "RestIdentity",
+    "RestPaging",
+    "RestResource",
+    "RestResources",
+    "RestSettings",
     "ServeSettings",
     "SyncSettings",
     "TenantSettings",
@@ -92,13 +126,68 @@ class _PMSConnection(_Strict):
     timeout_seconds: float = Field(default=30.0, gt=0)
     # The reference PMS (and most APIs) cap list pages at 1000.
     page_size: int = Field(default=500, ge=1, le=1000)
+    rest: RestSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _capture_follows_rest(cls, data: Any) -> Any:
+        # With connector: rest the section says whether there is a feed; change_capture follows.
+        if isinstance(data, dict) and data.get("connector") == REST_CONNECTOR:
+            rest = data.get("rest")
+            changes = rest.get("changes") if isinstance(rest, dict) else None
+            kind = changes.get("type") if isinstance(changes, dict) else None
+            if isinstance(rest, RestSettings):
+                kind = rest.changes.type
+            if "change_capture" not in data:
+                return {**data, "change_capture": "changes" if kind == "feed" else "polling"}
+        return data
+
+    @model_validator(mode="after")
+    def _rest_section(self) -> Self:
+        if self.connector == REST_CONNECTOR:
+            if self.rest is None:
+                raise PydanticCustomError(
+                    "rest_section_missing",
+                    "pms.connector: rest needs a pms.rest: section describing the PMS's API "
+                    "(see docs/pms-rest.md)",
+                )
+            if self.change_capture == "changes" and self.rest.changes.type != "feed":
+                raise PydanticCustomError(
+                    "rest_no_feed",
+                    "pms.change_capture: changes needs pms.rest.changes.type: feed; "
+                    "this PMS is read by {kind}: use change_capture: polling (or leave it out)",
+                    {"kind": self.rest.changes.type},
+                )
+        elif self.rest is not None:
+            raise PydanticCustomError(
+                "rest_section_unused",
+                "pms.rest: is read only with pms.connector: rest (the connector is {name!r})",
+                {"name": self.connector},
+            )
+        return self
+
+    def needs_api_key(self) -> bool:
+        """False only for a ``rest`` PMS whose API takes no credentials (``auth.type: none``)."""
+        return self.rest is None or self.rest.auth.type != "none"
 
 
 class PMSSettings(_PMSConnection):
-    """How to reach the custom PMS."""
+    """How to reach the custom PMS; ``api_key`` may be left out only with ``rest`` auth none."""
 
     base_url: str
-    api_key: ApiKey
+    api_key: ApiKey | None = None
+
+    @model_validator(mode="after")
+    def _api_key_present(self) -> Self:
+        if self.api_key is None and self.needs_api_key():
+            raise PydanticCustomError(
+                "missing", "pms.api_key is required (only a rest PMS with auth type none has none)"
+            )
+        return self
+
+    def api_key_value(self) -> str:
+        """The API key's text ("" when the PMS takes none)."""
+        return self.api_key.get_secret_value() if self.api_key is not None else ""
 
 
 class FleetPMSSettings(_PMSConnection):
@@ -182,8 +271,9 @@ class TolkenConfig(_Strict):
             self.poweroffice.application_key,
             self.poweroffice.client_key,
             self.poweroffice.subscription_key,
-            self.pms.api_key,
         ]
+        if self.pms.api_key is not None:
+            values.append(self.pms.api_key)
         if self.serve is not None:
             values += [v for v in (self.serve.token, self.serve.webhook_secret) if v is not None]
         return [v.get_secret_value() for v in values if v.get_secret_value()]

@@ -34,9 +34,13 @@ def urls() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def sb(urls: tuple[str, str], tmp_path: Path) -> Iterator[Sandbox]:
-    """The loopback sandbox, emptied, with retry waits off."""
-    sandbox = Sandbox(urls[0], urls[1], tmp_path)
+def sb(urls: tuple[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """The loopback sandbox, emptied, with retry waits off.
+
+    Parametrised indirectly (``PMS_CONNECTORS``), tolken reaches the PMS through
+    that connector; otherwise through the built-in one.
+    """
+    sandbox = Sandbox(urls[0], urls[1], tmp_path, getattr(request, "param", "pms"))
     sandbox.reset()
     with no_waits():
         yield sandbox

@@ -7,9 +7,11 @@ SQLite store.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from loopback import serve
@@ -28,12 +31,18 @@ from tolken.connectors import _http
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
 from tolken.connectors.ratelimit import clear_shared_limiters
+from tolken.connectors.rest import reference_pms_rest
 from tolken.engine import SyncEngine
 from tolken.sandbox import credentials
 from tolken.sandbox.pms import create_app as create_pms
 from tolken.sandbox.poweroffice import create_app as create_poweroffice
 
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
+
+PMS_CONNECTORS = ("pms", "rest")
+"""The two ways tolken reaches the reference PMS: the built-in connector, and ``connector:
+rest`` with the section that describes it; parametrise ``sb`` with these
+(``indirect=True``) to run a test both ways."""
 
 
 @dataclass
@@ -43,6 +52,7 @@ class Sandbox:
     po_url: str
     pms_url: str
     tmp: Path
+    pms_connector: str = "pms"
 
     def po_settings(
         self, *, client_key: str = credentials.CLIENT_KEY, **extra: Any
@@ -59,6 +69,15 @@ class Sandbox:
         )
 
     def pms_settings(self, **extra: Any) -> PMSSettings:
+        """The PMS as the tolken under test reaches it (``pms_connector``)."""
+        if self.pms_connector == "rest":
+            rest = reference_pms_rest()
+            if extra.get("change_capture") == "polling":
+                rest = reference_pms_rest("updated-since")
+            extra = {"connector": "rest", "rest": rest, **extra}
+        return self._pms_settings(**extra)
+
+    def _pms_settings(self, **extra: Any) -> PMSSettings:
         return PMSSettings(
             base_url=f"{self.pms_url}/api/v1",
             api_key=SecretStr(credentials.PMS_API_KEY),
@@ -85,6 +104,14 @@ class Sandbox:
         self, *, client_key: str = credentials.CLIENT_KEY, extra: str = "", interval: float = 0.2
     ) -> str:
         """The same config as tolken.yaml text (for the CLI)."""
+        pms_extra = ""
+        if self.pms_connector == "rest":
+            pms_extra = "  connector: rest\n" + textwrap.indent(
+                yaml_text(
+                    {"rest": reference_pms_rest().model_dump(mode="json", exclude_unset=True)}
+                ),
+                "  ",
+            )
         return (
             f"store: sqlite:///{self.tmp / 'tolken.db'}\n"
             "poweroffice:\n"
@@ -99,6 +126,7 @@ class Sandbox:
             f"  base_url: {self.pms_url}/api/v1\n"
             f"  api_key: {credentials.PMS_API_KEY}\n"
             "  timeout_seconds: 5\n"
+            f"{pms_extra}"
             "sync:\n"
             f"  interval_seconds: {interval}\n"
             f"{extra}"
@@ -126,7 +154,8 @@ class Sandbox:
 
     @contextmanager
     def pms(self) -> Iterator[PMSClient]:
-        with PMSClient(self.pms_settings()) as client:
+        """The built-in client, for arranging and reading test data whatever tolken uses."""
+        with PMSClient(self._pms_settings()) as client:
             yield client
 
     def po_create(self, resource: str, data: Mapping[str, Any]) -> str:
@@ -198,6 +227,13 @@ class Sandbox:
         base = getattr(self, "_baseline", {}).get(system, {})
         now = self.writes(system)
         return {k: v - base.get(k, 0) for k, v in now.items() if v - base.get(k, 0)}
+
+
+def yaml_text(data: Any) -> str:
+    """``data`` as block-style YAML text."""
+    out = io.StringIO()
+    YAML().dump(data, out)
+    return out.getvalue()
 
 
 @contextmanager

@@ -83,7 +83,7 @@ def test_a_full_serve_run_logs_json_lines_without_any_secret(
     with pytest.raises(AuthError) as refused, open_engine(bad) as engine:
         engine.run_cycle()
     get_logger().error("cycle failed", error=str(refused.value))
-    get_logger().info("a careless line", key=config.pms.api_key.get_secret_value())
+    get_logger().info("a careless line", key=config.pms.api_key_value())
 
     text = captured.getvalue()
     lines = _lines(captured)  # every line parses: one JSON object per line

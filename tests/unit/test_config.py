@@ -173,7 +173,7 @@ def test_a_tenant_config_is_the_single_mode_shape(tmp_path: Path) -> None:
     assert config.poweroffice.client_key.get_secret_value() == "client-key-of-acme"
     assert config.poweroffice.application_key.get_secret_value() == "application-key"
     assert config.poweroffice.requests_per_second == 8
-    assert config.pms.api_key.get_secret_value() == "pms-key-of-acme"
+    assert config.pms.api_key_value() == "pms-key-of-acme"
     assert (config.pms.base_url, config.pms.timeout_seconds) == (fleet.pms.base_url, 12)
     assert (config.sync.interval_seconds, config.sync.conflict_policy) == (300, "poweroffice-wins")
     assert config.serve == fleet.serve

@@ -22,6 +22,17 @@ from tolken.config import (
     FlowSettings,
     PMSSettings,
     PowerOfficeSettings,
+    RestAuth,
+    RestBody,
+    RestChanges,
+    RestEndpoint,
+    RestErrors,
+    RestIdempotency,
+    RestIdentity,
+    RestPaging,
+    RestResource,
+    RestResources,
+    RestSettings,
     ServeSettings,
     SyncSettings,
     TolkenConfig,
@@ -65,6 +76,8 @@ def test_every_config_key_is_in_the_readme() -> None:
     models += [SyncSettings, FlowSettings]
     models.append(ServeSettings)
     models += [FleetConfig, FleetPMSSettings, FleetSettings]
+    models += [RestSettings, RestAuth, RestResources, RestResource, RestEndpoint, RestBody]
+    models += [RestIdentity, RestPaging, RestChanges, RestIdempotency, RestErrors]
     for model in models:
         for key in model.model_fields:
             assert f"{key}:" in README, f"{model.__name__}.{key} is not documented"
@@ -229,8 +242,9 @@ ALLOWED_IMPORTS = {
     "errors": set(),
     "_closing": set(),
     "_redact": set(),
+    "_rest_config": set(),
     "_yaml": {"vocabulary", "errors"},
-    "config": {"vocabulary", "errors", "_yaml", "_redact"},
+    "config": {"vocabulary", "errors", "_yaml", "_redact", "_rest_config"},
     "mapping": {"vocabulary", "errors", "config", "_yaml"},
     "connectors": {"vocabulary", "errors", "config", "_closing", "_redact"},
     "store": {"vocabulary", "errors", "config", "_closing", "_redact"},
@@ -266,7 +280,7 @@ ALLOWED_IMPORTS = {
         "_signals",
         "_redact",
     },
-    "conformance": {"vocabulary", "errors", "config", "connectors", "_closing"},
+    "conformance": {"vocabulary", "errors", "config", "mapping", "connectors", "_closing"},
     "sandbox": set(),
     "web": {
         "vocabulary",
@@ -293,6 +307,7 @@ ALLOWED_IMPORTS = {
         "compose",
         "fleet",
         "web",
+        "conformance",
         "_signals",
         "_redact",
     },

@@ -69,7 +69,7 @@ def test_a_file_at_the_cap_is_read(tmp_path: Path) -> None:
     path.write_text(text + "#" * (MAX_FILE_BYTES - len(text) - 1) + "\n", encoding="utf-8")
     assert path.stat().st_size == MAX_FILE_BYTES
     config = load_config(path, environ={"APP": "application-key"})
-    assert config.pms.api_key.get_secret_value() == "pms-api-key-1"
+    assert config.pms.api_key_value() == "pms-api-key-1"
 
 
 def test_deep_nesting_is_a_config_error(tmp_path: Path) -> None:

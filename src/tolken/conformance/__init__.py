@@ -36,21 +36,34 @@ pass or fail with a one-line reason. The rules, in the order they run:
     patch, and progress 150 with an unknown ``customer_id`` is a 422 naming both.
 ``changes-feed``
     Create, update and delete appear in ``/changes`` as ``upsert``,
-    ``upsert``, ``delete`` with strictly increasing ``seq``.
+    ``upsert``, ``delete`` with strictly increasing ``seq`` (absent: 404).
+``feed-has-more``
+    Optional: ``has_more`` true on a page cut at ``limit``, false at the end.
+``feed-records``
+    Optional: ``include=record`` puts the record, as GET returns it, in
+    each upsert item.
 ``webhook-signature``
     A webhook registered at a receiver the check starts itself (on
     ``--webhook-host``, or reachable at ``--webhook-public-url`` for a remote
     PMS) gets a delivery for a new record whose ``X-PMS-Signature`` verifies,
     whose timestamp is fresh, and whose body is a feed item.
 
-A PMS that cannot be reached at all raises :class:`tolken.errors.Unreachable`
-before any rule runs. Afterwards the check deletes every record it made and removes its webhook
-(``DELETE /webhooks/{id}``), or says to remove it by hand when the PMS
-offers no way. Use :func:`run_conformance` from Python; rules live in the
-:data:`RULES` registry.
+A rule passes, fails, finds an optional capability ``absent`` (not a
+failure), or is ``skipped``. A PMS that cannot be reached at all raises
+:class:`tolken.errors.Unreachable` before any rule runs. Nothing is left
+behind (``_cleanup``): a delete probe before any rule creates records (rules
+that create are skipped when it fails), every record deleted and confirmed
+gone, a sweep of both listings for the run's name tag, the webhook removed
+(``DELETE /webhooks/{id}``); whatever remains is listed by id. Use
+:func:`run_conformance` from Python; rules live in the :data:`RULES`
+registry. :func:`run_configured_check` checks a PMS through the connector
+``tolken.yaml`` configures (``rest``, or a Python one) with the
+:data:`CONNECTOR_RULES`.
 """
 
+from tolken.conformance._configured import run_configured_check
 from tolken.conformance._registry import RULES, Rule, RuleResult
+from tolken.conformance._rules_connector import CONNECTOR_RULES
 from tolken.conformance._runner import (
     ConformanceReport,
     api_base,
@@ -59,11 +72,13 @@ from tolken.conformance._runner import (
 )
 
 __all__ = [
+    "CONNECTOR_RULES",
     "RULES",
     "ConformanceReport",
     "Rule",
     "RuleResult",
     "api_base",
     "format_report",
+    "run_configured_check",
     "run_conformance",
 ]

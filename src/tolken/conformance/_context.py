@@ -1,29 +1,83 @@
 """What the rules share: an HTTP client for the PMS, test-record helpers and the cleanup list.
 
 Every record a rule creates is named ``tolken-check <run tag> <label>`` and
-remembered, so the run can delete it at the end whatever happened.
+remembered, so the run can delete it at the end whatever happened (see
+:mod:`tolken.conformance._cleanup`); every request and its answer is kept as
+an :class:`Exchange`, so each rule's result shows what was sent and received.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
 from tolken.connectors.pms import parse_retry_after, parse_timestamp
 
-__all__ = ["CheckContext", "Listing", "RuleFailed", "describe", "expect"]
+__all__ = [
+    "CapabilityAbsent",
+    "CheckContext",
+    "Exchange",
+    "Listing",
+    "RuleFailed",
+    "describe",
+    "excerpt",
+    "expect",
+]
 
+BATCH_SIZE = 6
+"""The customers :meth:`CheckContext.batch` creates: a marker and five after it."""
 _MAX_429_RETRIES = 3
 _MAX_429_WAIT = 5.0
+_EXCERPT = 200
 
 
 class RuleFailed(Exception):
     """Raised inside a rule: the PMS broke the contract; the message says how."""
+
+
+class CapabilityAbsent(Exception):
+    """Raised inside a rule: the PMS lacks the optional capability it checks (not a failure)."""
+
+
+def excerpt(text: str, limit: int = _EXCERPT) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request a rule sent and what came back (no headers: they hold the key)."""
+
+    method: str
+    target: str
+    sent: str
+    status: int | None
+    received: str
+
+    def line(self) -> str:
+        """``POST customers {"name": ...} -> 201 {"id": ...}``."""
+        sent = f" {self.sent}" if self.sent else ""
+        answer = "no answer" if self.status is None else str(self.status)
+        received = f" {self.received}" if self.received else ""
+        return f"{self.method} {self.target}{sent} -> {answer}{received}"
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of ``check-pms --json``."""
+        return {
+            "method": self.method,
+            "target": self.target,
+            "sent": self.sent,
+            "status": self.status,
+            "received": self.received,
+        }
 
 
 def expect(condition: object, reason: str) -> None:
@@ -59,7 +113,11 @@ class CheckContext:
     webhook_wait: float = 10.0
     tag: str = field(default_factory=lambda: secrets.token_hex(4))
     created: list[tuple[str, str]] = field(default_factory=list)
+    deleted: set[tuple[str, str]] = field(default_factory=set)
     webhooks: list[tuple[str | None, str]] = field(default_factory=list)
+    webhook_urls: list[str] = field(default_factory=list)
+    """Every URL the run asked the PMS to post to, answered or not (the cleanup sweeps them)."""
+    exchanges: list[Exchange] = field(default_factory=list)
     _batch: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 
     # -- HTTP ---------------------------------------------------------------
@@ -90,14 +148,24 @@ class CheckContext:
         elif auth is not None:
             all_headers["Authorization"] = auth
         all_headers.update(headers or {})
+        query = "?" + urlencode({k: str(v) for k, v in params.items()}) if params else ""
+        target = path.lstrip("/") + query
+        sent = excerpt(jsonlib.dumps(json) if json is not None else (content or b"").decode())
         for _ in range(_MAX_429_RETRIES):
-            response = self.http.request(
-                method,
-                self.url(path),
-                json=json,
-                content=content,
-                headers=all_headers,
-                params=dict(params) if params else None,
+            try:
+                response = self.http.request(
+                    method,
+                    self.url(path),
+                    json=json,
+                    content=content,
+                    headers=all_headers,
+                    params=dict(params) if params else None,
+                )
+            except httpx.HTTPError as exc:
+                self.exchanges.append(Exchange(method, target, sent, None, type(exc).__name__))
+                raise
+            self.exchanges.append(
+                Exchange(method, target, sent, response.status_code, excerpt(response.text))
             )
             if response.status_code != 429:
                 return response
@@ -117,6 +185,10 @@ class CheckContext:
             key = (resource, str(body["id"]))
             if key not in self.created:
                 self.created.append(key)
+
+    def forget(self, resource: str, record_id: object) -> None:
+        """A rule deleted this record itself (and saw it gone): cleanup need not."""
+        self.deleted.add((resource, str(record_id)))
 
     def create_customer(self, label: str, **fields: Any) -> dict[str, Any]:
         """POST a test customer (kind company unless given) and return the stored record."""
@@ -150,7 +222,7 @@ class CheckContext:
         """A marker customer and five customers written after it (shared by read-only rules)."""
         if self._batch is None:
             marker = self.create_customer("marker")
-            records = [self.create_customer(f"page-{n}") for n in range(1, 6)]
+            records = [self.create_customer(f"page-{n}") for n in range(1, BATCH_SIZE)]
             self._batch = (marker, records)
         return self._batch
 
@@ -211,43 +283,3 @@ class CheckContext:
             expect(isinstance(cursor, str) and cursor, f"next_cursor {cursor!r} is not a string")
             params["cursor"] = cursor
         raise RuleFailed(f"GET /{resource} still had a next_cursor after {max_pages} pages")
-
-    # -- cleanup ------------------------------------------------------------
-
-    def cleanup(self) -> list[str]:
-        """Delete every record and webhook this run made; return what happened, line by line."""
-        notes: list[str] = []
-        deleted, failed = 0, []
-        # Newest first, so projects go before the customers they reference.
-        for resource, record_id in reversed(self.created):
-            try:
-                response = self.call("DELETE", f"{resource}/{record_id}")
-            except httpx.HTTPError as exc:
-                failed.append(f"{resource}/{record_id} ({type(exc).__name__})")
-                continue
-            if response.status_code in (200, 202, 204, 404):
-                deleted += response.status_code != 404
-            else:
-                failed.append(f"{resource}/{record_id} (HTTP {response.status_code})")
-        notes.append(f"deleted {deleted} test record(s)")
-        if failed:
-            notes.append("could not delete: " + ", ".join(failed))
-        for hook_id, url in self.webhooks:
-            notes.append(self._remove_webhook(hook_id, url))
-        return notes
-
-    def _remove_webhook(self, hook_id: str | None, url: str) -> str:
-        if hook_id is None:
-            return f"the PMS gave the webhook no id; remove the webhook to {url} by hand"
-        try:
-            response = self.call("DELETE", f"webhooks/{hook_id}")
-        except httpx.HTTPError as exc:
-            return f"could not remove webhook {hook_id} ({type(exc).__name__}); remove it by hand"
-        if response.is_success:
-            return f"removed webhook {hook_id}"
-        if response.status_code in (404, 405):
-            return (
-                f"the PMS offers no DELETE /webhooks/{{id}} (HTTP {response.status_code}); "
-                f"remove the webhook to {url} by hand"
-            )
-        return f"could not remove webhook {hook_id}: {describe(response)}"

@@ -49,7 +49,11 @@ def check_auth(ctx: CheckContext) -> str:
     return "401 without a key and with a wrong key, 200 with the key"
 
 
-@rule("create-and-read", "POST 201 returns the record with id, version, timestamps; GET 200/404")
+@rule(
+    "create-and-read",
+    "POST 201 returns the record with id, version, timestamps; GET 200/404",
+    creates={"customers": 1},
+)
 def check_create_and_read(ctx: CheckContext) -> str:
     """A created record can be read back as it was returned."""
     response = ctx.call(
@@ -86,6 +90,7 @@ def check_create_and_read(ctx: CheckContext) -> str:
 @rule(
     "paging",
     "limit respected, (updated_at, id) order, every record once, next_cursor null at the end",
+    batch=True,
 )
 def check_paging(ctx: CheckContext) -> str:
     """Paging through a listing returns each record exactly once, in order."""
@@ -104,7 +109,11 @@ def check_paging(ctx: CheckContext) -> str:
     return f"{len(listing.pages)} pages of at most 2, each record once, in (updated_at, id) order"
 
 
-@rule("cursor-stability", "a cursor survives writes during paging: nothing skipped or repeated")
+@rule(
+    "cursor-stability",
+    "a cursor survives writes during paging: nothing skipped or repeated",
+    creates={"customers": 7},
+)
 def check_cursor_stability(ctx: CheckContext) -> str:
     """Updates and inserts while paging do not make the traversal skip records."""
     marker = ctx.create_customer("stable-marker")
@@ -146,7 +155,11 @@ def check_cursor_stability(ctx: CheckContext) -> str:
     return "an update and an insert during paging skipped and repeated nothing"
 
 
-@rule("updated-after-exclusive", "updated_after=T returns exactly the records with updated_at > T")
+@rule(
+    "updated-after-exclusive",
+    "updated_after=T returns exactly the records with updated_at > T",
+    batch=True,
+)
 def check_updated_after(ctx: CheckContext) -> str:
     """``updated_after`` is a strict lower bound, compared as time."""
     _, records = ctx.batch()
@@ -177,7 +190,9 @@ def check_updated_after(ctx: CheckContext) -> str:
 
 
 @rule(
-    "idempotent-post", "the same Idempotency-Key returns the same record and creates no duplicate"
+    "idempotent-post",
+    "the same Idempotency-Key returns the same record and creates no duplicate",
+    creates={"customers": 2},
 )
 def check_idempotent_post(ctx: CheckContext) -> str:
     """Retrying a create with its key never makes a second record."""
@@ -210,7 +225,11 @@ def check_idempotent_post(ctx: CheckContext) -> str:
     )
 
 
-@rule("if-match", "PATCH with a stale If-Match is 412 and changes nothing; version +1 per change")
+@rule(
+    "if-match",
+    "PATCH with a stale If-Match is 412 and changes nothing; version +1 per change",
+    creates={"customers": 1},
+)
 def check_if_match(ctx: CheckContext) -> str:
     """Optimistic concurrency: a write based on an old version is refused."""
     record = ctx.create_customer("if-match")
@@ -245,7 +264,11 @@ def check_if_match(ctx: CheckContext) -> str:
     return "current If-Match 200 (version +1); stale If-Match 412 and the record unchanged"
 
 
-@rule("merge-patch", "PATCH is JSON Merge Patch: nested objects merge, null clears, the rest stays")
+@rule(
+    "merge-patch",
+    "PATCH is JSON Merge Patch: nested objects merge, null clears, the rest stays",
+    creates={"customers": 1},
+)
 def check_merge_patch(ctx: CheckContext) -> str:
     """RFC 7396 semantics, including null."""
     record = ctx.create_customer(
@@ -292,6 +315,7 @@ def check_merge_patch(ctx: CheckContext) -> str:
 @rule(
     "validation-422",
     "a bad body is 422 (malformed JSON 400/422) with {errors: [{field, message}]}, nothing stored",
+    creates={"customers": 1},
 )
 def check_validation(ctx: CheckContext) -> str:
     """Invalid writes are refused with field errors and leave no trace."""
@@ -348,7 +372,7 @@ def _errors_shape(response: Any) -> list[dict[str, Any]]:
     return list(errors)
 
 
-@rule("delete", "DELETE is 204 and the record is then 404")
+@rule("delete", "DELETE is 204 and the record is then 404", creates={"customers": 1})
 def check_delete(ctx: CheckContext) -> str:
     """Deleting removes the record."""
     record = ctx.create_customer("delete")
@@ -356,10 +380,15 @@ def check_delete(ctx: CheckContext) -> str:
     expect(response.status_code == 204, f"DELETE gave {describe(response)}, expected 204")
     after = ctx.call("GET", f"customers/{record['id']}")
     expect(after.status_code == 404, f"GET after DELETE gave {describe(after)}, expected 404")
+    ctx.forget("customers", record["id"])
     return "DELETE 204, then GET 404"
 
 
-@rule("projects", "projects round-trip every field, reference customers, and refuse bad values")
+@rule(
+    "projects",
+    "projects round-trip every field, reference customers, and refuse bad values",
+    creates={"customers": 2, "projects": 1},
+)
 def check_projects(ctx: CheckContext) -> str:
     """The second resource: typed fields, references, merge patch and 422 on bad values."""
     department = ctx.create_customer("project-department", kind="department")

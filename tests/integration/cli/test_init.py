@@ -23,7 +23,7 @@ def test_init_writes_a_valid_starter_config(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     config = load_config(target, environ=ENV)
     assert config.sync.conflict_policy == "newest-wins"
-    assert config.pms.api_key.get_secret_value() == "pms-api-key-d"
+    assert config.pms.api_key_value() == "pms-api-key-d"
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -33,3 +33,26 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["init", "--config", str(target)])
     assert result.exit_code == 2
     assert target.read_text(encoding="utf-8") == "keep me"
+
+
+def test_init_pms_rest_writes_a_starter_with_a_rest_section_that_loads(tmp_path: Path) -> None:
+    """`tolken init --pms rest` writes a commented pms.rest starter that validates as written."""
+    target = tmp_path / "tolken.yaml"
+    result = CliRunner().invoke(app, ["init", "--config", str(target), "--pms", "rest"])
+    assert result.exit_code == 0, result.output
+    assert "check-pms --config" in result.output
+    text = target.read_text(encoding="utf-8")
+    assert "docs/pms-rest.md" in text
+    config = load_config(target, environ=ENV)
+    assert config.pms.connector == "rest"
+    assert config.pms.rest is not None
+    assert config.pms.rest.idempotency.reference_field == "external_ref"
+    assert config.pms.change_capture == "polling"
+
+
+def test_init_refuses_an_unknown_pms_kind(tmp_path: Path) -> None:
+    """`--pms` other than pms or rest is a usage error and writes nothing."""
+    target = tmp_path / "tolken.yaml"
+    result = CliRunner().invoke(app, ["init", "--config", str(target), "--pms", "soap"])
+    assert result.exit_code == 2
+    assert not target.exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.sync_harness import Sandbox, no_waits, running_sandbox
+from integration.sync_harness import PMS_CONNECTORS, Sandbox, no_waits, running_sandbox
 from tolken.store import open_store
 from tolken.vocabulary import FlowId
 
@@ -26,10 +26,11 @@ PO_RESOURCES: dict[FlowId, str] = {
 }
 
 
-@pytest.fixture
-def sb(tmp_path: Path) -> Iterator[Sandbox]:
+@pytest.fixture(params=PMS_CONNECTORS)
+def sb(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """Fresh sandboxes; tolken reaches the PMS through the built-in connector, then `rest`."""
     with running_sandbox() as (po_url, pms_url), no_waits():
-        yield Sandbox(po_url, pms_url, tmp_path)
+        yield Sandbox(po_url, pms_url, tmp_path, request.param)
 
 
 def _posts(sb: Sandbox) -> int:

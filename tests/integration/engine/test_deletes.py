@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from integration.sync_harness import Sandbox
+from integration.sync_harness import PMS_CONNECTORS, Sandbox
+
+# Through the built-in PMS connector and through `connector: rest`.
+pytestmark = pytest.mark.parametrize("sb", PMS_CONNECTORS, indirect=True)
 
 
 def _po_delete(sb: Sandbox, resource: str, record_id: str) -> None:

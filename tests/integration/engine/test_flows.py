@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from integration.sync_harness import Sandbox
+import pytest
+
+from integration.sync_harness import PMS_CONNECTORS, Sandbox
+
+# Every flow both ways, through the built-in PMS connector and through `connector: rest`.
+pytestmark = pytest.mark.parametrize("sb", PMS_CONNECTORS, indirect=True)
 
 
 def _seed_basic(sb: Sandbox) -> tuple[str, str, str]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from integration.sync_harness import Sandbox
+from integration.sync_harness import PMS_CONNECTORS, Sandbox
+
+# Through the built-in PMS connector and through `connector: rest`.
+pytestmark = pytest.mark.parametrize("sb", PMS_CONNECTORS, indirect=True)
 
 ADDRESS = {"AddressLine1": "Storgata 1", "ZipCode": "0155", "City": "Oslo", "CountryCode": "NO"}
 

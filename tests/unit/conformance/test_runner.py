@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tolken.conformance import RULES, ConformanceReport, Rule, RuleResult, api_base, format_report
-from tolken.conformance._context import CheckContext
+from tolken.conformance._context import CheckContext, Exchange
 from tolken.conformance._receiver import WebhookReceiver
 from tolken.conformance._registry import RuleFailed, rule
 from tolken.errors import ConfigError
@@ -45,11 +45,13 @@ def test_rule_run_turns_every_ending_into_a_result() -> None:
     def breaks(_ctx: CheckContext) -> str:
         raise httpx.ConnectError("connection refused")
 
-    assert Rule("a", "", lambda _: "fine").run(_ctx()) == RuleResult("a", True, "fine")
-    assert Rule("b", "", fails).run(_ctx()) == RuleResult(
+    assert Rule[CheckContext]("a", "", lambda _: "fine").run(_ctx()) == RuleResult(
+        "a", True, "fine"
+    )
+    assert Rule[CheckContext]("b", "", fails).run(_ctx()) == RuleResult(
         "b", False, "GET /customers gave HTTP 500"
     )
-    result = Rule("c", "", breaks).run(_ctx())
+    result = Rule[CheckContext]("c", "", breaks).run(_ctx())
     assert not result.passed
     assert result.reason == "request failed: ConnectError: connection refused"
 
@@ -96,9 +98,44 @@ def test_report_lines_and_json() -> None:
     assert not report.passed
     assert report.failed == ["if-match"]
     assert report.to_dict()["rules"] == [
-        {"rule": "auth", "passed": True, "reason": "401 without a key"},
-        {"rule": "if-match", "passed": False, "reason": "got 200"},
+        {
+            "rule": "auth",
+            "passed": True,
+            "status": "pass",
+            "reason": "401 without a key",
+            "exchanges": [],
+        },
+        {
+            "rule": "if-match",
+            "passed": False,
+            "status": "fail",
+            "reason": "got 200",
+            "exchanges": [],
+        },
     ]
+
+
+def test_absent_capabilities_pass_and_failures_show_what_was_sent() -> None:
+    """An absent capability is reported, not failed; a failure shows the requests behind it."""
+    sent = Exchange("PATCH", "customers/7", '{"name": "x"}', 200, '{"id": 7}')
+    report = ConformanceReport(
+        url="http://x",
+        results=(
+            RuleResult("changes-feed", True, "no /changes feed", "absent"),
+            RuleResult("if-match", False, "stale If-Match gave 200", "fail", (sent,)),
+            RuleResult("delete", False, "not run: it creates test records", "skipped"),
+        ),
+    )
+    assert format_report(report) == [
+        "ABSENT  changes-feed  no /changes feed",
+        "FAIL    if-match      stale If-Match gave 200",
+        '    PATCH customers/7 {"name": "x"} -> 200 {"id": 7}',
+        "SKIP    delete        not run: it creates test records",
+        "0/3 rules passed (1 capabilities absent) against http://x",
+    ]
+    assert report.failed == ["if-match"]
+    assert not report.passed
+    assert ConformanceReport("http://x", report.results[:1]).passed
 
 
 def test_receiver_records_deliveries() -> None:

@@ -13,15 +13,17 @@
   headers a PMS sends.
 - :func:`classify_response` is the one place PMS HTTP answers become
   :mod:`tolken.errors` classes; 422 field errors are kept verbatim.
-- :func:`parse_timestamp` and :func:`parse_retry_after` read the contract's
-  timestamps and a ``Retry-After`` header, as the client does (``tolken
-  check-pms`` judges a PMS by the same rules).
+- :func:`parse_changes_page` reads a ``/changes`` answer (the ``rest``
+  connector reads the same feed); :func:`parse_timestamp` and
+  :func:`parse_retry_after` read the contract's timestamps and a
+  ``Retry-After`` header, as the client does (``tolken check-pms`` judges a
+  PMS by the same rules).
 """
 
 from tolken.connectors._http import parse_retry_after
 from tolken.connectors.pms._client import PMSClient
 from tolken.connectors.pms._errors import classify_response
-from tolken.connectors.pms._records import parse_timestamp
+from tolken.connectors.pms._records import parse_changes_page, parse_timestamp
 from tolken.connectors.pms._webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -36,6 +38,7 @@ __all__ = [
     "PMSClient",
     "WebhookRejected",
     "classify_response",
+    "parse_changes_page",
     "parse_retry_after",
     "parse_timestamp",
     "sign_webhook",

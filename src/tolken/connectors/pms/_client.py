@@ -128,7 +128,7 @@ class PMSClient(Closeable):
         idempotent: bool = True,
     ) -> httpx.Response:
         """One logical request: auth, classification and bounded retries; raises TolkenError."""
-        all_headers = {"Authorization": f"Bearer {self.settings.api_key.get_secret_value()}"}
+        all_headers = {"Authorization": f"Bearer {self.settings.api_key_value()}"}
         content: bytes | None = None
         if body is not None:
             content = json.dumps(body).encode("utf-8")
