@@ -17,6 +17,8 @@ small protocol the engine checks with ``isinstance``:
 - :class:`UpdatedAfterListing`: that listing with the bound in the system's
   own timestamp spelling, so no precision is lost on the way back.
 - :class:`WebhookSource`: the system pushes changes to a URL (``tolken serve``).
+- :class:`ConcurrentWrites`: the connector may be called from several threads
+  at once, so the engine creates many records with that many in flight.
 
 Where the engine keeps its position in a feed or listing, and how that
 position moves, is the engine's business (:mod:`tolken.engine.cursor`).
@@ -32,6 +34,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "ChangeFeed",
+    "ConcurrentWrites",
     "Connector",
     "FeedItem",
     "FeedOp",
@@ -205,6 +208,20 @@ class WebhookSource(Protocol):
 
     def ensure_webhook(self, url: str, secret: str) -> Mapping[str, object]:
         """Register ``url`` once (replacing earlier registrations of it); the system's answer."""
+        ...
+
+
+@runtime_checkable
+class ConcurrentWrites(Protocol):
+    """Optional: the connector is safe to call from ``write_concurrency`` threads at once.
+
+    Without it the engine makes one request at a time. The value may change
+    while the engine runs (a connector lowers it while its system is overloaded).
+    """
+
+    @property
+    def write_concurrency(self) -> int:
+        """How many creates may be in flight at once now (at least 1)."""
         ...
 
 

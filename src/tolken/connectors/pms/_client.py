@@ -26,6 +26,7 @@ import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PMSSettings
+from tolken.connectors._concurrency import AdaptiveConcurrency
 from tolken.connectors._http import RetryPolicy
 from tolken.connectors._listing import ListingGuard, ListingLimits
 from tolken.connectors.base import FeedPage, RemoteRecord, StampedRecord
@@ -38,6 +39,7 @@ from tolken.errors import (
     NotFound,
     RateLimited,
     RecordError,
+    Retriable,
     ServerError,
     TransportError,
     Unreachable,
@@ -57,6 +59,11 @@ class _UnsentOnlyPolicy(RetryPolicy):
         if isinstance(exc, RateLimited) or isinstance(exc.__cause__, httpx.ConnectError):
             return super().backoff(exc)
         return False
+
+
+def _overloaded(error: Retriable) -> bool:
+    """A 429, or a 503 (the server says it is overloaded): fewer requests at once for a while."""
+    return isinstance(error, RateLimited) or error.status == 503
 
 
 def _last_key(items: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -104,6 +111,13 @@ class PMSClient(Closeable):
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
         self._retry = RetryPolicy()
         self._retry_unsent = _UnsentOnlyPolicy()
+        self._gate = AdaptiveConcurrency(settings.max_concurrency, stop=stop)
+
+    @property
+    def write_concurrency(self) -> int:
+        """Creates the engine may have in flight at once now (``pms.max_concurrency``, lowered
+        for a while after a 429 or 503); the client is safe to call from that many threads."""
+        return self._gate.limit
 
     # -- plumbing -----------------------------------------------------------
 
@@ -136,17 +150,23 @@ class PMSClient(Closeable):
         all_headers.update(headers or {})
 
         def once() -> httpx.Response:
-            try:
-                response = self._http.request(
-                    method,
-                    url,
-                    params=dict(params) if params else None,
-                    content=content,
-                    headers=all_headers,
-                )
-            except httpx.TransportError as exc:
-                raise classify_transport_error(exc) from exc
+            with self._gate.slot():
+                try:
+                    response = self._http.request(
+                        method,
+                        url,
+                        params=dict(params) if params else None,
+                        content=content,
+                        headers=all_headers,
+                    )
+                except httpx.TransportError as exc:
+                    raise classify_transport_error(exc) from exc
             error = classify_response(response)
+            if isinstance(error, Retriable):
+                if _overloaded(error):
+                    self._gate.overloaded(error.retry_after)
+            else:
+                self._gate.succeeded()
             if error is not None:
                 raise error
             return response
