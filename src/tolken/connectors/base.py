@@ -19,6 +19,8 @@ small protocol the engine checks with ``isinstance``:
 - :class:`WebhookSource`: the system pushes changes to a URL (``tolken serve``).
 - :class:`ConcurrentWrites`: the connector may be called from several threads
   at once, so the engine creates many records with that many in flight.
+- :class:`ServerClock`: the system's own clock, as its answers' ``Date``
+  headers tell it (the PowerOffice cursor uses it to end its overlap re-reads).
 
 Where the engine keeps its position in a feed or listing, and how that
 position moves, is the engine's business (:mod:`tolken.engine.cursor`).
@@ -40,6 +42,7 @@ __all__ = [
     "FeedOp",
     "FeedPage",
     "RemoteRecord",
+    "ServerClock",
     "StampedRecord",
     "UpdatedAfterListing",
     "WebhookSource",
@@ -222,6 +225,18 @@ class ConcurrentWrites(Protocol):
     @property
     def write_concurrency(self) -> int:
         """How many creates may be in flight at once now (at least 1)."""
+        ...
+
+
+@runtime_checkable
+class ServerClock(Protocol):
+    """Optional: the remote system's own clock, from the ``Date`` header of its answers."""
+
+    def server_time(self) -> datetime | None:
+        """The system's time as its latest answer said (None before any answer).
+
+        Never later than the system's clock at the moment of the call.
+        """
         ...
 
 
