@@ -145,13 +145,16 @@ class FeedItem:
     """One changes-feed item: record ``id`` of ``resource`` was upserted or deleted at ``seq``.
 
     ``resource`` is the connector's resource name (``customers``), whatever the
-    system calls the record type on the wire.
+    system calls the record type on the wire. ``record``: the record as a read
+    of it returns it, when the feed sent it along (the PMS contract's optional
+    ``include=record``); None otherwise, and the engine reads the record itself.
     """
 
     seq: int
     resource: str
     id: str
     op: FeedOp
+    record: RemoteRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,8 @@ class ChangeFeed(Protocol):
 
     A connector with a feed lets the engine read only what changed since its
     last position, deletes included (items with ``op="delete"``); the engine
-    GETs each upserted record. Raises TolkenError subclasses like any read.
+    GETs each upserted record unless its item carries the record. Raises
+    TolkenError subclasses like any read.
     """
 
     def changes(self, after: int, *, limit: int) -> FeedPage:

@@ -13,8 +13,9 @@ overlap is no longer re-read once PowerOffice's clock before a read was past it
 
 PMS (:class:`PMSCapture`): the connector's changes feed when it offers one
 (:class:`~tolken.connectors.base.ChangeFeed`) and ``pms.change_capture`` is
-``changes``: the last operation per record, each upsert read with a GET,
-deletes as tombstones (``deleted=True``). Otherwise the updated-after listing,
+``changes``: the last operation per record, each upsert taken from the feed
+when the item carries its record (``include=record``) and read with a GET
+otherwise, deletes as tombstones (``deleted=True``). Otherwise the updated-after listing,
 in the PMS's own timestamp spelling when the connector offers that
 (:class:`~tolken.connectors.base.UpdatedAfterListing`); a listing cannot see
 deletes (the engine's reconcile does). Departments and customers share the PMS
@@ -281,7 +282,10 @@ class PMSCapture:
         return records, FeedPosition(head)
 
     def _current(self, resource: str, item: FeedItem) -> RemoteRecord:
-        """The record as it is now; a tombstone when it was deleted (or is gone already)."""
+        """The record as it is now (sent with the item, or read); a tombstone when it was
+        deleted (or is gone already)."""
+        if item.op == "upsert" and item.record is not None:
+            return item.record
         if item.op == "upsert":
             try:
                 return self.connector.get(resource, item.id)
