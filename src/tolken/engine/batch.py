@@ -211,6 +211,7 @@ def create_many_in_pms(executor: Executor, actions: Sequence[CreateInPMS]) -> No
         return
     fresh, reused = add_pending(executor.services, actions)
     made: list[Created] = []
+    stopped: TolkenError | None = None
     try:
         for action, body, answer in _post_all(executor.services, fresh):
             if isinstance(answer, RemoteRecord):
@@ -220,9 +221,11 @@ def create_many_in_pms(executor: Executor, actions: Sequence[CreateInPMS]) -> No
                 executor.note_failure(answer)
                 executor.park("poweroffice", action.po_id, answer)
             elif answer is not None:
-                raise answer  # Fatal, Stopped, ...: the rest of the batch stays pending
+                stopped = stopped or answer  # Fatal, Stopped: raised once the made are linked
     finally:
         _link_created(executor, made)
+    if stopped is not None:
+        raise stopped  # what was never sent stays pending, settled by key next run
     for action in reused:
         executor.apply([action])
 

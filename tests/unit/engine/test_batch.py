@@ -25,6 +25,7 @@ from tolken.connectors.pms import PMSClient
 from tolken.engine import batch
 from tolken.engine.model import Action, CreateInPMS, Link, SaveShadow, Unchanged, UpdatePMS
 from tolken.engine.plan import idempotency_key
+from tolken.errors import Fatal
 from tolken.sandbox import credentials
 
 
@@ -119,8 +120,10 @@ def test_only_links_without_writes_are_plain() -> None:
 class _InFlight(httpx.BaseTransport):
     """The simulator's transport, counting the most POSTs it had in flight at once."""
 
-    def __init__(self, inner: httpx.BaseTransport, refuse: str | None = None) -> None:
-        self.inner, self.refuse = inner, refuse
+    def __init__(
+        self, inner: httpx.BaseTransport, refuse: str | None = None, status: int = 422
+    ) -> None:
+        self.inner, self.refuse, self.status = inner, refuse, status
         self.active = self.peak = 0
         self.lock = threading.Lock()
 
@@ -128,7 +131,8 @@ class _InFlight(httpx.BaseTransport):
         if request.method != "POST":
             return self.inner.handle_request(request)
         if self.refuse is not None and self.refuse.encode() in request.content:
-            return httpx.Response(422, json={"errors": [{"field": "name", "message": "refused"}]})
+            body = {"errors": [{"field": "name", "message": "refused"}]}
+            return httpx.Response(self.status, json=body)
         with self.lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
@@ -182,3 +186,27 @@ def test_a_refused_create_in_a_concurrent_batch_parks_only_that_record(world: Wo
     [failure] = ex.services.store.list_failures("customers")
     assert failure.record_id == actions[1].po_id
     assert "refused" in failure.message
+
+
+def test_a_fatal_answer_mid_batch_links_what_was_made_and_leaves_no_duplicate(
+    world: World,
+) -> None:
+    """A PMS that suddenly refuses the key stops the run; what it created is linked, the
+    rest stays pending, and the next run creates each remaining record exactly once."""
+    transport = _InFlight(_simulator(world), refuse="Kunde 5", status=401)
+    ex = world.executor(pms=_pms_through(transport, 4))
+    names = [f"Kunde {n}" for n in range(10)]
+    actions = _creates(world, names)
+    with pytest.raises(Fatal):
+        batch.create_many_in_pms(ex, actions)
+    store = ex.services.store
+    made = {r.data["name"] for r in world.pms.list("customers")}
+    assert "Kunde 5" not in made
+    linked = store.link_map("customers")
+    assert {a.po_id for a in actions if a.values["name"] in made} == set(linked)
+    assert len(store.pending_creates("customers")) == len(names) - len(made)
+    again = world.executor()
+    again.recover_pending_creates()
+    batch.create_many_in_pms(again, [a for a in actions if a.po_id not in linked])
+    assert sorted(r.data["name"] for r in world.pms.list("customers")) == sorted(names)
+    assert store.pending_creates("customers") == []
