@@ -6,14 +6,18 @@ already agree (``[Link]`` or ``[Link, SaveShadow]``). Crash safety is as for
 one record: pending rows are committed before any POST, and a created record
 whose link was not committed yet is found by its idempotency key by the next
 run. Anything unusual (a reused key, a duplicate link) falls back to the
-one-by-one path. The POSTs of a batch go out concurrently when the PMS
-connector allows it (:class:`~tolken.connectors.base.ConcurrentWrites`,
-``pms.max_concurrency``): every record of a batch belongs to one flow, and the
-flows run in dependency order, so a reference's target always exists before
-the batch starts; the answers are handled in plan order on the engine's own
-thread, which alone touches the store. :func:`create_many_in_pms` and :func:`link_many` work
-through the flow's :class:`~tolken.engine.executor.Executor` (its public
-methods: apply, park, adopt); the other functions take services and values.
+one-by-one path.
+
+The POSTs of a batch go out concurrently when the PMS connector allows it
+(:class:`~tolken.connectors.base.ConcurrentWrites`, ``pms.max_concurrency``):
+every record of a batch belongs to one flow, and the flows run in dependency
+order, so a reference's target always exists before the batch starts; the
+answers are handled in plan order on the engine's own thread, which alone
+touches the store.
+
+:func:`create_many_in_pms` and :func:`link_many` work through the flow's
+:class:`~tolken.engine.executor.Executor` (its public methods: apply, park,
+adopt); the other functions take services and values.
 """
 
 from __future__ import annotations
