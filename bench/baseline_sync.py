@@ -10,14 +10,20 @@ There is no mapping engine, no store, no matching, no cursor and no retry:
 bodies are built by a hand-written dictionary per record, and project
 references by a dictionary of the ids just created.
 
-``python -m bench.baseline_sync PO_URL PMS_API_URL`` prints ``{"records": N}``.
+With ``CONCURRENCY`` above 1 the POSTs of each resource go out from that
+many threads sharing one keep-alive client (the way tolken's
+``pms.max_concurrency`` sends a batch), still departments and customers
+before the projects that refer to them.
+
+``python -m bench.baseline_sync PO_URL PMS_API_URL [CONCURRENCY]`` prints ``{"records": N}``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -92,10 +98,20 @@ def _project(p: dict[str, Any], customers: dict[Any, str], departments: dict[Any
     return {k: v for k, v in body.items() if v is not None}
 
 
-def run(po_url: str, pms_api: str) -> int:
+def _each(
+    concurrency: int, post: Callable[[dict[str, Any]], tuple[Any, str]], rows: Iterable[Any]
+) -> dict[Any, str]:
+    """``post`` every row (at most ``concurrency`` at once); PowerOffice id -> PMS id."""
+    if concurrency <= 1:
+        return dict(post(row) for row in rows)
+    with ThreadPoolExecutor(concurrency) as pool:
+        return dict(pool.map(post, rows))
+
+
+def run(po_url: str, pms_api: str, concurrency: int = 1) -> int:
     """Copy every PowerOffice record into the PMS; the number of records created."""
-    created = 0
-    with httpx.Client(timeout=60) as po, httpx.Client(timeout=60) as pms:
+    limits = httpx.Limits(max_connections=max(concurrency, 1))
+    with httpx.Client(timeout=60) as po, httpx.Client(timeout=60, limits=limits) as pms:
         token = po.post(
             f"{po_url}/OAuth/Token",
             auth=(credentials.APPLICATION_KEY, credentials.CLIENT_KEY),
@@ -116,20 +132,26 @@ def run(po_url: str, pms_api: str) -> int:
             response.raise_for_status()
             return str(response.json()["id"])
 
-        departments: dict[Any, str] = {}
-        for d in _pages(po, f"{po_url}/v2/Departments", po_headers):
+        def department(d: dict[str, Any]) -> tuple[Any, str]:
             body = {"kind": "department", "number": d.get("Code"), "name": d.get("Name")}
             body["active"] = bool(d.get("IsActive", True))
-            departments[d["Id"]] = post("customers", body, f"dep-{d['Id']}")
-        customers: dict[Any, str] = {}
-        for c in _pages(po, f"{po_url}/v2/Customers", po_headers):
-            customers[c["Id"]] = post("customers", _customer(c), f"cus-{c['Id']}")
-        for p in _pages(po, f"{po_url}/v2/Projects", po_headers):
-            post("projects", _project(p, customers, departments), f"pro-{p['Id']}")
-            created += 1
-        created += len(departments) + len(customers)
-    return created
+            return d["Id"], post("customers", body, f"dep-{d['Id']}")
+
+        def customer(c: dict[str, Any]) -> tuple[Any, str]:
+            return c["Id"], post("customers", _customer(c), f"cus-{c['Id']}")
+
+        departments = _each(
+            concurrency, department, _pages(po, f"{po_url}/v2/Departments", po_headers)
+        )
+        customers = _each(concurrency, customer, _pages(po, f"{po_url}/v2/Customers", po_headers))
+
+        def project(p: dict[str, Any]) -> tuple[Any, str]:
+            return p["Id"], post("projects", _project(p, customers, departments), f"pro-{p['Id']}")
+
+        projects = _each(concurrency, project, _pages(po, f"{po_url}/v2/Projects", po_headers))
+    return len(departments) + len(customers) + len(projects)
 
 
 if __name__ == "__main__":
-    print(json.dumps({"records": run(sys.argv[1], sys.argv[2])}))
+    width = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    print(json.dumps({"records": run(sys.argv[1], sys.argv[2], width)}))

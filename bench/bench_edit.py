@@ -40,6 +40,7 @@ import httpx
 
 from bench import machine_description, now_utc, write_section
 from bench._synctools import SandboxProcess, diff, run_measured, tolken_command, write_config
+from bench.results import record
 from tolken.config import PMSSettings, PowerOfficeSettings
 from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
@@ -284,6 +285,12 @@ def main() -> int:
     poll_po = _stats([x for x, s in zip(polling, sides, strict=True) if s != "pms"])
     extra_pms, extra_po = _extra(pms_edit, idle), _extra(po_edit, idle)
     echo_pms, echo_po = _extra(pms_echo, idle), _extra(po_echo, idle)
+    record(
+        {
+            "pms_edit_requests": sum(extra_pms.values()),
+            "poweroffice_edit_requests": sum(extra_po.values()),
+        }
+    )
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"

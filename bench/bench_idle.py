@@ -51,6 +51,7 @@ from bench._synctools import (
     tolken_command,
     write_config,
 )
+from bench.results import record
 
 MODULE = "bench.bench_idle"
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
@@ -397,6 +398,7 @@ First link of {LINKS:,} existing records (`tolken sync --once`, whole process):
   {json.dumps({k: v for k, v in reconcile["report"]["flows"]["customers"].items() if v})}.
 """
     write_section("sync-idle", section)
+    record({"idle_after_bulk_requests": sum(burst_requests["poweroffice"].values())})
     print(section)
     return 0
 

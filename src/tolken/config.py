@@ -126,6 +126,8 @@ class _PMSConnection(_Strict):
     timeout_seconds: float = Field(default=30.0, gt=0)
     # The reference PMS (and most APIs) cap list pages at 1000.
     page_size: int = Field(default=500, ge=1, le=1000)
+    # Writes in flight at once while creating many records; a 429 or 503 lowers it.
+    max_concurrency: int = Field(default=4, ge=1, le=32)
     rest: RestSettings | None = None
 
     @model_validator(mode="before")

@@ -128,6 +128,17 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - reference).total_seconds())
 
 
+def parse_http_date(value: str | None) -> datetime | None:
+    """A ``Date`` header as an aware time (RFC 9110 IMF-fixdate), else None."""
+    if value is None or not value.strip():
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 # Request headers that carry a credential (besides Authorization) in common APIs.
 _KEY_HEADERS = ("ocp-apim-subscription-key", "x-api-key", "api-key", "apikey")
 

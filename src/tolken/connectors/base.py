@@ -17,6 +17,10 @@ small protocol the engine checks with ``isinstance``:
 - :class:`UpdatedAfterListing`: that listing with the bound in the system's
   own timestamp spelling, so no precision is lost on the way back.
 - :class:`WebhookSource`: the system pushes changes to a URL (``tolken serve``).
+- :class:`ConcurrentWrites`: the connector may be called from several threads
+  at once, so the engine creates many records with that many in flight.
+- :class:`ServerClock`: the system's own clock, as its answers' ``Date``
+  headers tell it (the PowerOffice cursor uses it to end its overlap re-reads).
 
 Where the engine keeps its position in a feed or listing, and how that
 position moves, is the engine's business (:mod:`tolken.engine.cursor`).
@@ -32,11 +36,13 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "ChangeFeed",
+    "ConcurrentWrites",
     "Connector",
     "FeedItem",
     "FeedOp",
     "FeedPage",
     "RemoteRecord",
+    "ServerClock",
     "StampedRecord",
     "UpdatedAfterListing",
     "WebhookSource",
@@ -139,13 +145,16 @@ class FeedItem:
     """One changes-feed item: record ``id`` of ``resource`` was upserted or deleted at ``seq``.
 
     ``resource`` is the connector's resource name (``customers``), whatever the
-    system calls the record type on the wire.
+    system calls the record type on the wire. ``record``: the record as a read
+    of it returns it, when the feed sent it along (the PMS contract's optional
+    ``include=record``); None otherwise, and the engine reads the record itself.
     """
 
     seq: int
     resource: str
     id: str
     op: FeedOp
+    record: RemoteRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +178,8 @@ class ChangeFeed(Protocol):
 
     A connector with a feed lets the engine read only what changed since its
     last position, deletes included (items with ``op="delete"``); the engine
-    GETs each upserted record. Raises TolkenError subclasses like any read.
+    GETs each upserted record unless its item carries the record. Raises
+    TolkenError subclasses like any read.
     """
 
     def changes(self, after: int, *, limit: int) -> FeedPage:
@@ -205,6 +215,32 @@ class WebhookSource(Protocol):
 
     def ensure_webhook(self, url: str, secret: str) -> Mapping[str, object]:
         """Register ``url`` once (replacing earlier registrations of it); the system's answer."""
+        ...
+
+
+@runtime_checkable
+class ConcurrentWrites(Protocol):
+    """Optional: the connector is safe to call from ``write_concurrency`` threads at once.
+
+    Without it the engine makes one request at a time. The value may change
+    while the engine runs (a connector lowers it while its system is overloaded).
+    """
+
+    @property
+    def write_concurrency(self) -> int:
+        """How many creates may be in flight at once now (at least 1)."""
+        ...
+
+
+@runtime_checkable
+class ServerClock(Protocol):
+    """Optional: the remote system's own clock, from the ``Date`` header of its answers."""
+
+    def server_time(self) -> datetime | None:
+        """The system's time as its latest answer said (None before any answer).
+
+        Never later than the system's clock at the moment of the call.
+        """
         ...
 
 

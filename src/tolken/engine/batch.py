@@ -6,23 +6,34 @@ already agree (``[Link]`` or ``[Link, SaveShadow]``). Crash safety is as for
 one record: pending rows are committed before any POST, and a created record
 whose link was not committed yet is found by its idempotency key by the next
 run. Anything unusual (a reused key, a duplicate link) falls back to the
-one-by-one path. :func:`create_many_in_pms` and :func:`link_many` work
-through the flow's :class:`~tolken.engine.executor.Executor` (its public
-methods: apply, park, adopt); the other functions take services and values.
+one-by-one path.
+
+The POSTs of a batch go out concurrently when the PMS connector allows it
+(:class:`~tolken.connectors.base.ConcurrentWrites`, ``pms.max_concurrency``):
+every record of a batch belongs to one flow, and the flows run in dependency
+order, so a reference's target always exists before the batch starts; the
+answers are handled in plan order on the engine's own thread, which alone
+touches the store.
+
+:func:`create_many_in_pms` and :func:`link_many` work through the flow's
+:class:`~tolken.engine.executor.Executor` (its public methods: apply, park,
+adopt); the other functions take services and values.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tolken.connectors.base import RemoteRecord
+from tolken.connectors.base import ConcurrentWrites, RemoteRecord
 from tolken.engine.executor import Executor
 from tolken.engine.model import Action, CreateInPMS, Link, SaveShadow, Unchanged
 from tolken.engine.pairs import PairState, jsonable, link_reason, without_empty
 from tolken.engine.services import FlowServices
-from tolken.errors import Fatal, RecordError, Retriable
+from tolken.errors import RecordError, Retriable, TolkenError
 from tolken.mapping import pms_changes
 from tolken.store import Direction, DuplicateLink, DuplicatePendingCreate, HistoryEntry
 
@@ -204,30 +215,58 @@ def create_many_in_pms(executor: Executor, actions: Sequence[CreateInPMS]) -> No
         return
     fresh, reused = add_pending(executor.services, actions)
     made: list[Created] = []
+    stopped: TolkenError | None = None
     try:
-        for action in fresh:
-            created = _post(executor, action)
-            if created is not None:
-                made.append(created)
+        for action, body, answer in _post_all(executor.services, fresh):
+            if isinstance(answer, RemoteRecord):
+                executor.note_success()
+                made.append(Created(action, answer, body))
+            elif isinstance(answer, RecordError | Retriable):
+                executor.note_failure(answer)
+                executor.park("poweroffice", action.po_id, answer)
+            elif answer is not None:
+                stopped = stopped or answer  # Fatal, Stopped: raised once the made are linked
     finally:
         _link_created(executor, made)
+    if stopped is not None:
+        raise stopped  # what was never sent stays pending, settled by key next run
     for action in reused:
         executor.apply([action])
 
 
-def _post(executor: Executor, action: CreateInPMS) -> Created | None:
-    svc = executor.services
-    body = without_empty(pms_changes(svc.flow, action.values))
-    try:
-        record = svc.pms.create(svc.pms_resource, body, idempotency_key=action.idempotency_key)
-    except Fatal:
-        raise
-    except (RecordError, Retriable) as exc:
-        executor.note_failure(exc)
-        executor.park("poweroffice", action.po_id, exc)
-        return None
-    executor.note_success()
-    return Created(action, record, body)
+_Answer = RemoteRecord | TolkenError | None
+"""What one POST of a batch came to: the record, the error, or None when it was never sent."""
+
+
+def _post_all(
+    svc: FlowServices, actions: Sequence[CreateInPMS]
+) -> list[tuple[CreateInPMS, Mapping[str, Any], _Answer]]:
+    """POST every action, up to the connector's ``write_concurrency`` at once; answers in order.
+
+    After a fatal error (or a stop) no further POST is started; those records
+    stay pending, as after a crash, and the next run settles them by their key.
+    """
+    bodies = [without_empty(pms_changes(svc.flow, action.values)) for action in actions]
+    give_up = threading.Event()
+
+    def post(action: CreateInPMS, body: Mapping[str, Any]) -> _Answer:
+        if give_up.is_set():
+            return None
+        try:
+            return svc.pms.create(svc.pms_resource, body, idempotency_key=action.idempotency_key)
+        except (RecordError, Retriable) as exc:
+            return exc  # this record is parked; the others go on
+        except TolkenError as exc:
+            give_up.set()
+            return exc
+
+    width = svc.pms.write_concurrency if isinstance(svc.pms, ConcurrentWrites) else 1
+    if width <= 1 or len(actions) < 2:
+        answers = [post(a, b) for a, b in zip(actions, bodies, strict=True)]
+    else:
+        with ThreadPoolExecutor(min(width, len(actions)), "tolken-pms-create") as pool:
+            answers = list(pool.map(post, actions, bodies))
+    return list(zip(actions, bodies, answers, strict=True))
 
 
 def _link_created(executor: Executor, made: Sequence[Created]) -> None:

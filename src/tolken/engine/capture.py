@@ -6,13 +6,16 @@ reads the connectors and the store.
 PowerOffice (:func:`read_poweroffice`, giving a :class:`PowerOfficeCapture`, then
 :func:`save_po_cursor`): per resource, the updated-after listing from the cursor
 minus the overlap, deduplicated by ``(id, content hash)``; the cursor is capped
-at the run start and never passes a record that must wait or failed. The first
-run (no cursor) and a reconcile read the full listing.
+at the run start and never passes a record that must wait or failed, and the
+overlap is no longer re-read once PowerOffice's clock before a read was past it
+(:class:`~tolken.connectors.base.ServerClock`, cursor rule 5). The first run
+(no cursor) and a reconcile read the full listing.
 
 PMS (:class:`PMSCapture`): the connector's changes feed when it offers one
 (:class:`~tolken.connectors.base.ChangeFeed`) and ``pms.change_capture`` is
-``changes``: the last operation per record, each upsert read with a GET,
-deletes as tombstones (``deleted=True``). Otherwise the updated-after listing,
+``changes``: the last operation per record, each upsert taken from the feed
+when the item carries its record (``include=record``) and read with a GET
+otherwise, deletes as tombstones (``deleted=True``). Otherwise the updated-after listing,
 in the PMS's own timestamp spelling when the connector offers that
 (:class:`~tolken.connectors.base.UpdatedAfterListing`); a listing cannot see
 deletes (the engine's reconcile does). Departments and customers share the PMS
@@ -33,6 +36,7 @@ from tolken.connectors.base import (
     FeedItem,
     FeedPage,
     RemoteRecord,
+    ServerClock,
     UpdatedAfterListing,
 )
 from tolken.engine.cursor import (
@@ -87,7 +91,9 @@ class PowerOfficeCapture:
     ``unchanged`` are the listed records the caller's test found equal to what it
     already holds: only their id and time are kept (the cursor and a reconcile's
     delete check need them), not their data, so a full listing of 100,000
-    records is not held in memory.
+    records is not held in memory. ``listed_at`` is PowerOffice's clock before
+    the read began (:class:`~tolken.connectors.base.ServerClock`; None when the
+    connector cannot tell): the cursor's rule 5 settles on it.
     """
 
     resource: str
@@ -96,6 +102,7 @@ class PowerOfficeCapture:
     state: CursorState
     full: bool
     unchanged: list[tuple[str, datetime | None]] = field(default_factory=list)
+    listed_at: datetime | None = None
 
     def listed_ids(self) -> list[str]:
         """The ids of every record read (kept or unchanged), deduplicated ones excepted."""
@@ -123,6 +130,8 @@ def read_poweroffice(
     """
     state = load_po_cursor(store, resource)
     since = None if full else cursor_read_after(state, overlap)
+    # The clock of an answer received before the read: never later than its start.
+    listed_at = connector.server_time() if isinstance(connector, ServerClock) else None
     records: list[RemoteRecord] = []
     digests: dict[str, str] = {}
     same: list[tuple[str, datetime | None]] = []
@@ -135,7 +144,9 @@ def read_poweroffice(
             same.append((record.id, record.changed_at))
         else:
             records.append(record)
-    return PowerOfficeCapture(resource, records, digests, state, full or since is None, same)
+    return PowerOfficeCapture(
+        resource, records, digests, state, full or since is None, same, listed_at
+    )
 
 
 def save_po_cursor(
@@ -153,7 +164,13 @@ def save_po_cursor(
         Outcome(record_id, capture.digests[record_id], changed_at, record_id not in held)
         for record_id, changed_at in listed
     ]
-    state = advance(capture.state, outcomes, run_started_at=run_started_at, overlap=overlap)
+    state = advance(
+        capture.state,
+        outcomes,
+        run_started_at=run_started_at,
+        overlap=overlap,
+        listed_at=capture.listed_at,
+    )
     if state != capture.state:
         store.set_cursor("poweroffice", capture.resource, format_po_cursor(state))
 
@@ -265,7 +282,10 @@ class PMSCapture:
         return records, FeedPosition(head)
 
     def _current(self, resource: str, item: FeedItem) -> RemoteRecord:
-        """The record as it is now; a tombstone when it was deleted (or is gone already)."""
+        """The record as it is now (sent with the item, or read); a tombstone when it was
+        deleted (or is gone already)."""
+        if item.op == "upsert" and item.record is not None:
+            return item.record
         if item.op == "upsert":
             try:
                 return self.connector.get(resource, item.id)

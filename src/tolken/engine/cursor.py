@@ -23,6 +23,15 @@ construction (DESIGN §4 "Change capture"):
 4. **Never past a failure.** The new position stays strictly before the
    earliest record that failed, so the next run reads it again; failed records
    are never remembered as handled.
+5. **Quiet once the window has passed.** The overlap is there for records
+   whose timestamps PowerOffice had not committed yet when it was read. A
+   read that began when PowerOffice's own clock (its ``Date`` header) was
+   already past the new position plus ``overlap`` saw everything stamped at
+   or before that position: the position is then *settled*
+   (:attr:`CursorState.settled`), the next read starts there instead of
+   ``overlap`` before it, and the boundary set forgets what lies at or
+   before it. So after a bulk change the window is re-read until one read
+   started late enough, then no more (:func:`advance` with ``listed_at``).
 
 The position only moves to timestamps actually seen; an empty read leaves it
 where it was. Typical use::
@@ -101,6 +110,7 @@ __all__ = [
     "parse_po_cursor",
     "parse_stamp",
     "read_after",
+    "settled_at",
 ]
 
 RESOLUTION = timedelta(microseconds=1)
@@ -118,10 +128,15 @@ class Seen:
 
 @dataclass(frozen=True)
 class CursorState:
-    """Stored cursor: the position (None = never read: full listing) and the boundary set."""
+    """Stored cursor: the position (None = never read: full listing) and the boundary set.
+
+    ``settled``: every record stamped at or before it has been read (rule 5);
+    never after ``position``. None: nothing known beyond the overlap rule.
+    """
 
     position: datetime | None = None
     seen: frozenset[Seen] = field(default_factory=frozenset)
+    settled: datetime | None = None
 
     @cached_property
     def seen_keys(self) -> frozenset[tuple[str, str]]:
@@ -130,20 +145,24 @@ class CursorState:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form for the store."""
-        return {
+        out: dict[str, Any] = {
             "position": self.position.isoformat() if self.position else None,
             "seen": sorted([s.id, s.digest, s.changed_at.isoformat()] for s in self.seen),
         }
+        if self.settled is not None:
+            out["settled"] = self.settled.isoformat()
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CursorState:
         """Inverse of :meth:`to_json`."""
-        position = data.get("position")
+        position, settled = data.get("position"), data.get("settled")
         return cls(
             position=datetime.fromisoformat(position) if position else None,
             seen=frozenset(
                 Seen(str(i), str(d), datetime.fromisoformat(t)) for i, d, t in data.get("seen", ())
             ),
+            settled=datetime.fromisoformat(settled) if settled else None,
         )
 
 
@@ -164,10 +183,14 @@ def content_hash(data: Mapping[str, Any]) -> str:
 
 
 def read_after(state: CursorState, overlap: timedelta) -> datetime | None:
-    """The ``changed_after`` bound for the next read: position minus overlap (None = all)."""
+    """The ``changed_after`` bound for the next read: position minus overlap (None = all),
+    but never before the settled time (rule 5)."""
     if state.position is None:
         return None
-    return state.position - overlap
+    bound = state.position - overlap
+    if state.settled is not None:
+        bound = max(bound, min(state.settled, state.position))
+    return bound
 
 
 def is_duplicate(state: CursorState, record_id: str, digest: str) -> bool:
@@ -181,14 +204,17 @@ def advance(
     *,
     run_started_at: datetime,
     overlap: timedelta,
+    listed_at: datetime | None = None,
 ) -> CursorState:
-    """The cursor after a run, by rules 2-4 of the module docstring.
+    """The cursor after a run, by rules 2-5 of the module docstring.
 
     New position: the latest ``changed_at`` of a handled record (or the old
     position), capped at ``run_started_at``, and strictly before the earliest
-    failed record. The boundary set keeps handled records (old and new) whose
-    time is later than the new position minus ``overlap``, since only those can
-    be read again.
+    failed record. ``listed_at`` is PowerOffice's clock when the read began
+    (None: unknown); at or past the new position plus ``overlap``, the new
+    position is settled. The boundary set keeps handled records (old and new)
+    whose time is later than the new position minus ``overlap`` and later
+    than the settled time, since only those can be read again.
     """
     outcomes = list(outcomes)
     handled = [o for o in outcomes if o.ok and o.changed_at is not None]
@@ -207,14 +233,34 @@ def advance(
         # A failure with no time cannot be placed: stay where we were.
         position = min(position, state.position)
 
+    settled = settled_at(state.settled, position, listed_at, overlap)
     horizon = position - overlap
+    if settled is not None:
+        horizon = max(horizon, settled)
     seen = {s for s in state.seen if s.changed_at > horizon and s.id not in failed_ids} | {
         Seen(o.id, o.digest, o.changed_at) for o in handled if o.changed_at is not None
     }
     # Records past the new position stay remembered too: they will be read again
     # (held back by the cap or a failure) and must not be handled twice.
     seen = {s for s in seen if s.changed_at > horizon}
-    return CursorState(position=position, seen=frozenset(seen))
+    return CursorState(position=position, seen=frozenset(seen), settled=settled)
+
+
+def settled_at(
+    settled: datetime | None,
+    position: datetime,
+    listed_at: datetime | None,
+    overlap: timedelta,
+) -> datetime | None:
+    """Rule 5: the settled time once the position is ``position`` after a read.
+
+    ``position`` itself when the read began (``listed_at``, PowerOffice's clock)
+    at or past ``position + overlap``; else the earlier settled time, never
+    after ``position`` (a failure may have held the position back).
+    """
+    if listed_at is not None and listed_at >= position + overlap:
+        return position
+    return None if settled is None else min(settled, position)
 
 
 def format_po_cursor(state: CursorState) -> str:

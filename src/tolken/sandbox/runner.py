@@ -98,6 +98,8 @@ async def serve_sandbox(
                     log_level="warning",
                     lifespan="on",
                     timeout_graceful_shutdown=GRACE_SECONDS,
+                    # The PowerOffice simulator dates its answers itself (one Date header).
+                    date_header=app is not poweroffice_app,
                 )
             )
             for app in (poweroffice_app, pms_app)

@@ -1,19 +1,26 @@
-"""PMS change capture against the reference PMS over real loopback HTTP, cursors in a real store."""
+"""Change capture against the simulators over real loopback HTTP, cursors in a real store."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from loopback import serve
-from tolken.config import PMSSettings
+from tolken.config import PMSSettings, PowerOfficeSettings
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.pms import PMSClient
-from tolken.engine.capture import PMSCapture
+from tolken.connectors.poweroffice import PowerOfficeClient
+from tolken.engine.capture import PMSCapture, load_po_cursor, read_poweroffice, save_po_cursor
+from tolken.engine.cursor import read_after
+from tolken.sandbox import credentials
 from tolken.sandbox.pms import PMS_API_KEY, create_app
+from tolken.sandbox.poweroffice import create_app as create_poweroffice
 from tolken.store import TenantStore, open_store
 
 
@@ -85,3 +92,101 @@ def test_polling_capture_sees_edits(url: str, store: TenantStore) -> None:
         batch = _cycle(pms, store, "customers")["customers"]
         assert [(r.id, r.data["name"]) for r in batch] == [(one.id, "One!")]
         assert _cycle(pms, store, "customers")["customers"] == []
+
+
+# -- PowerOffice: the overlap window and PowerOffice's clock ------------------------
+
+
+@pytest.fixture(scope="module")
+def po_server() -> Iterator[str]:
+    with serve(create_poweroffice(rate_limit_per_second=None)) as url:
+        yield url
+
+
+@pytest.fixture
+def po_url(po_server: str) -> str:
+    httpx.post(f"{po_server}/_sandbox/reset", json={}).raise_for_status()
+    return po_server
+
+
+def _po(url: str) -> PowerOfficeClient:
+    return PowerOfficeClient(
+        PowerOfficeSettings(
+            base_url=f"{url}/v2",
+            token_url=f"{url}/OAuth/Token",
+            application_key=SecretStr(credentials.APPLICATION_KEY),
+            client_key=SecretStr(credentials.CLIENT_KEY),
+            subscription_key=SecretStr(credentials.SUBSCRIPTION_KEY),
+            requests_per_second=1000.0,
+            timeout_seconds=5.0,
+        )
+    )
+
+
+def _po_cycle(po: PowerOfficeClient, store: TenantStore, overlap: timedelta) -> list[str]:
+    """One cycle's capture of departments, then customers (the engine's order), cursors
+    saved: the names of the customers read."""
+    now = datetime.now(UTC)
+    names: list[str] = []
+    for resource in ("Departments", "Customers"):
+        capture = read_poweroffice(po, store, resource, overlap=overlap, full=False)
+        save_po_cursor(store, capture, (), run_started_at=now, overlap=overlap)
+        names = sorted(str(r.data["Name"]) for r in capture.records)
+    return names
+
+
+def _customer(po: PowerOfficeClient, name: str) -> str:
+    return po.create("Customers", {"Name": name}, idempotency_key=f"late-{name}").id
+
+
+def test_the_overlap_is_not_listed_again_once_poweroffice_s_clock_has_passed_it(
+    po_url: str, store: TenantStore
+) -> None:
+    """After a bulk change, once PowerOffice's Date is past it plus the overlap, an idle
+    cycle asks only for records newer than the newest seen: nothing is listed again."""
+    overlap = timedelta(seconds=1)
+    with _po(po_url) as po:
+        for n in range(5):
+            _customer(po, f"Bulk {n}")
+        assert len(_po_cycle(po, store, overlap)) == 5
+        assert _po_cycle(po, store, overlap) == []  # the window is re-read, deduplicated
+        state = load_po_cursor(store, "Customers")
+        assert state.position is not None
+        assert read_after(state, overlap) == state.position - overlap
+        time.sleep(2.2)  # the Date header counts whole seconds
+        assert _po_cycle(po, store, overlap) == []
+        state = load_po_cursor(store, "Customers")
+        assert state.settled == state.position
+        assert read_after(state, overlap) == state.position
+        assert list(po.list("Customers", changed_after=read_after(state, overlap))) == []
+
+
+def test_a_record_committed_late_inside_the_window_is_still_caught(
+    po_url: str, store: TenantStore
+) -> None:
+    """A change PowerOffice commits after a listing, stamped before the newest record that
+    listing saw (but within the overlap), reaches the next cycle."""
+    overlap = timedelta(seconds=30)
+    with _po(po_url) as po:
+        late = _customer(po, "Late")
+        _customer(po, "Early")
+        assert _po_cycle(po, store, overlap) == ["Early", "Late"]
+        time.sleep(0.3)
+        newest = _customer(po, "Newest")
+        assert _po_cycle(po, store, overlap) == ["Newest"]
+        position = load_po_cursor(store, "Customers").position
+        assert position is not None
+        answer = httpx.post(
+            f"{po_url}/_sandbox/late-commit",
+            json={
+                "resource": "Customers",
+                "id": int(late),
+                "seconds": 0.2,
+                "fields": {"Name": "Late, committed"},
+            },
+        )
+        answer.raise_for_status()
+        stamped = datetime.fromisoformat(answer.json()["LastChangedDateTimeOffset"][:26] + "+00:00")
+        assert stamped < position, "the late commit must be stamped before what was seen"
+        assert _po_cycle(po, store, overlap) == ["Late, committed"]
+        assert newest != late

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from pydantic import SecretStr
 
-from enginehelp import World, history, open_world, pms_customer, po_customer, stored_shadow
+from enginehelp import (
+    PMS_BASE,
+    World,
+    history,
+    open_world,
+    pms_customer,
+    po_customer,
+    stored_shadow,
+)
+from tolken.config import PMSSettings
+from tolken.connectors.pms import PMSClient
 from tolken.engine import batch
 from tolken.engine.model import Action, CreateInPMS, Link, SaveShadow, Unchanged, UpdatePMS
 from tolken.engine.plan import idempotency_key
+from tolken.errors import Fatal
+from tolken.sandbox import credentials
 
 
 @pytest.fixture
@@ -99,3 +115,98 @@ def test_only_links_without_writes_are_plain() -> None:
     assert batch.is_plain_link([Link("1", "m1", "r"), SaveShadow("1", "m1", {"name": "A"})])
     assert batch.is_plain_link([Link("1", "m1", "r"), Unchanged("1", "m1")])
     assert not batch.is_plain_link([Link("1", "m1", "r"), UpdatePMS("1", "m1", {"name": "B"}, 1)])
+
+
+class _InFlight(httpx.BaseTransport):
+    """The simulator's transport, counting the most POSTs it had in flight at once."""
+
+    def __init__(
+        self, inner: httpx.BaseTransport, refuse: str | None = None, status: int = 422
+    ) -> None:
+        self.inner, self.refuse, self.status = inner, refuse, status
+        self.active = self.peak = 0
+        self.lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "POST":
+            return self.inner.handle_request(request)
+        if self.refuse is not None and self.refuse.encode() in request.content:
+            body = {"errors": [{"field": "name", "message": "refused"}]}
+            return httpx.Response(self.status, json=body)
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(0.05)  # long enough for the others of the batch to start
+            return self.inner.handle_request(request)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def _simulator(world: World) -> httpx.BaseTransport:
+    return world.pms_http._transport  # noqa: SLF001 - the reference PMS, in process
+
+
+def _pms_through(transport: _InFlight, concurrency: int) -> PMSClient:
+    settings = PMSSettings(
+        base_url=f"{PMS_BASE}/api/v1",
+        api_key=SecretStr(credentials.PMS_API_KEY),
+        max_concurrency=concurrency,
+    )
+    return PMSClient(settings, http=httpx.Client(transport=transport))
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_batch_posts_up_to_max_concurrency_creates_at_once(
+    world: World, concurrency: int
+) -> None:
+    """With pms.max_concurrency N, a batch has at most N creates in flight, and all are linked."""
+    transport = _InFlight(_simulator(world))
+    pms = _pms_through(transport, concurrency)
+    ex = world.executor(pms=pms)
+    names = [f"Kunde {n}" for n in range(12)]
+    actions = _creates(world, names)
+    batch.create_many_in_pms(ex, actions)
+    assert transport.peak == concurrency
+    assert sorted(r.data["name"] for r in world.pms.list("customers")) == sorted(names)
+    links = ex.services.store.link_map("customers")
+    assert all(action.po_id in links for action in actions)
+    assert ex.services.store.pending_creates("customers") == []
+
+
+def test_a_refused_create_in_a_concurrent_batch_parks_only_that_record(world: World) -> None:
+    """One record the PMS refuses is parked with its message; the others of the batch are linked."""
+    transport = _InFlight(_simulator(world), refuse="Beta")
+    ex = world.executor(pms=_pms_through(transport, 4))
+    actions = _creates(world, ["Alfa", "Beta", "Gamma", "Delta"])
+    batch.create_many_in_pms(ex, actions)
+    links = ex.services.store.link_map("customers")
+    assert sorted(links) == sorted(a.po_id for a in actions if a.values["name"] != "Beta")
+    [failure] = ex.services.store.list_failures("customers")
+    assert failure.record_id == actions[1].po_id
+    assert "refused" in failure.message
+
+
+def test_a_fatal_answer_mid_batch_links_what_was_made_and_leaves_no_duplicate(
+    world: World,
+) -> None:
+    """A PMS that suddenly refuses the key stops the run; what it created is linked, the
+    rest stays pending, and the next run creates each remaining record exactly once."""
+    transport = _InFlight(_simulator(world), refuse="Kunde 5", status=401)
+    ex = world.executor(pms=_pms_through(transport, 4))
+    names = [f"Kunde {n}" for n in range(10)]
+    actions = _creates(world, names)
+    with pytest.raises(Fatal):
+        batch.create_many_in_pms(ex, actions)
+    store = ex.services.store
+    made = {r.data["name"] for r in world.pms.list("customers")}
+    assert "Kunde 5" not in made
+    linked = store.link_map("customers")
+    assert {a.po_id for a in actions if a.values["name"] in made} == set(linked)
+    assert len(store.pending_creates("customers")) == len(names) - len(made)
+    again = world.executor()
+    again.recover_pending_creates()
+    batch.create_many_in_pms(again, [a for a in actions if a.po_id not in linked])
+    assert sorted(r.data["name"] for r in world.pms.list("customers")) == sorted(names)
+    assert store.pending_creates("customers") == []

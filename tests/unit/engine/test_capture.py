@@ -173,13 +173,16 @@ class FakeFeedPMS:
     """Just enough of a PMS: records by id, a changes feed, updated_after listing.
 
     ``has_more`` None leaves the field out of feed pages, as some PMSs do.
+    ``bodies``: what it does with ``include=record``: ``ignore`` it (bare
+    items), ``send`` each upsert's record along, or ``refuse`` it (422).
     """
 
-    def __init__(self, has_more: bool | None = None) -> None:
+    def __init__(self, has_more: bool | None = None, bodies: str = "ignore") -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.feed: list[dict[str, Any]] = []
         self.requests: list[httpx.Request] = []
         self.has_more = has_more
+        self.bodies = bodies
 
     def put(self, rid: str, updated: str, kind: str = "customer") -> None:
         self.records[rid] = {"id": rid, "name": rid, "version": 1, "updated_at": updated}
@@ -194,8 +197,16 @@ class FakeFeedPMS:
         path = request.url.path.removeprefix("/api/v1/")
         params = request.url.params
         if path == "changes":
+            include = params.get("include") == "record"
+            if include and self.bodies == "refuse":
+                return httpx.Response(422, json={"errors": [{"field": "include", "message": "?"}]})
             after, limit = int(params["after"]), int(params["limit"])
             later = [i for i in self.feed if i["seq"] > after]
+            if include and self.bodies == "send":
+                later = [
+                    {**i, "record": self.records[i["id"]]} if i["id"] in self.records else i
+                    for i in later
+                ]
             page: dict[str, Any] = {"items": later[:limit], "last_seq": len(self.feed)}
             if self.has_more is not None:
                 page["has_more"] = len(later) > limit
@@ -213,6 +224,9 @@ class FakeFeedPMS:
 
     def feed_reads(self) -> int:
         return sum(1 for r in self.requests if r.url.path.endswith("/changes"))
+
+    def record_reads(self) -> int:
+        return sum(1 for r in self.requests if r.url.path.startswith("/api/v1/customers/"))
 
 
 def _pms(pms: FakeFeedPMS, mode: str) -> PMSClient:
@@ -450,3 +464,42 @@ def test_a_stop_ends_a_feed_read_between_pages() -> None:
     with pytest.raises(Stopped):
         list(feed_pages(LongFeed(), 0, stop=stop.is_set))
     assert reads == 1
+
+
+@pytest.mark.usefixtures("_no_waits")
+def test_feed_items_that_carry_their_record_need_no_read_of_it(store: TenantStore) -> None:
+    """A PMS that sends each change's record with the feed (include=record) is not asked
+    for the record again: one request per PMS edit fewer."""
+    pms = FakeFeedPMS(has_more=True, bodies="send")
+    client = _pms(pms, "changes")
+    _cycle_pms(client, store)
+    pms.put("c1", "2026-01-01T00:00:01Z")
+    pms.put("c2", "2026-01-01T00:00:02Z")
+    pms.remove("c2")
+    records, cursor = _cycle_pms(client, store)
+    assert [(r.id, r.deleted, r.data.get("name"), r.version) for r in records] == [
+        ("c1", False, "c1", 1),
+        ("c2", True, None, None),
+    ]
+    assert cursor == "seq:3"
+    assert pms.record_reads() == 0
+    assert all(r.url.params.get("include") == "record" for r in pms.requests[-1:])
+
+
+@pytest.mark.parametrize("bodies", ["ignore", "refuse"])
+@pytest.mark.usefixtures("_no_waits")
+def test_a_pms_without_feed_bodies_has_each_changed_record_read(
+    store: TenantStore, bodies: str
+) -> None:
+    """A PMS that ignores or refuses include=record still syncs: each change is read with a
+    GET, and one that refused is not asked again."""
+    pms = FakeFeedPMS(has_more=True, bodies=bodies)
+    client = _pms(pms, "changes")
+    _cycle_pms(client, store)
+    pms.put("c1", "2026-01-01T00:00:01Z")
+    records, _ = _cycle_pms(client, store)
+    assert [(r.id, r.data.get("name")) for r in records] == [("c1", "c1")]
+    assert pms.record_reads() == 1
+    asked = [r.url.params.get("include") for r in pms.requests if r.url.path.endswith("/changes")]
+    if bodies == "refuse":
+        assert asked == ["record", None, None]  # refused once, then asked without it

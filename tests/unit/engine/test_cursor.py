@@ -32,6 +32,7 @@ from tolken.engine.cursor import (
     parse_pms_cursor,
     parse_po_cursor,
     read_after,
+    settled_at,
 )
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -164,6 +165,90 @@ def test_property_no_failed_or_concurrent_record_is_ever_skipped(
                 assert not is_duplicate(state, record_id, f"h{record_id}")
     if state.position is not None:
         assert state.position <= at(start)
+
+
+def _after_bulk() -> CursorState:
+    """The cursor after a bulk change of three records stamped within a second, at 10 s."""
+    outcomes = [Outcome(f"r{n}", f"h{n}", at(9.5 + n / 4), True) for n in range(3)]
+    return advance(CursorState(), outcomes, run_started_at=at(11), overlap=OVERLAP)
+
+
+def test_a_read_begun_past_the_window_settles_the_position() -> None:
+    """Once PowerOffice's clock was past the newest change plus the overlap when a read
+    began, the next read starts at the newest change: the window is not listed again."""
+    state = _after_bulk()
+    assert read_after(state, OVERLAP) == at(10) - OVERLAP  # still inside the window
+    quiet = advance(state, [], run_started_at=at(200), overlap=OVERLAP, listed_at=at(130))
+    assert quiet.settled == at(10)
+    assert read_after(quiet, OVERLAP) == at(10)
+    assert quiet.seen == frozenset()  # nothing at or before it can be read again
+    assert CursorState.from_json(quiet.to_json()) == quiet
+
+
+def test_a_read_begun_inside_the_window_does_not_settle() -> None:
+    """A read whose PowerOffice clock was not yet past the window keeps re-reading it."""
+    state = _after_bulk()
+    early = advance(state, [], run_started_at=at(200), overlap=OVERLAP, listed_at=at(129))
+    assert early.settled is None
+    assert read_after(early, OVERLAP) == at(10) - OVERLAP
+    unknown = advance(state, [], run_started_at=at(200), overlap=OVERLAP, listed_at=None)
+    assert read_after(unknown, OVERLAP) == at(10) - OVERLAP
+
+
+def test_a_newer_change_re_reads_only_back_to_the_settled_time() -> None:
+    """After a quiet spell, a new change re-reads its overlap but nothing already settled."""
+    quiet = advance(_after_bulk(), [], run_started_at=at(200), overlap=OVERLAP, listed_at=at(130))
+    later = advance(
+        quiet, [Outcome("r9", "h9", at(60), True)], run_started_at=at(61), overlap=OVERLAP
+    )
+    assert later.position == at(60)
+    assert read_after(later, OVERLAP) == at(10)
+    assert later.seen == frozenset({Seen("r9", "h9", at(60))})
+
+
+def test_the_settled_time_never_passes_the_position() -> None:
+    """A failure that holds the position back pulls the settled time back with it."""
+    assert settled_at(at(50), at(40), None, OVERLAP) == at(40)
+    assert settled_at(None, at(40), at(100), OVERLAP) is None
+    assert settled_at(None, at(40), at(160), OVERLAP) == at(40)
+
+
+@st.composite
+def late_commits(draw: st.DrawFn) -> list[tuple[int, int]]:
+    """Records as (second stamped, seconds until PowerOffice committed it: within the overlap)."""
+    count = draw(st.integers(1, 12))
+    return [(draw(st.integers(0, 300)), draw(st.integers(0, 119))) for _ in range(count)]
+
+
+@given(
+    records=late_commits(),
+    reads=st.lists(st.integers(0, 600), min_size=1, max_size=8),
+    stale=st.integers(0, 5),
+)
+def test_property_a_record_committed_late_inside_the_window_is_still_read(
+    records: list[tuple[int, int]], reads: list[int], stale: int
+) -> None:
+    """Reads at any moments, with PowerOffice's Date a little behind, never miss a record
+    whose timestamp was committed late but within the overlap; later reads go quiet."""
+    handled: set[str] = set()
+    state = CursorState()
+    for second in [*sorted(set(reads)), 1000, 1200]:
+        bound = read_after(state, OVERLAP)
+        outcomes = []
+        for n, (stamped, lag) in enumerate(records):
+            visible = stamped + lag <= second and (bound is None or at(stamped) > bound)
+            if visible and not is_duplicate(state, f"r{n}", "h"):
+                handled.add(f"r{n}")
+                outcomes.append(Outcome(f"r{n}", "h", at(stamped), True))
+        state = advance(
+            state,
+            outcomes,
+            run_started_at=at(second),
+            overlap=OVERLAP,
+            listed_at=at(second - stale),
+        )
+    assert handled == {f"r{n}" for n in range(len(records))}
+    assert read_after(state, OVERLAP) == state.position  # quiet after the window passed
 
 
 def test_po_cursor_text_round_trips_and_nothing_stored_is_a_fresh_start() -> None:

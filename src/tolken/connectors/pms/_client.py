@@ -26,6 +26,7 @@ import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PMSSettings
+from tolken.connectors._concurrency import AdaptiveConcurrency
 from tolken.connectors._http import RetryPolicy
 from tolken.connectors._listing import ListingGuard, ListingLimits
 from tolken.connectors.base import FeedPage, RemoteRecord, StampedRecord
@@ -38,6 +39,7 @@ from tolken.errors import (
     NotFound,
     RateLimited,
     RecordError,
+    Retriable,
     ServerError,
     TransportError,
     Unreachable,
@@ -57,6 +59,11 @@ class _UnsentOnlyPolicy(RetryPolicy):
         if isinstance(exc, RateLimited) or isinstance(exc.__cause__, httpx.ConnectError):
             return super().backoff(exc)
         return False
+
+
+def _overloaded(error: Retriable) -> bool:
+    """A 429, or a 503 (the server says it is overloaded): fewer requests at once for a while."""
+    return isinstance(error, RateLimited) or error.status == 503
 
 
 def _last_key(items: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -104,6 +111,14 @@ class PMSClient(Closeable):
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
         self._retry = RetryPolicy()
         self._retry_unsent = _UnsentOnlyPolicy()
+        self._gate = AdaptiveConcurrency(settings.max_concurrency, stop=stop)
+        self._feed_bodies = True  # ask for include=record until the PMS refuses it
+
+    @property
+    def write_concurrency(self) -> int:
+        """Creates the engine may have in flight at once now (``pms.max_concurrency``, lowered
+        for a while after a 429 or 503); the client is safe to call from that many threads."""
+        return self._gate.limit
 
     # -- plumbing -----------------------------------------------------------
 
@@ -136,17 +151,23 @@ class PMSClient(Closeable):
         all_headers.update(headers or {})
 
         def once() -> httpx.Response:
-            try:
-                response = self._http.request(
-                    method,
-                    url,
-                    params=dict(params) if params else None,
-                    content=content,
-                    headers=all_headers,
-                )
-            except httpx.TransportError as exc:
-                raise classify_transport_error(exc) from exc
+            with self._gate.slot():
+                try:
+                    response = self._http.request(
+                        method,
+                        url,
+                        params=dict(params) if params else None,
+                        content=content,
+                        headers=all_headers,
+                    )
+                except httpx.TransportError as exc:
+                    raise classify_transport_error(exc) from exc
             error = classify_response(response)
+            if isinstance(error, Retriable):
+                if _overloaded(error):
+                    self._gate.overloaded(error.retry_after)
+            else:
+                self._gate.succeeded()
             if error is not None:
                 raise error
             return response
@@ -348,9 +369,23 @@ class PMSClient(Closeable):
     # -- change capture -----------------------------------------------------
 
     def changes(self, after: int, *, limit: int) -> FeedPage:
-        """One raw page of the changes feed: items with ``seq`` strictly greater than ``after``."""
+        """One raw page of the changes feed: items with ``seq`` strictly greater than ``after``.
+
+        Asks for each upsert's record along (``include=record``, optional in the
+        contract): a PMS that sends them saves the engine a GET per change; one
+        that ignores the parameter sends bare items, and one that refuses it
+        (400 or 422) is asked without it from then on.
+        """
         url = self._url("changes")
-        response = self._send("GET", url, params={"after": after, "limit": limit})
+        params: dict[str, str | int] = {"after": after, "limit": limit}
+        response = None
+        if self._feed_bodies:
+            try:
+                response = self._send("GET", url, params={**params, "include": "record"})
+            except ValidationFailed:
+                self._feed_bodies = False
+        if response is None:
+            response = self._send("GET", url, params=params)
         page = parse_changes_page(self._json(response))
         if page.has_more and not any(item.seq > after for item in page.items):
             raise Fatal(

@@ -59,7 +59,11 @@ def to_record(resource: str, data: Mapping[str, Any]) -> RemoteRecord:
 
 
 def parse_change(item: Mapping[str, Any]) -> FeedItem:
-    """A changes-feed item; raises ServerError when it does not follow the contract."""
+    """A changes-feed item; raises ServerError when it does not follow the contract.
+
+    An upsert's ``record`` (sent with ``include=record``) is kept when it is the
+    item's record (an object with the same id); anything else there is ignored.
+    """
     try:
         seq = int(item["seq"])
         resource = _TYPE_TO_RESOURCE[str(item["type"]).lower()]
@@ -71,8 +75,16 @@ def parse_change(item: Mapping[str, Any]) -> FeedItem:
         ) from exc
     if op not in ("upsert", "delete"):
         raise ServerError(f"the PMS changes feed sent an unknown op {op!r}", system="pms")
+    body = item.get("record")
+    record = None
+    if op == "upsert" and isinstance(body, Mapping) and str(body.get("id")) == record_id:
+        record = to_record(resource, body)
     return FeedItem(
-        seq=seq, resource=resource, id=record_id, op="upsert" if op == "upsert" else "delete"
+        seq=seq,
+        resource=resource,
+        id=record_id,
+        op="upsert" if op == "upsert" else "delete",
+        record=record,
     )
 
 

@@ -41,7 +41,7 @@ import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PowerOfficeSettings
-from tolken.connectors._http import RetryPolicy
+from tolken.connectors._http import RetryPolicy, parse_http_date
 from tolken.connectors._listing import ListingGuard
 from tolken.connectors.base import RemoteRecord
 from tolken.connectors.fields import nest
@@ -161,6 +161,15 @@ class PowerOfficeClient(Closeable):
         )
         self.retry = retry or RetryPolicy()
         self.tokens = TokenSource(self._fetch_token, clock=clock)
+        self._server_time: datetime | None = None
+
+    def server_time(self) -> datetime | None:
+        """PowerOffice's clock as its latest answer's ``Date`` header told it (None before any).
+
+        Never later than PowerOffice's clock now; the engine's cursor uses it to
+        tell when the overlap window after a change has passed.
+        """
+        return self._server_time
 
     # -- plumbing --------------------------------------------------------------
     def _secrets(self) -> list[str]:
@@ -172,6 +181,12 @@ class PowerOfficeClient(Closeable):
         return [v for v in (*values, self.tokens.current) if v]
 
     def _raise_for(self, outcome: httpx.Response | httpx.HTTPError, *, token: bool) -> None:
+        if isinstance(outcome, httpx.Response):
+            # The earliest of repeated Date headers: the clock must never be overstated.
+            dates = [parse_http_date(v) for v in outcome.headers.get_list("Date")]
+            said = min((d for d in dates if d is not None), default=None)
+            if said is not None and (self._server_time is None or said > self._server_time):
+                self._server_time = said
         error = classify(outcome, token_request=token, secrets=self._secrets())
         if error is None:
             return

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +33,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tolken.sandbox.control import install_control
 from tolken.sandbox.poweroffice.auth import (
@@ -43,7 +45,7 @@ from tolken.sandbox.poweroffice.auth import (
     token_endpoint,
 )
 from tolken.sandbox.poweroffice.clients import Client, Clients
-from tolken.sandbox.poweroffice.db import TABLES, Store
+from tolken.sandbox.poweroffice.db import TABLES, TICKS_PER_SECOND, Store, format_ticks
 from tolken.sandbox.poweroffice.listing import parse_list_query
 from tolken.sandbox.poweroffice.onboarding import CONSENT_PATH, SESSION_PATH, Onboarding
 from tolken.sandbox.poweroffice.problems import ApiError, gateway_response, problem_response
@@ -56,6 +58,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 __all__ = ["Simulator", "create_app"]
 
 API_PREFIXES = ("/v2", "/Demo/v2")
+LATE_COMMIT_PATH = "/_sandbox/late-commit"
 TOKEN_PATHS = ("/OAuth/Token", "/Demo/OAuth/Token")
 _CANONICAL = {
     "demo": "Demo",
@@ -77,6 +80,32 @@ PRIVILEGES = (
     "Project",
     "Project_Full",
 )
+
+
+class _DateHeader:
+    """Stamp every answer with the simulator's clock in a ``Date`` header, as PowerOffice does.
+
+    Served by uvicorn (whose own ``Date`` the sandbox runner turns off) or in
+    process alike, so a client can read the server's time from any answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"date" for name, _ in headers):
+                    headers.append((b"date", formatdate(usegmt=True).encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 class _CanonicalPath:
@@ -168,6 +197,36 @@ class Simulator:
             "rate_limit_per_second": self.limiter.rate,
             "token_ttl_seconds": self.tokens.ttl_seconds,
         }
+
+    def commit_late(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_sandbox/late-commit``: an edit committed now but stamped ``seconds`` ago.
+
+        ``{"resource": "Customers", "id": 1000001, "seconds": 1.5, "fields": {"Name": "X"},
+        "client": key}`` sets the top-level ``fields`` and stamps the record's
+        ``LastChangedDateTimeOffset`` ``seconds`` before now, as a record whose
+        timestamp PowerOffice had not committed yet when an earlier listing ran.
+        """
+        resource, entity_id = body.get("resource"), body.get("id")
+        seconds, fields = body.get("seconds", 0), body.get("fields") or {}
+        if resource not in TABLES or not isinstance(entity_id, int):
+            raise ValueError(f"resource must be one of {', '.join(TABLES)} and id an integer.")
+        if not isinstance(seconds, int | float) or seconds < 0 or not isinstance(fields, dict):
+            raise ValueError("seconds must be a number >= 0 and fields an object.")
+        client = body.get("client")
+        target = self.clients.default if client is None else self.clients.get(str(client))
+        table = TABLES[resource][0]
+        ticks = time.time_ns() // 100 - int(seconds * TICKS_PER_SECOND)
+        stamp = format_ticks(ticks)
+        with target.store.transaction() as conn:
+            row = conn.execute(f"SELECT doc FROM {table} WHERE id = ?", (entity_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"no {resource} record {entity_id}.")
+            doc = {**json.loads(row[0]), **fields, "LastChangedDateTimeOffset": stamp}
+            conn.execute(
+                f"UPDATE {table} SET doc = ?, last_changed = ? WHERE id = ?",
+                (json.dumps(doc), ticks, entity_id),
+            )
+        return {"id": entity_id, "LastChangedDateTimeOffset": stamp}
 
     # -- rendering -----------------------------------------------------------------
     def render(self, doc: dict[str, Any], *, by_id: bool = False) -> dict[str, Any]:
@@ -412,8 +471,21 @@ def _consent_routes(app: FastAPI, sim: Simulator) -> None:
         except ValueError as exc:
             return refused(str(exc))
 
+    async def commit_late(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return refused("Expected a JSON object {resource, id, seconds, fields}.")
+        try:
+            return sim.json_response(sim.commit_late(body))
+        except ValueError as exc:
+            return refused(str(exc))
+
     app.add_route(SESSION_PATH, describe, methods=["GET"])
     app.add_route(CONSENT_PATH, consent, methods=["POST"])
+    app.add_route(LATE_COMMIT_PATH, commit_late, methods=["POST"])
 
 
 def create_app(
@@ -466,4 +538,5 @@ def create_app(
         settings_hook=sim.settings,
     )
     app.add_middleware(_CanonicalPath)
+    app.add_middleware(_DateHeader)
     return app

@@ -188,6 +188,29 @@ def test_429_honours_retry_after_then_succeeds() -> None:
     assert len(seen) == 2
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_an_overloaded_pms_gets_fewer_creates_at_once(status: int) -> None:
+    """After a 429 or 503 the engine may have fewer creates in flight; good answers win it back."""
+    answers = iter([httpx.Response(status), *[httpx.Response(201, json=_customer("c1"))] * 5])
+    client, _ = _client(lambda _: next(answers), max_concurrency=4)
+    assert client.write_concurrency == 4
+    client.create("customers", {"name": "c1"}, idempotency_key="k1")
+    assert client.write_concurrency == 2  # halved by the overload; the retry went through
+    client.create("customers", {"name": "c1"}, idempotency_key="k2")
+    assert client.write_concurrency == 3  # two good answers in a row at width 2
+    for n in range(3, 6):
+        client.create("customers", {"name": "c1"}, idempotency_key=f"k{n}")
+    assert client.write_concurrency == 4
+
+
+def test_a_record_error_does_not_lower_the_concurrency() -> None:
+    """Only an overload answer makes the engine send fewer creates at once."""
+    client, _ = _client(lambda _: httpx.Response(422, json={"errors": []}))
+    with pytest.raises(ValidationFailed):
+        client.create("customers", {"name": "c1"}, idempotency_key="k1")
+    assert client.write_concurrency == 4
+
+
 def test_persistent_429_gives_up_with_retry_after() -> None:
     """A PMS that keeps answering 429 yields RateLimited after a bounded number of tries."""
     client, seen = _client(lambda _: httpx.Response(429, headers={"Retry-After": "7"}))

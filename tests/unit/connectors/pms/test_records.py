@@ -63,5 +63,19 @@ def test_changes_reads_one_raw_page_of_the_feed() -> None:
     assert page.items == (FeedItem(5, "customers", "c", "upsert"),)
     assert page.has_more is False
     assert [(r.url.path, dict(r.url.params)) for r in seen] == [
-        ("/api/v1/changes", {"after": "4", "limit": "50"})
+        ("/api/v1/changes", {"after": "4", "limit": "50", "include": "record"})
     ]
+
+
+def test_a_feed_item_keeps_the_record_sent_with_it() -> None:
+    """An upsert that carries its record (include=record) is parsed with it; a body of
+    another record, or one sent with a delete, is not taken for the item's record."""
+    body = {"id": "c", "name": "Acme", "version": 3, "updated_at": "2026-01-01T00:00:00Z"}
+    item = parse_change({"seq": 1, "type": "customer", "id": "c", "op": "upsert", "record": body})
+    assert item.record is not None
+    assert (item.record.id, item.record.data["name"], item.record.version) == ("c", "Acme", 3)
+    other = {**body, "id": "d"}
+    wrong = parse_change({"seq": 2, "type": "customer", "id": "c", "op": "upsert", "record": other})
+    assert wrong.record is None
+    gone = parse_change({"seq": 3, "type": "customer", "id": "c", "op": "delete", "record": body})
+    assert gone.record is None

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -428,3 +429,32 @@ def test_a_stop_ends_a_listing_between_pages() -> None:
     with pytest.raises(Stopped):
         list(po.list("Customers"))
     assert pages <= 4
+
+
+def test_server_time_is_poweroffice_s_clock_from_its_date_header(sim: TestClient) -> None:
+    """The connector tells the engine PowerOffice's own time (its Date header), never ahead."""
+    po = client(sim)
+    assert po.server_time() is None
+    before = datetime.now(UTC).replace(microsecond=0)
+    list(po.list("Customers"))
+    said = po.server_time()
+    assert said is not None
+    assert before <= said <= datetime.now(UTC)
+    assert len(sim.get("/v2/Customers").headers.get_list("Date")) == 1
+
+
+def test_server_time_takes_the_earliest_of_repeated_date_headers() -> None:
+    """Two Date headers (a proxy adding its own): the earlier, so the clock is never overstated."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/Token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 1200})
+        dates = [
+            ("Date", "Fri, 04 Dec 2026 18:00:05 GMT"),
+            ("Date", "Fri, 04 Dec 2026 18:00:01 GMT"),
+        ]
+        return httpx.Response(204, headers=dates)
+
+    po = client(httpx.Client(transport=httpx.MockTransport(handler), base_url="http://testserver"))
+    list(po.list("Customers"))
+    assert po.server_time() == datetime(2026, 12, 4, 18, 0, 1, tzinfo=UTC)
