@@ -58,8 +58,8 @@ SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 LINKS = int(100_000 * SCALE)
 OVERLAP = 2.0
 IDLE_ROUNDS = 3
-CPU_TARGET = 0.100
-RSS_TARGET = 250.0
+CPU_TARGET = 0.050
+RSS_TARGET = 200.0  # MiB
 _OLD_RULES = """    merge_rules:
       - {poweroffice: OrganizationNumber, pms: organization_number, normalise: digits}
       - poweroffice: EmailAddress
@@ -335,7 +335,8 @@ def main() -> int:
     tokens = sum(v for c in idle_requests.values() for k, v in c.items() if "/OAuth/" in k)
     idle_rss = max(r["peak_rss"] for r, _ in idle)
     base_rss = max(r["rss_before"] for r, _ in idle)
-    worst = max(idle_rss, burst["peak_rss"], edit["peak_rss"], reconcile["peak_rss"])
+    cycles_worst = max(idle_rss, burst["peak_rss"], edit["peak_rss"], reconcile["peak_rss"])
+    worst = max(cycles_worst, link_run.peak_rss_mib)
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -388,8 +389,9 @@ First link of {LINKS:,} existing records (`tolken sync --once`, whole process):
   timestamps PowerOffice reported (clock-skew safety) and the overlap is
   re-read from there; duplicates are then skipped by content hash. Once
   anything newer changes, the window holds only that (the steady rows).
-- **Peak RSS of a cycle with {LINKS:,} links: {worst:.0f} MiB** at worst (target ≤
-  {RSS_TARGET:.0f} MB: {verdict(worst * 1.048576 <= RSS_TARGET)}); ratio to the
+- **Peak RSS of any cycle with {LINKS:,} links, the first link included:
+  {worst:.0f} MiB** at worst (target ≤ {RSS_TARGET:.0f} MiB: {verdict(worst <= RSS_TARGET)});
+  without the first link {cycles_worst:.0f} MiB; ratio to the
   same process before the cycle: idle {idle_rss / base_rss:.2f}, one edit
   {edit["peak_rss"] / edit["rss_before"]:.2f}, reconcile
   {reconcile["peak_rss"] / reconcile["rss_before"]:.2f}.
@@ -399,6 +401,8 @@ First link of {LINKS:,} existing records (`tolken sync --once`, whole process):
 """
     write_section("sync-idle", section)
     record({"idle_after_bulk_requests": sum(burst_requests["poweroffice"].values())})
+    if SCALE == 1:
+        record({"peak_rss_mib_100k_links": worst, "idle_cpu_ms_100k_links": idle_cpu * 1000})
     print(section)
     return 0
 

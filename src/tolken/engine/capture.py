@@ -25,7 +25,7 @@ saved at the end of the cycle (:meth:`PMSCapture.commit`), unless a flow held it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -65,6 +65,7 @@ from tolken.store import TenantStore
 __all__ = [
     "FEED_MAX_PAGES",
     "FEED_PAGE_LIMIT",
+    "UNCHANGED_PAGE",
     "PMSCapture",
     "PowerOfficeCapture",
     "feed_pages",
@@ -75,6 +76,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+UNCHANGED_PAGE = 1000
+"""Listed PowerOffice records asked about at once (one store query keyed by their ids)."""
 
 FEED_PAGE_LIMIT = 1000
 """Items asked for per changes-feed page."""
@@ -121,12 +125,13 @@ def read_poweroffice(
     *,
     overlap: timedelta,
     full: bool,
-    unchanged: Callable[[str, str], bool] | None = None,
+    unchanged: Callable[[Sequence[tuple[str, str]]], Collection[str]] | None = None,
 ) -> PowerOfficeCapture:
     """Read changed records (all records when ``full`` or before the first run), deduplicated.
 
-    ``unchanged(id, content_hash)`` true: the record is set aside without its data
-    (:attr:`PowerOfficeCapture.unchanged`).
+    ``unchanged(page)`` is asked with each page of up to :data:`UNCHANGED_PAGE`
+    ``(id, content_hash)`` pairs; the ids it returns are set aside without
+    their data (:attr:`PowerOfficeCapture.unchanged`).
     """
     state = load_po_cursor(store, resource)
     since = None if full else cursor_read_after(state, overlap)
@@ -135,15 +140,27 @@ def read_poweroffice(
     records: list[RemoteRecord] = []
     digests: dict[str, str] = {}
     same: list[tuple[str, datetime | None]] = []
+    page: list[tuple[RemoteRecord, str]] = []
+
+    def sort_out() -> None:
+        # One question per page of records: which are unchanged (their data is dropped).
+        same_ids = unchanged([(r.id, d) for r, d in page]) if unchanged is not None else ()
+        for record, _digest in page:
+            if record.id in same_ids:
+                same.append((record.id, record.changed_at))
+            else:
+                records.append(record)
+        page.clear()
+
     for record in connector.list(resource, changed_after=since):
         digest = content_hash(record.data)
         if not full and is_duplicate(state, record.id, digest):
             continue
         digests[record.id] = digest
-        if unchanged is not None and unchanged(record.id, digest):
-            same.append((record.id, record.changed_at))
-        else:
-            records.append(record)
+        page.append((record, digest))
+        if len(page) >= UNCHANGED_PAGE:
+            sort_out()
+    sort_out()
     return PowerOfficeCapture(
         resource, records, digests, state, full or since is None, same, listed_at
     )

@@ -20,9 +20,10 @@ listing's ids (deletes, with the mass-delete breaker and the outage guard).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from tolken.connectors.base import RemoteRecord
 from tolken.engine import batch, settle
@@ -45,7 +46,24 @@ from tolken.mapping import Flow, belongs, merge_key_flat
 from tolken.store import FlowState, TenantStore
 from tolken.vocabulary import FlowId
 
-__all__ = ["FlowRun", "match_rules"]
+T = TypeVar("T")
+
+__all__ = ["CANDIDATE_PAGE", "FlowRun", "match_rules"]
+
+CANDIDATE_PAGE = 1000
+"""Listed records whose links are looked up in one query (candidates for a match)."""
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``, as they come."""
+    page: list[T] = []
+    for item in items:
+        page.append(item)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def match_rules(flow: Flow) -> tuple[MatchRule, ...]:
@@ -93,8 +111,9 @@ class FlowRun:
             svc.po_resource,
             overlap=self.overlap,
             full=self.reconcile,
-            # Unchanged records are dropped while the listing is read, not held.
-            unchanged=lambda record_id, digest: _po_unchanged(state, record_id, digest),
+            # Unchanged records are dropped page by page while the listing is read,
+            # their stored hashes read for that page only: nothing is held.
+            unchanged=lambda page: _po_unchanged(state, page),
         )
         deletes: list[Action] = []
         if self.reconcile:
@@ -102,7 +121,7 @@ class FlowRun:
             if stop_reason is not None:
                 st.report.stopped = stop_reason
                 return True
-        po_changed = self._changed_po(state, capture.records)
+        po_changed = capture.records
         pms_changed = self._changed_pms(state)
         backing_off = self._add_due_failures(state, po_changed, pms_changed)
         # A parked PowerOffice record read again (the cursor stays before it) is
@@ -118,6 +137,9 @@ class FlowRun:
 
         po_projected = self._project_po(po_changed)
         pms_projected = [p for r in pms_changed if (p := svc.project_pms(r)) is not None]
+        state.prefetch(
+            poweroffice_ids=[p.id for p in po_projected], pms_ids=[p.id for p in pms_projected]
+        )
         unlinked_po = [p for p in po_projected if state.by_po(p.id) is None and not p.unresolved]
         pms_candidates = self._pms_candidates(state) if unlinked_po else []
         unlinked_pms = [p for p in pms_projected if state.by_pms(p.id) is None and not p.deleted]
@@ -206,13 +228,12 @@ class FlowRun:
 
     # -- steps ----------------------------------------------------------------
 
-    def _changed_po(self, state: FlowState, records: Iterable[RemoteRecord]) -> list[RemoteRecord]:
-        return [r for r in records if not _po_unchanged(state, r.id, content_hash(r.data))]
-
     def _changed_pms(self, state: FlowState) -> list[RemoteRecord]:
         svc = self.executor.services
         changed = []
-        for record in self.pms_capture.changes(svc.pms_resource):
+        records = self.pms_capture.changes(svc.pms_resource)
+        state.prefetch(pms_ids=[r.id for r in records])
+        for record in records:
             link = state.by_pms(record.id)
             if record.deleted:
                 if link is not None:
@@ -298,19 +319,24 @@ class FlowRun:
     def _pms_candidates(self, state: FlowState) -> list[ProjectedRecord]:
         svc, st = self.executor.services, self.executor.state
         out = []
-        for record in self.pms_capture.listing(svc.pms_resource):
-            if state.by_pms(record.id) is None and belongs(svc.flow, record.data):
-                st.pms_records.setdefault(record.id, record)
-                projected = svc.project_pms(record)
-                if projected is not None:
-                    out.append(projected)
+        for page in chunked(self.pms_capture.listing(svc.pms_resource), CANDIDATE_PAGE):
+            linked = state.linked_pms([r.id for r in page])
+            for record in page:
+                if record.id not in linked and belongs(svc.flow, record.data):
+                    st.pms_records.setdefault(record.id, record)
+                    projected = svc.project_pms(record)
+                    if projected is not None:
+                        out.append(projected)
         return out
 
     def _po_candidates(self, state: FlowState) -> list[ProjectedRecord]:
         svc, st = self.executor.services, self.executor.state
         out = []
-        for record in svc.poweroffice.list(svc.po_resource):
-            if state.by_po(record.id) is None:
+        for page in chunked(svc.poweroffice.list(svc.po_resource), CANDIDATE_PAGE):
+            linked = state.linked_poweroffice([r.id for r in page])
+            for record in page:
+                if record.id in linked:
+                    continue
                 st.po_records.setdefault(record.id, record)
                 try:
                     projected = svc.project_po(record)
@@ -354,10 +380,11 @@ class FlowRun:
         return None, actions
 
 
-def _po_unchanged(state: FlowState, poweroffice_id: str, digest: str) -> bool:
-    """Whether a linked PowerOffice record's content is what tolken last saw or wrote."""
-    po_hash = state.poweroffice_hash(poweroffice_id)
-    return po_hash is not None and po_hash == digest
+def _po_unchanged(state: FlowState, page: Sequence[tuple[str, str]]) -> set[str]:
+    """The ids of a page's ``(id, content hash)`` whose content is what tolken last saw or
+    wrote (linked, and the shadow's hash equal), read in one query keyed by the page's ids."""
+    stored = state.poweroffice_hashes([record_id for record_id, _ in page])
+    return {record_id for record_id, digest in page if stored.get(record_id) == digest}
 
 
 def _touched_links(

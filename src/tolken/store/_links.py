@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import (
@@ -69,6 +69,7 @@ _RAW_SHADOW_COLUMNS = (
     ShadowRow.pms_hash,
     type_coerce(ShadowRow.pms_changed_at, String),
 )
+_PAIRS_PAGE = 5000
 _HISTORY_COLUMNS = (
     HistoryRow.link_id,
     HistoryRow.direction,
@@ -100,13 +101,65 @@ def _select_links() -> Select[Any]:
     return select(*_LINK_COLUMNS)
 
 
+class _StoreRows:
+    """A flow's rows in the store, read for a :class:`FlowState` (every query tenant-scoped)."""
+
+    def __init__(self, repo: LinkRepository, flow: FlowId, *, joined: bool) -> None:
+        self._repo = repo
+        self._flow = flow
+        self._joined = joined
+
+    def _conn(self) -> AbstractContextManager[Connection]:
+        if self._joined:
+            return self._repo._read()  # noqa: SLF001 - the repository's own helper
+        return self._repo._committed()  # noqa: SLF001 - the repository's own helper
+
+    def _scope(self) -> tuple[Any, ...]:
+        return (LinkRow.tenant == self._repo.tenant, LinkRow.flow == self._flow)
+
+    def rows(self, key: str, ids: Collection[Any]) -> list[tuple[Any, ...]]:
+        column = {"id": LinkRow.id, "po": LinkRow.poweroffice_id, "pms": LinkRow.pms_id}[key]
+        found: list[tuple[Any, ...]] = []
+        with self._conn() as conn:
+            for batch in chunked(ids):
+                stmt = (
+                    select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
+                    .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
+                    .where(*self._scope(), column.in_(batch))
+                )
+                found.extend(compact_row(row) for row in conn.execute(stmt))
+        return found
+
+    def count(self) -> int:
+        with self._conn() as conn:
+            stmt = select(func.count()).select_from(LinkRow).where(*self._scope())
+            return int(conn.execute(stmt).scalar_one())
+
+    def pairs(self) -> Iterator[tuple[str, str, str]]:
+        # Paged by link id, so no page of rows outlives its turn (and no cursor
+        # stays open while the caller works).
+        after = -1
+        while True:
+            stmt = (
+                select(LinkRow.id, LinkRow.poweroffice_id, LinkRow.pms_id, LinkRow.state)
+                .where(*self._scope(), LinkRow.id > after)
+                .order_by(LinkRow.id)
+                .limit(_PAIRS_PAGE)
+            )
+            with self._conn() as conn:
+                page = conn.execute(stmt).tuples().all()
+            for _link_id, po_id, pms_id, state in page:
+                yield po_id, pms_id, state
+            if len(page) < _PAIRS_PAGE:
+                return
+            after = page[-1][0]
+
+
 class LinkRepository(TenantBound):
     """A tenant's links between records, their shadows, and the history of writes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._flow_cache: dict[str, tuple[int, FlowState]] = {}
-        self._flow_cache_lock = threading.Lock()
 
     def _bump(self, conn: Connection, flows: Iterable[str]) -> None:
         """Move the version of each of this tenant's flows whose links or shadows a write touches.
@@ -397,52 +450,26 @@ class LinkRepository(TenantBound):
                 )
                 conn.execute(stmt, batch)
 
-    def load_flow_state(self, flow: FlowId, *, refresh: bool = False) -> FlowState:
-        """Every link of a flow with its (lazily decoded) shadow, read in one query.
+    def load_flow_state(self, flow: FlowId) -> FlowState:
+        """A flow's links with their (lazily decoded) shadows, read by id as they are asked for.
 
-        The rows are read on the state's first use, and the state is handed out
-        again while no write (from this or any other process) touched the flow's
-        links or shadows: an idle cycle costs one lookup of the flow's version.
-        ``refresh`` forces a fresh state. Treat the result as read-only.
+        Nothing is read here: the state queries the store keyed by the ids of the
+        page in hand (:meth:`FlowState.prefetch`), so an idle cycle reads nothing
+        and memory follows the records a cycle touches, not the flow's links.
+        Made inside a transaction, the state reads through it (the caller's own
+        uncommitted writes included); made outside, it reads committed rows on
+        its own connection, even when first used inside a transaction.
         """
         check_flow(flow)
-        tenant = self.tenant
-        with self._read() as conn:
-            version = conn.execute(
-                select(FlowVersionRow.version).where(
-                    FlowVersionRow.tenant == tenant, FlowVersionRow.flow == flow
-                )
-            ).scalar_one_or_none()
-        version = 0 if version is None else int(version)
-        # Inside a transaction the caller may see its own uncommitted writes:
-        # read them now, and never keep them beyond the transaction.
-        if self.in_transaction or self._single_connection:
-            return FlowState(tenant, flow, self._flow_rows(flow, own_connection=False))
-        with self._flow_cache_lock:
-            cached = self._flow_cache.get(flow)
-            if not refresh and cached is not None and cached[0] == version:
-                return cached[1]
-            # Rows read later than the version are at least as new as it says,
-            # so a state kept under this version is never older than claimed.
-            state = FlowState(tenant, flow, loader=lambda: self._flow_rows(flow))
-            self._flow_cache[flow] = (version, state)
-            return state
+        joined = self.in_transaction or self._single_connection
+        return FlowState(self.tenant, flow, _StoreRows(self, flow, joined=joined))
 
-    def _flow_rows(self, flow: FlowId, *, own_connection: bool = True) -> list[tuple[Any, ...]]:
-        # Rows are compacted as they stream from the cursor, so the driver's own
-        # row objects for 100,000 links never exist all at once.
-        stmt = (
-            select(*_RAW_LINK_COLUMNS, *_RAW_SHADOW_COLUMNS)
-            .outerjoin(ShadowRow, ShadowRow.link_id == LinkRow.id)
-            .where(LinkRow.tenant == self.tenant, LinkRow.flow == flow)
-        )
-        if not own_connection:
-            with self._read() as conn:
-                return [compact_row(row) for row in conn.execute(stmt)]
-        # A lazily loaded state may first be used inside a caller's transaction;
-        # it must still see only committed rows, so it reads on its own connection.
+    @contextmanager
+    def _committed(self) -> Iterator[Connection]:
+        # A state made outside a transaction may be used inside one later; it
+        # must still see only committed rows, so it reads on its own connection.
         with self._connect(read_only=True) as conn, conn.begin():
-            return [compact_row(row) for row in conn.execute(stmt)]
+            yield conn
 
     def link_map(self, flow: FlowId) -> dict[str, str]:
         """``{poweroffice_id: pms_id}`` for every link of a flow (reference translation)."""

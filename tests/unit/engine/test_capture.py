@@ -8,7 +8,7 @@ cursors of earlier versions still read.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from tolken.connectors.base import (
 )
 from tolken.connectors.pms import PMSClient
 from tolken.engine.capture import (
+    UNCHANGED_PAGE,
     PMSCapture,
     feed_pages,
     load_po_cursor,
@@ -148,7 +149,7 @@ def test_records_the_caller_holds_unchanged_are_set_aside_without_their_data(
         "Customers",
         overlap=OVERLAP,
         full=True,
-        unchanged=lambda record_id, _digest: record_id == "2",
+        unchanged=lambda page: {record_id for record_id, _digest in page if record_id == "2"},
     )
     assert [r.id for r in capture.records] == ["1"]
     assert capture.unchanged == [("2", T0 + timedelta(minutes=10))]
@@ -156,6 +157,32 @@ def test_records_the_caller_holds_unchanged_are_set_aside_without_their_data(
     now = T0 + timedelta(hours=1)
     save_po_cursor(store, capture, (), run_started_at=now, overlap=OVERLAP)
     assert load_po_cursor(store, "Customers").position == T0 + timedelta(minutes=10)
+
+
+def test_unchanged_records_are_asked_about_a_page_at_a_time(store: TenantStore) -> None:
+    """A long listing asks which records are unchanged per page, so no listing is held whole."""
+    po = FakePowerOffice()
+    total = UNCHANGED_PAGE * 2 + 5
+    for i in range(total):
+        po.put(str(i), f"N{i}", T0 + timedelta(seconds=i))
+    pages: list[int] = []
+
+    def unchanged(page: Sequence[tuple[str, str]]) -> set[str]:
+        pages.append(len(page))
+        return {record_id for record_id, _ in page if int(record_id) % 2 == 0}
+
+    capture = read_poweroffice(
+        po,  # type: ignore[arg-type]
+        store,
+        "Customers",
+        overlap=OVERLAP,
+        full=True,
+        unchanged=unchanged,
+    )
+    assert pages == [UNCHANGED_PAGE, UNCHANGED_PAGE, 5]
+    assert sorted(int(r.id) for r in capture.records) == list(range(1, total, 2))
+    assert len(capture.unchanged) == UNCHANGED_PAGE + 3
+    assert all(r.data for r in capture.records)
 
 
 # -- PMS ------------------------------------------------------------------------

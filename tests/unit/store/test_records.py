@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from tolken.store import FLOW_PMS_RESOURCE, FlowState, Link, Shadow
-from tolken.store._flowstate import compact_row, to_utc
+from tolken.store._flowstate import Key, compact_row, to_utc
 from tolken.store._issues import retry_delay
 
 T0 = datetime(2026, 5, 17, 10, 0, tzinfo=UTC)
@@ -53,7 +54,6 @@ def test_flow_state_finds_links_by_either_id() -> None:
     assert state.get(99) is None
     assert 1 in state
     assert len(state) == 2
-    assert sorted(ln.id for ln in state) == [1, 2]
     assert set(state.poweroffice_ids()) == {"10001", "10002"}
     assert set(state.pms_ids()) == {"c-1", "c-2"}
     assert state.pms_id_for("10001") == "c-1"
@@ -112,22 +112,40 @@ def test_compact_rows_keep_their_values_and_share_repeated_strings() -> None:
     assert one[5] is two[5]
 
 
-def test_flow_state_loads_once_on_first_use() -> None:
-    """A lazily loaded state reads its rows once, when first asked, never before."""
-    calls: list[int] = []
+def test_flow_state_reads_only_the_ids_asked_for() -> None:
+    """A state reads nothing until asked, then only the asked ids, each once, until forgotten."""
+    asked: list[tuple[str, list[object]]] = []
+    rows = [row(i, str(i), f"c-{i}", {"n": i} if i % 2 else None) for i in range(1, 6)]
+    memory = FlowState("acme", "customers", rows)
 
-    def loader() -> list[tuple[object, ...]]:
-        calls.append(1)
-        return [row(1, "1", "a")]
+    class Counting:
+        def rows(self, key: Key, ids: Collection[object]) -> list[tuple[object, ...]]:
+            asked.append((key, sorted(ids, key=str)))
+            return memory._source.rows(key, ids)  # noqa: SLF001 - the rows under test
 
-    state = FlowState("acme", "customers", loader=loader)
-    assert (state.loaded, calls) == (False, [])
-    assert state.pms_id_for("1") == "a"
-    assert len(state) == 1
-    assert calls == [1]
-    assert state.loaded
-    with pytest.raises(ValueError, match="either rows or a loader"):
-        FlowState("acme", "customers")
+        def count(self) -> int:
+            return len(rows)
+
+        def pairs(self) -> Iterator[tuple[str, str, str]]:
+            return memory._source.pairs()  # noqa: SLF001 - the rows under test
+
+    state = FlowState("acme", "customers", Counting())
+    assert asked == []
+    state.prefetch(poweroffice_ids=["1", "2", "9"], pms_ids=["c-3"])
+    assert asked == [("po", ["1", "2", "9"]), ("pms", ["c-3"])]
+    asked.clear()
+    assert state.pms_id_for("1") == "c-1"
+    assert state.by_po("9") is None  # asked already: known not to be linked
+    assert state.poweroffice_id_for("c-3") == "3"
+    assert state.hashes(1) == ("po-1", "pms-c-1")
+    assert asked == []
+    assert state.by_pms("c-5") is not None  # not prefetched: one query of its own
+    assert asked == [("pms", ["c-5"])]
+    assert state.poweroffice_hashes(["1", "2", "3"]) == {"1": "po-1", "3": "po-3"}
+    state.forget()
+    asked.clear()
+    assert state.pms_id_for("1") == "c-1"
+    assert asked == [("po", ["1"])]
 
 
 def test_timestamps_from_either_driver_become_aware_utc() -> None:
