@@ -364,7 +364,7 @@ def worker(
 
 
 tenants_app = typer.Typer(
-    help="Fleet mode: add, list, pause, resume, resync, remove, check and onboard tenants.",
+    help="Fleet mode: add, update, list, pause, resume, resync, remove, check, onboard, rekey.",
     no_args_is_help=True,
 )
 app.add_typer(tenants_app, name="tenants")
@@ -438,6 +438,50 @@ def tenants_add(
     )
 
 
+@tenants_app.command("update")
+def tenants_update(
+    tenant_id: str = _tenant_argument(),
+    poweroffice_client_key: str | None = typer.Option(
+        None,
+        "--poweroffice-client-key",
+        envvar="POWEROFFICE_CLIENT_KEY",
+        help="A new PowerOffice client key (or set POWEROFFICE_CLIENT_KEY).",
+    ),
+    pms_api_key: str | None = typer.Option(
+        None, "--pms-api-key", envvar="PMS_API_KEY", help="A new PMS API key (or PMS_API_KEY)."
+    ),
+    pms_base_url: str | None = typer.Option(
+        None, "--pms-base-url", help="A new PMS API root for this tenant."
+    ),
+    webhook_secret: str | None = typer.Option(
+        None,
+        "--webhook-secret",
+        envvar="TOLKEN_TENANT_WEBHOOK_SECRET",
+        help="A new webhook secret (16+ characters).",
+    ),
+    interval_seconds: float | None = _interval_option(),
+    conflict_policy: ConflictPolicy | None = _policy_option(),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """Change a tenant's settings or credentials; what is not given stays as it is."""
+    from tolken._commands.fleet import tenants_update as body
+
+    body(
+        config,
+        tenant_id,
+        changes={
+            "poweroffice_client_key": poweroffice_client_key,
+            "pms_api_key": pms_api_key,
+            "pms_base_url": pms_base_url,
+            "webhook_secret": webhook_secret,
+            "interval_seconds": interval_seconds,
+            "conflict_policy": conflict_policy,
+        },
+        as_json=as_json,
+    )
+
+
 @tenants_app.command("list")
 def tenants_list(config: Path = _config_option(), as_json: bool = _json_option()) -> None:
     """Every tenant: state, last and next run, links, open failures, last error."""
@@ -495,6 +539,22 @@ def tenants_remove(
     from tolken._commands.fleet import tenants_remove as body
 
     body(config, tenant_id, purge=purge, as_json=as_json)
+
+
+@tenants_app.command("rekey")
+def tenants_rekey(
+    new_secret_key_env: str = typer.Option(
+        "TOLKEN_NEW_SECRET_KEY",
+        "--new-secret-key-env",
+        help="The environment variable holding the new passphrase (never a command-line value).",
+    ),
+    config: Path = _config_option(),
+    as_json: bool = _json_option(),
+) -> None:
+    """Re-encrypt every tenant's credentials under a new fleet.secret_key (workers stopped)."""
+    from tolken._commands.fleet import tenants_rekey as body
+
+    body(config, new_secret_key_env=new_secret_key_env, as_json=as_json)
 
 
 @tenants_app.command("check")

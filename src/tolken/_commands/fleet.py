@@ -41,8 +41,10 @@ __all__ = [
     "tenants_check",
     "tenants_list",
     "tenants_onboard",
+    "tenants_rekey",
     "tenants_remove",
     "tenants_set",
+    "tenants_update",
     "worker_command",
 ]
 
@@ -169,6 +171,56 @@ def tenants_add(
         console().print(f"added tenant {tenant.id}: due now (a worker syncs it)")
 
 
+def tenants_update(
+    config_path: Path, tenant_id: str, *, changes: dict[str, object], as_json: bool
+) -> None:
+    """Body of ``tolken tenants update``: the options given replace those settings."""
+    given = {key: value for key, value in changes.items() if value is not None}
+    if not given:
+        print_error("nothing to change: give at least one option (see --help)")
+        raise typer.Exit(EXIT_CONFIG)
+    with _fleet(config_path) as fleet:
+        current = fleet.registry.get(tenant_id).settings
+        try:
+            settings = TenantSettings.model_validate(
+                {**current.model_dump(), **given, "id": tenant_id}
+            )
+            fleet.config.tenant_config(settings)  # a PMS base URL from somewhere
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            print_error(f"tenant {tenant_id!r}: {problems}")
+            raise typer.Exit(EXIT_CONFIG) from None
+        tenant = fleet.registry.update(settings)
+        row = _row(fleet, tenant)
+    if as_json:
+        dump_json(row)
+    else:
+        console().print(f"updated tenant {tenant.id}: {', '.join(sorted(given))}")
+
+
+def tenants_rekey(config_path: Path, *, new_secret_key_env: str, as_json: bool) -> None:
+    """Body of ``tolken tenants rekey``: every credential sealed under the new passphrase."""
+    new_secret = os.environ.get(new_secret_key_env, "")
+    if not new_secret:
+        print_error(f"set the new passphrase in ${new_secret_key_env} (it is never an argument)")
+        raise typer.Exit(EXIT_CONFIG)
+    with _fleet(config_path) as fleet:
+        if new_secret == fleet.config.fleet.secret_key.get_secret_value():
+            print_error(f"${new_secret_key_env} holds the passphrase already in use")
+            raise typer.Exit(EXIT_CONFIG)
+        count = fleet.registry.rekey(SecretStr(new_secret))
+    if as_json:
+        dump_json({"tenants": count})
+    else:
+        console().print(
+            f"re-encrypted the credentials of {count} tenant(s); set TOLKEN_SECRET_KEY (the"
+            " config's fleet.secret_key) to the new passphrase everywhere before starting"
+            " workers and serve again"
+        )
+
+
 def tenants_set(config_path: Path, tenant_id: str, *, action: str, as_json: bool) -> None:
     """Body of ``tolken tenants pause|resume|resync``."""
     with _fleet(config_path) as fleet:
@@ -284,5 +336,11 @@ def tenants_onboard(
     if as_json:
         dump_json(rows)
     else:
-        for row in rows:
-            console().print(f"added tenant {row['id']}: due now (a worker syncs it)")
+        for tenant in added:
+            if tenant.status == "paused":
+                console().print(
+                    f"added tenant {tenant.id}: paused (several clients came with one PMS key;"
+                    f" give it its own and run `tolken tenants resume {tenant.id}`)"
+                )
+            else:
+                console().print(f"added tenant {tenant.id}: due now (a worker syncs it)")

@@ -106,13 +106,18 @@ def finalize_onboarding(
     """Exchange the onboarding token for client keys; add one tenant per onboarded client.
 
     Every new tenant gets the PMS credentials given here; ids come from the
-    client names (:func:`tenant_id_for`). Each is due at once.
+    client names (:func:`tenant_id_for`). One client is due at once. Several
+    clients would share the one PMS key given, so all of their records would
+    go into one PMS account: they are added paused, to be given each its own
+    PMS key (``tenants add``/``update``) and resumed. Paused from the start, so
+    no worker can pick one up in between.
     """
     found = _post(fleet.config, "/Onboarding/Finalize", {"OnboardingToken": token})
     onboarded = found.get("OnboardedClientsInformation")
     if not isinstance(onboarded, list):
         raise Fatal("/Onboarding/Finalize answered without clients", system="poweroffice")
     taken = {tenant.id for tenant in fleet.registry.all()}
+    several = len(onboarded) > 1
     added = []
     for client in onboarded:
         key = SecretStr(str(client["ClientKey"]))
@@ -127,7 +132,7 @@ def finalize_onboarding(
             conflict_policy=conflict_policy,
         )
         try:
-            added.append(fleet.registry.add(settings))
+            added.append(fleet.registry.add(settings, paused=several))
         except DuplicateTenant:  # added by another process meanwhile
             continue
         taken.add(tenant_id)

@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from tolken.config import TenantSettings
+from tolken.config import MIN_FLEET_SECRET_LENGTH, TenantSettings
 from tolken.errors import ConfigError
 from tolken.store._base import Clock, StoreBase, utcnow
 from tolken.store._models import Base, LinkRow, StoreMetaRow, TenantRow
@@ -212,6 +212,48 @@ class TenantRegistry(StoreBase):
             return self._meta()
         return meta
 
+    def rekey(self, new_secret_key: SecretStr) -> int:
+        """Seal every stored credential under ``new_secret_key``; the number of tenants.
+
+        One transaction: every credential is opened with the current key and
+        sealed again under a key derived from the new passphrase with a new
+        salt, and the salt and key check in ``store_meta`` are replaced, so
+        either everything is under the new passphrase or nothing changed.
+        Processes still holding the old passphrase fail to open the registry
+        afterwards (stop them first, start them again with the new one).
+        """
+        if len(new_secret_key.get_secret_value()) < MIN_FLEET_SECRET_LENGTH:
+            raise ConfigError(
+                f"the new passphrase must be at least {MIN_FLEET_SECRET_LENGTH} characters",
+                key="fleet.secret_key",
+            )
+        salt = os.urandom(16)
+        fernet = _derive(new_secret_key, salt)
+        cipher = _Cipher(fernet)
+        columns = ("poweroffice_client_key_token", "pms_api_key_token", "webhook_secret_token")
+        with self._write() as conn:
+            rows = conn.execute(
+                select(TenantRow.id, *(TenantRow.__table__.c[c] for c in columns)).with_for_update()
+            ).mappings()
+            count = 0
+            for row in list(rows):
+                sealed = {
+                    c: cipher.seal(self._cipher.open(row[c])) if row[c] else None for c in columns
+                }
+                conn.execute(update(TenantRow).where(TenantRow.id == row["id"]).values(**sealed))
+                count += 1
+            meta = {
+                _KDF_KEY: KDF,
+                _SALT_KEY: base64.b64encode(salt).decode("ascii"),
+                _CHECK_KEY: fernet.encrypt(_CHECK_TEXT).decode("ascii"),
+            }
+            for key, value in meta.items():
+                conn.execute(
+                    update(StoreMetaRow).where(StoreMetaRow.key == key).values(value=value)
+                )
+        self._cipher = cipher
+        return count
+
     # -- reading ---------------------------------------------------------------------
 
     def _tenant(self, row: RowMapping) -> Tenant:
@@ -278,10 +320,10 @@ class TenantRegistry(StoreBase):
             "conflict_policy": settings.conflict_policy,
         }
 
-    def add(self, settings: TenantSettings) -> Tenant:
-        """Add a tenant, due at once; :class:`DuplicateTenant` when the id is taken."""
+    def add(self, settings: TenantSettings, *, paused: bool = False) -> Tenant:
+        """Add a tenant, due at once or ``paused``; :class:`DuplicateTenant` if the id is taken."""
         now = self.now()
-        row = {"id": settings.id, **self._sealed(settings), "next_run_at": now}
+        row = {"id": settings.id, **self._sealed(settings), "next_run_at": now, "paused": paused}
         try:
             with self._write() as conn:
                 conn.execute(insert(TenantRow).values(**row, created_at=now, updated_at=now))

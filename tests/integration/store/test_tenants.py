@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import inspect, select, text
 
 from tolken.config import TenantSettings
@@ -68,6 +69,30 @@ def test_update_replaces_settings_and_credentials(store: Store) -> None:
         tenants.update(settings("nobody"))
     with pytest.raises(UnknownTenant):
         tenants.get("nobody")
+
+
+def test_rekey_moves_every_credential_to_the_new_passphrase(store: Store) -> None:
+    """After a rekey the new passphrase opens every credential and the old one is refused."""
+    new_passphrase = "a brand new passphrase, long enough for scrypt"
+    tenants = store.tenant_registry(PASSPHRASE)
+    tenants.add(settings("acme"))
+    tenants.add(settings("beta", webhook_secret=None))
+    before = {t.id: t.settings for t in tenants.all()}
+    with store.engine.connect() as conn:
+        tokens_before = conn.execute(text("SELECT pms_api_key_token FROM tenants")).all()
+
+    assert tenants.rekey(SecretStr(new_passphrase)) == 2
+
+    assert {t.id: t.settings for t in tenants.all()} == before  # this registry carries on
+    reopened = store.tenant_registry(new_passphrase)
+    assert {t.id: t.settings for t in reopened.all()} == before
+    with pytest.raises(ConfigError, match="does not match"):
+        store.tenant_registry(PASSPHRASE)
+    with store.engine.connect() as conn:
+        tokens_after = conn.execute(text("SELECT pms_api_key_token FROM tenants")).all()
+    assert not set(tokens_before) & set(tokens_after)
+    with pytest.raises(ConfigError, match="at least"):
+        reopened.rekey(SecretStr("too short"))
 
 
 def test_no_secret_is_stored_in_clear_text(store: Store) -> None:
