@@ -44,7 +44,7 @@ from prometheus_client.registry import Collector
 from tolken.errors import TolkenError
 from tolken.fleet import Fleet
 from tolken.store import FlowCounts
-from tolken.web.metrics import CONTENT_TYPE
+from tolken.web.metrics import CONTENT_TYPE, FlowGauges
 from tolken.web.status import FLOWS
 
 __all__ = ["FleetMetrics", "key_digest"]
@@ -183,43 +183,22 @@ class _FleetCollector(Collector):
 
     def _flows(self, tenant_ids: list[str]) -> Iterator[Metric]:
         """Single mode's flow gauges with a tenant label, from three cross-tenant queries."""
-        lag = GaugeMetricFamily(
-            "tolken_sync_lag_seconds",
-            "Seconds since the start of the tenant's newest successful sync cycle.",
-            labels=["tenant"],
-        )
-        links = GaugeMetricFamily(
-            "tolken_links", "Links by flow and state.", labels=["tenant", "flow", "state"]
-        )
-        failures = GaugeMetricFamily(
-            "tolken_failures",
-            "Parked records waiting for a retry or a fix.",
-            labels=["tenant", "flow"],
-        )
-        conflicts = GaugeMetricFamily(
-            "tolken_conflicts",
-            "Conflicts parked for a person (manual policy).",
-            labels=["tenant", "flow"],
-        )
-        oldest = GaugeMetricFamily(
-            "tolken_oldest_failure_age_seconds",
-            "Seconds since the flow's oldest open failure was first seen (absent when none).",
-            labels=["tenant", "flow"],
+        gauges = FlowGauges.make(
+            ["tenant"], lag_labels=["tenant"], lag_help="the tenant's newest successful sync cycle"
         )
         now = self._store.now()
         view = self._store.fleet_view()
         counts = view.flow_counts_by_tenant()
         successes = view.last_successes_by_tenant()
         for (tenant_id, flow), first_seen in view.oldest_failures_by_tenant().items():
-            oldest.add_metric([tenant_id, flow], max((now - first_seen).total_seconds(), 0.0))
+            age = max((now - first_seen).total_seconds(), 0.0)
+            gauges.oldest.add_metric([tenant_id, flow], age)
         for tenant_id in tenant_ids:
             if tenant_id in successes:
-                lag.add_metric([tenant_id], max((now - successes[tenant_id]).total_seconds(), 0.0))
+                lag = max((now - successes[tenant_id]).total_seconds(), 0.0)
+                gauges.lag.add_metric([tenant_id], lag)
             tenant_counts = counts.get(tenant_id, {})
             for flow in FLOWS:
                 c = tenant_counts.get(flow, FlowCounts())
-                for state in ("active", "source-deleted", "pms-deleted"):
-                    links.add_metric([tenant_id, flow, state], c.links.get(state, 0))
-                failures.add_metric([tenant_id, flow], c.open_failures)
-                conflicts.add_metric([tenant_id, flow], c.parked_conflicts)
-        yield from (lag, links, failures, conflicts, oldest)
+                gauges.add_flow([tenant_id], flow, c.links, c.open_failures, c.parked_conflicts)
+        yield from gauges.families()

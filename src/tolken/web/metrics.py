@@ -31,7 +31,8 @@ with ``metrics.transport("pms")``, which wraps the default transport.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -42,12 +43,75 @@ from tolken.errors import TolkenError
 from tolken.store import TenantStore
 from tolken.web.status import FLOWS, flow_statuses
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LINK_STATES", "FlowGauges", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Cycles take from tens of milliseconds (idle) to minutes (a first run over 100,000 records).
 _OUTCOMES = ("created", "linked", "updated", "conflicts", "failed")
 _RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+LINK_STATES = ("active", "source-deleted", "pms-deleted")
+
+
+@dataclass(frozen=True)
+class FlowGauges:
+    """The per-flow gauges of ``/metrics`` (lag, links, failures, conflicts, oldest failure),
+    labelled ``labels`` first (fleet mode: ``tenant``) and then as single mode labels them."""
+
+    lag: GaugeMetricFamily
+    links: GaugeMetricFamily
+    failures: GaugeMetricFamily
+    conflicts: GaugeMetricFamily
+    oldest: GaugeMetricFamily
+
+    @classmethod
+    def make(cls, labels: list[str], *, lag_labels: list[str], lag_help: str) -> FlowGauges:
+        """Empty gauges; the lag is labelled ``lag_labels`` (single mode: per flow, fleet
+        mode: per tenant) and ``lag_help`` names what it counts from."""
+        return cls(
+            lag=GaugeMetricFamily(
+                "tolken_sync_lag_seconds",
+                f"Seconds since the start of {lag_help}.",
+                labels=lag_labels,
+            ),
+            links=GaugeMetricFamily(
+                "tolken_links", "Links by flow and state.", labels=[*labels, "flow", "state"]
+            ),
+            failures=GaugeMetricFamily(
+                "tolken_failures",
+                "Parked records waiting for a retry or a fix.",
+                labels=[*labels, "flow"],
+            ),
+            conflicts=GaugeMetricFamily(
+                "tolken_conflicts",
+                "Conflicts parked for a person (manual policy).",
+                labels=[*labels, "flow"],
+            ),
+            oldest=GaugeMetricFamily(
+                "tolken_oldest_failure_age_seconds",
+                "Seconds since the flow's oldest open failure was first seen (absent when none).",
+                labels=[*labels, "flow"],
+            ),
+        )
+
+    def add_flow(
+        self,
+        label_values: list[str],
+        flow: str,
+        links: Mapping[str, int],
+        failures: int,
+        conflicts: int,
+    ) -> None:
+        """One flow's link counts by state, open failures and parked conflicts."""
+        for state in LINK_STATES:
+            self.links.add_metric([*label_values, flow, state], links.get(state, 0))
+        self.failures.add_metric([*label_values, flow], failures)
+        self.conflicts.add_metric([*label_values, flow], conflicts)
+
+    def families(self) -> tuple[Metric, ...]:
+        """The gauges, in the order they are exposed."""
+        return (self.lag, self.links, self.failures, self.conflicts, self.oldest)
 
 
 class Metrics:
@@ -186,34 +250,15 @@ class _StoreCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        lag = GaugeMetricFamily(
-            "tolken_sync_lag_seconds",
-            "Seconds since the start of the flow's last successful sync cycle.",
-            labels=["flow"],
-        )
-        links = GaugeMetricFamily(
-            "tolken_links", "Links by flow and state.", labels=["flow", "state"]
-        )
-        failures = GaugeMetricFamily(
-            "tolken_failures", "Parked records waiting for a retry or a fix.", labels=["flow"]
-        )
-        conflicts = GaugeMetricFamily(
-            "tolken_conflicts", "Conflicts parked for a person (manual policy).", labels=["flow"]
-        )
-        oldest = GaugeMetricFamily(
-            "tolken_oldest_failure_age_seconds",
-            "Seconds since the flow's oldest open failure was first seen (absent when none).",
-            labels=["flow"],
+        gauges = FlowGauges.make(
+            [], lag_labels=["flow"], lag_help="the flow's last successful sync cycle"
         )
         now = self._store.now()
         for status in statuses:
             if status.lag_seconds is not None:
-                lag.add_metric([status.flow], status.lag_seconds)
+                gauges.lag.add_metric([status.flow], status.lag_seconds)
             if status.oldest_failure_at is not None:
                 age = (now - status.oldest_failure_at).total_seconds()
-                oldest.add_metric([status.flow], max(age, 0.0))
-            for state in ("active", "source-deleted", "pms-deleted"):
-                links.add_metric([status.flow, state], status.links.get(state, 0))
-            failures.add_metric([status.flow], status.failures)
-            conflicts.add_metric([status.flow], status.conflicts)
-        yield from (lag, links, failures, conflicts, oldest)
+                gauges.oldest.add_metric([status.flow], max(age, 0.0))
+            gauges.add_flow([], status.flow, status.links, status.failures, status.conflicts)
+        yield from gauges.families()
