@@ -57,6 +57,7 @@ from tolken.errors import RateLimited, Retriable, Stopped
 
 __all__ = [
     "RetryPolicy",
+    "UnsentOnlyPolicy",
     "json_or_none",
     "parse_retry_after",
     "plain_text",
@@ -281,3 +282,15 @@ class RetryPolicy:
             reraise=True,
         )
         return retrying(fn)
+
+
+@dataclass(frozen=True)
+class UnsentOnlyPolicy(RetryPolicy):
+    """For requests that are not idempotent (a create without an idempotency key the
+    server honours): retry only what the server cannot have acted on, a 429 or a
+    connection that was never made."""
+
+    def backoff(self, exc: Exception) -> bool | float:
+        if isinstance(exc, RateLimited) or isinstance(exc.__cause__, httpx.ConnectError):
+            return super().backoff(exc)
+        return False

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tolken.connectors import _http
-from tolken.connectors._http import RetryPolicy, parse_retry_after
+from tolken.connectors._http import RetryPolicy, UnsentOnlyPolicy, parse_retry_after
 from tolken.errors import NotFound, RateLimited, ServerError, Stopped, ValidationFailed
 
 
@@ -51,6 +51,19 @@ def test_backoff_hook_retries_only_retriable_errors() -> None:
     assert policy.backoff(ServerError("x", retry_after=3.0)) == 3.0
     assert policy.backoff(ValidationFailed("x")) is False
     assert policy.backoff(NotFound("x")) is False
+
+
+def test_unsent_only_policy_retries_what_the_server_cannot_have_acted_on() -> None:
+    policy = UnsentOnlyPolicy(retry_after_jitter=0)
+    never_connected = ServerError("no connection", system="pms")
+    never_connected.__cause__ = httpx.ConnectError("refused")
+    assert policy.backoff(RateLimited("slow down", system="pms", retry_after=2)) == 2
+    assert policy.backoff(never_connected) is True
+    # A 5xx or a timeout may come after the server acted: a create is not sent again.
+    assert policy.backoff(ServerError("boom", system="pms", status=500)) is False
+    timed_out = ServerError("timeout", system="pms")
+    timed_out.__cause__ = httpx.ReadTimeout("read")
+    assert policy.backoff(timed_out) is False
 
 
 def test_policy_retries_a_bounded_number_of_times_without_waiting_in_tests() -> None:

@@ -17,7 +17,6 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +26,7 @@ import httpx
 from tolken._closing import Closeable
 from tolken.config import PMSSettings
 from tolken.connectors._concurrency import AdaptiveConcurrency
-from tolken.connectors._http import RetryPolicy
+from tolken.connectors._http import RetryPolicy, UnsentOnlyPolicy
 from tolken.connectors._listing import ListingGuard, ListingLimits
 from tolken.connectors.base import FeedPage, RemoteRecord, StampedRecord
 from tolken.connectors.fields import nest
@@ -49,16 +48,6 @@ from tolken.errors import (
 __all__ = ["PMSClient"]
 
 MERGE_PATCH = "application/merge-patch+json"
-
-
-@dataclass(frozen=True)
-class _UnsentOnlyPolicy(RetryPolicy):
-    """For requests that are not idempotent: retry only what the server cannot have acted on."""
-
-    def backoff(self, exc: Exception) -> bool | float:
-        if isinstance(exc, RateLimited) or isinstance(exc.__cause__, httpx.ConnectError):
-            return super().backoff(exc)
-        return False
 
 
 def _overloaded(error: Retriable) -> bool:
@@ -110,7 +99,7 @@ class PMSClient(Closeable):
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
         self._retry = RetryPolicy()
-        self._retry_unsent = _UnsentOnlyPolicy()
+        self._retry_unsent = UnsentOnlyPolicy()
         self._gate = AdaptiveConcurrency(settings.max_concurrency, stop=stop)
         self._feed_bodies = True  # ask for include=record until the PMS refuses it
 

@@ -21,7 +21,6 @@ import base64
 import json
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
@@ -30,7 +29,7 @@ import httpx
 
 from tolken._closing import Closeable
 from tolken.config import PMSSettings, RestEndpoint, RestResource, RestSettings
-from tolken.connectors._http import RetryPolicy
+from tolken.connectors._http import RetryPolicy, UnsentOnlyPolicy
 from tolken.connectors._listing import ListingGuard, ListingLimits
 from tolken.connectors.base import FeedPage, RemoteRecord, StampedRecord
 from tolken.connectors.fields import nest
@@ -48,7 +47,6 @@ from tolken.connectors.rest._wire import (
 )
 from tolken.errors import (
     ConfigError,
-    RateLimited,
     ServerError,
     StaleVersion,
     TransportError,
@@ -61,16 +59,6 @@ __all__ = ["RestConnector"]
 SYSTEM = "pms"
 RESOURCES = ("customers", "projects")
 MERGE_PATCH = "application/merge-patch+json"
-
-
-@dataclass(frozen=True)
-class _UnsentOnlyPolicy(RetryPolicy):
-    """For requests that are not idempotent: retry only what the server cannot have acted on."""
-
-    def backoff(self, exc: Exception) -> bool | float:
-        if isinstance(exc, RateLimited) or isinstance(exc.__cause__, httpx.ConnectError):
-            return super().backoff(exc)
-        return False
 
 
 def _deep_merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,7 +110,7 @@ class RestConnector(Closeable):
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=settings.timeout_seconds)
         self._retry = RetryPolicy()
-        self._retry_unsent = _UnsentOnlyPolicy()
+        self._retry_unsent = UnsentOnlyPolicy()
 
     # -- plumbing -----------------------------------------------------------
 
