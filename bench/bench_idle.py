@@ -430,13 +430,18 @@ def growth(base: ScaleRun, grown: ScaleRun) -> dict[str, float]:
     return {kind: peaks[kind] / peak - 1 for kind, peak in base.peaks().items() if kind in peaks}
 
 
+def _percent(ratio: float) -> str:
+    """``ratio`` as a signed whole percentage; one that rounds to nothing is ``0 %``."""
+    return "0 %" if round(ratio * 100) == 0 else f"{ratio * 100:+.0f} %"
+
+
 def _growth_part(base: ScaleRun, grown: ScaleRun) -> str:
     ratios = growth(base, grown)
     worst = max(ratios, key=ratios.__getitem__)
     before, after = base.peaks(), grown.peaks()
     cpu_before, cpu_after = base.cpu_ms(), grown.cpu_ms()
     rows = "\n".join(
-        f"| {_KIND_LABELS[kind]} | {before[kind]:.0f} | {after[kind]:.0f} | {ratio:+.0%} "
+        f"| {_KIND_LABELS[kind]} | {before[kind]:.0f} | {after[kind]:.0f} | {_percent(ratio)} "
         f"| {cpu_before[kind]:,.0f} | {cpu_after[kind]:,.0f} |"
         for kind, ratio in ratios.items()
     )
@@ -452,7 +457,7 @@ skips this run). Steps (wall): {_phases(grown)}.
 |---|---:|---:|---:|---:|---:|
 {rows}
 
-- **Worst peak RSS growth: {ratios[worst]:+.0%}** ({_KIND_LABELS[worst]}; target
+- **Worst peak RSS growth: {_percent(ratios[worst])}** ({_KIND_LABELS[worst]}; target
   ≤ {GROWTH_TARGET:.0%}: {_verdict(ratios[worst] <= GROWTH_TARGET)}).
 """
 
