@@ -1,29 +1,34 @@
-"""Idle cycle and memory with 100,000 linked customers (figures 2 and 5 of issue 6).
+"""Idle cycle and memory with 100,000 linked customers, and its growth to 300,000.
 
-Set-up: the PowerOffice simulator's state is seeded in-process (its own
-``seed``) with 100,000 customers, and the reference PMS's state is filled
-in-process (its own ``Store.create``) with the same customers as PMS bodies,
-before ``tolken sandbox`` starts on those files. A first ``tolken sync
---once`` then links all of them by the merge rule (a bench mapping: the
-built-in one with the customer merge rule on the customer number, because the
-sandbox's random organisation numbers and e-mails are not unique at this
-size). That run is reported too: it is the cost of first-linking 100,000
-existing records.
+Set-up (:func:`measure`): the PowerOffice simulator's state is seeded
+in-process (its own ``seed``) with 100,000 customers, and the reference PMS's
+state is filled in-process (its own ``Store.create``) with the same customers
+as PMS bodies, before ``tolken sandbox`` starts on those files. A first
+``tolken sync --once`` then links all of them by the merge rule (a bench
+mapping: the built-in one with the customer merge rule on the customer
+number, because the sandbox's random organisation numbers and e-mails are
+not unique at this size). That run is reported too: it is the cost of
+first-linking 100,000 existing records.
 
 Then, each in a child process that builds the engine first and measures only
 ``run_cycle``:
 
+* **idle right after the bulk change** (``burst``);
 * **idle**: a cycle with nothing changed (target: one changed-since list per
-  resource per side, zero writes; CPU ≤ 100 ms), beside a bare ``httpx``
+  resource per side, zero writes; CPU ≤ 50 ms), beside a bare ``httpx``
   script making the same changed-since requests (the baseline);
 * **one edit**: one PMS customer renamed, so the cycle loads the flow's links;
 * **reconcile**: a full-listing cycle over both sides.
 
-Peak RSS of each (target ≤ 250 MB) is set beside the RSS of the same
-process after imports and engine set-up (its baseline). ``BENCH_SCALE``
-scales the record count.
+Peak RSS of each (target ≤ 200 MiB) is set beside the RSS of the same
+process after imports and engine set-up (its baseline). The whole set-up and
+every cycle kind then run again at three times the links (300,000), and the
+peak RSS growth of each kind is reported (target ≤ 15 %; the worst kind's
+growth goes to ``bench/results.json`` as ``rss_growth_100k_to_300k``).
 
-``python -m bench.bench_idle`` (part of ``make bench``).
+``python -m bench.bench_idle`` (part of ``make bench``); ``BENCH_SCALE``
+scales the record count, ``BENCH_GROWTH=0`` skips the 300,000-link run. The
+1,000,000-link run reuses :func:`measure`: ``python -m bench.million``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,7 @@ import httpx
 
 from bench import machine_description, now_utc, write_section
 from bench._synctools import (
+    Measured,
     SandboxProcess,
     data_requests,
     diff,
@@ -56,10 +63,24 @@ from bench.results import record
 MODULE = "bench.bench_idle"
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 LINKS = int(100_000 * SCALE)
+GROWTH = os.environ.get("BENCH_GROWTH", "1") != "0"
+GROWTH_FACTOR = 3  # 100,000 -> 300,000 links
+GROWTH_TARGET = 0.15
+ROOT = Path(__file__).parent.parent
 OVERLAP = 2.0
 IDLE_ROUNDS = 3
 CPU_TARGET = 0.050
 RSS_TARGET = 200.0  # MiB
+CYCLES = ("burst", "idle", "edit", "reconcile")
+_KIND_LABELS = {
+    "first link": "first link (whole process)",
+    "burst": "idle right after the bulk change",
+    "idle": "idle, steady",
+    "edit": "one PMS edit",
+    "reconcile": "reconcile (full listings)",
+}
+# One measured child: its JSON line and the requests each system received meanwhile.
+Run = tuple[dict[str, Any], dict[str, dict[str, int]]]
 _OLD_RULES = """    merge_rules:
       - {poweroffice: OrganizationNumber, pms: organization_number, normalise: digits}
       - poweroffice: EmailAddress
@@ -90,17 +111,19 @@ def populate(data_dir: Path, customers: int) -> None:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     po = POStore(data_dir / "poweroffice.sqlite3")  # the default client's file
-    try:
-        seed(po, {"customers": customers})
-        docs = [json.loads(doc) for (doc,) in po.query("SELECT doc FROM customers ORDER BY id")]
-    finally:
-        po.close()
     pms = PMSStore(data_dir / "pms.sqlite3")
     try:
-        for doc in docs:
-            pms.create("customer", _customer(doc))
+        seed(po, {"customers": customers})
+        last = 0  # a page of documents at a time: a million would not fit in memory
+        while page := po.query(
+            "SELECT id, doc FROM customers WHERE id > ? ORDER BY id LIMIT 5000", (last,)
+        ):
+            for _, doc in page:
+                pms.create("customer", _customer(json.loads(doc)))
+            last = page[-1][0]
     finally:
         pms.close()
+        po.close()
 
 
 def _maxrss_mib() -> float:
@@ -180,11 +203,9 @@ def _bare_idle_child(po_url: str, pms_api: str, feed_after: str) -> int:
     return 0
 
 
-def _child(sandbox: SandboxProcess, args: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _child(sandbox: SandboxProcess, args: list[str], factor: float) -> Run:
     before = sandbox.snapshot()
-    measured = run_measured(
-        [sys.executable, "-m", MODULE, *args], timeout=1800, cwd=Path(__file__).parent.parent
-    )
+    measured = run_measured([sys.executable, "-m", MODULE, *args], timeout=1800 * factor, cwd=ROOT)
     after = sandbox.snapshot()
     result: dict[str, Any] = measured.last_json()
     return result, {s: diff(before[s], after[s]) for s in before}
@@ -205,7 +226,7 @@ def _feed_head(sandbox: SandboxProcess) -> str:
         head = after = max(item["seq"] for item in page["items"])
 
 
-def _median(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, float]:
+def _median(runs: list[Run]) -> dict[str, float]:
     return {
         "wall": statistics.median(r["wall"] for r, _ in runs),
         "cpu": statistics.median(r["cpu"] for r, _ in runs),
@@ -266,19 +287,56 @@ def _rename_one(sandbox: SandboxProcess) -> None:
     ).raise_for_status()
 
 
-def main() -> int:
-    """Run the benchmark, print the figures and record them in bench/RESULTS.md."""
-    started = time.monotonic()
+@dataclass(frozen=True)
+class ScaleRun:
+    """One set-up at ``links`` customers and the cycles measured on it."""
+
+    links: int
+    linked: int
+    link_run: Measured
+    link_requests: dict[str, dict[str, int]]
+    cycles: dict[str, list[Run]]  # "burst", "idle", "bare", "edit", "reconcile": child runs
+    phases: dict[str, float]  # wall seconds of each step, in the order they ran
+
+    def peaks(self) -> dict[str, float]:
+        """Peak RSS MiB of each cycle kind measured, the first link first."""
+        peaks = {"first link": self.link_run.peak_rss_mib}
+        for kind in CYCLES:
+            if kind in self.cycles:
+                peaks[kind] = max(r["peak_rss"] for r, _ in self.cycles[kind])
+        return peaks
+
+    def cpu_ms(self) -> dict[str, float]:
+        """CPU ms of each cycle kind measured (the median of the runs; the first link's whole
+        process)."""
+        cpu = {"first link": self.link_run.cpu * 1000}
+        for kind in CYCLES:
+            if kind in self.cycles:
+                cpu[kind] = statistics.median(r["cpu"] for r, _ in self.cycles[kind]) * 1000
+        return cpu
+
+
+def measure(links: int, kinds: Collection[str] = CYCLES) -> ScaleRun:
+    """Fill both simulators with ``links`` customers, link them, then run the ``kinds`` of cycle."""
+    factor = max(1.0, links / 100_000)  # the timeouts grow with the set-up
+    phases: dict[str, float] = {}
+    cycles: dict[str, list[Run]] = {}
+    clock = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal clock
+        phases[name] = time.monotonic() - clock
+        clock = time.monotonic()
+
     with tempfile.TemporaryDirectory(prefix="tolken-bench-idle-") as tmp:
         work = Path(tmp)
-        populate_started = time.monotonic()
         # In a child: the bench process must stay small (see run_measured).
         run_measured(
-            [sys.executable, "-m", MODULE, "--populate", str(work / "sandbox"), str(LINKS)],
-            timeout=900,
-            cwd=Path(__file__).parent.parent,
+            [sys.executable, "-m", MODULE, "--populate", str(work / "sandbox"), str(links)],
+            timeout=900 * factor,
+            cwd=ROOT,
         )
-        populate_seconds = time.monotonic() - populate_started
+        phase("fill both simulators in-process")
         with SandboxProcess(work / "sandbox") as sandbox:
             config = write_config(
                 work / "tolken.yaml",
@@ -288,44 +346,128 @@ def main() -> int:
                 timeout=120,
                 extra=f"mapping: {bench_mapping(work / 'mapping.yaml')}\n",
             )
+            sync = [*tolken_command(), "sync", "--once", "--json", "--config", str(config)]
+            phase("start the sandbox")
             before = sandbox.snapshot()
-            link_run = run_measured(
-                [*tolken_command(), "sync", "--once", "--json", "--config", str(config)],
-                timeout=3600,
-            )
+            link_run = run_measured(sync, timeout=3600 * factor)
             link_requests = {s: diff(before[s], sandbox.snapshot()[s]) for s in before}
-            link_report = link_run.last_json()
-            linked = link_report["flows"]["customers"]["linked"]
+            linked = link_run.last_json()["flows"]["customers"]["linked"]
             print(f"linked {linked:,} in {link_run.wall:.1f} s", flush=True)
+            phase("first link")
             # One more cycle settles the cursors past the linking run, then wait out the overlap.
-            run_measured(
-                [*tolken_command(), "sync", "--once", "--json", "--config", str(config)],
-                timeout=600,
-            )
+            run_measured(sync, timeout=600 * factor)
             time.sleep(OVERLAP + 0.5)
-            # Right after a bulk change every record within the overlap of the newest is
-            # listed again each cycle (the cursor only moves to timestamps it has seen).
-            burst, burst_requests = _child(sandbox, ["--cycle", str(config), "idle"])
+            phase("settle cycle, overlap waited out")
+            if "burst" in kinds:
+                # Right after a bulk change every record within the overlap of the newest is
+                # listed again each cycle (the cursor only moves to timestamps it has seen).
+                cycles["burst"] = [_child(sandbox, ["--cycle", str(config), "idle"], factor)]
+                phase("idle right after the bulk change")
             # Steady state: a later change moves the PowerOffice position past the bulk.
             _touch_one_po(sandbox)
             for _ in range(2):  # the second reads back the first one's PMS write
-                run_measured(
-                    [*tolken_command(), "sync", "--once", "--json", "--config", str(config)],
-                    timeout=600,
-                )
+                run_measured(sync, timeout=600 * factor)
             time.sleep(OVERLAP + 0.5)
-            idle: list[tuple[dict[str, Any], dict[str, Any]]] = []
-            bare: list[tuple[dict[str, Any], dict[str, Any]]] = []
-            feed_after = _feed_head(sandbox)
-            for _ in range(IDLE_ROUNDS):
-                idle.append(_child(sandbox, ["--cycle", str(config), "idle"]))
-                bare.append(
-                    _child(sandbox, ["--bare", sandbox.po_url, sandbox.pms_api, feed_after])
-                )
-            _rename_one(sandbox)
-            edit, edit_requests = _child(sandbox, ["--cycle", str(config), "edit"])
-            reconcile, reconcile_requests = _child(sandbox, ["--cycle", str(config), "reconcile"])
-    elapsed = time.monotonic() - started
+            phase("one PowerOffice edit, two settle cycles, overlap waited out")
+            if "idle" in kinds:
+                feed_after = _feed_head(sandbox)
+                cycles["idle"], cycles["bare"] = [], []
+                for _ in range(IDLE_ROUNDS):
+                    cycles["idle"].append(_child(sandbox, ["--cycle", str(config), "idle"], factor))
+                    cycles["bare"].append(
+                        _child(sandbox, ["--bare", sandbox.po_url, sandbox.pms_api, feed_after], 1)
+                    )
+                phase(f"idle and bare script, {IDLE_ROUNDS} rounds each")
+            if "edit" in kinds:
+                _rename_one(sandbox)
+                cycles["edit"] = [_child(sandbox, ["--cycle", str(config), "edit"], factor)]
+                phase("one PMS edit")
+            if "reconcile" in kinds:
+                cycles["reconcile"] = [
+                    _child(sandbox, ["--cycle", str(config), "reconcile"], factor)
+                ]
+                phase("reconcile")
+    return ScaleRun(links, linked, link_run, link_requests, cycles, phases)
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _first_link(run: ScaleRun) -> str:
+    return (
+        f"First link of {run.links:,} existing records (`tolken sync --once`, whole process):\n"
+        f"{run.link_run.wall:.0f} s wall, {run.link_run.cpu:.0f} s CPU, "
+        f"peak RSS {run.link_run.peak_rss_mib:.0f} MiB,\n"
+        f"{run.linked:,} linked; requests: {_fmt_requests(run.link_requests)}."
+    )
+
+
+def _phases(run: ScaleRun) -> str:
+    return "; ".join(f"{name} {seconds:.0f} s" for name, seconds in run.phases.items())
+
+
+def _cycle_rows(run: ScaleRun) -> str:
+    """The table rows of the cycles ``run`` measured, in the order of :data:`CYCLES`."""
+    rows = []
+    for kind, runs in run.cycles.items():
+        result, requests = runs[-1]
+        if kind == "burst":
+            label = f"idle right after the bulk change ({_listed(result)} re-listed)"
+        elif kind in ("idle", "bare"):
+            result = _median(runs)
+            label = {"idle": "idle, steady", "bare": "bare httpx, same requests"}[kind]
+            label += f" (median of {len(runs)})"
+        else:
+            label = _KIND_LABELS[kind]
+        rows.append(_row(label, result, requests))
+    return "\n".join(rows)
+
+
+def growth(base: ScaleRun, grown: ScaleRun) -> dict[str, float]:
+    """Peak RSS growth of each cycle kind from ``base`` to ``grown`` (0.08 is +8 %)."""
+    peaks = grown.peaks()
+    return {kind: peaks[kind] / peak - 1 for kind, peak in base.peaks().items() if kind in peaks}
+
+
+def _percent(ratio: float) -> str:
+    """``ratio`` as a signed whole percentage; one that rounds to nothing is ``0 %``."""
+    return "0 %" if round(ratio * 100) == 0 else f"{ratio * 100:+.0f} %"
+
+
+def _growth_part(base: ScaleRun, grown: ScaleRun) -> str:
+    ratios = growth(base, grown)
+    worst = max(ratios, key=ratios.__getitem__)
+    before, after = base.peaks(), grown.peaks()
+    cpu_before, cpu_after = base.cpu_ms(), grown.cpu_ms()
+    rows = "\n".join(
+        f"| {_KIND_LABELS[kind]} | {before[kind]:.0f} | {after[kind]:.0f} | {_percent(ratio)} "
+        f"| {cpu_before[kind]:,.0f} | {cpu_after[kind]:,.0f} |"
+        for kind, ratio in ratios.items()
+    )
+    return f"""### Growth from {base.links:,} to {grown.links:,} links
+
+The same set-up and cycles again at {grown.links:,} customers (`BENCH_GROWTH=0`
+skips this run). Steps (wall): {_phases(grown)}.
+
+{_first_link(grown)}
+
+| cycle | peak RSS at {base.links:,} MiB | at {grown.links:,} MiB | growth \
+| CPU ms at {base.links:,} | at {grown.links:,} |
+|---|---:|---:|---:|---:|---:|
+{rows}
+
+- **Worst peak RSS growth: {_percent(ratios[worst])}** ({_KIND_LABELS[worst]}; target
+  ≤ {GROWTH_TARGET:.0%}: {_verdict(ratios[worst] <= GROWTH_TARGET)}).
+"""
+
+
+def _idle_section(run: ScaleRun, grown: ScaleRun | None, elapsed: float) -> str:
+    """The ``sync-idle`` section of bench/RESULTS.md."""
+    burst = run.cycles["burst"][0][0]
+    edit, edit_requests = run.cycles["edit"][0]
+    reconcile, reconcile_requests = run.cycles["reconcile"][0]
+    idle, bare = run.cycles["idle"], run.cycles["bare"]
     idle_cpu = statistics.median(r["cpu"] for r, _ in idle)
     bare_cpu = statistics.median(r["cpu"] for r, _ in bare)
     idle_requests = idle[-1][1]
@@ -335,62 +477,44 @@ def main() -> int:
     tokens = sum(v for c in idle_requests.values() for k, v in c.items() if "/OAuth/" in k)
     idle_rss = max(r["peak_rss"] for r, _ in idle)
     base_rss = max(r["rss_before"] for r, _ in idle)
-    cycles_worst = max(idle_rss, burst["peak_rss"], edit["peak_rss"], reconcile["peak_rss"])
-    worst = max(cycles_worst, link_run.peak_rss_mib)
-
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "**not met**"
-
-    rows = "\n".join(
-        [
-            _row(
-                f"idle right after the bulk change ({_listed(burst)} re-listed)",
-                burst,
-                burst_requests,
-            ),
-            _row(f"idle, steady (median of {IDLE_ROUNDS})", _median(idle), idle_requests),
-            _row("bare httpx, same requests (median)", _median(bare), bare[-1][1]),
-            _row("one PMS edit", edit, edit_requests),
-            _row("reconcile (full listings)", reconcile, reconcile_requests),
-        ]
-    )
+    worst = max(run.peaks().values())
+    cycles_worst = max(v for k, v in run.peaks().items() if k != "first link")
     scale_note = "" if SCALE == 1 else f"\n- **Scaled** to {SCALE:g} (`BENCH_SCALE={SCALE:g}`)."
-    section = f"""## Sync: idle cycle and memory with {LINKS:,} linked customers
+    growth_part = "" if grown is None else "\n" + _growth_part(run, grown)
+    return f"""## Sync: idle cycle and memory with {run.links:,} linked customers
 
 - Machine: {machine_description()}
 - Command: `make bench` (or `python -m bench.bench_idle`)
-- Date: {now_utc()}; whole benchmark {elapsed:.0f} s (filling both simulators in-process
-  {populate_seconds:.0f} s)
+- Date: {now_utc()}; whole benchmark {elapsed:.0f} s
+- Steps at {run.links:,} links (wall): {_phases(run)}
 - Set-up: `tolken sandbox` in a child process (rate limit off) over files filled
-  with the same {LINKS:,} customers on both sides; a first `tolken sync --once`
+  with the same {run.links:,} customers on both sides; a first `tolken sync --once`
   links them (bench mapping: customers merge on the customer number), one more
   settles the cursors, then `overlap_seconds` ({OVERLAP:g} s in this config) is
   waited out. Each measured cycle runs in a fresh child process that builds the
   engine first and times only `run_cycle` (CPU = `process_time`, all threads).{scale_note}
 
-First link of {LINKS:,} existing records (`tolken sync --once`, whole process):
-{link_run.wall:.0f} s wall, {link_run.cpu:.0f} s CPU, peak RSS {link_run.peak_rss_mib:.0f} MiB,
-{linked:,} linked; requests: {_fmt_requests(link_requests)}.
+{_first_link(run)}
 
 | cycle | wall ms | CPU ms | RSS after set-up MiB | peak RSS MiB | PowerOffice req. | PMS req. |
 |---|---:|---:|---:|---:|---:|---:|
-{rows}
+{_cycle_rows(run)}
 
 - **Idle requests**: {reads} reads, {writes} writes, {tokens} token request(s):
   {_fmt_requests(idle_requests)} (target: one changed-since list per resource
-  per side, zero writes: {verdict(writes == 0 and reads <= 5)}).
+  per side, zero writes: {_verdict(writes == 0 and reads <= 5)}).
 - **Idle CPU: {idle_cpu * 1000:.0f} ms** (target ≤ {CPU_TARGET * 1000:.0f} ms:
-  {verdict(idle_cpu <= CPU_TARGET)}); ratio to the bare script making the same
+  {_verdict(idle_cpu <= CPU_TARGET)}); ratio to the bare script making the same
   requests: {idle_cpu / bare_cpu:.1f}.
-- Right after a bulk change (the {LINKS:,} customers were seeded within a
+- Right after a bulk change (the {run.links:,} customers were seeded within a
   second), an idle cycle lists again every PowerOffice record changed within
   `overlap_seconds` of the newest one it has seen ({_listed(burst)} records:
   {burst["cpu"] * 1000:.0f} ms CPU, no writes), because the cursor only moves to
   timestamps PowerOffice reported (clock-skew safety) and the overlap is
   re-read from there; duplicates are then skipped by content hash. Once
   anything newer changes, the window holds only that (the steady rows).
-- **Peak RSS of any cycle with {LINKS:,} links, the first link included:
-  {worst:.0f} MiB** at worst (target ≤ {RSS_TARGET:.0f} MiB: {verdict(worst <= RSS_TARGET)});
+- **Peak RSS of any cycle with {run.links:,} links, the first link included:
+  {worst:.0f} MiB** at worst (target ≤ {RSS_TARGET:.0f} MiB: {_verdict(worst <= RSS_TARGET)});
   without the first link {cycles_worst:.0f} MiB; ratio to the
   same process before the cycle: idle {idle_rss / base_rss:.2f}, one edit
   {edit["peak_rss"] / edit["rss_before"]:.2f}, reconcile
@@ -398,11 +522,28 @@ First link of {LINKS:,} existing records (`tolken sync --once`, whole process):
 - One edit: {_fmt_requests(edit_requests)}.
 - Reconcile: {_fmt_requests(reconcile_requests)}; counts
   {json.dumps({k: v for k, v in reconcile["report"]["flows"]["customers"].items() if v})}.
-"""
+{growth_part}"""
+
+
+def main() -> int:
+    """Run the benchmark, print the figures and record them in bench/RESULTS.md."""
+    started = time.monotonic()
+    run = measure(LINKS)
+    grown = measure(LINKS * GROWTH_FACTOR) if GROWTH else None
+    section = _idle_section(run, grown, time.monotonic() - started)
     write_section("sync-idle", section)
-    record({"idle_after_bulk_requests": sum(burst_requests["poweroffice"].values())})
     if SCALE == 1:
-        record({"peak_rss_mib_100k_links": worst, "idle_cpu_ms_100k_links": idle_cpu * 1000})
+        idle_cpu = statistics.median(r["cpu"] for r, _ in run.cycles["idle"])
+        burst_requests = run.cycles["burst"][0][1]
+        record(
+            {
+                "idle_after_bulk_requests": sum(burst_requests["poweroffice"].values()),
+                "peak_rss_mib_100k_links": max(run.peaks().values()),
+                "idle_cpu_ms_100k_links": idle_cpu * 1000,
+            }
+        )
+        if grown is not None:
+            record({"rss_growth_100k_to_300k": max(growth(run, grown).values())})
     print(section)
     return 0
 
