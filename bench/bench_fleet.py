@@ -13,6 +13,10 @@ synced beforehand; one PMS edit each, then ``queue_sync(tenant, "webhook")``,
 timed until the edit's PATCH reaches that tenant's PowerOffice), and each
 worker's CPU and peak RSS (``wait4``'s rusage) per tenant.
 
+``BENCH_WEBHOOK_RESERVE`` sets the workers' ``fleet.webhook_reserve`` (0: none)
+to compare against the default; only a full-scale run at the default is
+recorded in ``results.json``.
+
 Needs PostgreSQL: ``TOLKEN_BENCH_POSTGRES_URL`` or ``TOLKEN_TEST_POSTGRES_URL``
 (``.ci/run``'s database by default). Run alone: ``python -m bench fleet``.
 """
@@ -39,13 +43,15 @@ from sqlalchemy.engine import make_url
 from bench import machine_description, now_utc, write_section
 from bench._synctools import SandboxProcess, tolken_command
 from bench.results import record
-from tolken.config import TenantSettings, load_fleet_config
+from tolken.config import FleetSettings, TenantSettings, load_fleet_config
 from tolken.fleet import Fleet, open_fleet
 from tolken.sandbox import credentials
 
 # ruff: noqa: E501  (the Markdown table header is one line)
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+# fleet.webhook_reserve of the workers (unset: the config's default), for comparisons.
+RESERVE = os.environ.get("BENCH_WEBHOOK_RESERVE")
 TENANTS = max(4, round(200 * SCALE))
 CUSTOMERS = 200
 HOOK_TENANTS = 5
@@ -69,7 +75,7 @@ sync:
 fleet:
   secret_key: ${{TOLKEN_SECRET_KEY}}
   concurrency: 4
-"""
+{reserve}"""
 
 
 def client_key(name: str) -> str:
@@ -150,6 +156,7 @@ class Bench:
                 application_key=credentials.APPLICATION_KEY,
                 subscription_key=credentials.SUBSCRIPTION_KEY,
                 budget=BUDGET,
+                reserve="" if RESERVE is None else f"  webhook_reserve: {float(RESERVE)}\n",
             ),
             encoding="utf-8",
         )
@@ -316,13 +323,16 @@ def report(runs: list[Run]) -> None:
             f" {r.webhook_p95:.2f} (n={len(r.webhook_s)}, max {max(r.webhook_s, default=0):.2f}) |"
             f" {cpu * 1000 / tenants:.0f} | {rss:.0f} ({rss / tenants:.2f}/tenant) |"
         )
+    default = FleetSettings.model_fields["webhook_reserve"].default
+    reserve = default if RESERVE is None else float(RESERVE)
     scale_note = "" if SCALE == 1 else f"\n- **Scaled** to {SCALE:g} (`BENCH_SCALE={SCALE:g}`)."
     section = f"""## Fleet: {TENANTS} tenants x {CUSTOMERS} customers under one 10 req/s budget
 
 `python -m bench fleet`, {now_utc()}, {machine_description()}.{scale_note}
 `tolken sandbox` in a child process (PowerOffice at 10 req/s per subscription
-key), `tolken worker` processes (concurrency 4 each) on one PostgreSQL
-database, {HOOK_TENANTS} small tenants synced first for the webhook probes.
+key), `tolken worker` processes (concurrency 4 each, `fleet.webhook_reserve`
+{reserve:g}) on one PostgreSQL database, {HOOK_TENANTS} small tenants synced
+first for the webhook probes.
 *Bound* = the PowerOffice requests the run answered (not 429) / 10 per second:
 no fleet can be faster on this key. *Budget use* = those requests / (10 x time
 until every tenant was linked). Webhook: a PMS edit of a small tenant, its
@@ -335,7 +345,7 @@ probe every 4 s during the backfill.
 """
     write_section("fleet", section)
     print(section)
-    if SCALE == 1:
+    if SCALE == 1 and reserve == default:
         record(
             {
                 "fleet_budget_use": min(r.budget_use for r in runs),
