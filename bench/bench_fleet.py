@@ -126,6 +126,7 @@ class Run:
     throttled: int
     webhook_s: list[float]
     use: list[WorkerUse]
+    host_load: float  # the machine's 1-minute load average, the mean of one sample per probe
 
     @property
     def budget_use(self) -> float:
@@ -256,6 +257,7 @@ def run(sandbox: SandboxProcess, base_db: str, workers: int) -> Run:
             started = time.monotonic()
             bench.add(fleet, backfill)
             latencies: list[float] = []
+            loads: list[float] = []
             probe = 0
             while True:
                 linked = bench.linked(fleet)
@@ -265,6 +267,7 @@ def run(sandbox: SandboxProcess, base_db: str, workers: int) -> Run:
                     raise RuntimeError("the backfill did not finish within an hour")
                 if time.monotonic() - started > 3 + 4 * probe:
                     latencies.append(webhook_latency(bench, fleet, hooks[probe % HOOK_TENANTS]))
+                    loads.append(os.getloadavg()[0])
                     probe += 1
                 time.sleep(0.25)
             seconds = time.monotonic() - started
@@ -274,7 +277,14 @@ def run(sandbox: SandboxProcess, base_db: str, workers: int) -> Run:
     throttled = throttled_after - throttled_before
     # Webhook probes' own requests are part of the work the budget served.
     return Run(
-        workers, seconds, (requests - throttled) / BUDGET, requests, throttled, latencies, use
+        workers,
+        seconds,
+        (requests - throttled) / BUDGET,
+        requests,
+        throttled,
+        latencies,
+        use,
+        statistics.fmean(loads) if loads else os.getloadavg()[0],
     )
 
 
@@ -301,7 +311,7 @@ def main() -> int:
             print(
                 f"{workers} worker(s): {result.seconds:.1f} s (bound {result.lower_bound_s:.1f} s),"
                 f" {result.budget_use:.0%} of the budget, {result.throttled} x 429,"
-                f" webhook p95 {result.webhook_p95:.2f} s",
+                f" webhook p95 {result.webhook_p95:.2f} s, host load {result.host_load:.1f}",
                 flush=True,
             )
             runs.append(result)
@@ -322,6 +332,7 @@ def report(runs: list[Run]) -> None:
             f" {r.budget_use:.1%} | {r.throttled} of {r.po_requests} ({r.throttled_share:.2%}) |"
             f" {r.webhook_p95:.2f} (n={len(r.webhook_s)}, max {max(r.webhook_s, default=0):.2f}) |"
             f" {cpu * 1000 / tenants:.0f} | {rss:.0f} ({rss / tenants:.2f}/tenant) |"
+            f" {r.host_load:.1f} |"
         )
     default = FleetSettings.model_fields["webhook_reserve"].default
     reserve = default if RESERVE is None else float(RESERVE)
@@ -337,10 +348,12 @@ first for the webhook probes.
 no fleet can be faster on this key. *Budget use* = those requests / (10 x time
 until every tenant was linked). Webhook: a PMS edit of a small tenant, its
 webhook job queued, until the PATCH reaches that tenant's PowerOffice, one
-probe every 4 s during the backfill.
+probe every 4 s during the backfill. *Host load*: the machine's 1-minute load
+average during the run ({os.cpu_count()} cores): above that, the workers wait for
+a CPU, not for the budget, and every time here grows.
 
-| workers | until all linked, s | bound, s | ratio | PowerOffice req/s | budget use | 429 | webhook p95, s | worker CPU ms per tenant | worker peak RSS, MiB |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| workers | until all linked, s | bound, s | ratio | PowerOffice req/s | budget use | 429 | webhook p95, s | worker CPU ms per tenant | worker peak RSS, MiB | host load |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 """
     write_section("fleet", section)
