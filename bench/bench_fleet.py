@@ -13,6 +13,10 @@ synced beforehand; one PMS edit each, then ``queue_sync(tenant, "webhook")``,
 timed until the edit's PATCH reaches that tenant's PowerOffice), and each
 worker's CPU and peak RSS (``wait4``'s rusage) per tenant.
 
+``BENCH_WEBHOOK_RESERVE`` sets the workers' ``fleet.webhook_reserve`` (0: none)
+to compare against the default; only a full-scale run at the default is
+recorded in ``results.json``.
+
 Needs PostgreSQL: ``TOLKEN_BENCH_POSTGRES_URL`` or ``TOLKEN_TEST_POSTGRES_URL``
 (``.ci/run``'s database by default). Run alone: ``python -m bench fleet``.
 """
@@ -39,13 +43,15 @@ from sqlalchemy.engine import make_url
 from bench import machine_description, now_utc, write_section
 from bench._synctools import SandboxProcess, tolken_command
 from bench.results import record
-from tolken.config import TenantSettings, load_fleet_config
+from tolken.config import FleetSettings, TenantSettings, load_fleet_config
 from tolken.fleet import Fleet, open_fleet
 from tolken.sandbox import credentials
 
 # ruff: noqa: E501  (the Markdown table header is one line)
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+# fleet.webhook_reserve of the workers (unset: the config's default), for comparisons.
+RESERVE = os.environ.get("BENCH_WEBHOOK_RESERVE")
 TENANTS = max(4, round(200 * SCALE))
 CUSTOMERS = 200
 HOOK_TENANTS = 5
@@ -69,7 +75,7 @@ sync:
 fleet:
   secret_key: ${{TOLKEN_SECRET_KEY}}
   concurrency: 4
-"""
+{reserve}"""
 
 
 def client_key(name: str) -> str:
@@ -120,6 +126,7 @@ class Run:
     throttled: int
     webhook_s: list[float]
     use: list[WorkerUse]
+    host_load: float  # the machine's 1-minute load average, the mean of one sample per probe
 
     @property
     def budget_use(self) -> float:
@@ -150,6 +157,7 @@ class Bench:
                 application_key=credentials.APPLICATION_KEY,
                 subscription_key=credentials.SUBSCRIPTION_KEY,
                 budget=BUDGET,
+                reserve="" if RESERVE is None else f"  webhook_reserve: {float(RESERVE)}\n",
             ),
             encoding="utf-8",
         )
@@ -249,6 +257,7 @@ def run(sandbox: SandboxProcess, base_db: str, workers: int) -> Run:
             started = time.monotonic()
             bench.add(fleet, backfill)
             latencies: list[float] = []
+            loads: list[float] = []
             probe = 0
             while True:
                 linked = bench.linked(fleet)
@@ -258,6 +267,7 @@ def run(sandbox: SandboxProcess, base_db: str, workers: int) -> Run:
                     raise RuntimeError("the backfill did not finish within an hour")
                 if time.monotonic() - started > 3 + 4 * probe:
                     latencies.append(webhook_latency(bench, fleet, hooks[probe % HOOK_TENANTS]))
+                    loads.append(os.getloadavg()[0])
                     probe += 1
                 time.sleep(0.25)
             seconds = time.monotonic() - started
@@ -267,7 +277,14 @@ def run(sandbox: SandboxProcess, base_db: str, workers: int) -> Run:
     throttled = throttled_after - throttled_before
     # Webhook probes' own requests are part of the work the budget served.
     return Run(
-        workers, seconds, (requests - throttled) / BUDGET, requests, throttled, latencies, use
+        workers,
+        seconds,
+        (requests - throttled) / BUDGET,
+        requests,
+        throttled,
+        latencies,
+        use,
+        statistics.fmean(loads) if loads else os.getloadavg()[0],
     )
 
 
@@ -294,7 +311,7 @@ def main() -> int:
             print(
                 f"{workers} worker(s): {result.seconds:.1f} s (bound {result.lower_bound_s:.1f} s),"
                 f" {result.budget_use:.0%} of the budget, {result.throttled} x 429,"
-                f" webhook p95 {result.webhook_p95:.2f} s",
+                f" webhook p95 {result.webhook_p95:.2f} s, host load {result.host_load:.1f}",
                 flush=True,
             )
             runs.append(result)
@@ -315,27 +332,33 @@ def report(runs: list[Run]) -> None:
             f" {r.budget_use:.1%} | {r.throttled} of {r.po_requests} ({r.throttled_share:.2%}) |"
             f" {r.webhook_p95:.2f} (n={len(r.webhook_s)}, max {max(r.webhook_s, default=0):.2f}) |"
             f" {cpu * 1000 / tenants:.0f} | {rss:.0f} ({rss / tenants:.2f}/tenant) |"
+            f" {r.host_load:.1f} |"
         )
+    default = FleetSettings.model_fields["webhook_reserve"].default
+    reserve = default if RESERVE is None else float(RESERVE)
     scale_note = "" if SCALE == 1 else f"\n- **Scaled** to {SCALE:g} (`BENCH_SCALE={SCALE:g}`)."
     section = f"""## Fleet: {TENANTS} tenants x {CUSTOMERS} customers under one 10 req/s budget
 
 `python -m bench fleet`, {now_utc()}, {machine_description()}.{scale_note}
 `tolken sandbox` in a child process (PowerOffice at 10 req/s per subscription
-key), `tolken worker` processes (concurrency 4 each) on one PostgreSQL
-database, {HOOK_TENANTS} small tenants synced first for the webhook probes.
+key), `tolken worker` processes (concurrency 4 each, `fleet.webhook_reserve`
+{reserve:g}) on one PostgreSQL database, {HOOK_TENANTS} small tenants synced
+first for the webhook probes.
 *Bound* = the PowerOffice requests the run answered (not 429) / 10 per second:
 no fleet can be faster on this key. *Budget use* = those requests / (10 x time
 until every tenant was linked). Webhook: a PMS edit of a small tenant, its
 webhook job queued, until the PATCH reaches that tenant's PowerOffice, one
-probe every 4 s during the backfill.
+probe every 4 s during the backfill. *Host load*: the machine's 1-minute load
+average during the run ({os.cpu_count()} cores): above that, the workers wait for
+a CPU, not for the budget, and every time here grows.
 
-| workers | until all linked, s | bound, s | ratio | PowerOffice req/s | budget use | 429 | webhook p95, s | worker CPU ms per tenant | worker peak RSS, MiB |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| workers | until all linked, s | bound, s | ratio | PowerOffice req/s | budget use | 429 | webhook p95, s | worker CPU ms per tenant | worker peak RSS, MiB | host load |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 """
     write_section("fleet", section)
     print(section)
-    if SCALE == 1:
+    if SCALE == 1 and reserve == default:
         record(
             {
                 "fleet_budget_use": min(r.budget_use for r in runs),

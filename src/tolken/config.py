@@ -295,6 +295,9 @@ class FleetSettings(_Strict):
     concurrency: int = Field(default=4, ge=1)  # jobs at once per worker process
     # A worker silent this long is dead: its running jobs go back to the queue for another.
     stalled_after_seconds: float = Field(default=30.0, ge=3)
+    # The share of poweroffice.requests_per_second that the other jobs leave to
+    # webhook jobs while one of those waits for the budget.
+    webhook_reserve: float = Field(default=0.3, ge=0, lt=1)
 
     @field_validator("secret_key")
     @classmethod

@@ -111,6 +111,18 @@ def test_a_fleet_section_makes_a_fleet_config(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("reserve", ["-0.1", "1", "1.5"])
+def test_a_webhook_reserve_is_a_share_below_one(tmp_path: Path, reserve: str) -> None:
+    """fleet.webhook_reserve (0.3 by default) is a share of the budget: 0 up to, not with, 1."""
+    config = load_fleet_config(write(tmp_path, FLEET), environ=FLEET_ENV)
+    assert config.fleet.webhook_reserve == 0.3
+    with pytest.raises(ConfigError) as info:
+        load_fleet_config(
+            write(tmp_path, FLEET + f"  webhook_reserve: {reserve}\n"), environ=FLEET_ENV
+        )
+    assert info.value.key == "fleet.webhook_reserve"
+
+
 @pytest.mark.parametrize("secret_key", ["", "x" * 31])
 def test_a_short_secret_key_is_refused(tmp_path: Path, secret_key: str) -> None:
     """fleet.secret_key shorter than 32 characters is an error naming the key."""

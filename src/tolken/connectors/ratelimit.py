@@ -26,6 +26,19 @@ budget can live:
   reached at start is :class:`~tolken.errors.Unreachable`; a connection lost
   later fails that one call as a (retried) :class:`~tolken.errors.TransportError`.
 
+**A lane for urgent requests.** A budget built with a ``reserve`` (requests
+per second; fleet mode: ``fleet.webhook_reserve`` x ``requests_per_second``)
+keeps that many requests per second for *urgent* limiters
+(``BudgetLimiter(..., urgent=True)``, a webhook's job) whenever one of them
+is waiting: every other limiter then also takes a slot
+of a second pyrate-limiter bucket, the *lane*, paced at ``rate - reserve``,
+before the budget's own. An urgent acquisition marks the budget as wanted
+for :data:`URGENT_HOLD_SECONDS` (next to the pause, in the same table), and
+other limiters read that mark at most :data:`URGENT_CHECK_SECONDS` apart;
+without urgent traffic nobody is held back, so the whole rate stays usable.
+Every request still takes the budget's own slot: together they never exceed
+``rate``.
+
 Every wait ends within :data:`STOP_CHECK_SECONDS` of the ``stop`` signal (a
 :class:`threading.Event`, say) being set: :meth:`~RateLimiter.acquire` then
 raises :class:`~tolken.errors.Stopped`, and it does so whenever ``stop`` is set,
@@ -42,7 +55,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyrate_limiter import (
     AbstractBucket,
@@ -64,6 +77,8 @@ __all__ = [
     "APPLICATION_NAME",
     "PAUSE_TABLE",
     "STOP_CHECK_SECONDS",
+    "URGENT_CHECK_SECONDS",
+    "URGENT_HOLD_SECONDS",
     "Budget",
     "BudgetLimiter",
     "RateLimiter",
@@ -81,6 +96,12 @@ STOP_CHECK_SECONDS = 0.25
 
 LEAK_EVERY_SECONDS = 10.0
 """How often a budget forgets the requests that left its window."""
+
+URGENT_HOLD_SECONDS = 1.0
+"""How long after an urgent acquisition the other traffic stays in its lane."""
+
+URGENT_CHECK_SECONDS = 0.1
+"""How stale a process's knowledge of urgent traffic may be before it reads it again."""
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 """How long a PostgreSQL budget waits for a connection before the request fails (retriable)."""
@@ -133,33 +154,49 @@ def _digest(key: str) -> str:
 
 
 class _Pause(Protocol):
-    def remaining(self) -> float: ...
+    """The pause of a 429 and the mark of urgent traffic, both as seconds left."""
+
+    def remaining(self) -> tuple[float, float]:
+        """Seconds left of the pause and of the urgent mark (zero or less: none)."""
+        ...
 
     def extend(self, seconds: float) -> None: ...
 
+    def mark_urgent(self, seconds: float) -> None: ...
+
 
 class _MemoryPause:
-    """A pause on this process's monotonic clock."""
+    """A pause and an urgent mark on this process's monotonic clock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._until = float("-inf")
+        self._urgent_until = float("-inf")
 
-    def remaining(self) -> float:
+    def remaining(self) -> tuple[float, float]:
         with self._lock:
-            return self._until - time.monotonic()
+            now = time.monotonic()
+            return self._until - now, self._urgent_until - now
 
     def extend(self, seconds: float) -> None:
         with self._lock:
             self._until = max(self._until, time.monotonic() + seconds)
 
+    def mark_urgent(self, seconds: float) -> None:
+        with self._lock:
+            self._urgent_until = max(self._urgent_until, time.monotonic() + seconds)
+
 
 class _PostgresPause:
-    """A pause in ``tolken_rate_pauses``, one row per budget, on PostgreSQL's clock."""
+    """A pause in ``tolken_rate_pauses``, one row per budget, on PostgreSQL's clock.
 
-    def __init__(self, pool: ConnectionPool[Connection[tuple[float]]], name: str) -> None:
+    The urgent mark is a second row, ``<budget>:urgent``, read in the same query.
+    """
+
+    def __init__(self, pool: ConnectionPool[Connection[tuple[Any, ...]]], name: str) -> None:
         self._pool = pool
         self._name = name
+        self._urgent = f"{name}:urgent"
         with pool.connection() as conn:
             # Processes starting together must not race to create the table.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(PAUSE_TABLE.encode()),))
@@ -168,23 +205,30 @@ class _PostgresPause:
                 "(budget TEXT PRIMARY KEY, until_epoch DOUBLE PRECISION NOT NULL)"
             )
 
-    def remaining(self) -> float:
+    def remaining(self) -> tuple[float, float]:
         with self._pool.connection() as conn:
-            row = conn.execute(
-                f"SELECT until_epoch - extract(epoch FROM clock_timestamp())::float8 "
-                f"FROM {PAUSE_TABLE} WHERE budget = %s",
-                (self._name,),
-            ).fetchone()
-        return float("-inf") if row is None else float(row[0])
+            rows = conn.execute(
+                f"SELECT budget, until_epoch - extract(epoch FROM clock_timestamp())::float8 "
+                f"FROM {PAUSE_TABLE} WHERE budget IN (%s, %s)",
+                (self._name, self._urgent),
+            ).fetchall()
+        left = {str(budget): float(seconds) for budget, seconds in rows}
+        return left.get(self._name, float("-inf")), left.get(self._urgent, float("-inf"))
 
     def extend(self, seconds: float) -> None:
+        self._set(self._name, seconds)
+
+    def mark_urgent(self, seconds: float) -> None:
+        self._set(self._urgent, seconds)
+
+    def _set(self, row: str, seconds: float) -> None:
         with self._pool.connection() as conn:
             conn.execute(
                 f"INSERT INTO {PAUSE_TABLE} AS p (budget, until_epoch) "
                 "VALUES (%s, extract(epoch FROM clock_timestamp())::float8 + %s) "
                 "ON CONFLICT (budget) DO UPDATE "
                 "SET until_epoch = GREATEST(p.until_epoch, EXCLUDED.until_epoch)",
-                (self._name, seconds),
+                (row, seconds),
             )
 
 
@@ -195,7 +239,9 @@ class Budget:
     with :func:`shared_limiter`, :func:`memory_limiter` or :func:`postgres_limiter`.
     ``unavailable`` names the bucket's own failures (PostgreSQL down), which
     surface as :class:`~tolken.errors.TransportError`, retried like a network
-    failure.
+    failure. ``lane``, a bucket paced at ``rate - reserve``, is what the
+    traffic that is not urgent also draws on while urgent traffic waits (the
+    module docstring).
     """
 
     def __init__(
@@ -204,14 +250,24 @@ class Budget:
         pause: _Pause,
         *,
         unavailable: tuple[type[Exception], ...] = (),
+        lane: AbstractBucket | None = None,
     ) -> None:
         self._bucket = bucket
         self._pause = pause
         self._unavailable = unavailable
         # Leaks are done here, on acquire, rather than by a thread per budget.
         self._limiter = Limiter(SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=0)
+        self._lane = lane
+        self._lane_limiter = (
+            None
+            if lane is None
+            else Limiter(SingleBucketFactory(lane, schedule_leak=False), buffer_ms=0)
+        )
         self._leak_lock = threading.Lock()
         self._leaked_at = time.monotonic()
+        # What this process last read of the urgent mark (monotonic clock).
+        self._urgent_until = float("-inf")
+        self._urgent_read_at = float("-inf")
 
     @property
     def rate(self) -> float:
@@ -233,12 +289,49 @@ class Budget:
                 f"the rate-limit budget cannot be read: {exc}", system="ratelimit"
             ) from exc
 
-    def take(self, timeout: float) -> bool:
-        """Take one request's share, waiting at most ``timeout`` seconds; False if none came."""
+    @property
+    def reserve(self) -> float:
+        """Requests per second kept for urgent traffic while it waits (0: no lane)."""
+        if self._lane is None:
+            return 0.0
+        lane = self._lane.rates[0]
+        return self.rate - lane.limit * 1000 / lane.interval
+
+    def take(self, timeout: float, *, urgent: bool = False) -> bool:
+        """Take one request's share, waiting at most ``timeout`` seconds; False if none came.
+
+        ``urgent`` marks the budget as wanted by urgent traffic first; other
+        traffic takes a slot of the lane as well while that mark lasts.
+        """
         with self._backend():
+            if urgent:
+                self._pause.mark_urgent(URGENT_HOLD_SECONDS)
+            elif self._in_lane() and not self._take_lane(timeout):
+                return False
             taken = self._limiter.try_acquire("request", timeout=timeout)
             self._leak()
         return taken is True
+
+    def _in_lane(self) -> bool:
+        return self._lane_limiter is not None and self._urgent_waiting()
+
+    def _take_lane(self, timeout: float) -> bool:
+        # The lane's slot is spent even if the budget's own does not come in time.
+        assert self._lane_limiter is not None
+        return self._lane_limiter.try_acquire("request", timeout=timeout) is True
+
+    def _urgent_waiting(self) -> bool:
+        now = time.monotonic()
+        if now - self._urgent_read_at >= URGENT_CHECK_SECONDS:
+            self._read_pause()
+        return self._urgent_until > now
+
+    def _read_pause(self) -> float:
+        paused, urgent = self._pause.remaining()
+        now = time.monotonic()
+        self._urgent_read_at = now
+        self._urgent_until = now + urgent
+        return paused
 
     def _leak(self) -> None:
         if time.monotonic() - self._leaked_at < LEAK_EVERY_SECONDS:
@@ -247,14 +340,16 @@ class Budget:
             return  # another thread is at it
         try:
             self._leaked_at = time.monotonic()
-            self._bucket.leak(self._bucket.now())  # type: ignore[no-untyped-call]
+            for bucket in (self._bucket, self._lane):
+                if bucket is not None:
+                    bucket.leak(bucket.now())  # type: ignore[no-untyped-call]
         finally:
             self._leak_lock.release()
 
     def paused_for(self) -> float:
         """Seconds left of the current pause (zero or less: none)."""
         with self._backend():
-            return self._pause.remaining()
+            return self._read_pause()
 
     def pause(self, seconds: float) -> None:
         """Let nobody through for ``seconds`` from now (a longer pause already set stays)."""
@@ -263,20 +358,30 @@ class Budget:
                 self._pause.extend(seconds)
 
     def close(self) -> None:
-        """Release the bucket (a PostgreSQL budget closes its connections)."""
+        """Release the buckets (a PostgreSQL budget closes its connections)."""
+        if self._lane_limiter is not None:
+            self._lane_limiter.close()
         self._limiter.close()
 
 
 class BudgetLimiter:
     """A :class:`RateLimiter` drawing on a :class:`Budget`; ``stop`` ends its waits.
 
-    Several limiters may share one budget, each with its own stop signal.
+    Several limiters may share one budget, each with its own stop signal. An
+    ``urgent`` one (a webhook's job) has the budget's reserve to itself while
+    it waits: the others keep to the lane (module docstring).
     """
 
     def __init__(
-        self, budget: Budget, *, stop: StopSignal | None = None, owns_budget: bool = False
+        self,
+        budget: Budget,
+        *,
+        stop: StopSignal | None = None,
+        owns_budget: bool = False,
+        urgent: bool = False,
     ) -> None:
         self.budget = budget
+        self.urgent = urgent
         self._stop: StopSignal = stop if stop is not None else threading.Event()
         self._owns_budget = owns_budget
 
@@ -287,7 +392,7 @@ class BudgetLimiter:
                 raise Stopped("stopping: no further request is sent")
             if waits_removed():
                 return
-            if not self.budget.take(timeout=STOP_CHECK_SECONDS):
+            if not self.budget.take(timeout=STOP_CHECK_SECONDS, urgent=self.urgent):
                 continue
             # Checked after the slot came: a pause set while we waited for it wins.
             paused = self.budget.paused_for()
@@ -305,9 +410,25 @@ class BudgetLimiter:
             self.budget.close()
 
 
-def memory_limiter(rate: float, *, stop: StopSignal | None = None) -> BudgetLimiter:
-    """A limiter with an in-memory budget of its own, shared with nobody."""
-    return BudgetLimiter(Budget(InMemoryBucket([pacing_rate(rate)]), _MemoryPause()), stop=stop)
+def _lane_rate(rate: float, reserve: float) -> Rate | None:
+    """The lane's pacing for a budget of ``rate`` keeping ``reserve`` (None: no lane)."""
+    if not 0 <= reserve < rate:
+        raise ValueError("reserve must be at least 0 and less than the rate")
+    return pacing_rate(rate - reserve) if reserve > 0 else None
+
+
+def memory_limiter(
+    rate: float, *, stop: StopSignal | None = None, reserve: float = 0.0
+) -> BudgetLimiter:
+    """A limiter with an in-memory budget of its own, shared with nobody.
+
+    ``reserve``: requests per second kept for urgent limiters made from its
+    ``budget`` while they wait (the module docstring).
+    """
+    lane_rate = _lane_rate(rate, reserve)
+    lane = None if lane_rate is None else InMemoryBucket([lane_rate])
+    budget = Budget(InMemoryBucket([pacing_rate(rate)]), _MemoryPause(), lane=lane)
+    return BudgetLimiter(budget, stop=stop)
 
 
 _shared: dict[str, Budget] = {}
@@ -350,7 +471,13 @@ def libpq_url(url: str) -> str:
 
 
 def postgres_limiter(
-    url: str, key: str, rate: float, *, stop: StopSignal | None = None, max_connections: int = 4
+    url: str,
+    key: str,
+    rate: float,
+    *,
+    stop: StopSignal | None = None,
+    max_connections: int = 4,
+    reserve: float = 0.0,
 ) -> BudgetLimiter:
     """A limiter whose budget for credential ``key`` lives in PostgreSQL at ``url``.
 
@@ -359,7 +486,9 @@ def postgres_limiter(
     machine that builds one for the same database and key shares one budget and
     one pause: a 429 that one of them :meth:`~BudgetLimiter.pause`\\ s makes
     every other one's next :meth:`~BudgetLimiter.acquire` wait too. The rate
-    (``rate`` per second) is this process's: give every process the same.
+    (``rate`` per second) is this process's: give every process the same, and
+    the same ``reserve`` (requests per second kept for urgent limiters while
+    they wait, in a lane bucket of its own; see the module docstring).
     Close it when done (it holds up to ``max_connections`` connections)::
 
         limiter = postgres_limiter(config.store, subscription_key, 10.0, stop=stop)
@@ -368,12 +497,12 @@ def postgres_limiter(
     import psycopg
     from psycopg_pool import ConnectionPool, PoolTimeout
 
-    def utc(conn: psycopg.Connection[tuple[float]]) -> None:
+    def utc(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         # The bucket stores naive timestamps: every session must read them in one zone.
         conn.execute("SET TIME ZONE 'UTC'")
         conn.commit()
 
-    pool: ConnectionPool[psycopg.Connection[tuple[float]]] = ConnectionPool(
+    pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
         libpq_url(url),
         min_size=1,
         max_size=max_connections,
@@ -384,9 +513,11 @@ def postgres_limiter(
         open=True,
         name=APPLICATION_NAME,
     )
+    lane_rate = _lane_rate(rate, reserve)
     try:
         name = f"tolken_{_digest(key)}"
         bucket = PostgresBucket(pool, name, [pacing_rate(rate)])
+        lane = None if lane_rate is None else PostgresBucket(pool, f"{name}_lane", [lane_rate])
         pause = _PostgresPause(pool, name)
     except (psycopg.OperationalError, PoolTimeout) as exc:
         pool.close()
@@ -396,5 +527,5 @@ def postgres_limiter(
     except BaseException:
         pool.close()
         raise
-    budget = Budget(bucket, pause, unavailable=(psycopg.OperationalError, PoolTimeout))
+    budget = Budget(bucket, pause, unavailable=(psycopg.OperationalError, PoolTimeout), lane=lane)
     return BudgetLimiter(budget, stop=stop, owns_budget=True)

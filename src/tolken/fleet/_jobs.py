@@ -2,7 +2,9 @@
 
 :class:`TenantJob` runs one tenant's job: single mode's engine built by
 :func:`tolken.compose.open_engine` from the tenant's settings, on the worker's
-shared store, drawing on the PostgreSQL budget of the subscription key; one
+shared store, drawing on the PostgreSQL budget of the subscription key (a webhook's job
+as an urgent user, with ``fleet.webhook_reserve`` of the budget kept for it
+while it waits, see :mod:`tolken.connectors.ratelimit`); one
 cycle, or a reconcile when asked for (``tenants resync``) or when
 ``sync.reconcile_every`` cycles have passed since the last one. It records
 the tenant's state (``syncing``, then ``idle`` or ``error``) and a row in
@@ -136,7 +138,7 @@ class TenantJob:
                 store=self.fleet.store,
                 transports={"poweroffice": poweroffice, "pms": pms},
                 stop=self.stop,
-                rate_limiter=BudgetLimiter(self.budget, stop=self.stop),
+                rate_limiter=BudgetLimiter(self.budget, stop=self.stop, urgent=reason == "webhook"),
             ) as engine:
                 report = engine.run_cycle(reconcile=kind == "reconcile")
         except Exception as exc:  # noqa: BLE001 - any failure is the tenant's, shown as its error

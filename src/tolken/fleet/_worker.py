@@ -156,6 +156,7 @@ def run_worker(config: FleetConfig, *, concurrency: int | None = None) -> int:
             config.poweroffice.requests_per_second,
             stop=stop,
             max_connections=max(4, slots),
+            reserve=config.poweroffice.requests_per_second * config.fleet.webhook_reserve,
         )
         try:
             job = TenantJob(fleet, limiter.budget, stop, worker_name())

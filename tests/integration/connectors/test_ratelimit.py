@@ -88,6 +88,67 @@ def test_stop_ends_a_wait_on_the_database(postgres_url: str) -> None:
         limiter.close()
 
 
+def test_an_urgent_limiter_gets_through_while_the_others_fill_their_lane(
+    postgres_url: str,
+) -> None:
+    """Twelve threads on three limiters of one key (three workers) keep its 10 req/s busy;
+    an urgent limiter's 8 requests, one after another, each get through within 1 s (without
+    the reserve this took ~10 s, single waits up to 4 s). The others use more than their lane
+    while nothing is urgent, keep to ``rate - reserve`` while it is, and together never
+    exceed the key's rate."""
+    from tolken.connectors.ratelimit import BudgetLimiter, postgres_limiter
+    from tolken.errors import Stopped
+
+    stop = threading.Event()
+    workers = [
+        postgres_limiter(postgres_url, "key-1", LIMIT, reserve=3.0, stop=stop, max_connections=6)
+        for _ in range(3)
+    ]
+    urgent = BudgetLimiter(workers[0].budget, stop=stop, urgent=True)
+    others: list[float] = []
+    lock = threading.Lock()
+
+    def saturate(limiter: BudgetLimiter) -> None:
+        try:
+            while True:
+                limiter.acquire()
+                with lock:
+                    others.append(time.monotonic())
+        except Stopped:
+            return
+
+    threads = [threading.Thread(target=saturate, args=(workers[n % 3],)) for n in range(12)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        waits, sent = [], []
+        for _ in range(8):
+            started = time.monotonic()
+            urgent.acquire()
+            sent.append(time.monotonic())
+            waits.append(sent[-1] - started)
+            time.sleep(0.05)  # the job's own work between two requests
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        for limiter in workers:
+            limiter.close()
+
+    assert max(waits) < 1.0, [round(w, 2) for w in waits]
+    begin, end = sent[0] - waits[0], sent[-1]
+
+    def others_between(a: float, b: float) -> int:
+        return sum(1 for t in others if a <= t < b)
+
+    assert others_between(begin - 1.5, begin) >= 8  # the whole rate, not the lane's 7/s
+    assert others_between(begin, end) <= 7 * (end - begin) + 2
+    every = sorted(others + sent)
+    busiest = max(sum(1 for t in every if s <= t < s + 1.0) for s in every)
+    assert busiest <= LIMIT + 1  # +1: the stamps are taken after the slot, not at it
+
+
 def test_the_database_holds_neither_the_key_nor_every_past_request(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

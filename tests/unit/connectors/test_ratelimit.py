@@ -11,6 +11,8 @@ import pytest
 from tolken.connectors import _http
 from tolken.connectors.ratelimit import (
     STOP_CHECK_SECONDS,
+    URGENT_HOLD_SECONDS,
+    BudgetLimiter,
     clear_shared_limiters,
     libpq_url,
     memory_limiter,
@@ -117,6 +119,35 @@ def test_stop_ends_a_wait_for_the_next_slot() -> None:
     with pytest.raises(Stopped):
         limiter.acquire()
     assert time.monotonic() - started < 1.0
+
+
+def _rate_over(limiter: BudgetLimiter, seconds: float) -> float:
+    """Requests per second one thread gets from ``limiter`` in ``seconds``."""
+    count, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        limiter.acquire()
+        count += 1
+    return count / (time.monotonic() - started)
+
+
+def test_a_reserve_holds_the_others_back_only_while_urgent_traffic_waits() -> None:
+    """A 20/s budget keeping 10/s: others get the whole rate; after an urgent request, the
+    lane's 10/s until the urgent mark runs out, then the whole rate again."""
+    others = memory_limiter(20.0, reserve=10.0)
+    urgent = BudgetLimiter(others.budget, urgent=True)
+    assert others.budget.reserve == 10.0
+    assert _rate_over(others, 0.6) > 15
+    urgent.acquire()
+    assert _rate_over(others, 0.6) < 12
+    time.sleep(URGENT_HOLD_SECONDS)
+    assert _rate_over(others, 0.6) > 15
+
+
+@pytest.mark.parametrize("reserve", [-1.0, 10.0, 12.0])
+def test_a_reserve_is_less_than_the_rate(reserve: float) -> None:
+    """Keeping the whole rate (or more) would stop every other request: refused."""
+    with pytest.raises(ValueError, match="reserve"):
+        memory_limiter(10.0, reserve=reserve)
 
 
 def test_a_stopped_limiter_lets_nothing_through() -> None:
