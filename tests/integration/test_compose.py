@@ -48,6 +48,33 @@ def test_a_cycle_reports_the_requests_it_sent_to_each_system(sb: Sandbox) -> Non
     assert 0 < second.requests["pms"] < first.requests["pms"]  # only the new cycle's requests
 
 
+class Cookies(Tally):
+    """A real transport whose answers all set a cookie; notes the Cookie headers sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += request.headers.get_list("cookie")
+        response = super().handle_request(request)
+        response.headers["set-cookie"] = "session=s3cr3t; Path=/"
+        return response
+
+
+def test_the_connectors_keep_no_cookies(sb: Sandbox) -> None:
+    """Both systems authenticate by token: a cookie an answer sets is never sent back."""
+    sb.po_create("Customers", {"Name": "Fjellvind AS"})
+    sb.po_create("Customers", {"Name": "Havbris AS"})
+    po, pms = Cookies(), Cookies()
+    with open_engine(sb.config(), transports={"poweroffice": po, "pms": pms}) as engine:
+        assert engine.run_cycle().total("created") == 2
+        engine.run_cycle()
+    assert po.requests > 2
+    assert pms.requests > 2
+    assert (po.sent, pms.sent) == ([], [])
+
+
 def test_leaving_the_block_closes_the_connections_but_not_a_shared_store(sb: Sandbox) -> None:
     """The HTTP connections opened for the engine are closed after it; a store handed in is not."""
     config = sb.config()

@@ -6,17 +6,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from tolken._commands.common import (
     EXIT_CONFIG,
@@ -30,6 +22,9 @@ from tolken._signals import stop_on_signals
 from tolken.engine import CycleReport, SyncEngine
 from tolken.errors import AuthError, ConfigError, TolkenError
 
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
 __all__ = ["plan_command", "print_report", "retry_command", "sync_command"]
 
 _COLUMNS = ("created", "linked", "updated", "conflicts", "failed", "unchanged", "waiting")
@@ -37,6 +32,8 @@ _COLUMNS = ("created", "linked", "updated", "conflicts", "failed", "unchanged", 
 
 def print_report(report: CycleReport, *, title: str = "sync") -> None:
     """A table of per-flow counts, the requests, the ambiguous matches and stopped flows."""
+    from rich.table import Table  # rich's tables and bars load only when they are shown
+
     out = console()
     table = Table(title=f"tolken {title}" + (" (reconcile)" if report.reconciled else ""))
     table.add_column("flow")
@@ -83,6 +80,14 @@ def _progress(enabled: bool) -> Iterator[_Hooks]:
     if not enabled or not out.is_terminal:
         yield _Hooks()
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns = (
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -196,6 +201,8 @@ def plan_command(
     if as_json:
         dump_json(report.to_json())
         return
+    from rich.table import Table
+
     out = console()
     table = Table(title="tolken plan (dry run: nothing was written)")
     for column in ("flow", "action", "PowerOffice", "PMS", "detail"):

@@ -41,6 +41,7 @@ import contextlib
 import json
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -253,6 +254,26 @@ class RetryPolicy:
                 return False
             return self.backoff(exc) is not False
 
+        started = time.monotonic()
+        # The first attempt is made here: most calls succeed at once, and a
+        # tenacity loop (its objects and bookkeeping) is only built for a retry.
+        try:
+            return fn()
+        except Exception as exc:
+            if self.attempts <= 1 or not should_retry(exc):
+                raise
+            first: list[Exception] = [exc]
+
+        def attempt() -> T:
+            if first:  # attempt 1 is the one made above: its error, then fn again
+                raise first.pop()
+            return fn()
+
+        return self._retrying(should_retry, started, stop)(attempt)
+
+    def _retrying(
+        self, should_retry: Callable[[BaseException], bool], started: float, stop: threading.Event
+    ) -> tenacity.Retrying:
         def wait(state: tenacity.RetryCallState) -> float:
             if _no_waits:
                 return 0.0
@@ -265,7 +286,7 @@ class RetryPolicy:
 
         def give_up(state: tenacity.RetryCallState) -> bool:
             # While testing the waits are gone, so only the attempts count (as stamina's mode).
-            elapsed = state.seconds_since_start or 0.0
+            elapsed = time.monotonic() - started
             return state.attempt_number >= self.attempts or (
                 not _no_waits and elapsed >= self.timeout
             )
@@ -274,14 +295,13 @@ class RetryPolicy:
             if stop.wait(seconds):
                 raise Stopped("stopping: a retry wait was cut short")
 
-        retrying = tenacity.Retrying(
+        return tenacity.Retrying(
             retry=tenacity.retry_if_exception(should_retry),
             stop=give_up,
             wait=wait,
             sleep=sleep,
             reraise=True,
         )
-        return retrying(fn)
 
 
 @dataclass(frozen=True)

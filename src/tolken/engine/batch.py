@@ -35,7 +35,7 @@ from tolken.engine.pairs import PairState, jsonable, link_reason, without_empty
 from tolken.engine.services import FlowServices
 from tolken.errors import RecordError, Retriable, TolkenError
 from tolken.mapping import pms_changes
-from tolken.store import Direction, DuplicateLink, DuplicatePendingCreate, HistoryEntry
+from tolken.store import Direction, DuplicateLink, DuplicatePendingCreate, NewLink
 
 __all__ = [
     "BATCH",
@@ -112,22 +112,21 @@ def store_created(
     try:
         with svc.store.transaction():
             svc.store.resolve_pending_creates({m.action.idempotency_key: m.record.id for m in made})
-            links = svc.store.create_links(svc.flow_id, [(p.po_id, p.pms_id) for p in pairs])
-            for pair, link in zip(pairs, links, strict=True):
-                pair.link_id = link.id
-            svc.store.save_shadows(
-                {link.id: p.shadow() for p, link in zip(pairs, links, strict=True)}
-            )
-            svc.record_history(
-                HistoryEntry(
-                    link.id,
-                    "to_pms",
-                    "create",
-                    jsonable(m.body),
-                    "new PowerOffice record",
-                    run_id=run_id,
-                )
-                for link, m in zip(links, made, strict=True)
+            svc.record_new_links(
+                [
+                    NewLink(
+                        p.po_id,
+                        p.pms_id,
+                        p.shadow(),
+                        "to_pms",
+                        "create",
+                        jsonable(m.body),
+                        "new PowerOffice record",
+                    )
+                    for p, m in zip(pairs, made, strict=True)
+                ],
+                pairs,
+                run_id,
             )
     except DuplicateLink:
         for pair in pairs:
@@ -176,21 +175,21 @@ def store_first_links(svc: FlowServices, links: Sequence[FirstLink], run_id: int
     """
     try:
         with svc.store.transaction():
-            stored = svc.store.create_links(
-                svc.flow_id, [(f.pair.po_id, f.pair.pms_id) for f in links]
-            )
-            for first, row in zip(links, stored, strict=True):
-                first.pair.link_id = row.id
-            svc.store.save_shadows(
-                {
-                    row.id: f.pair.shadow()
-                    for f, row in zip(links, stored, strict=True)
-                    if f.pair.has_shadow
-                }
-            )
-            svc.record_history(
-                HistoryEntry(row.id, "to_pms", "link", {}, link_reason(f.link.rule), run_id=run_id)
-                for row, f in zip(stored, links, strict=True)
+            svc.record_new_links(
+                [
+                    NewLink(
+                        f.pair.po_id,
+                        f.pair.pms_id,
+                        f.pair.shadow() if f.pair.has_shadow else None,
+                        "to_pms",
+                        "link",
+                        {},
+                        link_reason(f.link.rule),
+                    )
+                    for f in links
+                ],
+                [f.pair for f in links],
+                run_id,
             )
     except DuplicateLink:
         for first in links:

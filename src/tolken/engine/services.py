@@ -9,7 +9,8 @@ values (a :class:`~tolken.engine.pairs.PairState`, a run id).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,10 +23,16 @@ from tolken.engine.resolver import LinkResolver
 from tolken.errors import NotFound
 from tolken.logging import get_logger
 from tolken.mapping import Flow, project, to_pms_flat
-from tolken.store import Direction, DuplicateLink, HistoryEntry, LinkState, TenantStore
+from tolken.store import Direction, DuplicateLink, HistoryEntry, LinkState, NewLink, TenantStore
 from tolken.vocabulary import FlowId, Side
 
 __all__ = ["FlowServices"]
+
+
+def _enabled(log: Any, level: int) -> bool:
+    """Whether ``log`` (a structlog stdlib logger, or any other) writes lines at ``level``."""
+    check = getattr(log, "isEnabledFor", None)
+    return True if check is None else bool(check(level))
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,8 @@ class FlowServices:
         """Record (and log) writes tolken made: the store keeps the trail, the log shows it."""
         entries = list(entries)
         self.store.add_history_many(entries)
+        if not entries or not _enabled(self.log, logging.INFO):
+            return  # a batch's lines are skipped at once below the level (the CLI logs errors)
         for e in entries:
             self.log.info(
                 "record written",
@@ -112,6 +121,28 @@ class FlowServices:
                 action=e.action,
                 fields=sorted(e.fields),
                 reason=e.reason,
+            )
+
+    def record_new_links(
+        self, items: Sequence[NewLink], pairs: Sequence[PairState], run_id: int | None
+    ) -> None:
+        """Store new links with their first shadows and history (and log the writes).
+
+        Sets each pair's ``link_id``; joins the caller's transaction.
+        """
+        links = self.store.create_links_with_history(self.flow_id, items, run_id=run_id)
+        for pair, link in zip(pairs, links, strict=True):
+            pair.link_id = link.id
+        if not _enabled(self.log, logging.INFO):
+            return
+        for link, item in zip(links, items, strict=True):
+            self.log.info(
+                "record written",
+                link_id=link.id,
+                direction=item.direction,
+                action=item.action,
+                fields=sorted(item.fields),
+                reason=item.reason,
             )
 
     def save_pair(

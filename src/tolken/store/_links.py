@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -42,6 +43,7 @@ from tolken.store._records import (
     HistoryEntry,
     Link,
     LinkState,
+    NewLink,
     Shadow,
     UnknownRecord,
 )
@@ -91,6 +93,16 @@ def check_flow(flow: str) -> None:
     """Refuse an unknown flow id before it reaches the database."""
     if flow not in FLOWS:
         raise ValueError(f"unknown flow {flow!r}; expected one of {', '.join(FLOWS)}")
+
+
+class _LinkClash(Exception):
+    """A new link's row broke a unique constraint (turned into :class:`DuplicateLink`)."""
+
+
+def _check_aware(shadow: Shadow) -> None:
+    for moment in (shadow.poweroffice_changed_at, shadow.pms_changed_at):
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware time")
 
 
 def _link(row: Row[Any]) -> Link:
@@ -167,10 +179,19 @@ class LinkRepository(TenantBound):
         Called before the write itself, so writers of one flow queue on this row
         instead of deadlocking on each other's link rows.
         """
-        insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         for flow in sorted(set(flows)):  # one lock order for every worker
+            # A plain UPDATE first: its compiled form is cached, where an upsert's is
+            # not (SQLAlchemy builds no cache key for ON CONFLICT ... DO UPDATE).
+            moved = conn.execute(
+                update(FlowVersionRow)
+                .where(FlowVersionRow.tenant == self.tenant, FlowVersionRow.flow == flow)
+                .values(version=FlowVersionRow.version + 1)
+            )
+            if moved.rowcount == 1:
+                continue
+            insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             stmt = insert_fn(FlowVersionRow).values(tenant=self.tenant, flow=flow, version=1)
-            stmt = stmt.on_conflict_do_update(
+            stmt = stmt.on_conflict_do_update(  # the row's first write, or a race for it
                 index_elements=[FlowVersionRow.tenant, FlowVersionRow.flow],
                 set_={"version": FlowVersionRow.version + 1},
             )
@@ -217,32 +238,111 @@ class LinkRepository(TenantBound):
             raise ValueError(f"unknown link state {state!r}")
         if not pairs:
             return []
-        now = self.now()
-        rows = [
-            {
-                "tenant": self.tenant,
-                "flow": flow,
-                "pms_resource": FLOW_PMS_RESOURCE[flow],
-                "poweroffice_id": str(po_id),
-                "pms_id": str(pms_id),
-                "state": state,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for po_id, pms_id in pairs
-        ]
         with self._write() as conn:
             try:
                 # A savepoint keeps the caller's transaction usable after a duplicate.
                 with conn.begin_nested():
                     self._bump(conn, [flow])
-                    result = conn.execute(
-                        insert(LinkRow).returning(*_LINK_COLUMNS, sort_by_parameter_order=True),
-                        rows,
-                    )
-                    return [_link(row) for row in result]
+                    return self._insert_links(conn, flow, pairs, state, self.now())
             except IntegrityError:
                 raise self._duplicate_error(conn, flow, pairs) from None
+
+    def create_links_with_history(
+        self, flow: FlowId, items: Sequence[NewLink], *, run_id: int | None = None
+    ) -> list[Link]:
+        """Link many new pairs with their first shadows and history entries, all or none.
+
+        What :meth:`create_links`, :meth:`save_shadows` and
+        :meth:`add_history_many` do for links made here, in a few statements
+        for the lot (the links are new and the tenant's, so nothing is looked
+        up). Raises :class:`DuplicateLink` (and stores none) if a record is
+        already linked.
+        """
+        check_flow(flow)
+        if not items:
+            return []
+        for item in items:
+            if item.shadow is not None:
+                _check_aware(item.shadow)
+        pairs = [(item.poweroffice_id, item.pms_id) for item in items]
+        now = self.now()
+        with self._write() as conn:
+            try:
+                with conn.begin_nested():  # all or none, the caller's transaction kept usable
+                    try:
+                        self._bump(conn, [flow])
+                        links = self._insert_links(conn, flow, pairs, "active", now)
+                    except IntegrityError as exc:
+                        raise _LinkClash from exc  # named once the savepoint is rolled back
+                    shadows = [
+                        {"link_id": link.id, **item.shadow._asdict(), "updated_at": now}
+                        for link, item in zip(links, items, strict=True)
+                        if item.shadow is not None
+                    ]
+                    for batch in chunked(shadows):
+                        conn.execute(insert(ShadowRow), batch)
+                    history = [
+                        {
+                            "link_id": link.id,
+                            "direction": item.direction,
+                            "action": item.action,
+                            "fields": item.fields,
+                            "reason": item.reason,
+                            "run_id": run_id,
+                            "at": now,
+                        }
+                        for link, item in zip(links, items, strict=True)
+                    ]
+                    for batch in chunked(history):
+                        conn.execute(insert(HistoryRow), batch)
+                    return links
+            except _LinkClash:
+                raise self._duplicate_error(conn, flow, pairs) from None
+
+    def _insert_links(
+        self,
+        conn: Connection,
+        flow: FlowId,
+        pairs: Sequence[tuple[str, str]],
+        state: LinkState,
+        now: datetime,
+    ) -> list[Link]:
+        keyed = [(str(po_id), str(pms_id)) for po_id, pms_id in pairs]
+        rows = [
+            {
+                "tenant": self.tenant,
+                "flow": flow,
+                "pms_resource": FLOW_PMS_RESOURCE[flow],
+                "poweroffice_id": po_id,
+                "pms_id": pms_id,
+                "state": state,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for po_id, pms_id in keyed
+        ]
+        if conn.dialect.name != "sqlite":
+            result = conn.execute(
+                insert(LinkRow).returning(*_LINK_COLUMNS, sort_by_parameter_order=True), rows
+            )
+            return [_link(row) for row in result]
+        # SQLite cannot return ordered ids from one multi-row INSERT, so SQLAlchemy
+        # would send one INSERT per row: insert them in one executemany, then read
+        # the ids back by the (tenant, flow, poweroffice_id) key.
+        conn.execute(insert(LinkRow), rows)
+        ids: dict[str, int] = {}
+        for batch in chunked([po_id for po_id, _ in keyed]):
+            stmt = select(LinkRow.poweroffice_id, LinkRow.id).where(
+                LinkRow.tenant == self.tenant,
+                LinkRow.flow == flow,
+                LinkRow.poweroffice_id.in_(batch),
+            )
+            ids.update(conn.execute(stmt).tuples().all())
+        stamp = now.astimezone(UTC)  # as the store gives it back
+        return [
+            Link(ids[po_id], self.tenant, flow, po_id, pms_id, state, stamp, stamp)
+            for po_id, pms_id in keyed
+        ]
 
     def _duplicate_error(
         self, conn: Connection, flow: FlowId, pairs: Sequence[tuple[str, str]]
@@ -431,9 +531,7 @@ class LinkRepository(TenantBound):
         if not shadows:
             return
         for shadow in shadows.values():
-            for moment in (shadow.poweroffice_changed_at, shadow.pms_changed_at):
-                if moment is not None and moment.tzinfo is None:
-                    raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware time")
+            _check_aware(shadow)
         now = self.now()
         rows = [
             {"link_id": link_id, **shadow._asdict(), "updated_at": now}

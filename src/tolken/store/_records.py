@@ -28,6 +28,7 @@ __all__ = [
     "HistoryEntry",
     "Link",
     "LinkState",
+    "NewLink",
     "PendingCreate",
     "PendingState",
     "Run",
@@ -98,6 +99,22 @@ class Shadow(NamedTuple):
     pms_version: int | None = None
     pms_hash: str | None = None
     pms_changed_at: datetime | None = None
+
+
+class NewLink(NamedTuple):
+    """A link to make with its first shadow and the history entry of the write that made it.
+
+    For :meth:`~tolken.store.TenantStore.create_links_with_history`: ``direction``,
+    ``action``, ``fields`` and ``reason`` are those of a :class:`HistoryEntry`.
+    """
+
+    poweroffice_id: str
+    pms_id: str
+    shadow: Shadow | None
+    direction: Direction
+    action: str
+    fields: dict[str, Any]
+    reason: str
 
 
 @dataclass(frozen=True)

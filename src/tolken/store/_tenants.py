@@ -21,10 +21,8 @@ import base64
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import SecretStr
 from sqlalchemy import (
     ColumnElement,
@@ -45,6 +43,9 @@ from tolken.errors import ConfigError
 from tolken.store._base import Clock, StoreBase, utcnow
 from tolken.store._models import Base, LinkRow, StoreMetaRow, TenantRow
 from tolken.store._records import UnknownRecord
+
+if TYPE_CHECKING:  # cryptography loads when a fleet's registry is opened, not for every store
+    from cryptography.fernet import Fernet
 
 __all__ = [
     "DuplicateTenant",
@@ -117,6 +118,8 @@ class _Cipher:
         return self._fernet.encrypt(secret.get_secret_value().encode("utf-8")).decode("ascii")
 
     def open(self, token: str) -> SecretStr:
+        from cryptography.fernet import InvalidToken
+
         try:
             return SecretStr(self._fernet.decrypt(token.encode("ascii")).decode("utf-8"))
         except InvalidToken:
@@ -129,6 +132,9 @@ class _Cipher:
 
 
 def _derive(secret_key: SecretStr, salt: bytes) -> Fernet:
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     kdf = Scrypt(salt=salt, length=32, n=2**14, r=8, p=1)
     key = kdf.derive(secret_key.get_secret_value().encode("utf-8"))
     return Fernet(base64.urlsafe_b64encode(key))
@@ -169,6 +175,8 @@ class TenantRegistry(StoreBase):
     # -- the key ---------------------------------------------------------------------
 
     def _unlock(self, secret_key: SecretStr) -> Fernet:
+        from cryptography.fernet import InvalidToken
+
         meta = self._meta()
         if not meta:
             meta = self._first_key(secret_key)

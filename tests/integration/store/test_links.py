@@ -10,6 +10,7 @@ import pytest
 from tolken.store import (
     DuplicateLink,
     HistoryEntry,
+    NewLink,
     Shadow,
     Store,
     TenantStore,
@@ -110,6 +111,53 @@ def test_transaction_commits_link_shadow_and_history_together(store: TenantStore
         link = store.create_link("customers", "1", "a")
         store.save_shadow(link.id, Shadow({"name": "Acme"}))
     assert store.load_shadow(link.id) == Shadow({"name": "Acme"})
+
+
+def test_links_with_history_store_what_the_three_calls_store(store: TenantStore) -> None:
+    """create_links_with_history: the links, shadows and history of create_links,
+    save_shadows and add_history_many, and links equal to what the store reads back."""
+    run_id = store.start_run()
+    shadow = Shadow({"name": "Acme", "address.city": "Oslo"}, None, "h1", T0, 3, "h2", T0)
+    made = store.create_links_with_history(
+        "customers",
+        [
+            NewLink(
+                "1", "a", shadow, "to_pms", "create", {"name": "Acme"}, "new PowerOffice record"
+            ),
+            NewLink("2", "b", None, "to_pms", "link", {}, "merge rule org"),
+        ],
+        run_id=run_id,
+    )
+    assert [(ln.poweroffice_id, ln.pms_id) for ln in made] == [("1", "a"), ("2", "b")]
+    assert made == [store.get_link(ln.id) for ln in made]
+    assert store.load_shadows([ln.id for ln in made]) == {made[0].id: shadow}
+    [first] = store.history_for_link(made[0].id)
+    assert (first.direction, first.action, first.fields, first.reason, first.run_id) == (
+        "to_pms",
+        "create",
+        {"name": "Acme"},
+        "new PowerOffice record",
+        run_id,
+    )
+    assert [e.reason for e in store.history_for_link(made[1].id)] == ["merge rule org"]
+
+
+def test_links_with_history_store_none_of_a_batch_with_a_duplicate(store: TenantStore) -> None:
+    """A duplicate refuses the whole batch (no link, shadow or history) and leaves the
+    caller's transaction usable."""
+    old = store.create_link("customers", "1", "a")
+    batch = [
+        NewLink("2", "b", Shadow({"name": "B"}), "to_pms", "create", {"name": "B"}, "new"),
+        NewLink("3", "a", Shadow({"name": "A"}), "to_pms", "create", {"name": "A"}, "new"),
+    ]
+    with store.transaction():
+        with pytest.raises(DuplicateLink) as info:
+            store.create_links_with_history("customers", batch)
+        store.create_link("customers", "4", "d")
+    assert "PMS customers record a" in str(info.value)
+    assert sorted(ln.poweroffice_id for ln in store.list_links()) == ["1", "4"]
+    assert store.recent_history() == []
+    assert store.load_shadows([old.id, old.id + 1, old.id + 2]) == {}
 
 
 def test_tenants_are_isolated(db: Store) -> None:

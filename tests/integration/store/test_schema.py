@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,7 +14,13 @@ from sqlalchemy import create_engine, inspect, text
 from tolken.errors import ConfigError, Fatal, Unreachable
 from tolken.store import open_store
 from tolken.store._db import make_engine
-from tolken.store._migrate import alembic_config, current_revision, head_revision, schema_diff
+from tolken.store._migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    schema_diff,
+    shipped_head,
+)
 
 TABLES = {
     "links",
@@ -35,6 +43,25 @@ def test_migrations_create_every_table_from_empty(store_url: str) -> None:
             revision = current_revision(conn)
     assert tables >= TABLES
     assert revision == head_revision()
+
+
+def test_the_head_read_from_the_migration_files_is_alembic_s() -> None:
+    """upgrade's quick check reads the head without Alembic; it must be Alembic's head."""
+    assert shipped_head() == head_revision()
+
+
+def test_a_store_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
+    """Alembic (a tenth of a second of imports) loads only when the schema must move."""
+    url = f"sqlite:///{tmp_path / 'tolken.db'}"
+    open_store(url).close()  # migrated here
+    probe = (
+        "import sys; from tolken.store import open_store; "
+        f"open_store({url!r}).close(); print('alembic' in sys.modules)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "False"
 
 
 def test_opening_twice_is_idempotent_and_keeps_data(store_url: str) -> None:

@@ -23,6 +23,7 @@ from tolken.store import (
     Failure,
     HistoryEntry,
     Link,
+    NewLink,
     Shadow,
     Store,
     TenantStore,
@@ -107,6 +108,15 @@ CHECKS: dict[str, tuple[Call, object]] = {
     # links
     "create_link": (lambda b, s: b.create_link("customers", "10001", "c-1").tenant, OWN),
     "create_links": (lambda b, s: b.create_links("customers", [("10001", "c-1")])[0].tenant, OWN),
+    "create_links_with_history": (
+        lambda b, s: (
+            b.create_links_with_history(
+                "customers",
+                [NewLink("10001", "c-1", Shadow({"name": "X"}), "to_pms", "link", {}, "x")],
+            )[0].tenant
+        ),
+        OWN,
+    ),
     "get_link": (lambda b, s: b.get_link(s.link.id), None),
     "get_link_by_po": (lambda b, s: b.get_link_by_po("customers", "10001"), None),
     "get_link_by_pms": (lambda b, s: b.get_link_by_pms("customers", "c-1"), None),

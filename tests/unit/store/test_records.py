@@ -199,6 +199,7 @@ def test_store_package_exports_exactly_its_api() -> None:
         "JobRunLog",
         "Link",
         "LinkState",
+        "NewLink",
         "PendingCreate",
         "PendingState",
         "Run",

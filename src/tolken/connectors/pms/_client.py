@@ -102,6 +102,8 @@ class PMSClient(Closeable):
         self._retry_unsent = UnsentOnlyPolicy()
         self._gate = AdaptiveConcurrency(settings.max_concurrency, stop=stop)
         self._feed_bodies = True  # ask for include=record until the PMS refuses it
+        # Each resource's URL parsed once: httpx parses a string URL twice per request.
+        self._resource_urls: dict[str, httpx.URL] = {}
 
     @property
     def write_concurrency(self) -> int:
@@ -114,6 +116,12 @@ class PMSClient(Closeable):
     def _url(self, *parts: str) -> str:
         return "/".join([self._base, *parts])
 
+    def _resource_url(self, resource: str) -> httpx.URL:
+        url = self._resource_urls.get(resource)
+        if url is None:
+            url = self._resource_urls[resource] = httpx.URL(self._url(resource))
+        return url
+
     def _check(self, resource: str) -> None:
         if resource not in RESOURCES:
             raise ConfigError(
@@ -123,7 +131,7 @@ class PMSClient(Closeable):
     def _send(
         self,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         *,
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
@@ -250,7 +258,7 @@ class PMSClient(Closeable):
         body.setdefault("external_ref", idempotency_key)
         response = self._send(
             "POST",
-            self._url(resource),
+            self._resource_url(resource),
             body=body,
             headers={"Idempotency-Key": idempotency_key},
         )
