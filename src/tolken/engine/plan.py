@@ -53,13 +53,18 @@ from tolken.engine.model import (
 
 __all__ = [
     "DEFAULT_INACTIVE",
+    "SKIPPED_PMS_ONLY",
     "FlowContext",
     "check_mass_deactivation",
     "idempotency_key",
+    "plan_first_link",
     "plan_flow",
     "plan_link",
     "plan_reconcile",
 ]
+
+SKIPPED_PMS_ONLY = "PMS-only record; create_in_poweroffice is off for this flow"
+"""The reason of the :class:`Skipped` for a PMS-only record."""
 
 DEFAULT_INACTIVE: Values = MappingProxyType({"active": False})
 """The flat values that make a PMS record inactive in the default mapping."""
@@ -241,8 +246,7 @@ def plan_flow(
     if not ctx.create_in_poweroffice:
         for record in new_pms:
             if record.id not in reported:
-                reason = "PMS-only record; create_in_poweroffice is off for this flow"
-                actions.append(Skipped(None, record.id, reason))
+                actions.append(Skipped(None, record.id, SKIPPED_PMS_ONLY))
         return actions
 
     po_pool = _dedupe(po_candidates)
@@ -323,12 +327,21 @@ def _link_claims(
             actions.append(Ambiguous(target, target_id, ids, claimants[0][1]))
             continue
         source, rule = claimants[0]
-        other = pool[target_id]
-        po, pms = (source, other) if target == "pms" else (other, source)
-        actions.append(Link(po.id, pms.id, rule))
-        link = LinkedPair(po_id=po.id, pms_id=pms.id, pms_version=pms.version)
-        actions.extend(plan_link(link, po, pms, policy=policy))
+        actions.extend(plan_first_link(source, pool[target_id], target, rule, policy))
     return actions
+
+
+def plan_first_link(
+    source: ProjectedRecord,
+    other: ProjectedRecord,
+    target: Side,
+    rule: str,
+    policy: ConflictPolicy,
+) -> list[Action]:
+    """Link ``source`` to the ``target`` record ``other`` it alone matched, then merge the pair."""
+    po, pms = (source, other) if target == "pms" else (other, source)
+    link = LinkedPair(po_id=po.id, pms_id=pms.id, pms_version=pms.version)
+    return [Link(po.id, pms.id, rule), *plan_link(link, po, pms, policy=policy)]
 
 
 def plan_reconcile(
