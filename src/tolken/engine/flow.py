@@ -471,19 +471,23 @@ class FlowRun:
     ) -> tuple[str | None, list[Action]]:
         """Deletes seen by the full listing(s); a reason when the flow must stop instead."""
         svc = self.executor.services
-        pairs = [
-            LinkedPair(po_id, pms_id, status=status) for po_id, pms_id, status in state.pairs()
-        ]
+
+        def pairs() -> Iterator[LinkedPair]:
+            # Streamed from the store for each side: the links are not held.
+            for po_id, pms_id, status in state.pairs():
+                yield LinkedPair(po_id, pms_id, status=status)
+
         actions: list[Action] = []
-        sides: list[tuple[str, list[str]]] = [("poweroffice", listed_ids)]
+        sides: list[tuple[str, set[str]]] = [("poweroffice", set(listed_ids))]
+        del listed_ids
         if self.reconcile_pms:
             listed = self.pms_capture.listing(svc.pms_resource)
-            sides.append(("pms", [r.id for page in listed for r in page]))
+            sides.append(("pms", {r.id for page in listed for r in page}))
         for side, ids in sides:
             outcome = plan_reconcile(
                 "poweroffice" if side == "poweroffice" else "pms",
                 ids,
-                pairs,
+                pairs(),
                 threshold=self.mass_delete_threshold,
                 confirmed=self.confirm_deletes,
             )

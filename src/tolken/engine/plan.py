@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import chain
 from types import MappingProxyType
@@ -365,29 +366,30 @@ def plan_reconcile(
     """
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be a share between 0 and 1, not {threshold!r}")
-    active = [link for link in links if link.status == "active"]
-    listed = set(listed_ids)
+    listed = listed_ids if isinstance(listed_ids, AbstractSet) else set(listed_ids)
+    # The links are streamed: only the vanished ones are kept (a flow may have 100,000s).
+    active = 0
+    gone: list[LinkedPair] = []
+    for link in links:
+        if link.status != "active":
+            continue
+        active += 1
+        if (link.po_id if side == "poweroffice" else link.pms_id) not in listed:
+            gone.append(link)
     if not active:
         return ReconcilePlan((), listed=len(listed), linked=0)
     if not listed:
-        return SourceOutage(side, len(active))
-    gone = sorted(
-        (
-            link
-            for link in active
-            if (link.po_id if side == "poweroffice" else link.pms_id) not in listed
-        ),
-        key=lambda link: (link.po_id, link.pms_id),
-    )
-    if gone and not confirmed and len(gone) > threshold * len(active):
+        return SourceOutage(side, active)
+    gone.sort(key=lambda link: (link.po_id, link.pms_id))
+    if gone and not confirmed and len(gone) > threshold * active:
         ids = tuple(link.po_id if side == "poweroffice" else link.pms_id for link in gone)
-        return MassDeleteBlocked(side, ids, len(active), threshold)
+        return MassDeleteBlocked(side, ids, active, threshold)
     actions: tuple[DeactivateInPMS | MarkPMSDeleted, ...]
     if side == "poweroffice":
         actions = tuple(DeactivateInPMS(g.po_id, g.pms_id, dict(inactive_values)) for g in gone)
     else:
         actions = tuple(MarkPMSDeleted(g.po_id, g.pms_id, confirm_by_get=True) for g in gone)
-    return ReconcilePlan(actions, listed=len(listed), linked=len(active))
+    return ReconcilePlan(actions, listed=len(listed), linked=active)
 
 
 def check_mass_deactivation(
