@@ -110,7 +110,7 @@ class PowerOfficeApplicationSettings(_Strict):
     subscription_key: ApiKey
     requests_per_second: float = Field(default=10.0, gt=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
-    page_size: int = Field(default=5000, ge=1, le=20000)
+    page_size: int = Field(default=2000, ge=1, le=20000)
     overlap_seconds: float = Field(default=120.0, ge=0)
 
 

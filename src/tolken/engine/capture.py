@@ -59,6 +59,7 @@ from tolken.engine.cursor import (
     parse_po_cursor,
 )
 from tolken.engine.cursor import read_after as cursor_read_after
+from tolken.engine.staging import Staging
 from tolken.errors import Fatal, NotFound, Stopped
 from tolken.store import TenantStore
 
@@ -107,10 +108,16 @@ class PowerOfficeCapture:
     full: bool
     unchanged: list[tuple[str, datetime | None]] = field(default_factory=list)
     listed_at: datetime | None = None
+    kept: list[tuple[str, datetime | None]] = field(default_factory=list)
+    """The changed records handed to ``keep`` (id and time; their data went there)."""
+
+    def listed(self) -> list[tuple[str, datetime | None]]:
+        """``(id, changed_at)`` of every record read (changed or unchanged), duplicates excepted."""
+        return [(r.id, r.changed_at) for r in self.records] + self.kept + self.unchanged
 
     def listed_ids(self) -> list[str]:
         """The ids of every record read (kept or unchanged), deduplicated ones excepted."""
-        return [r.id for r in self.records] + [record_id for record_id, _ in self.unchanged]
+        return [record_id for record_id, _ in self.listed()]
 
 
 def load_po_cursor(store: TenantStore, resource: str) -> CursorState:
@@ -126,12 +133,15 @@ def read_poweroffice(
     overlap: timedelta,
     full: bool,
     unchanged: Callable[[Sequence[tuple[str, str]]], Collection[str]] | None = None,
+    keep: Callable[[Sequence[RemoteRecord]], object] | None = None,
 ) -> PowerOfficeCapture:
     """Read changed records (all records when ``full`` or before the first run), deduplicated.
 
     ``unchanged(page)`` is asked with each page of up to :data:`UNCHANGED_PAGE`
     ``(id, content_hash)`` pairs; the ids it returns are set aside without
-    their data (:attr:`PowerOfficeCapture.unchanged`).
+    their data (:attr:`PowerOfficeCapture.unchanged`). ``keep(page)``, when
+    given, takes the changed records of each page instead of
+    :attr:`PowerOfficeCapture.records` (only their ids and times are kept).
     """
     state = load_po_cursor(store, resource)
     since = None if full else cursor_read_after(state, overlap)
@@ -140,16 +150,23 @@ def read_poweroffice(
     records: list[RemoteRecord] = []
     digests: dict[str, str] = {}
     same: list[tuple[str, datetime | None]] = []
+    kept: list[tuple[str, datetime | None]] = []
     page: list[tuple[RemoteRecord, str]] = []
 
     def sort_out() -> None:
         # One question per page of records: which are unchanged (their data is dropped).
         same_ids = unchanged([(r.id, d) for r, d in page]) if unchanged is not None else ()
+        changed = []
         for record, _digest in page:
             if record.id in same_ids:
                 same.append((record.id, record.changed_at))
             else:
-                records.append(record)
+                changed.append(record)
+        if keep is not None:
+            keep(changed)
+            kept.extend((r.id, r.changed_at) for r in changed)
+        else:
+            records.extend(changed)
         page.clear()
 
     for record in connector.list(resource, changed_after=since):
@@ -162,7 +179,7 @@ def read_poweroffice(
             sort_out()
     sort_out()
     return PowerOfficeCapture(
-        resource, records, digests, state, full or since is None, same, listed_at
+        resource, records, digests, state, full or since is None, same, listed_at, kept
     )
 
 
@@ -176,7 +193,7 @@ def save_po_cursor(
 ) -> None:
     """Advance the cursor over the captured records; ``held`` ids (waiting, failed) keep it back."""
     held = set(held)
-    listed = [(r.id, r.changed_at) for r in capture.records] + capture.unchanged
+    listed = capture.listed()
     outcomes = [
         Outcome(record_id, capture.digests[record_id], changed_at, record_id not in held)
         for record_id, changed_at in listed
@@ -250,6 +267,8 @@ class PMSCapture:
     ``use_feed`` is ``pms.change_capture == "changes"``: read the changes feed
     when the connector offers one. ``commit`` stores the new positions.
     ``stop()`` true ends a feed read or listing with :class:`~tolken.errors.Stopped`.
+    What was read is set aside in ``staging`` (:class:`~tolken.engine.staging.Staging`)
+    and read back a page at a time, so a first run's full listing is not held.
     """
 
     connector: Connector
@@ -257,29 +276,35 @@ class PMSCapture:
     use_feed: bool = True
     feed_limit: int = FEED_PAGE_LIMIT
     stop: Callable[[], bool] = lambda: False
-    _batches: dict[str, tuple[list[RemoteRecord], PMSPosition | None]] = field(default_factory=dict)
-    _listings: dict[str, list[RemoteRecord]] = field(default_factory=dict)
+    staging: Staging = field(default_factory=Staging)
+    _positions: dict[str, PMSPosition | None] = field(default_factory=dict)
+    _listed: set[str] = field(default_factory=set)
+    _staged_listings: set[str] = field(default_factory=set)
     _held: set[str] = field(default_factory=set)
 
-    def changes(self, resource: str) -> list[RemoteRecord]:
-        """Records (and tombstones) of ``resource`` changed since the stored cursor."""
-        if resource not in self._batches:
+    def close(self) -> None:
+        """Drop what was set aside."""
+        self.staging.close()
+
+    def changes(self, resource: str) -> Iterator[list[RemoteRecord]]:
+        """Records (and tombstones) of ``resource`` changed since the stored cursor, in pages."""
+        if resource not in self._positions:
             stored = self.store.get_cursor("pms", resource)
             position = parse_pms_cursor(stored)
-            batch: tuple[list[RemoteRecord], PMSPosition | None]
+            after: PMSPosition | None
             if self.use_feed and isinstance(self.connector, ChangeFeed):
-                batch = self._from_feed(self.connector, resource, position)
+                after = self._from_feed(self.connector, resource, position)
             else:
-                batch = self._by_listing(resource, position)
+                after = self._by_listing(resource, position)
             if stored is None:
-                # A first read is a full listing: keep it as the candidate pool too.
-                self._listings[resource] = [r for r in batch[0] if not r.deleted]
-            self._batches[resource] = batch
-        return self._batches[resource][0]
+                # A first read is a full listing: it serves as the candidate pool too.
+                self._listed.add(resource)
+            self._positions[resource] = after
+        return self.staging.pages(_changes_kind(resource))
 
     def _from_feed(
         self, feed: ChangeFeed, resource: str, position: PMSPosition | None
-    ) -> tuple[list[RemoteRecord], FeedPosition]:
+    ) -> FeedPosition:
         if not isinstance(position, FeedPosition):
             # Read the head first: anything changing during the listing is in
             # the feed after it, so the next read sees it (maybe twice; the
@@ -287,16 +312,18 @@ class PMSCapture:
             head = 0
             for page in feed_pages(feed, 0, limit=self.feed_limit, stop=self.stop):
                 head = feed_next(head, page)
-            return self._list(resource), FeedPosition(head)
+            self._stage_listing(_changes_kind(resource), resource)
+            return FeedPosition(head)
         items: list[FeedItem] = []
         head = position.seq
         for page in feed_pages(feed, position.seq, limit=self.feed_limit, stop=self.stop):
             items.extend(page.items)
             head = feed_next(head, page)
-        records = [
-            self._current(resource, item) for item in collapse_feed(items, resource).values()
-        ]
-        return records, FeedPosition(head)
+        self.staging.put(
+            _changes_kind(resource),
+            (self._current(resource, item) for item in collapse_feed(items, resource).values()),
+        )
+        return FeedPosition(head)
 
     def _current(self, resource: str, item: FeedItem) -> RemoteRecord:
         """The record as it is now (sent with the item, or read); a tombstone when it was
@@ -310,35 +337,50 @@ class PMSCapture:
                 pass
         return RemoteRecord(resource=resource, id=item.id, data={}, deleted=True)
 
-    def _by_listing(
-        self, resource: str, position: PMSPosition | None
-    ) -> tuple[list[RemoteRecord], ListingPosition | None]:
+    def _by_listing(self, resource: str, position: PMSPosition | None) -> ListingPosition | None:
         after = position if isinstance(position, ListingPosition) else None
+        kind = _changes_kind(resource)
         if isinstance(self.connector, UpdatedAfterListing):
-            listed = list(
-                stop_aware(
-                    self.connector.list_updated_after(resource, after.stamp if after else None),
-                    self.stop,
-                    f"PMS {resource}",
-                )
+            listed = stop_aware(
+                self.connector.list_updated_after(resource, after.stamp if after else None),
+                self.stop,
+                f"PMS {resource}",
             )
-            records = [entry.record for entry in listed]
-            stamps = [entry.stamp for entry in listed]
-        else:
-            since = after.at if after is not None else None
-            records = self._list(resource, since)
-            stamps = [r.changed_at.isoformat() if r.changed_at else None for r in records]
-        return records, listing_next(after, stamps)
+            new = after
+            for chunk in _chunked(listed, STAGE_PAGE):
+                self.staging.put(kind, (entry.record for entry in chunk))
+                # The newest stamp, never back: folding page by page is the same as at once.
+                new = listing_next(new, (entry.stamp for entry in chunk))
+            return new
+        return self._stage_listing(kind, resource, after)
 
-    def listing(self, resource: str) -> list[RemoteRecord]:
-        """Every record of ``resource`` (read at most once per cycle)."""
-        if resource not in self._listings:
-            self._listings[resource] = self._list(resource)
-        return self._listings[resource]
+    def listing(self, resource: str) -> Iterator[list[RemoteRecord]]:
+        """Every record of ``resource`` (read at most once per cycle), in pages."""
+        if resource in self._listed:
+            kind = _changes_kind(resource)
+            return ([r for r in page if not r.deleted] for page in self.staging.pages(kind))
+        kind = _listing_kind(resource)
+        if kind not in self._staged_listings:
+            self._stage_listing(kind, resource)
+            self._staged_listings.add(kind)
+        return self.staging.pages(kind)
 
-    def _list(self, resource: str, since: datetime | None = None) -> list[RemoteRecord]:
-        listing = self.connector.list(resource, changed_after=since)
-        return list(stop_aware(listing, self.stop, f"PMS {resource}"))
+    def _stage_listing(
+        self, kind: str, resource: str, after: ListingPosition | None = None
+    ) -> ListingPosition | None:
+        """List ``resource`` (changed after ``after``) into ``kind``, a page at a time; the
+        position after it (the newest time listed, never back)."""
+        since = after.at if after is not None else None
+        listing = stop_aware(
+            self.connector.list(resource, changed_after=since), self.stop, f"PMS {resource}"
+        )
+        new = after
+        for chunk in _chunked(listing, STAGE_PAGE):
+            self.staging.put(kind, chunk)
+            new = listing_next(
+                new, [r.changed_at.isoformat() if r.changed_at else None for r in chunk]
+            )
+        return new
 
     def hold(self, resource: str) -> None:
         """Do not move ``resource``'s cursor this cycle (a record could not be handled)."""
@@ -346,6 +388,29 @@ class PMSCapture:
 
     def commit(self) -> None:
         """Save the positions of the resources read this cycle and not held."""
-        for resource, (_records, position) in self._batches.items():
+        for resource, position in self._positions.items():
             if position is not None and resource not in self._held:
                 self.store.set_cursor("pms", resource, format_pms_cursor(position))
+
+
+STAGE_PAGE = 1000
+"""Records listed from the PMS per write to the staging."""
+
+
+def _changes_kind(resource: str) -> str:
+    return f"pms-changes:{resource}"
+
+
+def _listing_kind(resource: str) -> str:
+    return f"pms-listing:{resource}"
+
+
+def _chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    page: list[T] = []
+    for item in items:
+        page.append(item)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page

@@ -1,16 +1,26 @@
-"""One flow of one cycle: capture, project, match, plan, apply, move the cursors.
+"""One flow of one cycle, a page at a time: capture, project, match, plan, apply, drop.
 
-The steps, for flow ``F`` (PowerOffice resource ``R``, PMS resource ``S``):
+The steps, for flow ``F`` (PowerOffice resource ``R``, PMS resource ``S``);
+what is read is set aside in the cycle's :class:`~tolken.engine.staging.Staging`
+(a private SQLite file) and read back a page at a time, so memory does not
+grow with the record count:
 
 1. Read PowerOffice ``R`` since the cursor (all of it on the first run or a
    reconcile). A linked record whose content hash equals the shadow's is an
-   echo of tolken's own write (or unchanged in a reconcile) and is dropped.
-2. Read what changed in PMS ``S`` (shared per cycle) and keep the records that
-   belong to ``F`` (``pms_filter``), plus tombstones of linked records.
+   echo of tolken's own write (or unchanged in a reconcile) and is dropped
+   (asked per listing page); the others are set aside, only their ids and
+   times kept for the cursor.
+2. Read what changed in PMS ``S`` (shared per cycle) and set aside the records
+   that belong to ``F`` (``pms_filter``), plus tombstones of linked records.
 3. Add the parked records whose retry is due, re-read from both sides.
-4. Only when unlinked PowerOffice records need a match: list the unlinked PMS
-   records of ``F`` as candidates (and vice versa when ``create_in_poweroffice``).
-5. Plan (:func:`tolken.engine.plan.plan_flow`) and apply group by group.
+4. Linked pairs, page by page: project, plan (:func:`tolken.engine.plan.plan_link`),
+   apply, drop. The unlinked records are set aside, projected.
+5. Unlinked records (:mod:`tolken.engine.paged`), only when there are any:
+   the unlinked PMS records of ``F`` are pooled as candidates, indexed in SQL
+   by each merge rule's key; a match pass over every unlinked PowerOffice
+   record notes its claims, then a decide pass links, reports or creates
+   page by page. Unclaimed PMS-only records are skipped, or matched the other
+   way when ``create_in_poweroffice`` is on.
 6. Advance the PowerOffice cursor, never past a record that waits or failed
    (a parked record read again before its retry is due waits too).
 
@@ -34,13 +44,18 @@ from tolken.engine.match import MatchRule
 from tolken.engine.model import (
     Action,
     CreateInPMS,
+    Link,
     LinkedPair,
     MassDeleteBlocked,
     ProjectedRecord,
+    Side,
+    Skipped,
     SourceOutage,
 )
+from tolken.engine.paged import decide, note_matches
 from tolken.engine.pairs import group_actions
-from tolken.engine.plan import FlowContext, plan_flow, plan_reconcile
+from tolken.engine.plan import SKIPPED_PMS_ONLY, FlowContext, plan_link, plan_reconcile
+from tolken.engine.staging import StagedCandidates, StagedClaims, Staging
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import Flow, belongs, merge_key_flat
 from tolken.store import FlowState, TenantStore
@@ -95,6 +110,8 @@ class FlowRun:
     should_stop: Callable[[], bool] = lambda: False
     on_progress: Callable[[str, int, int], None] | None = None
     """Called as ``(flow, done, total)`` while the flow's records are applied."""
+    _done: int = 0
+    _total: int = 0
 
     def run(self) -> bool:
         """Run the flow; False when it was interrupted (a stop was requested)."""
@@ -105,6 +122,10 @@ class FlowRun:
             settle.apply_settled_conflicts(ex)
         state = self.store.load_flow_state(svc.flow_id)
         st.links = state
+        kinds = _Kinds(svc.flow_id)
+        staging = self.staging
+        for kind in kinds.all():
+            staging.drop(kind)
         capture = read_poweroffice(
             svc.poweroffice,
             self.store,
@@ -112,8 +133,9 @@ class FlowRun:
             overlap=self.overlap,
             full=self.reconcile,
             # Unchanged records are dropped page by page while the listing is read,
-            # their stored hashes read for that page only: nothing is held.
+            # their stored hashes read for that page only; the changed ones are set aside.
             unchanged=lambda page: _po_unchanged(state, page),
+            keep=lambda page: staging.put(kinds.po, page),
         )
         deletes: list[Action] = []
         if self.reconcile:
@@ -121,45 +143,26 @@ class FlowRun:
             if stop_reason is not None:
                 st.report.stopped = stop_reason
                 return True
-        po_changed = capture.records
-        pms_changed = self._changed_pms(state)
-        backing_off = self._add_due_failures(state, po_changed, pms_changed)
+        self._stage_pms_changes(state, kinds.pms)
+        backing_off = self._add_due_failures(state, kinds)
         # A parked PowerOffice record read again (the cursor stays before it) is
         # retried only when its backoff is over (or after tolken retry): it waits.
-        held_back = {r.id for r in po_changed if r.id in backing_off}
+        held_back = staging.has(kinds.po, backing_off)
         if held_back:
-            po_changed = [r for r in po_changed if r.id not in held_back]
+            staging.delete(kinds.po, held_back)
             st.report.add("waiting", len(held_back))
-        for record in po_changed:
-            ex.remember("poweroffice", record)
-        for record in pms_changed:
-            ex.remember("pms", record)
-
-        po_projected = self._project_po(po_changed)
-        pms_projected = [p for r in pms_changed if (p := svc.project_pms(r)) is not None]
-        state.prefetch(
-            poweroffice_ids=[p.id for p in po_projected], pms_ids=[p.id for p in pms_projected]
-        )
-        unlinked_po = [p for p in po_projected if state.by_po(p.id) is None and not p.unresolved]
-        pms_candidates = self._pms_candidates(state) if unlinked_po else []
-        unlinked_pms = [p for p in pms_projected if state.by_pms(p.id) is None and not p.deleted]
-        po_candidates: list[ProjectedRecord] = []
-        if svc.ctx.create_in_poweroffice and unlinked_pms:
-            po_candidates = self._po_candidates(state)
-        links = _touched_links(state, po_projected, pms_projected)
-
-        actions = plan_flow(
-            svc.ctx,
-            po_changes=po_projected,
-            pms_changes=pms_projected,
-            links=links,
-            pms_candidates=pms_candidates,
-            po_candidates=po_candidates,
-        )
-        groups = list(group_actions([*deletes, *actions]))
-        if self.on_progress is not None and not groups:
+        self._done = 0
+        self._total = len(deletes) + staging.count(kinds.po) + staging.count(kinds.pms)
+        if self.on_progress is not None and not self._total:
             self.on_progress(svc.flow_id, 0, 0)
-        if not self._apply(groups):
+        finished = (
+            self._apply(list(group_actions(deletes)))
+            and self._linked_pairs(state, kinds)
+            and self._new_records(state, kinds)
+        )
+        for kind in kinds.all():
+            staging.drop(kind)
+        if not finished:
             return False
         if not st.dry_run:
             # Never past a record that waits or failed (DESIGN §4): a parked record
@@ -176,26 +179,174 @@ class FlowRun:
                 self.pms_capture.hold(svc.pms_resource)
         return True
 
+    @property
+    def staging(self) -> Staging:
+        """Where this cycle's records are set aside (the PMS capture's, one per cycle)."""
+        return self.pms_capture.staging
+
+    def _apply_page(self, actions: list[Action]) -> bool:
+        """Apply one page's actions, then drop what the page read (records, pairs, links)."""
+        ex = self.executor
+        finished = self._apply(list(group_actions(actions)))
+        ex.state.po_records.clear()
+        ex.state.pms_records.clear()
+        ex.state.pairs.clear()
+        if ex.state.links is not None:
+            ex.state.links.forget()
+        return finished
+
+    def _linked_pairs(self, state: FlowState, kinds: _Kinds) -> bool:
+        """Plan and apply the linked pairs that changed, a page at a time; the unlinked changed
+        records are set aside for :meth:`_new_records`."""
+        ex, staging = self.executor, self.staging
+        svc = ex.services
+        for page in staging.pages(kinds.po):
+            projected = self._project_po(page)
+            parked = {r.id for r in page} - {p.id for p in projected}
+            if parked:
+                staging.delete(kinds.po, parked)  # not planned: a PMS change plans alone
+            state.prefetch(poweroffice_ids=[p.id for p in projected])
+            raw = {r.id: r for r in page}
+            linked = [(p, link) for p in projected if (link := state.by_po(p.id)) is not None]
+            staging.put_projected(kinds.new_po, (p for p in projected if state.by_po(p.id) is None))
+            other = staging.get_many(kinds.pms, [link.pms_id for _, link in linked])
+            actions: list[Action] = []
+            for po, link in linked:
+                ex.remember("poweroffice", raw[po.id])
+                pms_raw = other.get(link.pms_id)
+                if pms_raw is not None:
+                    ex.remember("pms", pms_raw)
+                pair = _linked_pair(state, link.id)
+                pms = svc.project_pms(pms_raw)
+                actions.extend(plan_link(pair, po, pms, policy=svc.ctx.policy))
+            if not self._apply_page(actions):
+                return False
+        for page in staging.pages(kinds.pms):
+            state.prefetch(pms_ids=[r.id for r in page])
+            linked_pms = [(r, link) for r in page if (link := state.by_pms(r.id)) is not None]
+            planned = staging.has(kinds.po, [link.poweroffice_id for _, link in linked_pms])
+            staging.put_projected(
+                kinds.new_pms,
+                (
+                    p
+                    for r in page
+                    if state.by_pms(r.id) is None and (p := svc.project_pms(r)) is not None
+                ),
+            )
+            actions = []
+            for record, link in linked_pms:
+                if link.poweroffice_id in planned:
+                    continue  # planned with its PowerOffice side above
+                ex.remember("pms", record)
+                pair = _linked_pair(state, link.id)
+                actions.extend(
+                    plan_link(pair, None, svc.project_pms(record), policy=svc.ctx.policy)
+                )
+            if not self._apply_page(actions):
+                return False
+        return True
+
+    def _new_records(self, state: FlowState, kinds: _Kinds) -> bool:
+        """Match, link or create the unlinked changed records (:mod:`tolken.engine.paged`)."""
+        ex, staging = self.executor, self.staging
+        svc = ex.services
+        ctx = svc.ctx
+        book: StagedClaims | None = None
+        if staging.count(kinds.new_po):
+            pool = staging.candidates(kinds.pool_pms, "pms", ctx.rules)
+            if self._any_resolved_po(kinds.new_po):
+                for page in self.pms_capture.listing(svc.pms_resource):
+                    ids = [r.id for r in page]
+                    # The changed ones are pooled below (the fresher copy, projected already).
+                    skip = state.linked_pms(ids) | staging.has(kinds.new_pms, ids)
+                    pool.add(
+                        (r, p)
+                        for r in page
+                        if r.id not in skip
+                        and belongs(svc.flow, r.data)
+                        and (p := svc.project_pms(r)) is not None
+                    )
+            for projected in staging.pages_projected(kinds.new_pms):
+                raw = staging.get_many(kinds.pms, [p.id for p in projected])
+                pool.add((raw[p.id], p) for p in projected)
+            book = staging.claims(kinds.pool_pms)
+            if not self._two_passes("pms", kinds.new_po, kinds.po, pool, book):
+                return False
+        for projected in staging.pages_projected(kinds.new_pms):
+            reported = book.reported([p.id for p in projected]) if book is not None else set()
+            rest = [p for p in projected if p.id not in reported and not p.deleted]
+            if ctx.create_in_poweroffice:
+                staging.put_projected(kinds.unreported, rest)
+            elif not self._apply_page([Skipped(None, p.id, SKIPPED_PMS_ONLY) for p in rest]):
+                return False
+        if not staging.count(kinds.unreported):
+            return True
+        pool = staging.candidates(kinds.pool_po, "poweroffice", ctx.rules)
+        for listed in chunked(svc.poweroffice.list(svc.po_resource), CANDIDATE_PAGE):
+            linked = state.linked_poweroffice([r.id for r in listed])
+            busy = linked | staging.has(kinds.po, [r.id for r in listed])
+            pool.add(
+                (r, p)
+                for r in listed
+                if r.id not in busy
+                and (p := self._project_quiet(r)) is not None
+                and not p.unresolved
+            )
+        return self._two_passes(
+            "poweroffice", kinds.unreported, kinds.pms, pool, staging.claims(kinds.pool_po)
+        )
+
+    def _any_resolved_po(self, kind: str) -> bool:
+        """Whether an unlinked record can match at all (else the PMS is not listed)."""
+        return any(not p.unresolved for page in self.staging.pages_projected(kind) for p in page)
+
+    def _project_quiet(self, record: RemoteRecord) -> ProjectedRecord | None:
+        try:
+            return self.executor.services.project_po(record)
+        except RecordError:
+            return None
+
+    def _two_passes(
+        self, target: Side, kind: str, raw_kind: str, pool: StagedCandidates, book: StagedClaims
+    ) -> bool:
+        """The match pass, then the decide pass with its actions applied, a page at a time."""
+        ex, staging = self.executor, self.staging
+        svc = ex.services
+        source: Side = "poweroffice" if target == "pms" else "pms"
+        for projected in staging.pages_projected(kind):
+            note_matches(projected, pool, book)
+        for projected in staging.pages_projected(kind):
+            actions = decide(svc.ctx, target, projected, pool, book)
+            for record in staging.get_many(raw_kind, [p.id for p in projected]).values():
+                ex.remember(source, record)
+            linked = [
+                a.pms_id if target == "pms" else a.po_id for a in actions if isinstance(a, Link)
+            ]
+            for record in pool.raw_many(linked).values():
+                ex.remember(target, record)
+            if not self._apply_page(actions):
+                return False
+        return True
+
     def _apply(self, groups: list[list[Action]]) -> bool:
         """Apply the groups in order, creates and plain first links in batches.
 
         False when a stop was requested (the batch in hand is finished first).
         """
-        ex, done, total = self.executor, 0, len(groups)
+        ex = self.executor
         creates: list[CreateInPMS] = []
         links: list[list[Action]] = []
 
         def flush() -> None:
-            nonlocal done
             if creates:
                 batch.create_many_in_pms(ex, creates)
             if links:
                 batch.link_many(ex, links)
             if creates or links:
-                done += len(creates) + len(links)
+                self._done += len(creates) + len(links)
                 creates.clear()
                 links.clear()
-                self._progress(done, total)
+                self._progress()
 
         for group in groups:
             if self.should_stop():
@@ -214,48 +365,50 @@ class FlowRun:
                     links.append(group)
                     continue
                 ex.apply(group)
-                done += 1
-                self._progress(done, total)
+                self._done += 1
+                self._progress()
                 continue
             if len(creates) + len(links) >= batch.BATCH:
                 flush()
         flush()
         return True
 
-    def _progress(self, done: int, total: int) -> None:
+    def _progress(self) -> None:
         if self.on_progress is not None:
-            self.on_progress(self.executor.services.flow_id, done, total)
+            total = max(self._total, self._done)  # a record's groups may outnumber its count
+            self.on_progress(self.executor.services.flow_id, self._done, total)
 
     # -- steps ----------------------------------------------------------------
 
-    def _changed_pms(self, state: FlowState) -> list[RemoteRecord]:
+    def _stage_pms_changes(self, state: FlowState, kind: str) -> None:
+        """Set aside the flow's PMS changes: its records that changed (not echoes of tolken's
+        own writes) and tombstones of linked records."""
         svc = self.executor.services
-        changed = []
-        records = self.pms_capture.changes(svc.pms_resource)
-        state.prefetch(pms_ids=[r.id for r in records])
-        for record in records:
-            link = state.by_pms(record.id)
-            if record.deleted:
-                if link is not None:
-                    changed.append(record)
-                continue
-            if not belongs(svc.flow, record.data):
-                continue
-            if link is not None:
-                _, pms_hash = state.hashes(link.id)
-                if pms_hash is not None and pms_hash == content_hash(record.data):
+        for records in self.pms_capture.changes(svc.pms_resource):
+            state.prefetch(pms_ids=[r.id for r in records])
+            changed = []
+            for record in records:
+                link = state.by_pms(record.id)
+                if record.deleted:
+                    if link is not None:
+                        changed.append(record)
                     continue
-            changed.append(record)
-        return changed
+                if not belongs(svc.flow, record.data):
+                    continue
+                if link is not None:
+                    _, pms_hash = state.hashes(link.id)
+                    if pms_hash is not None and pms_hash == content_hash(record.data):
+                        continue
+                changed.append(record)
+            self.staging.put(kind, changed)
+            state.forget()
 
-    def _add_due_failures(
-        self, state: FlowState, po_changed: list[RemoteRecord], pms_changed: list[RemoteRecord]
-    ) -> set[str]:
+    def _add_due_failures(self, state: FlowState, kinds: _Kinds) -> set[str]:
         """Re-read the parked records whose retry is due (both sides of a linked pair).
 
         Returns the ids of parked PowerOffice records whose retry is not due yet.
         """
-        svc, st = self.executor.services, self.executor.state
+        svc, st, staging = self.executor.services, self.executor.state, self.staging
         # One read of the flow's open failures per cycle (dry run included), split here.
         parked = self.store.list_failures(svc.flow_id)
         now = self.store.now()
@@ -266,8 +419,6 @@ class FlowRun:
         backing_off = {
             f.record_id for f in parked if f.side == "poweroffice" and f.next_attempt_at > now
         }
-        have_po = {r.id for r in po_changed}
-        have_pms = {r.id for r in pms_changed}
         for failure in due:
             st.open_failures.add((failure.side, failure.record_id))
             link = (
@@ -280,12 +431,10 @@ class FlowRun:
             if link is not None:
                 po_id, pms_id = link.poweroffice_id, link.pms_id
             try:
-                if po_id is not None and po_id not in have_po:
-                    po_changed.append(svc.poweroffice.get(svc.po_resource, po_id))
-                    have_po.add(po_id)
-                if pms_id is not None and pms_id not in have_pms:
-                    pms_changed.append(self._get_pms(pms_id))
-                    have_pms.add(pms_id)
+                if po_id is not None and not staging.has(kinds.po, [po_id]):
+                    staging.put(kinds.po, [svc.poweroffice.get(svc.po_resource, po_id)])
+                if pms_id is not None and not staging.has(kinds.pms, [pms_id]):
+                    staging.put(kinds.pms, [self._get_pms(pms_id)])
             except NotFound:
                 # The parked record is gone; a reconcile deals with deleted linked records.
                 if not st.dry_run:
@@ -300,6 +449,7 @@ class FlowRun:
             return RemoteRecord(self.executor.services.pms_resource, pms_id, {}, deleted=True)
 
     def _project_po(self, records: Iterable[RemoteRecord]) -> list[ProjectedRecord]:
+        """The records projected; one the mapping cannot convert is parked and left out."""
         svc, st = self.executor.services, self.executor.state
         projected = []
         for record in records:
@@ -316,53 +466,28 @@ class FlowRun:
                 projected.append(value)
         return projected
 
-    def _pms_candidates(self, state: FlowState) -> list[ProjectedRecord]:
-        svc, st = self.executor.services, self.executor.state
-        out = []
-        for page in chunked(self.pms_capture.listing(svc.pms_resource), CANDIDATE_PAGE):
-            linked = state.linked_pms([r.id for r in page])
-            for record in page:
-                if record.id not in linked and belongs(svc.flow, record.data):
-                    st.pms_records.setdefault(record.id, record)
-                    projected = svc.project_pms(record)
-                    if projected is not None:
-                        out.append(projected)
-        return out
-
-    def _po_candidates(self, state: FlowState) -> list[ProjectedRecord]:
-        svc, st = self.executor.services, self.executor.state
-        out = []
-        for page in chunked(svc.poweroffice.list(svc.po_resource), CANDIDATE_PAGE):
-            linked = state.linked_poweroffice([r.id for r in page])
-            for record in page:
-                if record.id in linked:
-                    continue
-                st.po_records.setdefault(record.id, record)
-                try:
-                    projected = svc.project_po(record)
-                except RecordError:
-                    continue
-                if projected is not None and not projected.unresolved:
-                    out.append(projected)
-        return out
-
     def _reconcile_deletes(
         self, state: FlowState, listed_ids: list[str]
     ) -> tuple[str | None, list[Action]]:
         """Deletes seen by the full listing(s); a reason when the flow must stop instead."""
         svc = self.executor.services
-        pairs = [
-            LinkedPair(po_id, pms_id, status=status) for po_id, pms_id, status in state.pairs()
-        ]
+
+        def pairs() -> Iterator[LinkedPair]:
+            # Streamed from the store for each side: the links are not held.
+            for po_id, pms_id, status in state.pairs():
+                yield LinkedPair(po_id, pms_id, status=status)
+
         actions: list[Action] = []
-        sides: list[tuple[str, list[str]]] = [("poweroffice", listed_ids)]
+        sides: list[tuple[str, set[str]]] = [("poweroffice", set(listed_ids))]
+        del listed_ids
         if self.reconcile_pms:
-            sides.append(("pms", [r.id for r in self.pms_capture.listing(svc.pms_resource)]))
+            listed = self.pms_capture.listing(svc.pms_resource)
+            sides.append(("pms", {r.id for page in listed for r in page}))
         for side, ids in sides:
             outcome = plan_reconcile(
                 "poweroffice" if side == "poweroffice" else "pms",
                 ids,
-                pairs,
+                pairs(),
                 threshold=self.mass_delete_threshold,
                 confirmed=self.confirm_deletes,
             )
@@ -387,32 +512,64 @@ def _po_unchanged(state: FlowState, page: Sequence[tuple[str, str]]) -> set[str]
     return {record_id for record_id, digest in page if stored.get(record_id) == digest}
 
 
-def _touched_links(
-    state: FlowState, po: Iterable[ProjectedRecord], pms: Iterable[ProjectedRecord]
-) -> list[LinkedPair]:
-    """The links (with shadows) of the changed records, for the planner."""
-    found = {}
-    for record in po:
-        link = state.by_po(record.id)
-        if link is not None:
-            found[link.id] = link
-    for record in pms:
-        link = state.by_pms(record.id)
-        if link is not None:
-            found[link.id] = link
-    pairs = []
-    for link_id, link in found.items():
-        shadow = state.shadow(link_id)
-        pairs.append(
-            LinkedPair(
-                link.poweroffice_id,
-                link.pms_id,
-                shadow=shadow.fields if shadow is not None else None,
-                status=link.state,
-                pms_version=shadow.pms_version if shadow is not None else None,
-            )
-        )
-    return pairs
+def _linked_pair(state: FlowState, link_id: int) -> LinkedPair:
+    """A stored link with its shadow, for the planner."""
+    link = state.get(link_id)
+    assert link is not None  # for mypy: asked for a link just found
+    shadow = state.shadow(link_id)
+    return LinkedPair(
+        link.poweroffice_id,
+        link.pms_id,
+        shadow=shadow.fields if shadow is not None else None,
+        status=link.state,
+        pms_version=shadow.pms_version if shadow is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Kinds:
+    """The staging kinds of one flow's cycle."""
+
+    flow: str
+
+    @property
+    def po(self) -> str:
+        """The PowerOffice records that changed."""
+        return f"po:{self.flow}"
+
+    @property
+    def pms(self) -> str:
+        """The flow's PMS changes."""
+        return f"pms:{self.flow}"
+
+    @property
+    def new_po(self) -> str:
+        """The unlinked PowerOffice changes."""
+        return f"new-po:{self.flow}"
+
+    @property
+    def new_pms(self) -> str:
+        """The unlinked PMS changes."""
+        return f"new-pms:{self.flow}"
+
+    @property
+    def unreported(self) -> str:
+        """The unlinked PMS changes no PowerOffice record claimed or reported."""
+        return f"unreported:{self.flow}"
+
+    @property
+    def pool_pms(self) -> str:
+        """The PMS candidates' pool."""
+        return f"to-pms:{self.flow}"
+
+    @property
+    def pool_po(self) -> str:
+        """The PowerOffice candidates' pool."""
+        return f"to-poweroffice:{self.flow}"
+
+    def all(self) -> tuple[str, ...]:
+        """Every record kind (pools are emptied when made)."""
+        return (self.po, self.pms, self.new_po, self.new_pms, self.unreported)
 
 
 def flow_context(

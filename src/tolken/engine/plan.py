@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import chain
 from types import MappingProxyType
@@ -53,13 +54,18 @@ from tolken.engine.model import (
 
 __all__ = [
     "DEFAULT_INACTIVE",
+    "SKIPPED_PMS_ONLY",
     "FlowContext",
     "check_mass_deactivation",
     "idempotency_key",
+    "plan_first_link",
     "plan_flow",
     "plan_link",
     "plan_reconcile",
 ]
+
+SKIPPED_PMS_ONLY = "PMS-only record; create_in_poweroffice is off for this flow"
+"""The reason of the :class:`Skipped` for a PMS-only record."""
 
 DEFAULT_INACTIVE: Values = MappingProxyType({"active": False})
 """The flat values that make a PMS record inactive in the default mapping."""
@@ -241,8 +247,7 @@ def plan_flow(
     if not ctx.create_in_poweroffice:
         for record in new_pms:
             if record.id not in reported:
-                reason = "PMS-only record; create_in_poweroffice is off for this flow"
-                actions.append(Skipped(None, record.id, reason))
+                actions.append(Skipped(None, record.id, SKIPPED_PMS_ONLY))
         return actions
 
     po_pool = _dedupe(po_candidates)
@@ -323,12 +328,21 @@ def _link_claims(
             actions.append(Ambiguous(target, target_id, ids, claimants[0][1]))
             continue
         source, rule = claimants[0]
-        other = pool[target_id]
-        po, pms = (source, other) if target == "pms" else (other, source)
-        actions.append(Link(po.id, pms.id, rule))
-        link = LinkedPair(po_id=po.id, pms_id=pms.id, pms_version=pms.version)
-        actions.extend(plan_link(link, po, pms, policy=policy))
+        actions.extend(plan_first_link(source, pool[target_id], target, rule, policy))
     return actions
+
+
+def plan_first_link(
+    source: ProjectedRecord,
+    other: ProjectedRecord,
+    target: Side,
+    rule: str,
+    policy: ConflictPolicy,
+) -> list[Action]:
+    """Link ``source`` to the ``target`` record ``other`` it alone matched, then merge the pair."""
+    po, pms = (source, other) if target == "pms" else (other, source)
+    link = LinkedPair(po_id=po.id, pms_id=pms.id, pms_version=pms.version)
+    return [Link(po.id, pms.id, rule), *plan_link(link, po, pms, policy=policy)]
 
 
 def plan_reconcile(
@@ -352,29 +366,30 @@ def plan_reconcile(
     """
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be a share between 0 and 1, not {threshold!r}")
-    active = [link for link in links if link.status == "active"]
-    listed = set(listed_ids)
+    listed = listed_ids if isinstance(listed_ids, AbstractSet) else set(listed_ids)
+    # The links are streamed: only the vanished ones are kept (a flow may have 100,000s).
+    active = 0
+    gone: list[LinkedPair] = []
+    for link in links:
+        if link.status != "active":
+            continue
+        active += 1
+        if (link.po_id if side == "poweroffice" else link.pms_id) not in listed:
+            gone.append(link)
     if not active:
         return ReconcilePlan((), listed=len(listed), linked=0)
     if not listed:
-        return SourceOutage(side, len(active))
-    gone = sorted(
-        (
-            link
-            for link in active
-            if (link.po_id if side == "poweroffice" else link.pms_id) not in listed
-        ),
-        key=lambda link: (link.po_id, link.pms_id),
-    )
-    if gone and not confirmed and len(gone) > threshold * len(active):
+        return SourceOutage(side, active)
+    gone.sort(key=lambda link: (link.po_id, link.pms_id))
+    if gone and not confirmed and len(gone) > threshold * active:
         ids = tuple(link.po_id if side == "poweroffice" else link.pms_id for link in gone)
-        return MassDeleteBlocked(side, ids, len(active), threshold)
+        return MassDeleteBlocked(side, ids, active, threshold)
     actions: tuple[DeactivateInPMS | MarkPMSDeleted, ...]
     if side == "poweroffice":
         actions = tuple(DeactivateInPMS(g.po_id, g.pms_id, dict(inactive_values)) for g in gone)
     else:
         actions = tuple(MarkPMSDeleted(g.po_id, g.pms_id, confirm_by_get=True) for g in gone)
-    return ReconcilePlan(actions, listed=len(listed), linked=len(active))
+    return ReconcilePlan(actions, listed=len(listed), linked=active)
 
 
 def check_mass_deactivation(

@@ -119,7 +119,7 @@ class SyncEngine:
         started = self.store.now()
         run_id = None if dry_run else self.store.start_run()
         report.run_id = run_id
-        resolver = LinkResolver(self.store)
+        resolver = LinkResolver(self.store, remember_unstored=dry_run)
         pms_capture = PMSCapture(
             self.pms,
             self.store,
@@ -155,6 +155,8 @@ class SyncEngine:
                     error=message,
                 )
             raise
+        finally:
+            pms_capture.close()
         report.requests = self._requests(before)
         if run_id is not None:
             self.store.finish_run(

@@ -58,8 +58,11 @@ def _client(url: str, change_capture: str) -> PMSClient:
 def _cycle(pms: PMSClient, store: TenantStore, *resources: str) -> dict[str, list[RemoteRecord]]:
     """One cycle's capture of ``resources``, committed."""
     capture = PMSCapture(pms, store, use_feed=pms.settings.change_capture == "changes")
-    read = {resource: capture.changes(resource) for resource in resources}
+    read = {
+        resource: [r for page in capture.changes(resource) for r in page] for resource in resources
+    }
     capture.commit()
+    capture.close()
     return read
 
 

@@ -268,8 +268,9 @@ def _cycle_pms(
 ) -> tuple[list[RemoteRecord], str | None]:
     """One cycle's capture of ``resource``, committed: the records and the stored cursor."""
     capture = PMSCapture(client, store, use_feed=use_feed)
-    records = capture.changes(resource)
+    records = [record for page in capture.changes(resource) for record in page]
     capture.commit()
+    capture.close()
     return records, store.get_cursor("pms", resource)
 
 

@@ -1,0 +1,319 @@
+"""Records of one cycle set aside in SQL, so a cycle's memory does not grow with them.
+
+A :class:`Staging` is a private SQLite database in a temporary file (SQLite
+deletes it when it is closed), one per cycle: not the tenant's store, so it
+needs no migration and is the same whatever the store runs on. It holds
+
+- **records** read this cycle (:meth:`Staging.put`, :meth:`Staging.pages`,
+  :meth:`Staging.get_many`), under a *kind* (``pms:customers``, ``po:customers``,
+  …); a record put again replaces the earlier copy (the later one is fresher);
+- **candidate pools** (:class:`StagedCandidates`): records a record of the other
+  side may match, indexed by each merge rule's normalised key: the match index
+  of :mod:`tolken.engine.paged`, looked up a page at a time;
+- **claim books** (:class:`StagedClaims`): what the match pass found.
+
+Only the page in hand is in memory; SQLite's page cache is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any, cast
+
+from tolken.connectors.base import RemoteRecord
+from tolken.engine.match import MatchResult, MatchRule
+from tolken.engine.model import ProjectedRecord, Side, Values
+
+__all__ = ["PAGE", "StagedCandidates", "StagedClaims", "Staging"]
+
+PAGE = 500
+"""Records per page read back, and ids per ``IN (...)`` query."""
+
+_SCHEMA = """
+PRAGMA journal_mode = OFF;
+PRAGMA synchronous = OFF;
+CREATE TABLE record (kind TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL,
+                     PRIMARY KEY (kind, id)) WITHOUT ROWID;
+CREATE TABLE pool_key (pool TEXT NOT NULL, rule INTEGER NOT NULL, key TEXT NOT NULL,
+                       id TEXT NOT NULL, PRIMARY KEY (pool, rule, key, id)) WITHOUT ROWID;
+CREATE INDEX pool_key_by_id ON pool_key (pool, id);
+CREATE TABLE claim (book TEXT NOT NULL, target TEXT NOT NULL, source TEXT NOT NULL,
+                    rule TEXT NOT NULL, alone INTEGER NOT NULL,
+                    PRIMARY KEY (book, target, source)) WITHOUT ROWID;
+"""
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _chunks(items: Sequence[str], size: int = PAGE) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Staging:
+    """One cycle's records, pools and claims in a temporary SQLite file (see module docstring)."""
+
+    def __init__(self) -> None:
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        # Opened on first use: an idle cycle sets nothing aside and opens nothing.
+        if self._conn is None:
+            # "": a private on-disk database, deleted when closed; one thread at a time uses it.
+            self._conn = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+            self._conn.executescript(_SCHEMA)
+        return self._conn
+
+    def close(self) -> None:
+        """Drop everything (the file goes with the connection)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- records --------------------------------------------------------------
+
+    def put(self, kind: str, records: Iterable[RemoteRecord]) -> int:
+        """Keep ``records`` under ``kind`` (a later copy of an id replaces the earlier one)."""
+        return self._put(kind, ((r.id, r) for r in records))
+
+    def put_projected(self, kind: str, records: Iterable[ProjectedRecord]) -> int:
+        """Keep projected records under ``kind`` (as :meth:`put`)."""
+        return self._put(kind, ((p.id, p) for p in records))
+
+    def _put(self, kind: str, items: Iterable[tuple[str, object]]) -> int:
+        # Pickled: written and read back by this process only, within the cycle.
+        rows = [(kind, i, pickle.dumps(item, pickle.HIGHEST_PROTOCOL)) for i, item in items]
+        if not rows:
+            return 0
+        self._db.executemany("INSERT OR REPLACE INTO record VALUES (?, ?, ?)", rows)
+        return len(rows)
+
+    def count(self, kind: str) -> int:
+        """How many records ``kind`` holds."""
+        if self._conn is None:
+            return 0
+        (n,) = self._db.execute("SELECT count(*) FROM record WHERE kind = ?", (kind,)).fetchone()
+        return int(n)
+
+    def pages(self, kind: str, size: int = PAGE) -> Iterator[list[RemoteRecord]]:
+        """The records of ``kind`` by id, ``size`` at a time (read page by page, by key)."""
+        return cast(Iterator[list[RemoteRecord]], self._pages(kind, size))
+
+    def pages_projected(self, kind: str, size: int = PAGE) -> Iterator[list[ProjectedRecord]]:
+        """The records of ``kind`` put with :meth:`put_projected`, by id, ``size`` at a time."""
+        return cast(Iterator[list[ProjectedRecord]], self._pages(kind, size))
+
+    def _pages(self, kind: str, size: int) -> Iterator[list[Any]]:
+        if self._conn is None:
+            return
+        rows = self._db.execute(
+            "SELECT id, body FROM record WHERE kind = ? ORDER BY id LIMIT ?", (kind, size)
+        ).fetchall()
+        while rows:
+            after = rows[-1][0]
+            yield [pickle.loads(body) for _, body in rows]
+            rows = self._db.execute(
+                "SELECT id, body FROM record WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
+                (kind, after, size),
+            ).fetchall()
+
+    def get_many(self, kind: str, ids: Collection[str]) -> dict[str, RemoteRecord]:
+        """The records of ``kind`` with these ids."""
+        return cast(dict[str, RemoteRecord], self._get_many(kind, ids))
+
+    def get_projected(self, kind: str, ids: Collection[str]) -> dict[str, ProjectedRecord]:
+        """The records of ``kind`` (put with :meth:`put_projected`) with these ids."""
+        return cast(dict[str, ProjectedRecord], self._get_many(kind, ids))
+
+    def _get_many(self, kind: str, ids: Collection[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self._conn is None:
+            return out
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            for record_id, body in self._db.execute(
+                f"SELECT id, body FROM record WHERE kind = ? AND id IN ({marks})",
+                (kind, *chunk),
+            ):
+                out[record_id] = pickle.loads(body)
+        return out
+
+    def has(self, kind: str, ids: Collection[str]) -> set[str]:
+        """Which of these ids ``kind`` holds."""
+        out: set[str] = set()
+        if self._conn is None:
+            return out
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                i
+                for (i,) in self._db.execute(
+                    f"SELECT id FROM record WHERE kind = ? AND id IN ({marks})",
+                    (kind, *chunk),
+                )
+            )
+        return out
+
+    def delete(self, kind: str, ids: Collection[str]) -> None:
+        """Forget these records of ``kind``."""
+        if self._conn is None:
+            return
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(
+                f"DELETE FROM record WHERE kind = ? AND id IN ({marks})", (kind, *chunk)
+            )
+
+    def drop(self, kind: str) -> None:
+        """Forget the records of ``kind``."""
+        if self._conn is None:
+            return
+        self._db.execute("DELETE FROM record WHERE kind = ?", (kind,))
+
+    # -- pools and claims -----------------------------------------------------
+
+    def candidates(self, pool: str, side: Side, rules: Sequence[MatchRule]) -> StagedCandidates:
+        """An empty candidate pool of ``side``'s records, matched by ``rules``."""
+        return StagedCandidates(self, pool, side, tuple(rules))
+
+    def claims(self, book: str) -> StagedClaims:
+        """An empty claim book."""
+        self._db.execute("DELETE FROM claim WHERE book = ?", (book,))
+        return StagedClaims(self._db, book)
+
+
+class StagedCandidates:
+    """A :class:`~tolken.engine.paged.Candidates` pool whose records and keys live in SQL.
+
+    The records are kept projected (kind ``pool:<name>``, what matching reads)
+    and as read (``pool-raw:<name>``, for the executor when one is linked).
+    """
+
+    def __init__(
+        self, staging: Staging, pool: str, side: Side, rules: tuple[MatchRule, ...]
+    ) -> None:
+        self._staging, self._db = staging, staging._db  # noqa: SLF001 (same module)
+        self.pool, self.side, self.rules = pool, side, rules
+        self.kind, self.raw_kind = f"pool:{pool}", f"pool-raw:{pool}"
+        self._db.execute("DELETE FROM pool_key WHERE pool = ?", (pool,))
+        staging.drop(self.kind)
+        staging.drop(self.raw_kind)
+
+    def add(self, records: Iterable[tuple[RemoteRecord, ProjectedRecord]]) -> None:
+        """Pool these records (raw and projected); a later copy of an id replaces the earlier one.
+
+        A tombstone is not a candidate, and does not replace an earlier copy.
+        """
+        kept = [(raw, p) for raw, p in records if not p.deleted]
+        if not kept:
+            return
+        ids = [p.id for _, p in kept]
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(
+                f"DELETE FROM pool_key WHERE pool = ? AND id IN ({marks})",
+                (self.pool, *chunk),
+            )
+        keys = []
+        for _raw, projected in kept:
+            for index, rule in enumerate(self.rules):
+                key = rule.key(self.side, projected.values)
+                if key is not None:
+                    keys.append((self.pool, index, _key(key), projected.id))
+        self._db.executemany("INSERT OR REPLACE INTO pool_key VALUES (?, ?, ?, ?)", keys)
+        self._staging.put_projected(self.kind, (p for _, p in kept))
+        self._staging.put(self.raw_kind, (raw for raw, _ in kept))
+
+    def find_many(self, values: Sequence[Values]) -> list[MatchResult]:
+        """The match of each record of the other side: one query per rule for the lot."""
+        other: Side = "pms" if self.side == "poweroffice" else "poweroffice"
+        results = [MatchResult()] * len(values)
+        open_ = list(range(len(values)))
+        for index, rule in enumerate(self.rules):
+            if not open_:
+                break
+            keyed: dict[str, list[int]] = {}
+            for position in open_:
+                key = rule.key(other, values[position])
+                if key is not None:
+                    keyed.setdefault(_key(key), []).append(position)
+            found: dict[str, list[str]] = {}
+            for chunk in _chunks(list(keyed)):
+                marks = ",".join("?" * len(chunk))
+                for key, record_id in self._db.execute(
+                    f"SELECT key, id FROM pool_key WHERE pool = ? AND rule = ? "
+                    f"AND key IN ({marks}) ORDER BY key, id",
+                    (self.pool, index, *chunk),
+                ):
+                    found.setdefault(key, []).append(record_id)
+            decided = set()
+            for key, ids in found.items():
+                for position in keyed[key]:
+                    results[position] = MatchResult(rule=rule.name, candidates=tuple(ids))
+                    decided.add(position)
+            open_ = [p for p in open_ if p not in decided]
+        return results
+
+    def get_many(self, ids: Collection[str]) -> dict[str, ProjectedRecord]:
+        """The pooled records with these ids, projected."""
+        return self._staging.get_projected(self.kind, ids)
+
+    def raw_many(self, ids: Collection[str]) -> dict[str, RemoteRecord]:
+        """The pooled records with these ids, as read."""
+        return self._staging.get_many(self.raw_kind, ids)
+
+
+class StagedClaims:
+    """A :class:`~tolken.engine.paged.ClaimBook` in SQL."""
+
+    def __init__(self, db: sqlite3.Connection, book: str) -> None:
+        self._db, self.book = db, book
+
+    def note(self, matched: Sequence[tuple[str, MatchResult]]) -> None:
+        """Note each source's unique claim, and every candidate an ambiguous match named."""
+        rows: list[tuple[str, str, str, str, int]] = []
+        for source_id, found in matched:
+            if found.ambiguous:
+                rows.extend((self.book, c, source_id, str(found.rule), 0) for c in found.candidates)
+            elif found.unique is not None:
+                rows.append((self.book, found.unique, source_id, str(found.rule), 1))
+        self._db.executemany("INSERT OR REPLACE INTO claim VALUES (?, ?, ?, ?, ?)", rows)
+
+    def claimants(self, targets: Collection[str]) -> dict[str, list[tuple[str, str]]]:
+        """The claimants of each target, by source id."""
+        out: dict[str, list[tuple[str, str]]] = {t: [] for t in targets}
+        for chunk in _chunks(list(targets)):
+            marks = ",".join("?" * len(chunk))
+            for target, source, rule in self._db.execute(
+                f"SELECT target, source, rule FROM claim WHERE book = ? AND alone = 1 "
+                f"AND target IN ({marks}) ORDER BY target, source",
+                (self.book, *chunk),
+            ):
+                out[target].append((source, rule))
+        return out
+
+    def reported(self, ids: Collection[str]) -> set[str]:
+        """Which of these targets were claimed or named ambiguous."""
+        out: set[str] = set()
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                target
+                for (target,) in self._db.execute(
+                    f"SELECT DISTINCT target FROM claim WHERE book = ? AND target IN ({marks})",
+                    (self.book, *chunk),
+                )
+            )
+        return out
