@@ -354,6 +354,15 @@ class PMSCapture:
             return new
         return self._stage_listing(kind, resource, after)
 
+    def changes_kind(self, resource: str) -> str:
+        """The staging kind :meth:`changes` reads ``resource``'s changes from."""
+        return _changes_kind(resource)
+
+    def listed_as_changes(self, resource: str) -> bool:
+        """Whether this cycle's changes of ``resource`` were a full listing (a first read): then
+        :meth:`listing` reads back exactly the records :meth:`changes` gave."""
+        return resource in self._listed
+
     def listing(self, resource: str) -> Iterator[list[RemoteRecord]]:
         """Every record of ``resource`` (read at most once per cycle), in pages."""
         if resource in self._listed:

@@ -254,7 +254,11 @@ class FlowRun:
         book: StagedClaims | None = None
         if staging.count(kinds.new_po):
             pool = staging.candidates(kinds.pool_pms, "pms", ctx.rules)
-            if self._any_resolved_po(kinds.new_po):
+            # A first read's changes are the full listing: each listed record is linked, set
+            # aside as changed (pooled below) or not the flow's, so it adds nothing to the pool.
+            if not self.pms_capture.listed_as_changes(svc.pms_resource) and self._any_resolved_po(
+                kinds.new_po
+            ):
                 for page in self.pms_capture.listing(svc.pms_resource):
                     ids = [r.id for r in page]
                     # The changed ones are pooled below (the fresher copy, projected already).
@@ -267,8 +271,7 @@ class FlowRun:
                         and (p := svc.project_pms(r)) is not None
                     )
             for projected in staging.pages_projected(kinds.new_pms):
-                raw = staging.get_many(kinds.pms, [p.id for p in projected])
-                pool.add((raw[p.id], p) for p in projected)
+                pool.add_staged(projected, kinds.new_pms, kinds.pms)
             book = staging.claims(kinds.pool_pms)
             if not self._two_passes("pms", kinds.new_po, kinds.po, pool, book):
                 return False
@@ -384,6 +387,7 @@ class FlowRun:
         """Set aside the flow's PMS changes: its records that changed (not echoes of tolken's
         own writes) and tombstones of linked records."""
         svc = self.executor.services
+        changes_kind = self.pms_capture.changes_kind(svc.pms_resource)
         for records in self.pms_capture.changes(svc.pms_resource):
             state.prefetch(pms_ids=[r.id for r in records])
             changed = []
@@ -400,7 +404,8 @@ class FlowRun:
                     if pms_hash is not None and pms_hash == content_hash(record.data):
                         continue
                 changed.append(record)
-            self.staging.put(kind, changed)
+            # The bodies are copied in SQL (the records were set aside as read already).
+            self.staging.copy(changes_kind, kind, [r.id for r in changed])
             state.forget()
 
     def _add_due_failures(self, state: FlowState, kinds: _Kinds) -> set[str]:

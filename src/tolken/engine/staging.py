@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import pickle
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from tolken.connectors.base import RemoteRecord
 from tolken.engine.match import MatchResult, MatchRule
@@ -29,14 +31,19 @@ from tolken.engine.model import ProjectedRecord, Side, Values
 
 __all__ = ["PAGE", "StagedCandidates", "StagedClaims", "Staging"]
 
+T = TypeVar("T")
+
 PAGE = 500
 """Records per page read back, and ids per ``IN (...)`` query."""
 
+# ``record`` is a rowid table (its key in a separate index): its rows are ~0.5-2 KB,
+# and WITHOUT ROWID stores them in the key's b-tree, which made writing and reading
+# them back about twice as costly (measured).
 _SCHEMA = """
 PRAGMA journal_mode = OFF;
 PRAGMA synchronous = OFF;
 CREATE TABLE record (kind TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL,
-                     PRIMARY KEY (kind, id)) WITHOUT ROWID;
+                     PRIMARY KEY (kind, id));
 CREATE TABLE pool_key (pool TEXT NOT NULL, rule INTEGER NOT NULL, key TEXT NOT NULL,
                        id TEXT NOT NULL, PRIMARY KEY (pool, rule, key, id)) WITHOUT ROWID;
 CREATE INDEX pool_key_by_id ON pool_key (pool, id);
@@ -44,6 +51,43 @@ CREATE TABLE claim (book TEXT NOT NULL, target TEXT NOT NULL, source TEXT NOT NU
                     rule TEXT NOT NULL, alone INTEGER NOT NULL,
                     PRIMARY KEY (book, target, source)) WITHOUT ROWID;
 """
+
+
+# Records are pickled as a tuple of their fields, rebuilt positionally, and an aware UTC
+# (or naive) ``changed_at`` as its ISO text: pickling a datetime with its tzinfo costs more
+# than the rest of a record, and this form reads back equal (``UTC`` itself).
+_RAW_FIELDS = tuple(f.name for f in fields(RemoteRecord))
+_PROJECTED_FIELDS = tuple(f.name for f in fields(ProjectedRecord))
+_RAW_AT = _RAW_FIELDS.index("changed_at")
+_PROJECTED_AT = _PROJECTED_FIELDS.index("changed_at")
+
+
+def _dump(item: RemoteRecord | ProjectedRecord) -> bytes:
+    names, at = (
+        (_RAW_FIELDS, _RAW_AT)
+        if isinstance(item, RemoteRecord)
+        else (_PROJECTED_FIELDS, _PROJECTED_AT)
+    )
+    row = [getattr(item, n) for n in names]
+    changed_at = row[at]
+    if changed_at is not None and changed_at.tzinfo in (None, UTC):
+        row[at] = changed_at.isoformat()
+    return pickle.dumps(tuple(row), pickle.HIGHEST_PROTOCOL)
+
+
+def _load(body: bytes, at: int) -> list[Any]:
+    row = list(pickle.loads(body))
+    if isinstance(row[at], str):
+        row[at] = datetime.fromisoformat(row[at])
+    return row
+
+
+def _load_raw(body: bytes) -> RemoteRecord:
+    return RemoteRecord(*_load(body, _RAW_AT))
+
+
+def _load_projected(body: bytes) -> ProjectedRecord:
+    return ProjectedRecord(*_load(body, _PROJECTED_AT))
 
 
 def _key(value: Any) -> str:
@@ -92,13 +136,26 @@ class Staging:
         """Keep projected records under ``kind`` (as :meth:`put`)."""
         return self._put(kind, ((p.id, p) for p in records))
 
-    def _put(self, kind: str, items: Iterable[tuple[str, object]]) -> int:
+    def _put(self, kind: str, items: Iterable[tuple[str, RemoteRecord | ProjectedRecord]]) -> int:
         # Pickled: written and read back by this process only, within the cycle.
-        rows = [(kind, i, pickle.dumps(item, pickle.HIGHEST_PROTOCOL)) for i, item in items]
+        rows = [(kind, i, _dump(item)) for i, item in items]
         if not rows:
             return 0
         self._db.executemany("INSERT OR REPLACE INTO record VALUES (?, ?, ?)", rows)
         return len(rows)
+
+    def copy(self, kind: str, to: str, ids: Collection[str]) -> None:
+        """Keep the records of ``kind`` with these ids under ``to`` too (as :meth:`put`; copied in
+        SQL, not read back and written again)."""
+        if self._conn is None:
+            return
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(
+                f"INSERT OR REPLACE INTO record SELECT ?, id, body FROM record "
+                f"WHERE kind = ? AND id IN ({marks})",
+                (to, kind, *chunk),
+            )
 
     def count(self, kind: str) -> int:
         """How many records ``kind`` holds."""
@@ -109,13 +166,13 @@ class Staging:
 
     def pages(self, kind: str, size: int = PAGE) -> Iterator[list[RemoteRecord]]:
         """The records of ``kind`` by id, ``size`` at a time (read page by page, by key)."""
-        return cast(Iterator[list[RemoteRecord]], self._pages(kind, size))
+        return self._pages(kind, size, _load_raw)
 
     def pages_projected(self, kind: str, size: int = PAGE) -> Iterator[list[ProjectedRecord]]:
         """The records of ``kind`` put with :meth:`put_projected`, by id, ``size`` at a time."""
-        return cast(Iterator[list[ProjectedRecord]], self._pages(kind, size))
+        return self._pages(kind, size, _load_projected)
 
-    def _pages(self, kind: str, size: int) -> Iterator[list[Any]]:
+    def _pages(self, kind: str, size: int, load: Callable[[bytes], T]) -> Iterator[list[T]]:
         if self._conn is None:
             return
         rows = self._db.execute(
@@ -123,7 +180,7 @@ class Staging:
         ).fetchall()
         while rows:
             after = rows[-1][0]
-            yield [pickle.loads(body) for _, body in rows]
+            yield [load(body) for _, body in rows]
             rows = self._db.execute(
                 "SELECT id, body FROM record WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
                 (kind, after, size),
@@ -131,14 +188,16 @@ class Staging:
 
     def get_many(self, kind: str, ids: Collection[str]) -> dict[str, RemoteRecord]:
         """The records of ``kind`` with these ids."""
-        return cast(dict[str, RemoteRecord], self._get_many(kind, ids))
+        return self._get_many(kind, ids, _load_raw)
 
     def get_projected(self, kind: str, ids: Collection[str]) -> dict[str, ProjectedRecord]:
         """The records of ``kind`` (put with :meth:`put_projected`) with these ids."""
-        return cast(dict[str, ProjectedRecord], self._get_many(kind, ids))
+        return self._get_many(kind, ids, _load_projected)
 
-    def _get_many(self, kind: str, ids: Collection[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def _get_many(
+        self, kind: str, ids: Collection[str], load: Callable[[bytes], T]
+    ) -> dict[str, T]:
+        out: dict[str, T] = {}
         if self._conn is None:
             return out
         for chunk in _chunks(list(ids)):
@@ -147,7 +206,7 @@ class Staging:
                 f"SELECT id, body FROM record WHERE kind = ? AND id IN ({marks})",
                 (kind, *chunk),
             ):
-                out[record_id] = pickle.loads(body)
+                out[record_id] = load(body)
         return out
 
     def has(self, kind: str, ids: Collection[str]) -> set[str]:
@@ -207,6 +266,7 @@ class StagedCandidates:
         self._staging, self._db = staging, staging._db  # noqa: SLF001 (same module)
         self.pool, self.side, self.rules = pool, side, rules
         self.kind, self.raw_kind = f"pool:{pool}", f"pool-raw:{pool}"
+        self._staged: tuple[str, str] | None = None
         self._db.execute("DELETE FROM pool_key WHERE pool = ?", (pool,))
         staging.drop(self.kind)
         staging.drop(self.raw_kind)
@@ -219,7 +279,22 @@ class StagedCandidates:
         kept = [(raw, p) for raw, p in records if not p.deleted]
         if not kept:
             return
-        ids = [p.id for _, p in kept]
+        self._index([p for _, p in kept])
+        self._staging.put_projected(self.kind, (p for _, p in kept))
+        self._staging.put(self.raw_kind, (raw for raw, _ in kept))
+
+    def add_staged(self, projected: Sequence[ProjectedRecord], kind: str, raw_kind: str) -> None:
+        """Pool records the staging holds already: projected under ``kind``, as read under
+        ``raw_kind``. Only their keys are written; the records are read from there when asked
+        for (not copied). Every call names the same two kinds, and an id pooled this way is not
+        also pooled by :meth:`add` (the caller keeps the two apart)."""
+        if self._staged not in (None, (kind, raw_kind)):
+            raise ValueError("a pool refers to one pair of staged kinds")
+        self._staged = (kind, raw_kind)
+        self._index([p for p in projected if not p.deleted])
+
+    def _index(self, projected: Sequence[ProjectedRecord]) -> None:
+        ids = [p.id for p in projected]
         for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             self._db.execute(
@@ -227,14 +302,12 @@ class StagedCandidates:
                 (self.pool, *chunk),
             )
         keys = []
-        for _raw, projected in kept:
+        for record in projected:
             for index, rule in enumerate(self.rules):
-                key = rule.key(self.side, projected.values)
+                key = rule.key(self.side, record.values)
                 if key is not None:
-                    keys.append((self.pool, index, _key(key), projected.id))
+                    keys.append((self.pool, index, _key(key), record.id))
         self._db.executemany("INSERT OR REPLACE INTO pool_key VALUES (?, ?, ?, ?)", keys)
-        self._staging.put_projected(self.kind, (p for _, p in kept))
-        self._staging.put(self.raw_kind, (raw for raw, _ in kept))
 
     def find_many(self, values: Sequence[Values]) -> list[MatchResult]:
         """The match of each record of the other side: one query per rule for the lot."""
@@ -268,11 +341,17 @@ class StagedCandidates:
 
     def get_many(self, ids: Collection[str]) -> dict[str, ProjectedRecord]:
         """The pooled records with these ids, projected."""
-        return self._staging.get_projected(self.kind, ids)
+        out = self._staging.get_projected(self.kind, ids)
+        if self._staged is not None and len(out) < len(ids):
+            out.update(self._staging.get_projected(self._staged[0], set(ids) - out.keys()))
+        return out
 
     def raw_many(self, ids: Collection[str]) -> dict[str, RemoteRecord]:
         """The pooled records with these ids, as read."""
-        return self._staging.get_many(self.raw_kind, ids)
+        out = self._staging.get_many(self.raw_kind, ids)
+        if self._staged is not None and len(out) < len(ids):
+            out.update(self._staging.get_many(self._staged[1], set(ids) - out.keys()))
+        return out
 
 
 class StagedClaims:

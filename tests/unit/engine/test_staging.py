@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from tolken.connectors.base import RemoteRecord
@@ -102,3 +103,71 @@ def test_staged_claims_hold_what_the_memory_book_holds() -> None:
             ("p9", "organization-number"),
         ]
         assert sql.reported(targets) == memory.reported(targets) == {"m1", "m2", "m3"}
+
+
+def test_records_read_back_equal_whatever_their_time_zone() -> None:
+    """The compact form (fields as a tuple, a UTC or naive time as ISO text) loses nothing:
+    other offsets, naive times, versions, tombstones, extras and unresolved fields survive."""
+    oslo = timezone(timedelta(hours=1), "CET")
+    times = [
+        None,
+        datetime(2026, 12, 7, 18, 1, 2, 345678, tzinfo=UTC),
+        datetime(2026, 12, 7, 19, 1, 2, tzinfo=oslo),
+        datetime(2026, 12, 7, 18, 1, 2),
+    ]
+    raws = [
+        RemoteRecord("r", f"{i}", {"n": i, "nested": {"a": [1, 2]}}, at, i, i % 2 == 0, {"e": i})
+        for i, at in enumerate(times)
+    ]
+    projected = [
+        ProjectedRecord(f"{i}", {"v": i}, at, i, frozenset({"ref"}) if i else frozenset(), i == 3)
+        for i, at in enumerate(times)
+    ]
+    with Staging() as staging:
+        staging.put("raw", raws)
+        staging.put_projected("projected", projected)
+        assert [r for page in staging.pages("raw") for r in page] == raws
+        assert list(staging.get_projected("projected", ["0", "1", "2", "3"]).values()) == projected
+        again = staging.get_many("raw", ["1", "2"])
+        first, second = again["1"].changed_at, again["2"].changed_at
+        assert first is not None
+        assert first.tzinfo is UTC
+        assert second is not None
+        assert second.tzname() == "CET"
+
+
+def test_copy_keeps_the_same_records_under_another_kind() -> None:
+    """Copied in SQL: the chosen ids only, equal to the originals, replacing an earlier copy."""
+    with Staging() as staging:
+        staging.put("a", [RemoteRecord("r", f"{i}", {"n": i}) for i in range(4)])
+        staging.put("b", [RemoteRecord("r", "1", {"n": "old"})])
+        staging.copy("a", "b", ["1", "3", "missing"])
+        assert staging.get_many("b", ["1", "3"]) == staging.get_many("a", ["1", "3"])
+        assert staging.count("b") == 2
+
+
+def test_a_pool_of_staged_records_matches_and_reads_them_from_where_they_are() -> None:
+    """add_staged writes only keys: matches, projected and raw reads come from the staged kinds,
+    alongside records pooled with add; a tombstone is no candidate."""
+    with Staging() as staging:
+        staged = [_pms("m1", kind="person", email="kari@example.no"), _pms("m2", kind="person")]
+        tombstone = ProjectedRecord(
+            "m3", {"kind": "person", "email": "ola@example.no"}, deleted=True
+        )
+        staging.put("raw", [raw for raw, _ in staged])
+        staging.put_projected("new", [p for _, p in staged] + [tombstone])
+        pool = staging.candidates("pool", "pms", RULES)
+        pool.add([_pms("m4", kind="person", email="per@example.no")])
+        pool.add_staged([p for _, p in staged] + [tombstone], "new", "raw")
+        found = pool.find_many(
+            [
+                {"kind": "person", "email": "Kari@example.no"},
+                {"kind": "person", "email": "per@example.no"},
+                {"kind": "person", "email": "ola@example.no"},
+            ]
+        )
+        assert [f.candidates for f in found] == [("m1",), ("m4",), ()]
+        assert set(pool.get_many(["m1", "m4"])) == {"m1", "m4"}
+        assert pool.get_many(["m1"])["m1"] == staged[0][1]
+        assert pool.raw_many(["m1", "m4"])["m1"] == staged[0][0]
+        assert set(pool.raw_many(["m1", "m4"])) == {"m1", "m4"}
