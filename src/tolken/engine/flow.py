@@ -316,8 +316,9 @@ class FlowRun:
         ex, staging = self.executor, self.staging
         svc = ex.services
         source: Side = "poweroffice" if target == "pms" else "pms"
-        for projected in staging.pages_projected(kind):
-            note_matches(projected, pool, book)
+        if not pool.empty():  # else nothing matches, nothing is noted (an initial sync)
+            for projected in staging.pages_projected(kind):
+                note_matches(projected, pool, book)
         for projected in staging.pages_projected(kind):
             actions = decide(svc.ctx, target, projected, pool, book)
             for record in staging.get_many(raw_kind, [p.id for p in projected]).values():

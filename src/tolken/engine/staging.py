@@ -309,6 +309,15 @@ class StagedCandidates:
                     keys.append((self.pool, index, _key(key), record.id))
         self._db.executemany("INSERT OR REPLACE INTO pool_key VALUES (?, ?, ?, ?)", keys)
 
+    def empty(self) -> bool:
+        """Whether no record was pooled (then nothing can match)."""
+        return (
+            self._db.execute(
+                "SELECT 1 FROM pool_key WHERE pool = ? LIMIT 1", (self.pool,)
+            ).fetchone()
+            is None
+        )
+
     def find_many(self, values: Sequence[Values]) -> list[MatchResult]:
         """The match of each record of the other side: one query per rule for the lot."""
         other: Side = "pms" if self.side == "poweroffice" else "poweroffice"

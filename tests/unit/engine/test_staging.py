@@ -157,7 +157,11 @@ def test_a_pool_of_staged_records_matches_and_reads_them_from_where_they_are() -
         staging.put("raw", [raw for raw, _ in staged])
         staging.put_projected("new", [p for _, p in staged] + [tombstone])
         pool = staging.candidates("pool", "pms", RULES)
+        assert pool.empty()
+        pool.add_staged([tombstone], "new", "raw")
+        assert pool.empty()
         pool.add([_pms("m4", kind="person", email="per@example.no")])
+        assert not pool.empty()
         pool.add_staged([p for _, p in staged] + [tombstone], "new", "raw")
         found = pool.find_many(
             [
