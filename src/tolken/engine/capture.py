@@ -59,6 +59,7 @@ from tolken.engine.cursor import (
     parse_po_cursor,
 )
 from tolken.engine.cursor import read_after as cursor_read_after
+from tolken.engine.paged import pages
 from tolken.engine.staging import Staging
 from tolken.errors import Fatal, NotFound, Stopped
 from tolken.store import TenantStore
@@ -347,7 +348,7 @@ class PMSCapture:
                 f"PMS {resource}",
             )
             new = after
-            for chunk in _chunked(listed, STAGE_PAGE):
+            for chunk in pages(listed, STAGE_PAGE):
                 self.staging.put(kind, (entry.record for entry in chunk))
                 # The newest stamp, never back: folding page by page is the same as at once.
                 new = listing_next(new, (entry.stamp for entry in chunk))
@@ -384,7 +385,7 @@ class PMSCapture:
             self.connector.list(resource, changed_after=since), self.stop, f"PMS {resource}"
         )
         new = after
-        for chunk in _chunked(listing, STAGE_PAGE):
+        for chunk in pages(listing, STAGE_PAGE):
             self.staging.put(kind, chunk)
             new = listing_next(
                 new, [r.changed_at.isoformat() if r.changed_at else None for r in chunk]
@@ -412,14 +413,3 @@ def _changes_kind(resource: str) -> str:
 
 def _listing_kind(resource: str) -> str:
     return f"pms-listing:{resource}"
-
-
-def _chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    page: list[T] = []
-    for item in items:
-        page.append(item)
-        if len(page) == size:
-            yield page
-            page = []
-    if page:
-        yield page

@@ -33,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from tolken.connectors.base import RemoteRecord
 from tolken.engine import batch, settle
@@ -52,7 +51,7 @@ from tolken.engine.model import (
     Skipped,
     SourceOutage,
 )
-from tolken.engine.paged import decide, note_matches
+from tolken.engine.paged import decide, note_matches, pages
 from tolken.engine.pairs import group_actions
 from tolken.engine.plan import SKIPPED_PMS_ONLY, FlowContext, plan_link, plan_reconcile
 from tolken.engine.staging import StagedCandidates, StagedClaims, Staging
@@ -61,24 +60,10 @@ from tolken.mapping import Flow, belongs, merge_key_flat
 from tolken.store import FlowState, TenantStore
 from tolken.vocabulary import FlowId
 
-T = TypeVar("T")
-
 __all__ = ["CANDIDATE_PAGE", "FlowRun", "match_rules"]
 
 CANDIDATE_PAGE = 1000
 """Listed records whose links are looked up in one query (candidates for a match)."""
-
-
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in lists of at most ``size``, as they come."""
-    page: list[T] = []
-    for item in items:
-        page.append(item)
-        if len(page) == size:
-            yield page
-            page = []
-    if page:
-        yield page
 
 
 def match_rules(flow: Flow) -> tuple[MatchRule, ...]:
@@ -285,7 +270,7 @@ class FlowRun:
         if not staging.count(kinds.unreported):
             return True
         pool = staging.candidates(kinds.pool_po, "poweroffice", ctx.rules)
-        for listed in chunked(svc.poweroffice.list(svc.po_resource), CANDIDATE_PAGE):
+        for listed in pages(svc.poweroffice.list(svc.po_resource), CANDIDATE_PAGE):
             linked = state.linked_poweroffice([r.id for r in listed])
             busy = linked | staging.has(kinds.po, [r.id for r in listed])
             pool.add(
