@@ -114,14 +114,7 @@ class FlowServices:
         if not entries or not _enabled(self.log, logging.INFO):
             return  # a batch's lines are skipped at once below the level (the CLI logs errors)
         for e in entries:
-            self.log.info(
-                "record written",
-                link_id=e.link_id,
-                direction=e.direction,
-                action=e.action,
-                fields=sorted(e.fields),
-                reason=e.reason,
-            )
+            self._log_written(e.link_id, e)
 
     def record_new_links(
         self, items: Sequence[NewLink], pairs: Sequence[PairState], run_id: int | None
@@ -136,14 +129,18 @@ class FlowServices:
         if not _enabled(self.log, logging.INFO):
             return
         for link, item in zip(links, items, strict=True):
-            self.log.info(
-                "record written",
-                link_id=link.id,
-                direction=item.direction,
-                action=item.action,
-                fields=sorted(item.fields),
-                reason=item.reason,
-            )
+            self._log_written(link.id, item)
+
+    def _log_written(self, link_id: int | None, write: HistoryEntry | NewLink) -> None:
+        """The ``record written`` log line of one write tolken made."""
+        self.log.info(
+            "record written",
+            link_id=link_id,
+            direction=write.direction,
+            action=write.action,
+            fields=sorted(write.fields),
+            reason=write.reason,
+        )
 
     def save_pair(
         self,
