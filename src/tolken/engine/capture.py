@@ -279,6 +279,7 @@ class PMSCapture:
     stop: Callable[[], bool] = lambda: False
     staging: Staging = field(default_factory=Staging)
     _positions: dict[str, PMSPosition | None] = field(default_factory=dict)
+    _stored: dict[str, str | None] = field(default_factory=dict)
     _listed: set[str] = field(default_factory=set)
     _staged_listings: set[str] = field(default_factory=set)
     _held: set[str] = field(default_factory=set)
@@ -291,6 +292,7 @@ class PMSCapture:
         """Records (and tombstones) of ``resource`` changed since the stored cursor, in pages."""
         if resource not in self._positions:
             stored = self.store.get_cursor("pms", resource)
+            self._stored[resource] = stored
             position = parse_pms_cursor(stored)
             after: PMSPosition | None
             if self.use_feed and isinstance(self.connector, ChangeFeed):
@@ -397,10 +399,14 @@ class PMSCapture:
         self._held.add(resource)
 
     def commit(self) -> None:
-        """Save the positions of the resources read this cycle and not held."""
+        """Save the positions of the resources read this cycle and not held (a position that
+        did not move is not written again: an idle cycle writes no cursor)."""
         for resource, position in self._positions.items():
-            if position is not None and resource not in self._held:
-                self.store.set_cursor("pms", resource, format_pms_cursor(position))
+            if position is None or resource in self._held:
+                continue
+            value = format_pms_cursor(position)
+            if value != self._stored.get(resource):
+                self.store.set_cursor("pms", resource, value)
 
 
 STAGE_PAGE = 1000

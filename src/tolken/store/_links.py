@@ -132,6 +132,8 @@ class _StoreRows:
     def rows(self, key: str, ids: Collection[Any]) -> list[tuple[Any, ...]]:
         column = {"id": LinkRow.id, "po": LinkRow.poweroffice_id, "pms": LinkRow.pms_id}[key]
         found: list[tuple[Any, ...]] = []
+        if not ids:
+            return found  # no connection for nothing (an idle cycle's empty last page)
         with self._conn() as conn:
             for batch in chunked(ids):
                 stmt = (

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, false, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
+from sqlalchemy.orm import configure_mappers
 
 from tolken._closing import Closeable
 from tolken.store._base import Clock, StoreBase, utcnow
@@ -113,6 +114,11 @@ class Store(TenantRepository, JobRunRepository, Closeable):
 
     def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
         super().__init__(engine, clock)
+        # Every query selects the models' columns, which needs the models' mappers configured:
+        # SQLAlchemy does that once per process, on the first such query. Done here, with the
+        # store's opening, it is set-up like the imports, not part of the first sync cycle
+        # (about 10 ms of CPU, a fifth of an idle cycle's).
+        configure_mappers()
         self._views: dict[str, TenantStore] = {}
         self._views_lock = threading.Lock()
 
