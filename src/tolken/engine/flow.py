@@ -57,7 +57,7 @@ from tolken.engine.plan import SKIPPED_PMS_ONLY, FlowContext, plan_link, plan_re
 from tolken.engine.staging import StagedCandidates, StagedClaims, Staging
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import Flow, belongs, merge_key_flat
-from tolken.store import FlowState, TenantStore
+from tolken.store import FlowState, OpenWork, TenantStore
 from tolken.vocabulary import FlowId
 
 __all__ = ["CANDIDATE_PAGE", "FlowRun", "match_rules"]
@@ -95,6 +95,9 @@ class FlowRun:
     should_stop: Callable[[], bool] = lambda: False
     on_progress: Callable[[str, int, int], None] | None = None
     """Called as ``(flow, done, total)`` while the flow's records are applied."""
+    open_work: OpenWork | None = None
+    """The flows with pending creates and open failures at the cycle's start (one query for
+    every flow); ``None`` asks the store for this flow's."""
     _done: int = 0
     _total: int = 0
 
@@ -103,7 +106,10 @@ class FlowRun:
         ex = self.executor
         svc, st = ex.services, ex.state
         if not st.dry_run:
-            ex.recover_pending_creates()
+            # Only this flow's own runs leave its creates pending: none at the cycle's start
+            # means none now, and nothing to look up.
+            if self.open_work is None or svc.flow_id in self.open_work.pending_creates:
+                ex.recover_pending_creates()
             settle.apply_settled_conflicts(ex)
         state = self.store.load_flow_state(svc.flow_id)
         st.links = state
@@ -400,8 +406,17 @@ class FlowRun:
         Returns the ids of parked PowerOffice records whose retry is not due yet.
         """
         svc, st, staging = self.executor.services, self.executor.state, self.staging
-        # One read of the flow's open failures per cycle (dry run included), split here.
-        parked = self.store.list_failures(svc.flow_id)
+        # One read of the flow's open failures per cycle (dry run included), split here; none
+        # when it had none at the cycle's start and parked nothing since (only its own steps
+        # park its records: the recovery and the settled conflicts above).
+        work = self.open_work
+        quiet = (
+            work is not None
+            and svc.flow_id not in work.failures
+            and svc.flow_id not in work.pending_creates
+            and not st.open_failures
+        )
+        parked = [] if quiet else self.store.list_failures(svc.flow_id)
         now = self.store.now()
         due = sorted(
             (f for f in parked if f.next_attempt_at <= now),

@@ -37,7 +37,7 @@ from tolken.engine.services import FlowServices
 from tolken.errors import RecordError, Stopped, TolkenError
 from tolken.logging import get_logger, log_context
 from tolken.mapping import Mapping, belongs, load_mapping
-from tolken.store import DuplicateLink, RunStatus, Store, TenantStore
+from tolken.store import DuplicateLink, OpenWork, RunStatus, Store, TenantStore
 from tolken.vocabulary import FlowId
 
 __all__ = ["RequestCounts", "SyncEngine"]
@@ -119,6 +119,7 @@ class SyncEngine:
         started = self.store.now()
         run_id = None if dry_run else self.store.start_run()
         report.run_id = run_id
+        open_work = self.store.open_work()
         resolver = LinkResolver(self.store, remember_unstored=dry_run)
         pms_capture = PMSCapture(
             self.pms,
@@ -128,7 +129,7 @@ class SyncEngine:
         )
         status: RunStatus = "ok"
         cycle = _CycleRun(
-            resolver, pms_capture, started, run_id, reconcile, dry_run, confirm_deletes
+            resolver, pms_capture, started, run_id, reconcile, dry_run, confirm_deletes, open_work
         )
         try:
             status = self._run_flows(
@@ -204,6 +205,7 @@ class SyncEngine:
                     reconcile_pms=self.config.pms.change_capture == "polling",
                     should_stop=self.stop_event.is_set,
                     on_progress=on_record,
+                    open_work=cycle.open_work,
                 ).run()
                 flow_report = report.flow(flow_id)
                 counts = {k: v for k, v in flow_report.counts.items() if v}
@@ -349,6 +351,7 @@ class _CycleRun:
     reconcile: bool
     dry_run: bool
     confirm_deletes: bool
+    open_work: OpenWork
 
 
 def _counts(report: CycleReport) -> dict[str, dict[str, int]]:

@@ -6,7 +6,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    bindparam,
+    false,
+    insert,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -18,12 +27,14 @@ from tolken.store._models import (
     RUN_STATUSES,
     SIDES,
     CursorRow,
+    FailureRow,
     PendingCreateRow,
     RunRow,
 )
 from tolken.store._records import (
     DuplicatePendingCreate,
     FlowId,
+    OpenWork,
     PendingCreate,
     Run,
     RunStatus,
@@ -56,6 +67,14 @@ _RUN_COLUMNS = (
     RunRow.error,
 )
 
+# Built once: a cycle reads a cursor per resource, and building the statement (and its cache
+# key) each time cost more than running it.
+_GET_CURSOR = select(CursorRow.value).where(
+    CursorRow.tenant == bindparam("c_tenant"),
+    CursorRow.system == bindparam("c_system"),
+    CursorRow.resource == bindparam("c_resource"),
+)
+
 
 class OpsRepository(TenantBound):
     """A tenant's change-capture cursors, creates in flight and the record of its runs."""
@@ -64,13 +83,9 @@ class OpsRepository(TenantBound):
 
     def get_cursor(self, system: str, resource: str) -> str | None:
         """The stored change-capture position, or ``None`` before the first run."""
-        stmt = select(CursorRow.value).where(
-            CursorRow.tenant == self.tenant,
-            CursorRow.system == system,
-            CursorRow.resource == resource,
-        )
+        params = {"c_tenant": self.tenant, "c_system": system, "c_resource": resource}
         with self._read() as conn:
-            value: str | None = conn.execute(stmt).scalar_one_or_none()
+            value: str | None = conn.execute(_GET_CURSOR, params).scalar_one_or_none()
             return value
 
     def set_cursor(self, system: str, resource: str, value: str) -> None:
@@ -209,6 +224,24 @@ class OpsRepository(TenantBound):
             stmt = stmt.where(PendingCreateRow.flow == flow)
         with self._read() as conn:
             return [PendingCreate(*row) for row in conn.execute(stmt)]
+
+    def open_work(self) -> OpenWork:
+        """Which flows have creates still pending and which have open failures, in one query:
+        a cycle asks once, so a flow with neither reads neither (an idle cycle)."""
+        stmt: CompoundSelect[tuple[str, str]] = union_all(
+            select(literal_column("'pending'"), PendingCreateRow.flow)
+            .where(PendingCreateRow.tenant == self.tenant, PendingCreateRow.state == "pending")
+            .distinct(),
+            select(literal_column("'failure'"), FailureRow.flow)
+            .where(FailureRow.tenant == self.tenant, FailureRow.resolved == false())
+            .distinct(),
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return OpenWork(
+            frozenset(flow for kind, flow in rows if kind == "pending"),
+            frozenset(flow for kind, flow in rows if kind == "failure"),
+        )
 
     def resolve_pending_create(self, idempotency_key: str, created_id: str) -> PendingCreate:
         """Mark a create done, remembering the id of the record it made."""

@@ -118,6 +118,14 @@ class NewLink(NamedTuple):
 
 
 @dataclass(frozen=True)
+class OpenWork:
+    """The flows with creates still pending and with open failures (one query per cycle)."""
+
+    pending_creates: frozenset[FlowId] = frozenset()
+    failures: frozenset[FlowId] = frozenset()
+
+
+@dataclass(frozen=True)
 class PendingCreate:
     """A create recorded before its POST; ``created_id`` is set once it succeeded."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,34 @@ def _cycle(pms: PMSClient, store: TenantStore, *resources: str) -> dict[str, lis
     capture.commit()
     capture.close()
     return read
+
+
+def _stored_pms_cursors(db_file: Path) -> dict[str, tuple[str, str]]:
+    """``resource: (value, updated_at)`` of the PMS cursors, read from the store's file."""
+    with sqlite3.connect(db_file) as conn:
+        rows = conn.execute(
+            "SELECT resource, value, updated_at FROM cursors WHERE system = 'pms'"
+        ).fetchall()
+    return {resource: (value, updated_at) for resource, value, updated_at in rows}
+
+
+def test_a_position_that_did_not_move_is_not_written_again(
+    url: str, store: TenantStore, tmp_path: Path
+) -> None:
+    """An idle cycle leaves the stored PMS cursors as they were (no write at all); one that
+    read a change stores the new position."""
+    with _client(url, "changes") as pms:
+        customer = pms.create("customers", {"kind": "company", "name": "A"}, idempotency_key="a")
+        _cycle(pms, store, "customers", "projects")
+        before = _stored_pms_cursors(tmp_path / "tolken.db")
+        assert set(before) == {"customers", "projects"}
+        assert _cycle(pms, store, "customers", "projects") == {"customers": [], "projects": []}
+        assert _stored_pms_cursors(tmp_path / "tolken.db") == before
+        pms.update("customers", customer.id, {"name": "B"})
+        assert [r.id for r in _cycle(pms, store, "customers")["customers"]] == [customer.id]
+        after = _stored_pms_cursors(tmp_path / "tolken.db")
+        assert after["customers"][0] != before["customers"][0]
+        assert after["projects"] == before["projects"]
 
 
 def test_feed_capture_sees_upserts_and_tombstones(url: str, store: TenantStore) -> None:

@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tolken.errors import FieldError, NotFound, ValidationFailed
-from tolken.store import DuplicatePendingCreate, Store, TenantStore, UnknownRecord, open_store
+from tolken.store import (
+    DuplicatePendingCreate,
+    OpenWork,
+    Store,
+    TenantStore,
+    UnknownRecord,
+    open_store,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -138,6 +145,30 @@ def test_one_pending_create_per_source_record(store: TenantStore, other: TenantS
     assert [p.target for p in store.pending_creates("projects")] == ["poweroffice", "pms"]
     with pytest.raises(UnknownRecord):
         store.resolve_pending_create("no-such-key", "x")
+
+
+def test_open_work_names_the_flows_with_pending_creates_and_open_failures(
+    store: TenantStore, other: TenantStore
+) -> None:
+    """One query says which flows have creates still pending and which have open failures;
+    done or abandoned creates, resolved failures and another tenant's rows count for nothing."""
+    assert store.open_work() == OpenWork()
+    done = store.add_pending_create("customers", "pms", "1")
+    store.resolve_pending_create(done.idempotency_key, "c-1")
+    abandoned = store.add_pending_create("departments", "pms", "2")
+    store.abandon_pending_create(abandoned.idempotency_key)
+    store.record_failure("departments", "pms", "d-1", "NotFound", "gone")
+    store.resolve_failure("departments", "pms", "d-1")
+    other.add_pending_create("departments", "pms", "3")
+    other.record_failure("customers", "pms", "c-9", "NotFound", "gone")
+    assert store.open_work() == OpenWork()
+    store.add_pending_create("projects", "pms", "55")
+    store.add_pending_create("projects", "poweroffice", "56")
+    store.record_failure("customers", "poweroffice", "1", "ValidationFailed", "bad")
+    store.record_failure("projects", "pms", "p-1", "NotFound", "gone")
+    assert store.open_work() == OpenWork(
+        pending_creates=frozenset({"projects"}), failures=frozenset({"customers", "projects"})
+    )
 
 
 # -- failures ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from tolken.store import (
     HistoryEntry,
     Link,
     NewLink,
+    OpenWork,
     Shadow,
     Store,
     TenantStore,
@@ -194,6 +195,7 @@ CHECKS: dict[str, tuple[Call, object]] = {
     "get_pending_create": (lambda b, s: b.get_pending_create("key-55"), None),
     "pending_create_for": (lambda b, s: b.pending_create_for("projects", "pms", "55"), None),
     "pending_creates": (lambda b, s: b.pending_creates(), []),
+    "open_work": (lambda b, s: b.open_work(), OpenWork()),
     "resolve_pending_create": (lambda b, s: b.resolve_pending_create("key-55", "p-1"), REFUSED),
     # A driver without per-row counts of a batch (psycopg) cannot say; alpha's row stays as it is.
     "resolve_pending_creates": (

@@ -200,6 +200,7 @@ def test_store_package_exports_exactly_its_api() -> None:
         "Link",
         "LinkState",
         "NewLink",
+        "OpenWork",
         "PendingCreate",
         "PendingState",
         "Run",
