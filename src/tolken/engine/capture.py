@@ -112,6 +112,8 @@ class PowerOfficeCapture:
     listed_kind: str
     unchanged: int = 0
     listed_at: datetime | None = None
+    newest: datetime | None = None
+    """The latest ``changed_at`` listed (None: none had one)."""
 
     def listed_ids(self) -> StagedIds:
         """The ids of every record read (kept or unchanged), deduplicated ones excepted:
@@ -153,11 +155,15 @@ def read_poweroffice(
     listed_at = connector.server_time() if isinstance(connector, ServerClock) else None
     records: list[RemoteRecord] = []
     same = 0
+    newest: datetime | None = None
     page: list[tuple[RemoteRecord, str]] = []
 
     def sort_out() -> None:
         # One question per page of records: which are unchanged (their data is dropped).
-        nonlocal same
+        nonlocal same, newest
+        times = [r.changed_at for r, _ in page if r.changed_at is not None]
+        if times:
+            newest = max(times) if newest is None else max(newest, *times)
         staging.note_listed(kind, ((r.id, d, r.changed_at) for r, d in page))
         same_ids = unchanged([(r.id, d) for r, d in page]) if unchanged is not None else ()
         changed = [record for record, _ in page if record.id not in same_ids]
@@ -177,7 +183,7 @@ def read_poweroffice(
             sort_out()
     sort_out()
     return PowerOfficeCapture(
-        resource, records, state, full or since is None, staging, kind, same, listed_at
+        resource, records, state, full or since is None, staging, kind, same, listed_at, newest
     )
 
 
@@ -192,7 +198,8 @@ def save_po_cursor(
     """Advance the cursor over the captured records; ``held`` ids (waiting, failed) keep it back.
 
     The listed records are folded in a page at a time (:class:`~tolken.engine.cursor.Advance`):
-    only those within the overlap of the position are held, not the listing.
+    only those within the overlap of the position are held (none when PowerOffice's clock
+    had passed the newest listed plus the overlap), not the listing.
     """
     held = set(held)
     staging, kind = capture.staging, capture.listed_kind
@@ -203,6 +210,7 @@ def save_po_cursor(
         run_started_at=run_started_at,
         overlap=overlap,
         listed_at=capture.listed_at,
+        newest=capture.newest,
     )
     for page in staging.listed(kind):
         for record_id, digest, changed_at in page:

@@ -250,9 +250,25 @@ class Advance:
     the records within the overlap of the running position (the boundary set
     to be), not the run's listing. :meth:`result` is the new cursor, equal to
     :func:`advance` over the same outcomes.
+
+    ``newest``, when given, is no earlier than any handled record's time (the
+    newest record listed). If the position it would give is settled by
+    ``listed_at`` (rule 5), so is the real one, and the boundary set keeps
+    only records past the position: then a record at or before the running
+    position is dropped at once (after a bulk change whose records all lie
+    within the overlap, nothing of it is held).
     """
 
-    __slots__ = ("_cap", "_failed_ids", "_listed_at", "_newest", "_overlap", "_state", "_window")
+    __slots__ = (
+        "_cap",
+        "_failed_ids",
+        "_listed_at",
+        "_newest",
+        "_overlap",
+        "_settles",
+        "_state",
+        "_window",
+    )
 
     def __init__(
         self,
@@ -262,6 +278,7 @@ class Advance:
         run_started_at: datetime,
         overlap: timedelta,
         listed_at: datetime | None = None,
+        newest: datetime | None = None,
     ) -> None:
         self._state, self._overlap, self._listed_at = state, overlap, listed_at
         failed = list(failed)
@@ -275,6 +292,12 @@ class Advance:
             cap = min(cap, state.position)
         self._cap = cap
         self._newest = state.position
+        # ``newest``: no handled record is later. When even that position would be
+        # settled (rule 5), the boundary set keeps only what lies past the position.
+        self._settles = False
+        if newest is not None and listed_at is not None:
+            bound = newest if state.position is None else max(newest, state.position)
+            self._settles = listed_at >= min(bound, cap) + overlap
         # (changed_at, id, digest) of the handled records that may join the boundary set.
         self._window: list[tuple[datetime, str, str]] = []
 
@@ -298,7 +321,9 @@ class Advance:
             return
         if self._newest is None or at > self._newest:
             self._newest = at
-        floor = min(self._newest, self._cap) - self._overlap
+        floor = min(self._newest, self._cap)
+        if not self._settles:
+            floor -= self._overlap
         if at > floor:
             heapq.heappush(self._window, (at, outcome.id, outcome.digest))
         while self._window and self._window[0][0] <= floor:

@@ -334,19 +334,22 @@ def test_property_the_cursor_folded_a_record_at_a_time_is_the_cursor_of_the_whol
         "overlap": window,
         "listed_at": None if listed is None else at(listed),
     }
-    fold = Advance(state, [o for o in outcomes if not o.ok], **kwargs)  # type: ignore[arg-type]
-    added: list[datetime] = []
-    for outcome in outcomes:
-        if outcome.ok:
-            fold.add(outcome)
-            if outcome.changed_at is not None:
-                added.append(outcome.changed_at)
-            position = fold.position
-            if position is not None:
-                assert fold.held == sum(1 for t in added if t > position - window)
     whole = _advance_at_once(state, outcomes, **kwargs)  # type: ignore[arg-type]
-    assert fold.result() == whole
     assert advance(state, outcomes, **kwargs) == whole  # type: ignore[arg-type]
+    times = [o.changed_at for o in outcomes if o.changed_at is not None]
+    # Told the newest time listed (or not), the fold gives the same cursor.
+    for newest in {None, max(times, default=None)}:
+        fold = Advance(state, [o for o in outcomes if not o.ok], newest=newest, **kwargs)  # type: ignore[arg-type]
+        added: list[datetime] = []
+        for outcome in outcomes:
+            if outcome.ok:
+                fold.add(outcome)
+                if outcome.changed_at is not None:
+                    added.append(outcome.changed_at)
+                position = fold.position
+                if position is not None:
+                    assert fold.held <= sum(1 for t in added if t > position - window)
+        assert fold.result() == whole
 
 
 def test_a_fold_holds_only_the_overlap_of_a_long_listing() -> None:
@@ -358,6 +361,24 @@ def test_a_fold_holds_only_the_overlap_of_a_long_listing() -> None:
         assert fold.held <= OVERLAP.total_seconds()
     assert fold.result().position == at(9_999)
     assert len(fold.result().seen) == OVERLAP.total_seconds()
+
+
+def test_a_fold_told_the_read_is_settled_holds_nothing_of_a_bulk_change() -> None:
+    """A bulk change of ten thousand records within a second, listed once PowerOffice's clock
+    had passed it plus the overlap: given the newest time listed, the fold holds nothing at
+    or before its running position, the same cursor as without it (which holds them all)."""
+    bulk = [Outcome(f"r{n}", "h", at(10 + n / 10_000), True) for n in range(10_000)]
+    kwargs = {"run_started_at": at(500), "overlap": OVERLAP, "listed_at": at(300)}
+    told = Advance(CursorState(), [], newest=bulk[-1].changed_at, **kwargs)  # type: ignore[arg-type]
+    blind = Advance(CursorState(), [], **kwargs)  # type: ignore[arg-type]
+    for outcome in bulk:
+        told.add(outcome)
+        blind.add(outcome)
+        assert told.held <= 1
+    assert blind.held == len(bulk)
+    assert told.result() == blind.result()
+    assert told.result().settled == bulk[-1].changed_at
+    assert told.result().seen == frozenset()
 
 
 def test_a_fold_is_given_its_failures_first() -> None:
