@@ -40,12 +40,12 @@ from tolken.connectors.base import (
     UpdatedAfterListing,
 )
 from tolken.engine.cursor import (
+    Advance,
     CursorState,
     FeedPosition,
     ListingPosition,
     Outcome,
     PMSPosition,
-    advance,
     collapse_feed,
     content_hash,
     feed_next,
@@ -60,7 +60,7 @@ from tolken.engine.cursor import (
 )
 from tolken.engine.cursor import read_after as cursor_read_after
 from tolken.engine.paged import pages
-from tolken.engine.staging import Staging
+from tolken.engine.staging import StagedIds, Staging
 from tolken.errors import Fatal, NotFound, Stopped
 from tolken.store import TenantStore
 
@@ -94,31 +94,31 @@ keeps reporting more past that ends the run with a clear error instead."""
 class PowerOfficeCapture:
     """PowerOffice records read for one resource, and the cursor they were read from.
 
-    ``unchanged`` are the listed records the caller's test found equal to what it
-    already holds: only their id and time are kept (the cursor and a reconcile's
-    delete check need them), not their data, so a full listing of 100,000
-    records is not held in memory. ``listed_at`` is PowerOffice's clock before
+    Of every record listed (duplicates at the boundary excepted) only its id,
+    content hash and time are kept, noted in ``staging`` under ``listed_kind``
+    (the cursor's advance and a reconcile's delete check read them from there),
+    so a full listing of 100,000 records is not held in memory. ``unchanged``
+    counts the listed records the caller's test found equal to what it already
+    holds (their data is dropped). ``listed_at`` is PowerOffice's clock before
     the read began (:class:`~tolken.connectors.base.ServerClock`; None when the
     connector cannot tell): the cursor's rule 5 settles on it.
     """
 
     resource: str
     records: list[RemoteRecord]
-    digests: dict[str, str]
     state: CursorState
     full: bool
-    unchanged: list[tuple[str, datetime | None]] = field(default_factory=list)
+    staging: Staging
+    listed_kind: str
+    unchanged: int = 0
     listed_at: datetime | None = None
-    kept: list[tuple[str, datetime | None]] = field(default_factory=list)
-    """The changed records handed to ``keep`` (id and time; their data went there)."""
+    newest: datetime | None = None
+    """The latest ``changed_at`` listed (None: none had one)."""
 
-    def listed(self) -> list[tuple[str, datetime | None]]:
-        """``(id, changed_at)`` of every record read (changed or unchanged), duplicates excepted."""
-        return [(r.id, r.changed_at) for r in self.records] + self.kept + self.unchanged
-
-    def listed_ids(self) -> list[str]:
-        """The ids of every record read (kept or unchanged), deduplicated ones excepted."""
-        return [record_id for record_id, _ in self.listed()]
+    def listed_ids(self) -> StagedIds:
+        """The ids of every record read (kept or unchanged), deduplicated ones excepted:
+        a set read from the staging."""
+        return self.staging.listed_ids(self.listed_kind)
 
 
 def load_po_cursor(store: TenantStore, resource: str) -> CursorState:
@@ -133,39 +133,43 @@ def read_poweroffice(
     *,
     overlap: timedelta,
     full: bool,
+    staging: Staging,
+    listed_kind: str | None = None,
     unchanged: Callable[[Sequence[tuple[str, str]]], Collection[str]] | None = None,
     keep: Callable[[Sequence[RemoteRecord]], object] | None = None,
 ) -> PowerOfficeCapture:
     """Read changed records (all records when ``full`` or before the first run), deduplicated.
 
+    Each listed record's id, content hash and time is noted in ``staging``
+    under ``listed_kind`` (default ``po-listed:<resource>``; emptied first).
     ``unchanged(page)`` is asked with each page of up to :data:`UNCHANGED_PAGE`
-    ``(id, content_hash)`` pairs; the ids it returns are set aside without
-    their data (:attr:`PowerOfficeCapture.unchanged`). ``keep(page)``, when
-    given, takes the changed records of each page instead of
-    :attr:`PowerOfficeCapture.records` (only their ids and times are kept).
+    ``(id, content_hash)`` pairs; the ids it returns are dropped (only counted).
+    ``keep(page)``, when given, takes the changed records of each page instead
+    of :attr:`PowerOfficeCapture.records`.
     """
     state = load_po_cursor(store, resource)
     since = None if full else cursor_read_after(state, overlap)
+    kind = listed_kind if listed_kind is not None else f"po-listed:{resource}"
+    staging.drop(kind)
     # The clock of an answer received before the read: never later than its start.
     listed_at = connector.server_time() if isinstance(connector, ServerClock) else None
     records: list[RemoteRecord] = []
-    digests: dict[str, str] = {}
-    same: list[tuple[str, datetime | None]] = []
-    kept: list[tuple[str, datetime | None]] = []
+    same = 0
+    newest: datetime | None = None
     page: list[tuple[RemoteRecord, str]] = []
 
     def sort_out() -> None:
         # One question per page of records: which are unchanged (their data is dropped).
+        nonlocal same, newest
+        times = [r.changed_at for r, _ in page if r.changed_at is not None]
+        if times:
+            newest = max(times) if newest is None else max(newest, *times)
+        staging.note_listed(kind, ((r.id, d, r.changed_at) for r, d in page))
         same_ids = unchanged([(r.id, d) for r, d in page]) if unchanged is not None else ()
-        changed = []
-        for record, _digest in page:
-            if record.id in same_ids:
-                same.append((record.id, record.changed_at))
-            else:
-                changed.append(record)
+        changed = [record for record, _ in page if record.id not in same_ids]
+        same += len(page) - len(changed)
         if keep is not None:
             keep(changed)
-            kept.extend((r.id, r.changed_at) for r in changed)
         else:
             records.extend(changed)
         page.clear()
@@ -174,13 +178,12 @@ def read_poweroffice(
         digest = content_hash(record.data)
         if not full and is_duplicate(state, record.id, digest):
             continue
-        digests[record.id] = digest
         page.append((record, digest))
         if len(page) >= UNCHANGED_PAGE:
             sort_out()
     sort_out()
     return PowerOfficeCapture(
-        resource, records, digests, state, full or since is None, same, listed_at, kept
+        resource, records, state, full or since is None, staging, kind, same, listed_at, newest
     )
 
 
@@ -192,20 +195,28 @@ def save_po_cursor(
     run_started_at: datetime,
     overlap: timedelta,
 ) -> None:
-    """Advance the cursor over the captured records; ``held`` ids (waiting, failed) keep it back."""
+    """Advance the cursor over the captured records; ``held`` ids (waiting, failed) keep it back.
+
+    The listed records are folded in a page at a time (:class:`~tolken.engine.cursor.Advance`):
+    only those within the overlap of the position are held (none when PowerOffice's clock
+    had passed the newest listed plus the overlap), not the listing.
+    """
     held = set(held)
-    listed = capture.listed()
-    outcomes = [
-        Outcome(record_id, capture.digests[record_id], changed_at, record_id not in held)
-        for record_id, changed_at in listed
-    ]
-    state = advance(
+    staging, kind = capture.staging, capture.listed_kind
+    failed = [Outcome(i, d, at, False) for i, d, at in staging.listed_rows(kind, held)]
+    fold = Advance(
         capture.state,
-        outcomes,
+        failed,
         run_started_at=run_started_at,
         overlap=overlap,
         listed_at=capture.listed_at,
+        newest=capture.newest,
     )
+    for page in staging.listed(kind):
+        for record_id, digest, changed_at in page:
+            if record_id not in held:
+                fold.add(Outcome(record_id, digest, changed_at, True))
+    state = fold.result()
     if state != capture.state:
         store.set_cursor("poweroffice", capture.resource, format_po_cursor(state))
 
@@ -371,11 +382,22 @@ class PMSCapture:
         if resource in self._listed:
             kind = _changes_kind(resource)
             return ([r for r in page if not r.deleted] for page in self.staging.pages(kind))
+        return self.staging.pages(self._listing(resource))
+
+    def listing_ids(self, resource: str) -> StagedIds:
+        """The ids of every record of ``resource`` (read at most once per cycle), as a set read
+        from the staging (a first read's listing has no tombstones)."""
+        if resource in self._listed:
+            return self.staging.ids(_changes_kind(resource))
+        return self.staging.ids(self._listing(resource))
+
+    def _listing(self, resource: str) -> str:
+        """The staging kind of ``resource``'s full listing, listed first if need be."""
         kind = _listing_kind(resource)
         if kind not in self._staged_listings:
             self._stage_listing(kind, resource)
             self._staged_listings.add(kind)
-        return self.staging.pages(kind)
+        return kind
 
     def _stage_listing(
         self, kind: str, resource: str, after: ListingPosition | None = None

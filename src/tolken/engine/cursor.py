@@ -47,6 +47,10 @@ where it was. Typical use::
         outcomes.append(Outcome(record.id, digest, record.changed_at, ok))
     store(advance(state, outcomes, run_started_at=started, overlap=overlap))
 
+:class:`Advance` is the same rule a record at a time, for a listing too long
+to hold: given the failed records first, it keeps only the handled records
+within the overlap of the position so far.
+
 It is stored as JSON (:func:`format_po_cursor`, :func:`parse_po_cursor`).
 
 PMS
@@ -78,6 +82,7 @@ again, never lost. Neither position ever moves backwards.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -90,6 +95,7 @@ from tolken.connectors.base import FeedItem, FeedPage
 __all__ = [
     "FEED_PREFIX",
     "LISTING_PREFIX",
+    "Advance",
     "CursorState",
     "FeedPosition",
     "ListingPosition",
@@ -215,35 +221,129 @@ def advance(
     position is settled. The boundary set keeps handled records (old and new)
     whose time is later than the new position minus ``overlap`` and later
     than the settled time, since only those can be read again.
+
+    The same as :class:`Advance` given the failed outcomes, then the handled ones.
     """
     outcomes = list(outcomes)
-    handled = [o for o in outcomes if o.ok and o.changed_at is not None]
-    failed_times = [o.changed_at for o in outcomes if not o.ok and o.changed_at is not None]
-    failed_ids = {o.id for o in outcomes if not o.ok}
+    fold = Advance(
+        state,
+        [o for o in outcomes if not o.ok],
+        run_started_at=run_started_at,
+        overlap=overlap,
+        listed_at=listed_at,
+    )
+    for outcome in outcomes:
+        if outcome.ok:
+            fold.add(outcome)
+    return fold.result()
 
-    candidates = [o.changed_at for o in handled if o.changed_at is not None]
-    if state.position is not None:
-        candidates.append(state.position)
-    if not candidates:
-        return state
-    position = min(max(candidates), run_started_at)
-    if failed_times:
-        position = min(position, min(failed_times) - RESOLUTION)
-    if any(not o.ok and o.changed_at is None for o in outcomes) and state.position is not None:
-        # A failure with no time cannot be placed: stay where we were.
-        position = min(position, state.position)
 
-    settled = settled_at(state.settled, position, listed_at, overlap)
-    horizon = position - overlap
-    if settled is not None:
-        horizon = max(horizon, settled)
-    seen = {s for s in state.seen if s.changed_at > horizon and s.id not in failed_ids} | {
-        Seen(o.id, o.digest, o.changed_at) for o in handled if o.changed_at is not None
-    }
-    # Records past the new position stay remembered too: they will be read again
-    # (held back by the cap or a failure) and must not be handled twice.
-    seen = {s for s in seen if s.changed_at > horizon}
-    return CursorState(position=position, seen=frozenset(seen), settled=settled)
+class Advance:
+    """:func:`advance` a handled record at a time, holding only what the new cursor can need.
+
+    Given the run's failed outcomes up front (they are few: records that wait
+    or failed), the handled ones are added as they come, in any order. The
+    position can only rise as handled records are added (the caps come from
+    the failures, known already), and the boundary set keeps nothing at or
+    before the position minus ``overlap``; so a record at or before the
+    *running* position minus ``overlap`` is dropped at once. What is held is
+    the records within the overlap of the running position (the boundary set
+    to be), not the run's listing. :meth:`result` is the new cursor, equal to
+    :func:`advance` over the same outcomes.
+
+    ``newest``, when given, is no earlier than any handled record's time (the
+    newest record listed). If the position it would give is settled by
+    ``listed_at`` (rule 5), so is the real one, and the boundary set keeps
+    only records past the position: then a record at or before the running
+    position is dropped at once (after a bulk change whose records all lie
+    within the overlap, nothing of it is held).
+    """
+
+    __slots__ = (
+        "_cap",
+        "_failed_ids",
+        "_listed_at",
+        "_newest",
+        "_overlap",
+        "_settles",
+        "_state",
+        "_window",
+    )
+
+    def __init__(
+        self,
+        state: CursorState,
+        failed: Iterable[Outcome],
+        *,
+        run_started_at: datetime,
+        overlap: timedelta,
+        listed_at: datetime | None = None,
+        newest: datetime | None = None,
+    ) -> None:
+        self._state, self._overlap, self._listed_at = state, overlap, listed_at
+        failed = list(failed)
+        self._failed_ids = frozenset(o.id for o in failed)
+        cap = run_started_at
+        failed_times = [o.changed_at for o in failed if o.changed_at is not None]
+        if failed_times:
+            cap = min(cap, min(failed_times) - RESOLUTION)
+        if any(o.changed_at is None for o in failed) and state.position is not None:
+            # A failure with no time cannot be placed: stay where we were.
+            cap = min(cap, state.position)
+        self._cap = cap
+        self._newest = state.position
+        # ``newest``: no handled record is later. When even that position would be
+        # settled (rule 5), the boundary set keeps only what lies past the position.
+        self._settles = False
+        if newest is not None and listed_at is not None:
+            bound = newest if state.position is None else max(newest, state.position)
+            self._settles = listed_at >= min(bound, cap) + overlap
+        # (changed_at, id, digest) of the handled records that may join the boundary set.
+        self._window: list[tuple[datetime, str, str]] = []
+
+    @property
+    def position(self) -> datetime | None:
+        """The position so far (None: nothing handled and none stored); it only rises."""
+        return None if self._newest is None else min(self._newest, self._cap)
+
+    @property
+    def held(self) -> int:
+        """How many handled records are held (those within the overlap of :attr:`position`)."""
+        return len(self._window)
+
+    def add(self, outcome: Outcome) -> None:
+        """Fold in one handled outcome (a failed one is given up front; untimed ones count
+        for nothing)."""
+        if not outcome.ok:
+            raise ValueError("failed outcomes are given when the fold is made")
+        at = outcome.changed_at
+        if at is None:
+            return
+        if self._newest is None or at > self._newest:
+            self._newest = at
+        floor = min(self._newest, self._cap)
+        if not self._settles:
+            floor -= self._overlap
+        if at > floor:
+            heapq.heappush(self._window, (at, outcome.id, outcome.digest))
+        while self._window and self._window[0][0] <= floor:
+            heapq.heappop(self._window)
+
+    def result(self) -> CursorState:
+        """The new cursor (the old one when nothing was handled and none was stored)."""
+        state, position = self._state, self.position
+        if position is None:
+            return state
+        settled = settled_at(state.settled, position, self._listed_at, self._overlap)
+        horizon = position - self._overlap
+        if settled is not None:
+            horizon = max(horizon, settled)
+        seen = {
+            s for s in state.seen if s.changed_at > horizon and s.id not in self._failed_ids
+        } | {Seen(i, d, at) for at, i, d in self._window if at > horizon}
+        # Records past the new position stay remembered too: they will be read again
+        # (held back by the cap or a failure) and must not be handled twice.
+        return CursorState(position=position, seen=frozenset(seen), settled=settled)
 
 
 def settled_at(

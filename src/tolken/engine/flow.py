@@ -8,8 +8,9 @@ grow with the record count:
 1. Read PowerOffice ``R`` since the cursor (all of it on the first run or a
    reconcile). A linked record whose content hash equals the shadow's is an
    echo of tolken's own write (or unchanged in a reconcile) and is dropped
-   (asked per listing page); the others are set aside, only their ids and
-   times kept for the cursor.
+   (asked per listing page); the others are set aside. Every listed record's
+   id, content hash and time is noted in the staging (not held) for step 6
+   and a reconcile.
 2. Read what changed in PMS ``S`` (shared per cycle) and set aside the records
    that belong to ``F`` (``pms_filter``), plus tombstones of linked records.
 3. Add the parked records whose retry is due, re-read from both sides.
@@ -22,10 +23,12 @@ grow with the record count:
    page by page. Unclaimed PMS-only records are skipped, or matched the other
    way when ``create_in_poweroffice`` is on.
 6. Advance the PowerOffice cursor, never past a record that waits or failed
-   (a parked record read again before its retry is due waits too).
+   (a parked record read again before its retry is due waits too), folding
+   the noted listing in a page at a time (:class:`tolken.engine.cursor.Advance`).
 
 A reconcile also runs :func:`tolken.engine.plan.plan_reconcile` over the full
-listing's ids (deletes, with the mass-delete breaker and the outage guard).
+listing's ids (deletes, with the mass-delete breaker and the outage guard),
+asked of the staging a page of links at a time.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from tolken.engine.model import (
 from tolken.engine.paged import decide, note_matches, pages
 from tolken.engine.pairs import group_actions
 from tolken.engine.plan import SKIPPED_PMS_ONLY, FlowContext, plan_link, plan_reconcile
-from tolken.engine.staging import StagedCandidates, StagedClaims, Staging
+from tolken.engine.staging import StagedCandidates, StagedClaims, StagedIds, Staging
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import Flow, belongs, merge_key_flat
 from tolken.store import FlowState, OpenWork, TenantStore
@@ -125,6 +128,8 @@ class FlowRun:
             full=self.reconcile,
             # Unchanged records are dropped page by page while the listing is read,
             # their stored hashes read for that page only; the changed ones are set aside.
+            staging=staging,
+            listed_kind=kinds.listed,
             unchanged=lambda page: _po_unchanged(state, page),
             keep=lambda page: staging.put(kinds.po, page),
         )
@@ -133,6 +138,7 @@ class FlowRun:
             stop_reason, deletes = self._reconcile_deletes(state, capture.listed_ids())
             if stop_reason is not None:
                 st.report.stopped = stop_reason
+                staging.drop(kinds.listed)
                 return True
         self._stage_pms_changes(state, kinds.pms)
         backing_off = self._add_due_failures(state, kinds)
@@ -153,9 +159,7 @@ class FlowRun:
         )
         for kind in kinds.all():
             staging.drop(kind)
-        if not finished:
-            return False
-        if not st.dry_run:
+        if finished and not st.dry_run:
             # Never past a record that waits or failed (DESIGN §4): a parked record
             # keeps the cursor before it until it syncs.
             failed = {rid for side, rid in st.open_failures if side == "poweroffice"}
@@ -168,7 +172,8 @@ class FlowRun:
             )
             if st.waiting_pms:
                 self.pms_capture.hold(svc.pms_resource)
-        return True
+        staging.drop(kinds.listed)
+        return finished
 
     @property
     def staging(self) -> Staging:
@@ -473,27 +478,32 @@ class FlowRun:
         return projected
 
     def _reconcile_deletes(
-        self, state: FlowState, listed_ids: list[str]
+        self, state: FlowState, listed_ids: StagedIds
     ) -> tuple[str | None, list[Action]]:
-        """Deletes seen by the full listing(s); a reason when the flow must stop instead."""
+        """Deletes seen by the full listing(s); a reason when the flow must stop instead.
+
+        The listed ids stay in the staging: each page of links asks which of its ids
+        were listed in one query."""
         svc = self.executor.services
 
-        def pairs() -> Iterator[LinkedPair]:
+        def pairs(side: Side, ids: StagedIds) -> Iterator[LinkedPair]:
             # Streamed from the store for each side: the links are not held.
-            for po_id, pms_id, status in state.pairs():
-                yield LinkedPair(po_id, pms_id, status=status)
+            for chunk in pages(state.pairs(), CANDIDATE_PAGE):
+                ids.prefetch(
+                    [po_id if side == "poweroffice" else pms_id for po_id, pms_id, _ in chunk]
+                )
+                for po_id, pms_id, status in chunk:
+                    yield LinkedPair(po_id, pms_id, status=status)
 
         actions: list[Action] = []
-        sides: list[tuple[str, set[str]]] = [("poweroffice", set(listed_ids))]
-        del listed_ids
+        sides: list[tuple[Side, StagedIds]] = [("poweroffice", listed_ids)]
         if self.reconcile_pms:
-            listed = self.pms_capture.listing(svc.pms_resource)
-            sides.append(("pms", {r.id for page in listed for r in page}))
+            sides.append(("pms", self.pms_capture.listing_ids(svc.pms_resource)))
         for side, ids in sides:
             outcome = plan_reconcile(
-                "poweroffice" if side == "poweroffice" else "pms",
+                side,
                 ids,
-                pairs(),
+                pairs(side, ids),
                 threshold=self.mass_delete_threshold,
                 confirmed=self.confirm_deletes,
             )
@@ -572,6 +582,11 @@ class _Kinds:
     def pool_po(self) -> str:
         """The PowerOffice candidates' pool."""
         return f"to-poweroffice:{self.flow}"
+
+    @property
+    def listed(self) -> str:
+        """What the PowerOffice listing gave (ids, hashes, times): the cursor and a reconcile."""
+        return f"po-listed:{self.flow}"
 
     def all(self) -> tuple[str, ...]:
         """Every record kind (pools are emptied when made)."""

@@ -10,7 +10,10 @@ needs no migration and is the same whatever the store runs on. It holds
 - **candidate pools** (:class:`StagedCandidates`): records a record of the other
   side may match, indexed by each merge rule's normalised key: the match index
   of :mod:`tolken.engine.paged`, looked up a page at a time;
-- **claim books** (:class:`StagedClaims`): what the match pass found.
+- **claim books** (:class:`StagedClaims`): what the match pass found;
+- **listings noted** (:meth:`Staging.note_listed`): the id, content hash and
+  time of every record a PowerOffice listing gave, for the cursor's advance and
+  a reconcile's delete check (:class:`StagedIds`), without their data.
 
 Only the page in hand is in memory; SQLite's page cache is bounded.
 """
@@ -21,6 +24,7 @@ import json
 import pickle
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -29,9 +33,12 @@ from tolken.connectors.base import RemoteRecord
 from tolken.engine.match import MatchResult, MatchRule
 from tolken.engine.model import ProjectedRecord, Side, Values
 
-__all__ = ["PAGE", "StagedCandidates", "StagedClaims", "Staging"]
+__all__ = ["PAGE", "Listed", "StagedCandidates", "StagedClaims", "StagedIds", "Staging"]
 
 T = TypeVar("T")
+
+Listed = tuple[str, str, datetime | None]
+"""A record noted from a listing: its id, content hash and modification time."""
 
 PAGE = 500
 """Records per page read back, and ids per ``IN (...)`` query."""
@@ -47,6 +54,8 @@ CREATE TABLE record (kind TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL,
 CREATE TABLE pool_key (pool TEXT NOT NULL, rule INTEGER NOT NULL, key TEXT NOT NULL,
                        id TEXT NOT NULL, PRIMARY KEY (pool, rule, key, id)) WITHOUT ROWID;
 CREATE INDEX pool_key_by_id ON pool_key (pool, id);
+CREATE TABLE listed (kind TEXT NOT NULL, id TEXT NOT NULL, digest TEXT NOT NULL,
+                     changed_at TEXT, PRIMARY KEY (kind, id)) WITHOUT ROWID;
 CREATE TABLE claim (book TEXT NOT NULL, target TEXT NOT NULL, source TEXT NOT NULL,
                     rule TEXT NOT NULL, alone INTEGER NOT NULL,
                     PRIMARY KEY (book, target, source)) WITHOUT ROWID;
@@ -88,6 +97,10 @@ def _load_raw(body: bytes) -> RemoteRecord:
 
 def _load_projected(body: bytes) -> ProjectedRecord:
     return ProjectedRecord(*_load(body, _PROJECTED_AT))
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _key(value: Any) -> str:
@@ -211,6 +224,10 @@ class Staging:
 
     def has(self, kind: str, ids: Collection[str]) -> set[str]:
         """Which of these ids ``kind`` holds."""
+        return self._has_in("record", kind, ids)
+
+    def _has_in(self, table: str, kind: str, ids: Collection[str]) -> set[str]:
+        """Which of these ids ``kind`` has in ``table`` (``record`` or ``listed``)."""
         out: set[str] = set()
         if self._conn is None:
             return out
@@ -219,7 +236,7 @@ class Staging:
             out.update(
                 i
                 for (i,) in self._db.execute(
-                    f"SELECT id FROM record WHERE kind = ? AND id IN ({marks})",
+                    f"SELECT id FROM {table} WHERE kind = ? AND id IN ({marks})",
                     (kind, *chunk),
                 )
             )
@@ -236,10 +253,92 @@ class Staging:
             )
 
     def drop(self, kind: str) -> None:
-        """Forget the records of ``kind``."""
+        """Forget the records (and the listing noted) of ``kind``."""
         if self._conn is None:
             return
         self._db.execute("DELETE FROM record WHERE kind = ?", (kind,))
+        self._db.execute("DELETE FROM listed WHERE kind = ?", (kind,))
+
+    def ids(self, kind: str) -> StagedIds:
+        """The ids of the records of ``kind``, as a set read from SQL."""
+        return StagedIds(
+            lambda ids: self.has(kind, ids),
+            lambda: self.count(kind),
+            lambda: self._ids("record", kind),
+        )
+
+    def _ids(self, table: str, kind: str) -> Iterator[str]:
+        """The ids of ``kind`` in ``table`` (``record`` or ``listed``), by id, a page at a time."""
+        if self._conn is None:
+            return
+        rows = self._db.execute(
+            f"SELECT id FROM {table} WHERE kind = ? ORDER BY id LIMIT ?", (kind, PAGE)
+        ).fetchall()
+        while rows:
+            yield from (i for (i,) in rows)
+            rows = self._db.execute(
+                f"SELECT id FROM {table} WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
+                (kind, rows[-1][0], PAGE),
+            ).fetchall()
+
+    # -- listings noted -------------------------------------------------------
+
+    def note_listed(self, kind: str, rows: Iterable[Listed]) -> int:
+        """Note ``(id, content hash, changed_at)`` of listed records under ``kind`` (an id noted
+        again replaces the earlier row: the later read is fresher)."""
+        values = [(kind, i, d, at.isoformat() if at is not None else None) for i, d, at in rows]
+        if not values:
+            return 0
+        self._db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?, ?, ?)", values)
+        return len(values)
+
+    def listed(self, kind: str, size: int = PAGE) -> Iterator[list[Listed]]:
+        """The rows noted under ``kind``, by id, ``size`` at a time."""
+        if self._conn is None:
+            return
+        rows = self._db.execute(
+            "SELECT id, digest, changed_at FROM listed WHERE kind = ? ORDER BY id LIMIT ?",
+            (kind, size),
+        ).fetchall()
+        while rows:
+            after = rows[-1][0]
+            yield [(i, d, _time(at)) for i, d, at in rows]
+            rows = self._db.execute(
+                "SELECT id, digest, changed_at FROM listed WHERE kind = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (kind, after, size),
+            ).fetchall()
+
+    def listed_rows(self, kind: str, ids: Collection[str]) -> list[Listed]:
+        """The rows noted under ``kind`` with these ids."""
+        out: list[Listed] = []
+        if self._conn is None:
+            return out
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            out.extend(
+                (i, d, _time(at))
+                for i, d, at in self._db.execute(
+                    f"SELECT id, digest, changed_at FROM listed WHERE kind = ? AND id IN ({marks})",
+                    (kind, *chunk),
+                )
+            )
+        return out
+
+    def listed_ids(self, kind: str) -> StagedIds:
+        """The ids noted under ``kind``, as a set read from SQL."""
+
+        def count() -> int:
+            if self._conn is None:
+                return 0
+            (n,) = self._db.execute(
+                "SELECT count(*) FROM listed WHERE kind = ?", (kind,)
+            ).fetchone()
+            return int(n)
+
+        return StagedIds(
+            lambda ids: self._has_in("listed", kind, ids), count, lambda: self._ids("listed", kind)
+        )
 
     # -- pools and claims -----------------------------------------------------
 
@@ -405,3 +504,38 @@ class StagedClaims:
                 )
             )
         return out
+
+
+class StagedIds(AbstractSet[str]):
+    """Ids kept in a :class:`Staging` table, as a read-only set that is not held in memory.
+
+    A membership test is one query; :meth:`prefetch` answers a page of ids in
+    one query first (for a caller streaming ids by pages), and those answers
+    are kept until the next :meth:`prefetch`.
+    """
+
+    def __init__(
+        self,
+        has: Callable[[Collection[str]], set[str]],
+        count: Callable[[], int],
+        ids: Callable[[], Iterator[str]],
+    ) -> None:
+        self._has, self._count, self._ids = has, count, ids
+        self._known: dict[str, bool] = {}
+
+    def prefetch(self, ids: Collection[str]) -> None:
+        """Answer these ids in one query per :data:`PAGE` (the earlier answers are dropped)."""
+        present = self._has(ids)
+        self._known = {i: i in present for i in ids}
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, str):
+            return False
+        known = self._known.get(item)
+        return bool(self._has([item])) if known is None else known
+
+    def __len__(self) -> int:
+        return self._count()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._ids()

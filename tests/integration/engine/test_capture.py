@@ -19,6 +19,7 @@ from tolken.connectors.pms import PMSClient
 from tolken.connectors.poweroffice import PowerOfficeClient
 from tolken.engine.capture import PMSCapture, load_po_cursor, read_poweroffice, save_po_cursor
 from tolken.engine.cursor import read_after
+from tolken.engine.staging import Staging
 from tolken.sandbox import credentials
 from tolken.sandbox.pms import PMS_API_KEY, create_app
 from tolken.sandbox.poweroffice import create_app as create_poweroffice
@@ -161,8 +162,11 @@ def _po_cycle(po: PowerOfficeClient, store: TenantStore, overlap: timedelta) -> 
     now = datetime.now(UTC)
     names: list[str] = []
     for resource in ("Departments", "Customers"):
-        capture = read_poweroffice(po, store, resource, overlap=overlap, full=False)
-        save_po_cursor(store, capture, (), run_started_at=now, overlap=overlap)
+        with Staging() as staging:
+            capture = read_poweroffice(
+                po, store, resource, overlap=overlap, full=False, staging=staging
+            )
+            save_po_cursor(store, capture, (), run_started_at=now, overlap=overlap)
         names = sorted(str(r.data["Name"]) for r in capture.records)
     return names
 

@@ -35,6 +35,8 @@ from tolken.engine.capture import (
     read_poweroffice,
     save_po_cursor,
 )
+from tolken.engine.cursor import RESOLUTION, CursorState, Outcome, advance, content_hash
+from tolken.engine.staging import Staging
 from tolken.errors import Fatal, Stopped
 from tolken.store import TenantStore, open_store
 
@@ -71,16 +73,32 @@ def store(tmp_path: Path) -> Iterator[TenantStore]:
 
 
 def _read(po: FakePowerOffice, store: TenantStore, full: bool = False) -> list[str]:
-    capture = read_poweroffice(po, store, "Customers", overlap=OVERLAP, full=full)  # type: ignore[arg-type]
-    return [r.id for r in capture.records]
+    with Staging() as staging:
+        capture = read_poweroffice(
+            po,  # type: ignore[arg-type]
+            store,
+            "Customers",
+            overlap=OVERLAP,
+            full=full,
+            staging=staging,
+        )
+        return [r.id for r in capture.records]
 
 
 def _cycle(
     po: FakePowerOffice, store: TenantStore, now: datetime, held: frozenset[str] = frozenset()
 ) -> list[str]:
-    capture = read_poweroffice(po, store, "Customers", overlap=OVERLAP, full=False)  # type: ignore[arg-type]
-    save_po_cursor(store, capture, held, run_started_at=now, overlap=OVERLAP)
-    return [r.id for r in capture.records]
+    with Staging() as staging:
+        capture = read_poweroffice(
+            po,  # type: ignore[arg-type]
+            store,
+            "Customers",
+            overlap=OVERLAP,
+            full=False,
+            staging=staging,
+        )
+        save_po_cursor(store, capture, held, run_started_at=now, overlap=OVERLAP)
+        return [r.id for r in capture.records]
 
 
 def test_the_first_read_is_a_full_listing_and_later_reads_are_incremental(
@@ -143,19 +161,23 @@ def test_records_the_caller_holds_unchanged_are_set_aside_without_their_data(
     po = FakePowerOffice()
     po.put("1", "A", T0)
     po.put("2", "B", T0 + timedelta(minutes=10))
-    capture = read_poweroffice(
-        po,  # type: ignore[arg-type]
-        store,
-        "Customers",
-        overlap=OVERLAP,
-        full=True,
-        unchanged=lambda page: {record_id for record_id, _digest in page if record_id == "2"},
-    )
-    assert [r.id for r in capture.records] == ["1"]
-    assert capture.unchanged == [("2", T0 + timedelta(minutes=10))]
-    assert sorted(capture.listed_ids()) == ["1", "2"]
-    now = T0 + timedelta(hours=1)
-    save_po_cursor(store, capture, (), run_started_at=now, overlap=OVERLAP)
+    with Staging() as staging:
+        capture = read_poweroffice(
+            po,  # type: ignore[arg-type]
+            store,
+            "Customers",
+            overlap=OVERLAP,
+            full=True,
+            staging=staging,
+            unchanged=lambda page: {record_id for record_id, _digest in page if record_id == "2"},
+        )
+        assert [r.id for r in capture.records] == ["1"]
+        assert capture.unchanged == 1
+        assert sorted(capture.listed_ids()) == ["1", "2"]
+        assert "2" in capture.listed_ids()
+        assert "3" not in capture.listed_ids()
+        now = T0 + timedelta(hours=1)
+        save_po_cursor(store, capture, (), run_started_at=now, overlap=OVERLAP)
     assert load_po_cursor(store, "Customers").position == T0 + timedelta(minutes=10)
 
 
@@ -171,18 +193,60 @@ def test_unchanged_records_are_asked_about_a_page_at_a_time(store: TenantStore) 
         pages.append(len(page))
         return {record_id for record_id, _ in page if int(record_id) % 2 == 0}
 
-    capture = read_poweroffice(
-        po,  # type: ignore[arg-type]
-        store,
-        "Customers",
+    with Staging() as staging:
+        capture = read_poweroffice(
+            po,  # type: ignore[arg-type]
+            store,
+            "Customers",
+            overlap=OVERLAP,
+            full=True,
+            staging=staging,
+            unchanged=unchanged,
+        )
+        assert pages == [UNCHANGED_PAGE, UNCHANGED_PAGE, 5]
+        assert sorted(int(r.id) for r in capture.records) == list(range(1, total, 2))
+        assert capture.unchanged == UNCHANGED_PAGE + 3
+        assert all(r.data for r in capture.records)
+        assert len(capture.listed_ids()) == total
+
+
+def test_the_cursor_after_a_long_listing_is_the_cursor_of_the_whole_listing(
+    store: TenantStore,
+) -> None:
+    """Folded a page at a time from the staging, the saved cursor is :func:`advance` over every
+    listed record at once: held ones keep it back, the boundary set is the overlap's records."""
+    po = FakePowerOffice()
+    total = UNCHANGED_PAGE * 2 + 5
+    for i in range(total):
+        po.put(str(i), f"N{i}", T0 + timedelta(seconds=i))
+    now = T0 + timedelta(hours=1)
+    held = {"1500", "1999", "nowhere"}
+    with Staging() as staging:
+        capture = read_poweroffice(
+            po,  # type: ignore[arg-type]
+            store,
+            "Customers",
+            overlap=OVERLAP,
+            full=True,
+            staging=staging,
+            unchanged=lambda page: {record_id for record_id, _ in page if record_id != "7"},
+        )
+        save_po_cursor(store, capture, held, run_started_at=now, overlap=OVERLAP)
+    whole = advance(
+        CursorState(),
+        [
+            Outcome(r.id, content_hash(r.data), r.changed_at, r.id not in held)
+            for r in po.records.values()
+        ],
+        run_started_at=now,
         overlap=OVERLAP,
-        full=True,
-        unchanged=unchanged,
     )
-    assert pages == [UNCHANGED_PAGE, UNCHANGED_PAGE, 5]
-    assert sorted(int(r.id) for r in capture.records) == list(range(1, total, 2))
-    assert len(capture.unchanged) == UNCHANGED_PAGE + 3
-    assert all(r.data for r in capture.records)
+    saved = load_po_cursor(store, "Customers")
+    assert saved == whole
+    assert saved.position == T0 + timedelta(seconds=1500) - RESOLUTION
+    assert {s.id for s in saved.seen} == {str(i) for i in range(1380, 1500)} | {
+        str(i) for i in range(1501, total) if i != 1999
+    }
 
 
 # -- PMS ------------------------------------------------------------------------

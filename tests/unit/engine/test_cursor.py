@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from tolken.connectors.base import FeedItem, FeedPage
 from tolken.engine.cursor import (
+    RESOLUTION,
+    Advance,
     CursorState,
     FeedPosition,
     ListingPosition,
@@ -249,6 +251,141 @@ def test_property_a_record_committed_late_inside_the_window_is_still_read(
         )
     assert handled == {f"r{n}" for n in range(len(records))}
     assert read_after(state, OVERLAP) == state.position  # quiet after the window passed
+
+
+def _advance_at_once(
+    state: CursorState,
+    outcomes: list[Outcome],
+    *,
+    run_started_at: datetime,
+    overlap: timedelta,
+    listed_at: datetime | None,
+) -> CursorState:
+    """Rules 2-5 over the whole run at once, every outcome in hand: the model :class:`Advance`
+    must equal (it holds only the overlap of its running position)."""
+    handled = [o for o in outcomes if o.ok and o.changed_at is not None]
+    failed_times = [o.changed_at for o in outcomes if not o.ok and o.changed_at is not None]
+    failed_ids = {o.id for o in outcomes if not o.ok}
+    candidates = [o.changed_at for o in handled if o.changed_at is not None]
+    if state.position is not None:
+        candidates.append(state.position)
+    if not candidates:
+        return state
+    position = min(max(candidates), run_started_at)
+    if failed_times:
+        position = min(position, min(failed_times) - RESOLUTION)
+    if any(not o.ok and o.changed_at is None for o in outcomes) and state.position is not None:
+        position = min(position, state.position)
+    settled = settled_at(state.settled, position, listed_at, overlap)
+    horizon = position - overlap if settled is None else max(position - overlap, settled)
+    seen = {s for s in state.seen if s.id not in failed_ids} | {
+        Seen(o.id, o.digest, o.changed_at) for o in handled if o.changed_at is not None
+    }
+    return CursorState(
+        position=position,
+        seen=frozenset(s for s in seen if s.changed_at > horizon),
+        settled=settled,
+    )
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> tuple[CursorState, list[Outcome]]:
+    """A stored cursor (maybe settled, with a boundary set) and a run's outcomes in any order:
+    some failed, some without a time, ids and hashes repeating."""
+    position = draw(st.none() | st.integers(0, 600))
+    seen = frozenset(
+        Seen(f"r{draw(st.integers(0, 9))}", draw(st.sampled_from("ab")), at(s))
+        for s in draw(st.lists(st.integers(0, 600), max_size=5))
+    )
+    settled = draw(st.none() | st.integers(0, 600)) if position is not None else None
+    state = CursorState(
+        None if position is None else at(position),
+        seen,
+        None if settled is None else at(min(settled, position or 0)),
+    )
+    outcomes = [
+        Outcome(
+            f"r{draw(st.integers(0, 9))}",
+            draw(st.sampled_from("ab")),
+            draw(st.none() | st.integers(0, 900).map(at)),
+            draw(st.booleans() | st.just(True)),
+        )
+        for _ in range(draw(st.integers(0, 40)))
+    ]
+    return state, outcomes
+
+
+@given(
+    run=runs(),
+    start=st.integers(0, 900),
+    listed=st.none() | st.integers(0, 1200),
+    overlap=st.integers(0, 300),
+)
+def test_property_the_cursor_folded_a_record_at_a_time_is_the_cursor_of_the_whole_run(
+    run: tuple[CursorState, list[Outcome]], start: int, listed: int | None, overlap: int
+) -> None:
+    """Folding the handled outcomes one by one (failures first, in any order) gives the cursor
+    of the whole run at once, while holding only records within the overlap of the position
+    so far: a long listing is never held."""
+    state, outcomes = run
+    window = timedelta(seconds=overlap)
+    kwargs = {
+        "run_started_at": at(start),
+        "overlap": window,
+        "listed_at": None if listed is None else at(listed),
+    }
+    whole = _advance_at_once(state, outcomes, **kwargs)  # type: ignore[arg-type]
+    assert advance(state, outcomes, **kwargs) == whole  # type: ignore[arg-type]
+    times = [o.changed_at for o in outcomes if o.changed_at is not None]
+    # Told the newest time listed (or not), the fold gives the same cursor.
+    for newest in {None, max(times, default=None)}:
+        fold = Advance(state, [o for o in outcomes if not o.ok], newest=newest, **kwargs)  # type: ignore[arg-type]
+        added: list[datetime] = []
+        for outcome in outcomes:
+            if outcome.ok:
+                fold.add(outcome)
+                if outcome.changed_at is not None:
+                    added.append(outcome.changed_at)
+                position = fold.position
+                if position is not None:
+                    assert fold.held <= sum(1 for t in added if t > position - window)
+        assert fold.result() == whole
+
+
+def test_a_fold_holds_only_the_overlap_of_a_long_listing() -> None:
+    """Ten thousand records a second apart, listed oldest first: the fold holds the two
+    minutes of records within the overlap of the newest, not the listing."""
+    fold = Advance(CursorState(), [], run_started_at=at(20_000), overlap=OVERLAP)
+    for second in range(10_000):
+        fold.add(Outcome(f"r{second}", "h", at(second), True))
+        assert fold.held <= OVERLAP.total_seconds()
+    assert fold.result().position == at(9_999)
+    assert len(fold.result().seen) == OVERLAP.total_seconds()
+
+
+def test_a_fold_told_the_read_is_settled_holds_nothing_of_a_bulk_change() -> None:
+    """A bulk change of ten thousand records within a second, listed once PowerOffice's clock
+    had passed it plus the overlap: given the newest time listed, the fold holds nothing at
+    or before its running position, the same cursor as without it (which holds them all)."""
+    bulk = [Outcome(f"r{n}", "h", at(10 + n / 10_000), True) for n in range(10_000)]
+    kwargs = {"run_started_at": at(500), "overlap": OVERLAP, "listed_at": at(300)}
+    told = Advance(CursorState(), [], newest=bulk[-1].changed_at, **kwargs)  # type: ignore[arg-type]
+    blind = Advance(CursorState(), [], **kwargs)  # type: ignore[arg-type]
+    for outcome in bulk:
+        told.add(outcome)
+        blind.add(outcome)
+        assert told.held <= 1
+    assert blind.held == len(bulk)
+    assert told.result() == blind.result()
+    assert told.result().settled == bulk[-1].changed_at
+    assert told.result().seen == frozenset()
+
+
+def test_a_fold_is_given_its_failures_first() -> None:
+    """A failed outcome added to the fold is a mistake (the caps come from the failures)."""
+    fold = Advance(CursorState(), [], run_started_at=at(100), overlap=OVERLAP)
+    with pytest.raises(ValueError, match="failed"):
+        fold.add(Outcome("1", "h", at(10), False))
 
 
 def test_po_cursor_text_round_trips_and_nothing_stored_is_a_fresh_start() -> None:

@@ -175,3 +175,55 @@ def test_a_pool_of_staged_records_matches_and_reads_them_from_where_they_are() -
         assert pool.get_many(["m1"])["m1"] == staged[0][1]
         assert pool.raw_many(["m1", "m4"])["m1"] == staged[0][0]
         assert set(pool.raw_many(["m1", "m4"])) == {"m1", "m4"}
+
+
+def test_a_listing_is_noted_by_id_hash_and_time_and_its_ids_read_as_a_set() -> None:
+    """Noted rows come back by id a page at a time (a later row of an id replaces the earlier,
+    times keep their offset); the ids read as a set from SQL, prefetched a page at a time or
+    asked one by one; dropping the kind forgets them."""
+    oslo = timezone(timedelta(hours=1))
+    at = datetime(2026, 1, 1, 12, 0, 0, 250, tzinfo=oslo)
+    with Staging() as staging:
+        assert len(staging.listed_ids("l")) == 0  # nothing noted: nothing opened
+        staging.note_listed(
+            "l", [(f"{i:03d}", f"h{i}", at + timedelta(seconds=i)) for i in range(5)]
+        )
+        staging.note_listed("l", [("002", "again", None), ("x", "hx", at)])
+        staging.note_listed("other", [("009", "h", at)])
+        pages = list(staging.listed("l", size=2))
+        assert [[i for i, _, _ in page] for page in pages] == [
+            ["000", "001"],
+            ["002", "003"],
+            ["004", "x"],
+        ]
+        assert pages[0][1] == ("001", "h1", at + timedelta(seconds=1))
+        assert pages[0][1][2].utcoffset() == timedelta(hours=1)
+        assert pages[1][0] == ("002", "again", None)
+        assert sorted(staging.listed_rows("l", ["004", "009", "x"])) == [
+            ("004", "h4", at + timedelta(seconds=4)),
+            ("x", "hx", at),
+        ]
+        ids = staging.listed_ids("l")
+        assert len(ids) == 6
+        assert list(ids) == ["000", "001", "002", "003", "004", "x"]
+        assert "003" in ids
+        assert "009" not in ids
+        ids.prefetch(["000", "009"])
+        assert "000" in ids
+        assert "009" not in ids
+        assert "004" in ids  # not prefetched: asked on its own
+        staging.drop("l")
+        assert len(staging.listed_ids("l")) == 0
+        assert "003" not in staging.listed_ids("l")
+        assert len(staging.listed_ids("other")) == 1
+
+
+def test_the_ids_of_records_set_aside_read_as_a_set() -> None:
+    """:meth:`Staging.ids`: membership and size of a kind's records, without reading them."""
+    with Staging() as staging:
+        staging.put("k", [RemoteRecord("r", i, {}) for i in ("b", "a", "c")])
+        ids = staging.ids("k")
+        assert sorted(ids) == ["a", "b", "c"]
+        assert len(ids) == 3
+        assert "b" in ids
+        assert "z" not in ids
