@@ -213,17 +213,20 @@ def test_a_record_committed_late_inside_the_window_is_still_caught(
         late = _customer(po, "Late")
         _customer(po, "Early")
         assert _po_cycle(po, store, overlap) == ["Early", "Late"]
-        time.sleep(0.3)
+        time.sleep(1.0)
         newest = _customer(po, "Newest")
         assert _po_cycle(po, store, overlap) == ["Newest"]
         position = load_po_cursor(store, "Customers").position
         assert position is not None
+        # Stamped half a second before the position however long the cycle took (a loaded
+        # machine), and after "Late"'s first stamp (a second before "Newest").
+        back = (datetime.now(UTC) - position).total_seconds() + 0.5
         answer = httpx.post(
             f"{po_url}/_sandbox/late-commit",
             json={
                 "resource": "Customers",
                 "id": int(late),
-                "seconds": 0.2,
+                "seconds": back,
                 "fields": {"Name": "Late, committed"},
             },
         )
