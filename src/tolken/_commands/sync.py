@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -142,7 +143,7 @@ def sync_command(
                 reconcile_first=reconcile,
             )
         raise typer.Exit(code)
-    with one_line_errors(), open_command_engine(config) as engine:
+    with one_line_errors(), open_command_engine(config) as engine, _started_frozen():
         if not watch:
             with stop_on_signals(engine.request_stop), _progress(not as_json) as hooks:
                 report = engine.run_cycle(
@@ -157,6 +158,22 @@ def sync_command(
                 print_report(report)
             return
         _watch(engine, as_json=as_json, reconcile_first=reconcile)
+
+
+@contextmanager
+def _started_frozen() -> Iterator[None]:
+    """Keep the garbage collector off what start-up built while the command runs.
+
+    The modules, models, mapping and engine live as long as the command, but
+    each full collection walked them again (about 40 % of the collector's time
+    in an initial sync). Unfrozen at the end, so a caller that runs the
+    command in-process (the CLI tests) can collect them afterwards.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _cycle_printer(as_json: bool) -> Callable[[CycleReport], None]:

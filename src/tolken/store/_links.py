@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from tolken.store._base import TenantBound, chunked
+from tolken.store._base import TenantBound, chunked, insert_many
 from tolken.store._flowstate import FlowState, compact_row, decode_shadow
 from tolken.store._models import (
     FLOWS,
@@ -281,8 +281,7 @@ class LinkRepository(TenantBound):
                         for link, item in zip(links, items, strict=True)
                         if item.shadow is not None
                     ]
-                    for batch in chunked(shadows):
-                        conn.execute(insert(ShadowRow), batch)
+                    insert_many(conn, ShadowRow.__table__, shadows)
                     history = [
                         {
                             "link_id": link.id,
@@ -295,8 +294,7 @@ class LinkRepository(TenantBound):
                         }
                         for link, item in zip(links, items, strict=True)
                     ]
-                    for batch in chunked(history):
-                        conn.execute(insert(HistoryRow), batch)
+                    insert_many(conn, HistoryRow.__table__, history)
                     return links
             except _LinkClash:
                 raise self._duplicate_error(conn, flow, pairs) from None
@@ -331,7 +329,7 @@ class LinkRepository(TenantBound):
         # SQLite cannot return ordered ids from one multi-row INSERT, so SQLAlchemy
         # would send one INSERT per row: insert them in one executemany, then read
         # the ids back by the (tenant, flow, poweroffice_id) key.
-        conn.execute(insert(LinkRow), rows)
+        insert_many(conn, LinkRow.__table__, rows)
         ids: dict[str, int] = {}
         for batch in chunked([po_id for po_id, _ in keyed]):
             stmt = select(LinkRow.poweroffice_id, LinkRow.id).where(

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from tolken._redact import shared as shared_redactor
-from tolken.store._base import TenantBound
+from tolken.store._base import TenantBound, insert_many
 from tolken.store._links import check_flow
 from tolken.store._models import (
     RUN_STATUSES,
@@ -181,7 +181,7 @@ class OpsRepository(TenantBound):
         with self._write() as conn:
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(PendingCreateRow), rows)
+                    insert_many(conn, PendingCreateRow.__table__, rows)
             except IntegrityError:
                 raise DuplicatePendingCreate(
                     f"{flow}: one of {len(rows)} creates in {target} is already pending "
