@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy import Connection, Engine, FromClause, Table, insert
 from sqlalchemy.exc import OperationalError
 
 from tolken.errors import Retriable, TolkenError, Unreachable
@@ -42,7 +42,9 @@ def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield batch
 
 
-def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def insert_many(
+    conn: Connection, model_table: FromClause, rows: Sequence[Mapping[str, Any]]
+) -> None:
     """``INSERT`` many rows (each with the same keys) in one ``executemany``.
 
     What ``conn.execute(insert(table), rows)`` does, with each column's own
@@ -53,6 +55,7 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     """
     if not rows:
         return
+    table = cast(Table, model_table)  # an ORM model's ``__table__``: always a Table
     dialect = conn.dialect
     names = list(rows[0])
     if dialect.name != "sqlite" or any(
