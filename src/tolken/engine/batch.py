@@ -13,7 +13,8 @@ The POSTs of a batch go out concurrently when the PMS connector allows it
 every record of a batch belongs to one flow, and the flows run in dependency
 order, so a reference's target always exists before the batch starts; the
 answers are handled in plan order on the engine's own thread, which alone
-touches the store.
+touches the store. One :class:`Writers` pool serves every batch of a flow
+(its threads are started once, not once per batch).
 
 :func:`create_many_in_pms` and :func:`link_many` work through the flow's
 :class:`~tolken.engine.executor.Executor` (its public methods: apply, park,
@@ -26,6 +27,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from tolken.connectors.base import ConcurrentWrites, RemoteRecord
@@ -41,6 +43,7 @@ __all__ = [
     "BATCH",
     "Created",
     "FirstLink",
+    "Writers",
     "add_pending",
     "create_many_in_pms",
     "first_links",
@@ -52,6 +55,44 @@ __all__ = [
 
 BATCH = 50
 """Groups per batch: small enough that a stop request is honoured quickly."""
+
+
+class Writers:
+    """The threads that POST a flow's batches, started on first use; a context manager.
+
+    ``width`` is the PMS connector's ``write_concurrency``
+    (:class:`~tolken.connectors.base.ConcurrentWrites`), 1 for any other
+    connector (no thread: the POSTs go out one at a time on the caller's).
+    Leaving the context waits for the threads.
+    """
+
+    def __init__(self, svc: FlowServices) -> None:
+        pms = svc.pms
+        self.width = pms.write_concurrency if isinstance(pms, ConcurrentWrites) else 1
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        """The thread pool (made on the first call)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.width, "tolken-pms-create")
+        return self._pool
+
+    def close(self) -> None:
+        """Wait for the threads and end them."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> Writers:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -202,11 +243,15 @@ def store_first_links(svc: FlowServices, links: Sequence[FirstLink], run_id: int
     return True
 
 
-def create_many_in_pms(executor: Executor, actions: Sequence[CreateInPMS]) -> None:
+def create_many_in_pms(
+    executor: Executor, actions: Sequence[CreateInPMS], writers: Writers | None = None
+) -> None:
     """Create many PMS records with two store transactions for the lot instead of two each.
 
     Every pending row is committed before any POST; a key used before (an
     interrupted create) takes the one-by-one path, which looks the record up first.
+    ``writers`` (the flow's, see :class:`Writers`) POST them; without it a pool
+    is made for this call alone.
     """
     if executor.state.dry_run or len(actions) < 2:
         for action in actions:
@@ -216,7 +261,12 @@ def create_many_in_pms(executor: Executor, actions: Sequence[CreateInPMS]) -> No
     made: list[Created] = []
     stopped: TolkenError | None = None
     try:
-        for action, body, answer in _post_all(executor.services, fresh):
+        if writers is None:
+            with Writers(executor.services) as own:
+                answers = _post_all(executor.services, fresh, own)
+        else:
+            answers = _post_all(executor.services, fresh, writers)
+        for action, body, answer in answers:
             if isinstance(answer, RemoteRecord):
                 executor.note_success()
                 made.append(Created(action, answer, body))
@@ -238,9 +288,9 @@ _Answer = RemoteRecord | TolkenError | None
 
 
 def _post_all(
-    svc: FlowServices, actions: Sequence[CreateInPMS]
+    svc: FlowServices, actions: Sequence[CreateInPMS], writers: Writers
 ) -> list[tuple[CreateInPMS, Mapping[str, Any], _Answer]]:
-    """POST every action, up to the connector's ``write_concurrency`` at once; answers in order.
+    """POST every action, up to ``writers.width`` at once; answers in order.
 
     After a fatal error (or a stop) no further POST is started; those records
     stay pending, as after a crash, and the next run settles them by their key.
@@ -259,12 +309,10 @@ def _post_all(
             give_up.set()
             return exc
 
-    width = svc.pms.write_concurrency if isinstance(svc.pms, ConcurrentWrites) else 1
-    if width <= 1 or len(actions) < 2:
+    if writers.width <= 1 or len(actions) < 2:
         answers = [post(a, b) for a, b in zip(actions, bodies, strict=True)]
     else:
-        with ThreadPoolExecutor(min(width, len(actions)), "tolken-pms-create") as pool:
-            answers = list(pool.map(post, actions, bodies))
+        answers = list(writers.pool().map(post, actions, bodies))
     return list(zip(actions, bodies, answers, strict=True))
 
 

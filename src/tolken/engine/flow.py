@@ -103,9 +103,21 @@ class FlowRun:
     every flow); ``None`` asks the store for this flow's."""
     _done: int = 0
     _total: int = 0
+    _writers: batch.Writers | None = None
 
     def run(self) -> bool:
-        """Run the flow; False when it was interrupted (a stop was requested)."""
+        """Run the flow; False when it was interrupted (a stop was requested).
+
+        One :class:`~tolken.engine.batch.Writers` pool POSTs every batch of creates of the flow.
+        """
+        with batch.Writers(self.executor.services) as writers:
+            self._writers = writers
+            try:
+                return self._run()
+            finally:
+                self._writers = None
+
+    def _run(self) -> bool:
         ex = self.executor
         svc, st = ex.services, ex.state
         if not st.dry_run:
@@ -339,7 +351,7 @@ class FlowRun:
 
         def flush() -> None:
             if creates:
-                batch.create_many_in_pms(ex, creates)
+                batch.create_many_in_pms(ex, creates, self._writers)
             if links:
                 batch.link_many(ex, links)
             if creates or links:

@@ -137,9 +137,15 @@ def without_empty(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+"""Types :func:`jsonable` returns as they are (checked first: most values are these)."""
+
+
 def jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): v if type(v) in _PLAIN else jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):

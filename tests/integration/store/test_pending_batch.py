@@ -27,6 +27,9 @@ def test_many_pending_creates_are_recorded_and_resolved(store: TenantStore) -> N
     done = store.get_pending_create("k-3")
     assert done is not None
     assert (done.state, done.created_id) == ("done", "c-3")
+    assert done.resolved_at is not None
+    assert done.resolved_at.utcoffset() is not None  # read back as an aware UTC time
+    assert done.resolved_at >= done.created_at
     assert [p.source_id for p in store.pending_creates("customers")] == ["2"]
 
 

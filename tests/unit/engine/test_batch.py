@@ -126,6 +126,7 @@ class _InFlight(httpx.BaseTransport):
         self.inner, self.refuse, self.status = inner, refuse, status
         self.active = self.peak = 0
         self.lock = threading.Lock()
+        self.threads: set[threading.Thread] = set()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.method != "POST":
@@ -136,6 +137,7 @@ class _InFlight(httpx.BaseTransport):
         with self.lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
+            self.threads.add(threading.current_thread())
         try:
             time.sleep(0.05)  # long enough for the others of the batch to start
             return self.inner.handle_request(request)
@@ -173,6 +175,19 @@ def test_a_batch_posts_up_to_max_concurrency_creates_at_once(
     links = ex.services.store.link_map("customers")
     assert all(action.po_id in links for action in actions)
     assert ex.services.store.pending_creates("customers") == []
+
+
+def test_the_batches_of_a_flow_share_one_pool_of_writers(world: World) -> None:
+    """Two batches through the flow's Writers are posted by the same threads, N at a time."""
+    transport = _InFlight(_simulator(world))
+    ex = world.executor(pms=_pms_through(transport, 4))
+    actions = _creates(world, [f"Kunde {n}" for n in range(16)])
+    with batch.Writers(ex.services) as writers:
+        batch.create_many_in_pms(ex, actions[:8], writers)
+        batch.create_many_in_pms(ex, actions[8:], writers)
+    assert transport.peak == 4
+    assert len(transport.threads) == 4
+    assert len(ex.services.store.link_map("customers")) == 16
 
 
 def test_a_refused_create_in_a_concurrent_batch_parks_only_that_record(world: World) -> None:

@@ -100,3 +100,16 @@ def test_mapping_email_rule_applies_to_persons_only() -> None:
     index = CandidateIndex.build("pms", pms, rules)
     assert index.find({"kind": "person", "email": "kari@example.no"}).unique == "p1"
     assert index.find({"kind": "company", "email": "post@example.no"}).unique is None
+
+
+def test_json_values_are_kept_and_keys_made_text() -> None:
+    """Plain JSON values pass as they are at any depth; keys become text, a str subclass stays."""
+    from enum import StrEnum
+
+    class Kind(StrEnum):
+        COMPANY = "company"
+
+    body = {"a": {"b": None, "c": True, 1: 2.5}, "kind": Kind.COMPANY, "n": [0, "x"]}
+    out = jsonable(body)
+    assert out == {"a": {"b": None, "c": True, "1": 2.5}, "kind": "company", "n": [0, "x"]}
+    assert out["kind"] is Kind.COMPANY
