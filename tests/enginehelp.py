@@ -72,6 +72,7 @@ class World:
         dry_run: bool = False,
         policy: ConflictPolicy = "newest-wins",
         pms: Connector | None = None,
+        poweroffice: Connector | None = None,
     ) -> Executor:
         engine = self.engine
         flow = engine.mapping.flow(flow_id)
@@ -81,7 +82,7 @@ class World:
             flow=flow,
             ctx=flow_context(engine.tenant, flow_id, flow, policy, False),
             store=engine.store,
-            poweroffice=engine.poweroffice,
+            poweroffice=poweroffice or engine.poweroffice,
             pms=pms or engine.pms,
             resolver=LinkResolver(engine.store),
         )

@@ -22,11 +22,12 @@ to the store: writes become :class:`~tolken.engine.report.PlannedChange`\\ s.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, assert_never
 
 from tolken.connectors.base import RemoteRecord
 from tolken.engine import lifecycle
+from tolken.engine.merge import values_equal
 from tolken.engine.model import (
     Action,
     Ambiguous,
@@ -37,6 +38,7 @@ from tolken.engine.model import (
     Link,
     LinkedPair,
     MarkPMSDeleted,
+    ProjectedRecord,
     RecordConflict,
     SaveShadow,
     Side,
@@ -46,7 +48,7 @@ from tolken.engine.model import (
     UpdatePowerOffice,
     Wait,
 )
-from tolken.engine.pairs import PairState, describe, link_reason, park_key
+from tolken.engine.pairs import PairState, describe, jsonable, link_reason, park_key
 from tolken.engine.plan import plan_link
 from tolken.engine.report import AmbiguousMatch, CycleReport, FlowReport, PlannedChange
 from tolken.engine.services import FlowServices
@@ -74,7 +76,7 @@ class CycleState:
     ``absent_keys``: idempotency keys looked up this cycle and not found (the
     create may post at once). ``waiting_po`` / ``waiting_pms``: records that
     wait (the cursors stay before them). ``links``: the flow's stored links,
-    loaded once per flow.
+    loaded once per flow. ``in_doubt``: writes of parked pairs that may have landed.
     """
 
     report: FlowReport
@@ -90,6 +92,9 @@ class CycleState:
     links: FlowState | None = None
     pairs: dict[tuple[str, str], PairState] = field(default_factory=dict)
     retriable_streak: dict[str, int] = field(default_factory=dict)
+    in_doubt: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Per PowerOffice id of a parked pair, per side: the field values of a write whose answer
+    never came (:meth:`Executor.plan_pair`); loaded from the open failures, kept with them."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,11 @@ class Executor:
         for side, record_id in keys & st.open_failures:
             svc.store.resolve_failure(svc.flow_id, _side(side), record_id)
             st.open_failures.discard((side, record_id))
+        for side, record_id in keys:
+            # A write in doubt is settled once the pair went through, even before the
+            # parked record's retry is due: its values must not stand in for the shadow again.
+            if side == "poweroffice" and st.in_doubt.pop(record_id, None) is not None:
+                svc.store.resolve_failure(svc.flow_id, "poweroffice", record_id)
 
     def park(self, side: str, record_id: str, exc: Exception) -> None:
         """Park a record with its error (retried with backoff) and count it as failed."""
@@ -171,7 +181,8 @@ class Executor:
             return
         svc.log.warning("record parked", side=side, record_id=record_id, error=str(exc))
         if isinstance(exc, RecordError | Retriable | StaleVersion):
-            svc.store.record_error(svc.flow_id, _side(side), record_id, exc)
+            in_doubt = st.in_doubt.get(record_id) if side == "poweroffice" else None
+            svc.store.record_error(svc.flow_id, _side(side), record_id, exc, in_doubt=in_doubt)
         st.open_failures.add((side, record_id))
 
     def _apply_group(self, group: Sequence[Action]) -> bool:
@@ -215,7 +226,54 @@ class Executor:
         )
         po = svc.project_po(st.po_records.get(reread.po_id))
         pms = svc.project_pms(st.pms_records.get(reread.pms_id))
-        return plan_link(link, po, pms, policy=svc.ctx.policy)
+        return self.plan_pair(link, po, pms)
+
+    def plan_pair(
+        self, link: LinkedPair, po: ProjectedRecord | None, pms: ProjectedRecord | None
+    ) -> list[Action]:
+        """Plan a linked pair (:func:`plan_link`), a write of it whose answer never came settled.
+
+        A write that failed after the connector's retries (a lost answer, a timeout) may
+        have landed. Where the written side now holds what tolken wrote, that value is the
+        last synchronised one, not an edit there: without this, a person who puts the other
+        side back to the shadow's value meanwhile would see tolken's own write come back as
+        a change and overwrite theirs, with no conflict recorded.
+        """
+        landed = self._landed(link, po, pms)
+        if landed:
+            link = replace(link, shadow={**(link.shadow or {}), **landed})
+        actions = plan_link(link, po, pms, policy=self.services.ctx.policy)
+        if landed and not isinstance(actions[0], Fetch | Wait | Skipped | MarkPMSDeleted):
+            # Stored with the pair's shadow by whatever the plan saves.
+            self.pair(link.po_id, link.pms_id).fields.update(landed)
+            if isinstance(actions[0], Unchanged):
+                return [SaveShadow(link.po_id, link.pms_id, landed)]
+        return actions
+
+    def _landed(
+        self, link: LinkedPair, po: ProjectedRecord | None, pms: ProjectedRecord | None
+    ) -> dict[str, Any]:
+        """The in-doubt values that their side holds now and that differ from the shadow."""
+        written = self.state.in_doubt.get(link.po_id)
+        if not written or link.shadow is None:
+            return {}
+        landed: dict[str, Any] = {}
+        for side, record in (("poweroffice", po), ("pms", pms)):
+            if record is None:
+                continue
+            for name, value in written.get(side, {}).items():
+                if (
+                    name in record.values
+                    and values_equal(record.values[name], value)
+                    and not values_equal(link.shadow.get(name), value)
+                ):
+                    landed[name] = value
+        return landed
+
+    def _in_doubt(self, po_id: str, side: Side, values: Mapping[str, Any]) -> None:
+        """A write of ``values`` to ``side`` failed without an answer: it may have landed."""
+        sides = self.state.in_doubt.setdefault(po_id, {})
+        sides[side] = {**sides.get(side, {}), **{k: jsonable(v) for k, v in values.items()}}
 
     # -- pairs ------------------------------------------------------------------
 
@@ -383,6 +441,9 @@ class Executor:
             )
         except StaleVersion:
             return Reread(action.po_id, action.pms_id, "pms")
+        except Retriable:
+            self._in_doubt(action.po_id, "pms", action.fields)
+            raise
         self.remember("pms", record)
         pair.see_pms(record)
         pair.fields.update(action.fields)
@@ -399,7 +460,11 @@ class Executor:
             pair.fields.update(action.fields)
             return
         if changes:
-            record = svc.poweroffice.update(svc.po_resource, action.po_id, changes)
+            try:
+                record = svc.poweroffice.update(svc.po_resource, action.po_id, changes)
+            except Retriable:
+                self._in_doubt(action.po_id, "poweroffice", action.fields)
+                raise
             self.remember("poweroffice", record)
             pair.see_po(record)
         pair.fields.update(action.fields)

@@ -56,7 +56,7 @@ from tolken.engine.model import (
 )
 from tolken.engine.paged import decide, note_matches, pages
 from tolken.engine.pairs import group_actions
-from tolken.engine.plan import SKIPPED_PMS_ONLY, FlowContext, plan_link, plan_reconcile
+from tolken.engine.plan import SKIPPED_PMS_ONLY, FlowContext, plan_reconcile
 from tolken.engine.staging import StagedCandidates, StagedClaims, StagedIds, Staging
 from tolken.errors import NotFound, RecordError
 from tolken.mapping import Flow, belongs, merge_key_flat
@@ -226,7 +226,7 @@ class FlowRun:
                     ex.remember("pms", pms_raw)
                 pair = _linked_pair(state, link.id)
                 pms = svc.project_pms(pms_raw)
-                actions.extend(plan_link(pair, po, pms, policy=svc.ctx.policy))
+                actions.extend(ex.plan_pair(pair, po, pms))
             if not self._apply_page(actions):
                 return False
         for page in staging.pages(kinds.pms):
@@ -247,9 +247,7 @@ class FlowRun:
                     continue  # planned with its PowerOffice side above
                 ex.remember("pms", record)
                 pair = _linked_pair(state, link.id)
-                actions.extend(
-                    plan_link(pair, None, svc.project_pms(record), policy=svc.ctx.policy)
-                )
+                actions.extend(ex.plan_pair(pair, None, svc.project_pms(record)))
             if not self._apply_page(actions):
                 return False
         return True
@@ -442,6 +440,11 @@ class FlowRun:
         backing_off = {
             f.record_id for f in parked if f.side == "poweroffice" and f.next_attempt_at > now
         }
+        for failure in parked:
+            # A write of a parked pair that may have landed (Executor.plan_pair).
+            in_doubt = (failure.details or {}).get("in_doubt")
+            if failure.side == "poweroffice" and in_doubt:
+                st.in_doubt[failure.record_id] = in_doubt
         for failure in due:
             st.open_failures.add((failure.side, failure.record_id))
             link = (

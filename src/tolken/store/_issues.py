@@ -152,8 +152,20 @@ class IssueRepository(LinkRepository):
                     continue
         raise RuntimeError("could not record the failure under concurrent writes")
 
-    def record_error(self, flow: FlowId, side: Side, record_id: str, error: TolkenError) -> Failure:
-        """Park a record with a tolken error: its class, verbatim message, status, field errors."""
+    def record_error(
+        self,
+        flow: FlowId,
+        side: Side,
+        record_id: str,
+        error: TolkenError,
+        *,
+        in_doubt: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Failure:
+        """Park a record with a tolken error: its class, verbatim message, status, field errors.
+
+        ``in_doubt``: per side, the field values (PMS paths) of a write whose answer never came
+        (it may have landed); kept under ``details["in_doubt"]`` for the record's next merge.
+        """
         details: dict[str, Any] | None = None
         if isinstance(error, RecordError) and (error.field_errors or error.remote):
             details = {
@@ -162,6 +174,8 @@ class IssueRepository(LinkRepository):
                 ],
                 "remote": error.remote,
             }
+        if in_doubt:
+            details = {**(details or {}), "in_doubt": {k: dict(v) for k, v in in_doubt.items()}}
         return self.record_failure(
             flow,
             side,

@@ -27,7 +27,7 @@ from enginehelp import (
     stored_shadow,
 )
 from tolken.connectors.base import Connector
-from tolken.engine.executor import MAX_REPLANS
+from tolken.engine.executor import MAX_REPLANS, Executor
 from tolken.engine.model import (
     Action,
     Ambiguous,
@@ -47,6 +47,7 @@ from tolken.engine.model import (
     Wait,
 )
 from tolken.engine.plan import idempotency_key
+from tolken.errors import Retriable
 
 
 @pytest.fixture
@@ -182,6 +183,64 @@ def test_a_record_that_keeps_changing_is_parked_after_bounded_rereads(world: Wor
     assert failure.record_id == po.id
     assert "kept changing" in failure.message
     assert ex.state.report.counts["failed"] == 1
+
+
+class LostAnswers:
+    """The real PowerOffice connector whose updates land but whose answers never come: the
+    connector's own retries all ended in a lost answer (a 502 from a gateway)."""
+
+    def __init__(self, inner: Connector) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def update(self, resource: str, record_id: str, changes: Any) -> Any:
+        self.inner.update(resource, record_id, changes)
+        raise Retriable("Bad Gateway (the answer was lost)", system="poweroffice", status=502)
+
+
+def _write_lost_then_undone_in_pms(world: World, ex: Executor) -> tuple[str, str]:
+    """A PMS name edit whose PowerOffice write landed unanswered (parked); then the person
+    puts the PMS name back to the value both sides held before."""
+    po, pms, _ = linked(world, ex)
+    lossy = world.executor(poweroffice=typing.cast(Connector, LostAnswers(world.po)))
+    lossy.remember("pms", world.pms.update("customers", pms.id, {"name": "Acme Nord"}))
+    lossy.remember("poweroffice", world.po.get("Customers", po.id))
+    lossy.apply([UpdatePowerOffice(po.id, pms.id, {"name": "Acme Nord"})])
+    assert world.po.get("Customers", po.id).data["Name"] == "Acme Nord"  # it landed
+    [failure] = world.engine.store.list_failures("customers")
+    assert failure.details == {"in_doubt": {"poweroffice": {"name": "Acme Nord"}}}
+    ex.state.in_doubt = lossy.state.in_doubt
+    ex.state.open_failures = set(lossy.state.open_failures)
+    world.pms.update("customers", pms.id, {"name": "Acme"})  # a person undoes the edit
+    return po.id, pms.id
+
+
+def test_a_write_in_doubt_that_landed_is_not_taken_for_an_edit_there(world: World) -> None:
+    """PowerOffice holds tolken's unanswered write: the later PMS edit wins, no conflict."""
+    ex = world.executor()
+    po_id, pms_id = _write_lost_then_undone_in_pms(world, ex)
+    ex.remember("pms", world.pms.get("customers", pms_id))
+    ex.apply([Fetch(po_id, pms_id, "poweroffice", "parked record retried")])
+    assert world.po.get("Customers", po_id).data["Name"] == "Acme"
+    assert world.pms.get("customers", pms_id).data["name"] == "Acme"
+    assert stored_shadow(world, po_id)["name"] == "Acme"
+    assert world.engine.store.list_failures("customers") == []
+    assert ex.state.in_doubt == {}
+
+
+def test_a_write_in_doubt_is_kept_with_the_parked_record_for_the_next_cycle(
+    world: World,
+) -> None:
+    """The next cycle (another process) reads the write in doubt back from the failure."""
+    ex = world.executor()
+    po_id, pms_id = _write_lost_then_undone_in_pms(world, ex)
+    world.engine.store.retry_failures_now()
+    world.engine.run_cycle()
+    assert world.po.get("Customers", po_id).data["Name"] == "Acme"
+    assert world.pms.get("customers", pms_id).data["name"] == "Acme"
+    assert world.engine.store.list_failures("customers") == []
 
 
 def test_fetch_reads_the_missing_side_and_plans_the_pair_again(world: World) -> None:
