@@ -72,7 +72,15 @@ def store(tmp_path: Path) -> Iterator[TenantStore]:
         yield opened.for_tenant("t")
 
 
-def _read(po: FakePowerOffice, store: TenantStore, full: bool = False) -> list[str]:
+def _read(
+    po: FakePowerOffice,
+    store: TenantStore,
+    full: bool = False,
+    *,
+    saved_at: datetime | None = None,
+    held: frozenset[str] = frozenset(),
+) -> list[str]:
+    """One PowerOffice read; with ``saved_at``, the cursor saved as a cycle started then."""
     with Staging() as staging:
         capture = read_poweroffice(
             po,  # type: ignore[arg-type]
@@ -82,23 +90,15 @@ def _read(po: FakePowerOffice, store: TenantStore, full: bool = False) -> list[s
             full=full,
             staging=staging,
         )
+        if saved_at is not None:
+            save_po_cursor(store, capture, held, run_started_at=saved_at, overlap=OVERLAP)
         return [r.id for r in capture.records]
 
 
 def _cycle(
     po: FakePowerOffice, store: TenantStore, now: datetime, held: frozenset[str] = frozenset()
 ) -> list[str]:
-    with Staging() as staging:
-        capture = read_poweroffice(
-            po,  # type: ignore[arg-type]
-            store,
-            "Customers",
-            overlap=OVERLAP,
-            full=False,
-            staging=staging,
-        )
-        save_po_cursor(store, capture, held, run_started_at=now, overlap=OVERLAP)
-        return [r.id for r in capture.records]
+    return _read(po, store, saved_at=now, held=held)
 
 
 def test_the_first_read_is_a_full_listing_and_later_reads_are_incremental(
