@@ -27,9 +27,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
+from tolken._closing import Closeable
 from tolken.connectors.base import ConcurrentWrites, RemoteRecord
 from tolken.engine.executor import Executor
 from tolken.engine.model import Action, CreateInPMS, Link, SaveShadow, Unchanged
@@ -57,7 +57,7 @@ BATCH = 50
 """Groups per batch: small enough that a stop request is honoured quickly."""
 
 
-class Writers:
+class Writers(Closeable):
     """The threads that POST a flow's batches, started on first use; a context manager.
 
     ``width`` is the PMS connector's ``write_concurrency``
@@ -82,17 +82,6 @@ class Writers:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-    def __enter__(self) -> Writers:
-        return self
-
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _exc: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ cursors of earlier versions still read.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from tolken.connectors.pms import PMSClient
 from tolken.engine.capture import (
     UNCHANGED_PAGE,
     PMSCapture,
+    PowerOfficeCapture,
     feed_pages,
     load_po_cursor,
     read_poweroffice,
@@ -72,6 +73,26 @@ def store(tmp_path: Path) -> Iterator[TenantStore]:
         yield opened.for_tenant("t")
 
 
+def _capture(
+    po: FakePowerOffice,
+    store: TenantStore,
+    staging: Staging,
+    *,
+    full: bool,
+    unchanged: Callable[[Sequence[tuple[str, str]]], Collection[str]] | None = None,
+) -> PowerOfficeCapture:
+    """``read_poweroffice`` of the customers into ``staging``, the test's overlap."""
+    return read_poweroffice(
+        po,  # type: ignore[arg-type]
+        store,
+        "Customers",
+        overlap=OVERLAP,
+        full=full,
+        staging=staging,
+        unchanged=unchanged,
+    )
+
+
 def _read(
     po: FakePowerOffice,
     store: TenantStore,
@@ -82,14 +103,7 @@ def _read(
 ) -> list[str]:
     """One PowerOffice read; with ``saved_at``, the cursor saved as a cycle started then."""
     with Staging() as staging:
-        capture = read_poweroffice(
-            po,  # type: ignore[arg-type]
-            store,
-            "Customers",
-            overlap=OVERLAP,
-            full=full,
-            staging=staging,
-        )
+        capture = _capture(po, store, staging, full=full)
         if saved_at is not None:
             save_po_cursor(store, capture, held, run_started_at=saved_at, overlap=OVERLAP)
         return [r.id for r in capture.records]
@@ -162,13 +176,11 @@ def test_records_the_caller_holds_unchanged_are_set_aside_without_their_data(
     po.put("1", "A", T0)
     po.put("2", "B", T0 + timedelta(minutes=10))
     with Staging() as staging:
-        capture = read_poweroffice(
-            po,  # type: ignore[arg-type]
+        capture = _capture(
+            po,
             store,
-            "Customers",
-            overlap=OVERLAP,
+            staging,
             full=True,
-            staging=staging,
             unchanged=lambda page: {record_id for record_id, _digest in page if record_id == "2"},
         )
         assert [r.id for r in capture.records] == ["1"]
@@ -194,15 +206,7 @@ def test_unchanged_records_are_asked_about_a_page_at_a_time(store: TenantStore) 
         return {record_id for record_id, _ in page if int(record_id) % 2 == 0}
 
     with Staging() as staging:
-        capture = read_poweroffice(
-            po,  # type: ignore[arg-type]
-            store,
-            "Customers",
-            overlap=OVERLAP,
-            full=True,
-            staging=staging,
-            unchanged=unchanged,
-        )
+        capture = _capture(po, store, staging, full=True, unchanged=unchanged)
         assert pages == [UNCHANGED_PAGE, UNCHANGED_PAGE, 5]
         assert sorted(int(r.id) for r in capture.records) == list(range(1, total, 2))
         assert capture.unchanged == UNCHANGED_PAGE + 3
@@ -222,13 +226,11 @@ def test_the_cursor_after_a_long_listing_is_the_cursor_of_the_whole_listing(
     now = T0 + timedelta(hours=1)
     held = {"1500", "1999", "nowhere"}
     with Staging() as staging:
-        capture = read_poweroffice(
-            po,  # type: ignore[arg-type]
+        capture = _capture(
+            po,
             store,
-            "Customers",
-            overlap=OVERLAP,
+            staging,
             full=True,
-            staging=staging,
             unchanged=lambda page: {record_id for record_id, _ in page if record_id != "7"},
         )
         save_po_cursor(store, capture, held, run_started_at=now, overlap=OVERLAP)
