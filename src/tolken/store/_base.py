@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, FromClause, Table, insert
+from sqlalchemy import JSON, ColumnElement, Connection, Dialect, Engine, FromClause, Table, insert
 from sqlalchemy.exc import OperationalError
 
 from tolken.errors import Retriable, TolkenError, Unreachable
 from tolken.store._db import READ_ONLY
+from tolken.store._models import UTCDateTime
 
-__all__ = ["Clock", "StoreBase", "TenantBound", "chunked", "insert_many", "utcnow"]
+__all__ = [
+    "Clock",
+    "StoreBase",
+    "TenantBound",
+    "bind_rows",
+    "chunked",
+    "insert_bound",
+    "insert_many",
+    "insert_values",
+    "utcnow",
+    "values_per_statement",
+]
 
 Clock = Callable[[], datetime]
 
@@ -56,24 +70,43 @@ def insert_many(
     if not rows:
         return
     table = cast(Table, model_table)  # an ORM model's ``__table__``: always a Table
-    dialect = conn.dialect
-    names = list(rows[0])
-    if dialect.name != "sqlite" or any(
-        c.default is not None for c in table.c if c.name not in names
-    ):  # a Python-side default for a column not given is SQLAlchemy's to fill in
+    names = tuple(rows[0])
+    if conn.dialect.name != "sqlite" or _python_defaults(table, names):
         conn.execute(insert(table), list(rows))
         return
-    columns = [table.c[name] for name in names]
-    converted = [
-        (i, process)
-        for i, column in enumerate(columns)
-        if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    ]
+    insert_bound(conn, table, names, bind_rows(conn, table, names, rows))
+
+
+def insert_bound(
+    conn: Connection, model_table: FromClause, names: Sequence[str], params: Sequence[Sequence[Any]]
+) -> None:
+    """``INSERT`` rows of :func:`bind_rows` parameters on SQLite in one ``executemany``."""
+    if params:
+        sql = _insert_sql(cast(Table, model_table), tuple(names), 1)
+        conn.exec_driver_sql(sql, list(map(tuple, params)))  # SQLAlchemy takes tuples, not lists
+
+
+def _python_defaults(table: Table, names: Sequence[str]) -> bool:
+    """Whether a column not given has a Python-side default (SQLAlchemy's to fill in)."""
+    return any(c.default is not None for c in table.c if c.name not in names)
+
+
+def bind_rows(
+    conn: Connection, table: Table, names: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> list[list[Any]]:
+    """The driver's parameters of ``rows``: the values of ``names``, each through its column's
+    bind processor (as SQLAlchemy converts them), a value the row before had converted once.
+
+    Lists, so a caller can fill in a value known only later (a new link's id). Raises
+    what a processor raises (a naive time, a value JSON cannot hold) before any row is written.
+    """
+    converted = _processors(conn.dialect, table, tuple(names))
     pick = itemgetter(*names)
-    params: list[tuple[Any, ...]] = []
+    single = len(names) == 1
+    params: list[list[Any]] = []
     last: dict[int, tuple[Any, Any]] = {}
     for row in rows:
-        values = list(pick(row)) if len(names) > 1 else [row[names[0]]]
+        values = [row[names[0]]] if single else list(pick(row))
         for i, process in converted:
             raw = values[i]
             seen = last.get(i)
@@ -82,12 +115,108 @@ def insert_many(
             else:
                 values[i] = process(raw)
                 last[i] = (raw, values[i])
-        params.append(tuple(values))
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) "
-        f"VALUES ({', '.join('?' * len(columns))})"
-    )
-    conn.exec_driver_sql(sql, params)
+        params.append(values)
+    return params
+
+
+def insert_values(
+    conn: Connection,
+    model_table: FromClause,
+    names: Sequence[str],
+    params: Sequence[Sequence[Any]],
+    returning: tuple[str, ...] = (),
+) -> list[tuple[Any, ...]]:
+    """``INSERT`` rows of :func:`bind_rows` parameters on SQLite with one statement per
+    :func:`values_per_statement` rows (the columns of ``returning`` of the rows made).
+
+    One statement is all or nothing: when a row breaks a constraint, SQLite undoes the
+    statement's other rows and the caller's transaction goes on, without a savepoint.
+    """
+    table = cast(Table, model_table)
+    made: list[tuple[Any, ...]] = []
+    step = values_per_statement(len(names))
+    for start in range(0, len(params), step):
+        part = params[start : start + step]
+        flat = tuple(value for row in part for value in row)
+        result = conn.exec_driver_sql(_insert_sql(table, tuple(names), len(part), returning), flat)
+        if returning:
+            made.extend(result.tuples())
+    return made
+
+
+def values_per_statement(columns: int) -> int:
+    """How many rows one :func:`insert_values` statement takes: at most :data:`CHUNK`, and
+    within SQLite's 32,766 bound parameters (the limit since 3.32; ``RETURNING``, which
+    the store's fast paths use, needs 3.35)."""
+    return max(1, min(CHUNK, _SQLITE_PARAMETERS // columns))
+
+
+_SQLITE_PARAMETERS = 32_766
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(
+    table: Table, names: tuple[str, ...], rows: int, returning: tuple[str, ...] = ()
+) -> str:
+    """The text of an ``INSERT`` of ``rows`` rows on SQLite (few shapes, so kept)."""
+    one = f"({', '.join('?' * len(names))})"
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {', '.join([one] * rows)}"
+    return f"{sql} RETURNING {', '.join(returning)}" if returning else sql
+
+
+@lru_cache(maxsize=64)
+def _processors(
+    dialect: Dialect, table: Table, names: tuple[str, ...]
+) -> list[tuple[int, Callable[[Any], Any]]]:
+    """The bind processors of the columns ``names`` by position (those with one)."""
+    return [
+        (i, process)
+        for i, name in enumerate(names)
+        if (process := _bind_processor(dialect, table.c[name])) is not None
+    ]
+
+
+def _bind_processor(dialect: Dialect, column: ColumnElement[Any]) -> Callable[[Any], Any] | None:
+    """The column's bind processor on ``dialect``; a faster one of the same result for the
+    store's own UTC timestamps and JSON on SQLite (the two a batch of new links converts
+    most), SQLAlchemy's otherwise."""
+    kind = column.type
+    if dialect.name == "sqlite":
+        if isinstance(kind, UTCDateTime):
+            return _sqlite_utc_text
+        if type(kind) is JSON and getattr(dialect, "_json_serializer", None) is None:
+            fallback = kind.dialect_impl(dialect).bind_processor(dialect)
+            if fallback is not None:  # always, for JSON
+                return _sqlite_json(fallback)
+    process: Callable[[Any], Any] | None = kind.dialect_impl(dialect).bind_processor(dialect)
+    return process
+
+
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """What :class:`UTCDateTime` and SQLAlchemy's SQLite ``DATETIME`` store for ``value``."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_json_text = json.JSONEncoder().encode  # what ``json.dumps(value)`` uses
+
+
+def _sqlite_json(fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """What SQLAlchemy's ``JSON`` stores on SQLite (the default serializer), one call less a
+    value; ``fallback`` (SQLAlchemy's own) for anything but plain values (its null markers)."""
+
+    def process(value: Any) -> Any:
+        if value is None or type(value) in _PLAIN_JSON:
+            return _json_text(value)
+        return fallback(value)
+
+    return process
+
+
+_PLAIN_JSON = frozenset({dict, list, str, int, float, bool})
 
 
 class StoreBase:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
     Row,
     Select,
     String,
+    Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -25,7 +27,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from tolken.store._base import TenantBound, chunked, insert_many
+from tolken.store._base import (
+    TenantBound,
+    bind_rows,
+    chunked,
+    insert_bound,
+    insert_many,
+    insert_values,
+    values_per_statement,
+)
 from tolken.store._flowstate import FlowState, compact_row, decode_shadow
 from tolken.store._models import (
     FLOWS,
@@ -82,6 +92,35 @@ _HISTORY_COLUMNS = (
     HistoryRow.at,
     HistoryRow.id,
 )
+# Built once: every write to a flow's links moves its version, and building the
+# statement (and its cache key) each time cost more than running it.
+_BUMP = (
+    update(FlowVersionRow)
+    .where(
+        FlowVersionRow.tenant == bindparam("v_tenant"),
+        FlowVersionRow.flow == bindparam("v_flow"),
+    )
+    .values(version=FlowVersionRow.version + 1)
+)
+_LINKS = cast(Table, LinkRow.__table__)
+_SHADOWS = cast(Table, ShadowRow.__table__)
+_HISTORY = cast(Table, HistoryRow.__table__)
+_LINK_NAMES = (
+    "tenant",
+    "flow",
+    "pms_resource",
+    "poweroffice_id",
+    "pms_id",
+    "state",
+    "created_at",
+    "updated_at",
+)
+_SHADOW_NAMES = (
+    "link_id",
+    *Shadow._fields,
+    "updated_at",
+)
+_HISTORY_NAMES = ("link_id", "direction", "action", "fields", "reason", "run_id", "at")
 _RAW_LINK_COLUMNS = (
     *_LINK_COLUMNS[:6],
     type_coerce(LinkRow.created_at, String),
@@ -103,6 +142,30 @@ def _check_aware(shadow: Shadow) -> None:
     for moment in (shadow.poweroffice_changed_at, shadow.pms_changed_at):
         if moment is not None and moment.tzinfo is None:
             raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware time")
+
+
+def _shadow_and_history_rows(
+    link_ids: Sequence[int | None], items: Sequence[NewLink], run_id: int | None, now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The shadow rows (of the items with a shadow) and history rows of new links."""
+    shadows = [
+        {"link_id": link_id, **item.shadow._asdict(), "updated_at": now}
+        for link_id, item in zip(link_ids, items, strict=True)
+        if item.shadow is not None
+    ]
+    history = [
+        {
+            "link_id": link_id,
+            "direction": item.direction,
+            "action": item.action,
+            "fields": item.fields,
+            "reason": item.reason,
+            "run_id": run_id,
+            "at": now,
+        }
+        for link_id, item in zip(link_ids, items, strict=True)
+    ]
+    return shadows, history
 
 
 def _link(row: Row[Any]) -> Link:
@@ -182,13 +245,9 @@ class LinkRepository(TenantBound):
         instead of deadlocking on each other's link rows.
         """
         for flow in sorted(set(flows)):  # one lock order for every worker
-            # A plain UPDATE first: its compiled form is cached, where an upsert's is
-            # not (SQLAlchemy builds no cache key for ON CONFLICT ... DO UPDATE).
-            moved = conn.execute(
-                update(FlowVersionRow)
-                .where(FlowVersionRow.tenant == self.tenant, FlowVersionRow.flow == flow)
-                .values(version=FlowVersionRow.version + 1)
-            )
+            # A plain UPDATE first, built once (an upsert's compiled form is not even
+            # cached: SQLAlchemy builds no cache key for ON CONFLICT ... DO UPDATE).
+            moved = conn.execute(_BUMP, {"v_tenant": self.tenant, "v_flow": flow})
             if moved.rowcount == 1:
                 continue
             insert_fn = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -266,9 +325,11 @@ class LinkRepository(TenantBound):
         for item in items:
             if item.shadow is not None:
                 _check_aware(item.shadow)
-        pairs = [(item.poweroffice_id, item.pms_id) for item in items]
+        pairs = [(str(item.poweroffice_id), str(item.pms_id)) for item in items]
         now = self.now()
         with self._write() as conn:
+            if conn.dialect.name == "sqlite":
+                return self._links_with_history_on_sqlite(conn, flow, items, pairs, run_id, now)
             try:
                 with conn.begin_nested():  # all or none, the caller's transaction kept usable
                     try:
@@ -276,28 +337,101 @@ class LinkRepository(TenantBound):
                         links = self._insert_links(conn, flow, pairs, "active", now)
                     except IntegrityError as exc:
                         raise _LinkClash from exc  # named once the savepoint is rolled back
-                    shadows = [
-                        {"link_id": link.id, **item.shadow._asdict(), "updated_at": now}
-                        for link, item in zip(links, items, strict=True)
-                        if item.shadow is not None
-                    ]
-                    insert_many(conn, ShadowRow.__table__, shadows)
-                    history = [
-                        {
-                            "link_id": link.id,
-                            "direction": item.direction,
-                            "action": item.action,
-                            "fields": item.fields,
-                            "reason": item.reason,
-                            "run_id": run_id,
-                            "at": now,
-                        }
-                        for link, item in zip(links, items, strict=True)
-                    ]
-                    insert_many(conn, HistoryRow.__table__, history)
+                    link_ids = [link.id for link in links]
+                    rows = _shadow_and_history_rows(link_ids, items, run_id, now)
+                    insert_many(conn, ShadowRow.__table__, rows[0])
+                    insert_many(conn, HistoryRow.__table__, rows[1])
                     return links
             except _LinkClash:
                 raise self._duplicate_error(conn, flow, pairs) from None
+
+    def _links_with_history_on_sqlite(
+        self,
+        conn: Connection,
+        flow: FlowId,
+        items: Sequence[NewLink],
+        pairs: Sequence[tuple[str, str]],
+        run_id: int | None,
+        now: datetime,
+    ) -> list[Link]:
+        """:meth:`create_links_with_history` on SQLite: all or none without a savepoint.
+
+        Every value is converted before the first write (so a value that cannot be
+        stored fails with nothing written), the links go in with one multi-row
+        ``INSERT`` a few hundred (which SQLite undoes whole on a duplicate, the
+        transaction still usable), and should a later statement fail, the links
+        already made are deleted again (their shadows and history with them). The
+        flow's version moves last: SQLite has one writer at a time, so there is no
+        lock order to keep.
+        """
+        link_params = bind_rows(
+            conn,
+            _LINKS,
+            _LINK_NAMES,
+            (
+                {
+                    "tenant": self.tenant,
+                    "flow": flow,
+                    "pms_resource": FLOW_PMS_RESOURCE[flow],
+                    "poweroffice_id": po_id,
+                    "pms_id": pms_id,
+                    "state": "active",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for po_id, pms_id in pairs
+            ),
+        )
+        # Each link id filled in below, once the links are made.
+        shadow_rows, history_rows = _shadow_and_history_rows(
+            [None] * len(items), items, run_id, now
+        )
+        shadows = bind_rows(conn, _SHADOWS, _SHADOW_NAMES, shadow_rows)
+        history = bind_rows(conn, _HISTORY, _HISTORY_NAMES, history_rows)
+        ids: dict[str, int] = {}
+        try:
+            step = values_per_statement(len(_LINK_NAMES))
+            for start in range(0, len(link_params), step):
+                try:
+                    made = insert_values(
+                        conn,
+                        _LINKS,
+                        _LINK_NAMES,
+                        link_params[start : start + step],
+                        ("poweroffice_id", "id"),
+                    )
+                except IntegrityError as exc:
+                    raise _LinkClash from exc
+                ids.update((po_id, link_id) for po_id, link_id in made)
+            # The i-th shadow and history row belong to the i-th pair with a shadow / any pair.
+            with_shadow = [
+                po_id
+                for (po_id, _), item in zip(pairs, items, strict=True)
+                if item.shadow is not None
+            ]
+            for row, po_id in zip(shadows, with_shadow, strict=True):
+                row[0] = ids[po_id]
+            for row, (po_id, _) in zip(history, pairs, strict=True):
+                row[0] = ids[po_id]
+            insert_bound(conn, _SHADOWS, _SHADOW_NAMES, shadows)
+            insert_bound(conn, _HISTORY, _HISTORY_NAMES, history)
+            self._bump(conn, [flow])
+        except _LinkClash:
+            self._unmake(conn, ids.values())
+            raise self._duplicate_error(conn, flow, pairs) from None
+        except BaseException:
+            self._unmake(conn, ids.values())
+            raise
+        stamp = now.astimezone(UTC)  # as the store gives it back
+        return [
+            Link(ids[po_id], self.tenant, flow, po_id, pms_id, "active", stamp, stamp)
+            for po_id, pms_id in pairs
+        ]
+
+    def _unmake(self, conn: Connection, link_ids: Iterable[int]) -> None:
+        """Delete links just made in this transaction (their shadows and history cascade)."""
+        for batch in chunked(list(link_ids)):
+            conn.execute(delete(LinkRow).where(LinkRow.id.in_(batch)))
 
     def _insert_links(
         self,

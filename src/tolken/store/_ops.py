@@ -23,7 +23,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from tolken._redact import shared as shared_redactor
-from tolken.store._base import TenantBound, insert_many
+from tolken.store._base import (
+    TenantBound,
+    bind_rows,
+    insert_many,
+    insert_values,
+    values_per_statement,
+)
 from tolken.store._links import check_flow
 from tolken.store._models import (
     RUN_STATUSES,
@@ -57,6 +63,16 @@ _PENDING_COLUMNS = (
     PendingCreateRow.created_id,
     PendingCreateRow.created_at,
     PendingCreateRow.resolved_at,
+)
+_PENDING = cast(Table, PendingCreateRow.__table__)
+_PENDING_NAMES = (
+    "tenant",
+    "flow",
+    "target",
+    "source_id",
+    "idempotency_key",
+    "state",
+    "created_at",
 )
 _RUN_COLUMNS = (
     RunRow.id,
@@ -182,8 +198,16 @@ class OpsRepository(TenantBound):
             return
         with self._write() as conn:
             try:
+                if conn.dialect.name == "sqlite" and len(rows) <= values_per_statement(
+                    len(_PENDING_NAMES)
+                ):
+                    # One multi-row INSERT: SQLite undoes it whole on a duplicate and the
+                    # caller's transaction goes on, so no savepoint is needed.
+                    params = bind_rows(conn, _PENDING, _PENDING_NAMES, rows)
+                    insert_values(conn, _PENDING, _PENDING_NAMES, params)
+                    return
                 with conn.begin_nested():
-                    insert_many(conn, PendingCreateRow.__table__, rows)
+                    insert_many(conn, _PENDING, rows)
             except IntegrityError:
                 raise DuplicatePendingCreate(
                     f"{flow}: one of {len(rows)} creates in {target} is already pending "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from tolken.store import (
     DuplicateLink,
@@ -158,6 +160,51 @@ def test_links_with_history_store_none_of_a_batch_with_a_duplicate(store: Tenant
     assert sorted(ln.poweroffice_id for ln in store.list_links()) == ["1", "4"]
     assert store.recent_history() == []
     assert store.load_shadows([old.id, old.id + 1, old.id + 2]) == {}
+
+
+def test_links_with_history_store_none_of_a_large_batch_with_a_late_duplicate(
+    store: TenantStore,
+) -> None:
+    """A batch larger than one statement whose last pair is a duplicate stores none of it."""
+    old = store.create_link("customers", "0", "a")
+    batch = [
+        NewLink(str(n), f"c-{n}", Shadow({"n": n}), "to_pms", "create", {"n": n}, "new")
+        for n in range(1, 1200)
+    ]
+    with store.transaction():
+        with pytest.raises(DuplicateLink) as info:
+            store.create_links_with_history(
+                "customers", [*batch, NewLink("1200", "a", None, "to_pms", "link", {}, "rule")]
+            )
+        assert "PMS customers record a" in str(info.value)
+        assert [ln.id for ln in store.list_links()] == [old.id]
+    assert store.recent_history() == []
+    assert len(store.create_links_with_history("customers", batch)) == len(batch)
+    assert len(store.recent_history(limit=2000)) == len(batch)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ({"direction": "sideways"}, IntegrityError),  # refused by the database, rows made before
+        ({"fields": {"when": object()}}, TypeError),  # not JSON
+    ],
+)
+def test_links_with_history_store_none_when_a_history_entry_fails(
+    store: TenantStore, bad: dict[str, Any], error: type[Exception]
+) -> None:
+    """A history entry the store cannot keep stores none of the batch (links, shadows, history)
+    and leaves the caller's transaction usable."""
+    good = NewLink("1", "a", Shadow({"name": "A"}), "to_pms", "create", {"name": "A"}, "new")
+    wrong = good._replace(poweroffice_id="2", pms_id="b", **bad)
+    with store.transaction():
+        with pytest.raises(error):
+            store.create_links_with_history("customers", [good, wrong])
+        store.create_link("customers", "3", "c")
+    assert [ln.poweroffice_id for ln in store.list_links()] == ["3"]
+    assert store.recent_history() == []
+    [link] = store.create_links_with_history("customers", [good])
+    assert store.load_shadow(link.id) == Shadow({"name": "A"})
 
 
 def test_tenants_are_isolated(db: Store) -> None:

@@ -52,3 +52,25 @@ def test_bad_side_is_refused(store: TenantStore) -> None:
     """An unknown target system is a programming error, not a silent write."""
     with pytest.raises(ValueError, match="unknown side"):
         store.add_pending_creates("customers", "nowhere", [("1", "k-1")])  # type: ignore[arg-type]
+
+
+def test_a_reused_key_inside_a_transaction_leaves_it_usable(store: TenantStore) -> None:
+    """After a refused batch, the caller's transaction still records and commits the next one."""
+    store.add_pending_create("customers", "pms", "1", "k-1")
+    with store.transaction():
+        with pytest.raises(DuplicatePendingCreate):
+            store.add_pending_creates("customers", "pms", [("2", "k-2"), ("3", "k-1")])
+        store.add_pending_creates("customers", "pms", [("4", "k-4")])
+    assert store.get_pending_create("k-2") is None
+    assert [p.source_id for p in store.pending_creates("customers")] == ["1", "4"]
+
+
+def test_a_reused_key_at_the_end_of_a_large_batch_records_none_of_it(store: TenantStore) -> None:
+    """A batch larger than one statement is refused whole too (its last key used before)."""
+    store.add_pending_create("customers", "pms", "0", "k-0")
+    batch = [(str(n), f"k-{n}") for n in range(1, 1200)] + [("1200", "k-0")]
+    with pytest.raises(DuplicatePendingCreate):
+        store.add_pending_creates("customers", "pms", batch)
+    assert [p.source_id for p in store.pending_creates("customers")] == ["0"]
+    store.add_pending_creates("customers", "pms", batch[:-1])
+    assert len(store.pending_creates("customers")) == 1200
