@@ -126,19 +126,24 @@ def insert_values(
     params: Sequence[Sequence[Any]],
     returning: tuple[str, ...] = (),
 ) -> list[tuple[Any, ...]]:
-    """``INSERT`` rows of :func:`bind_rows` parameters on SQLite with one statement per
+    """``INSERT`` rows of :func:`bind_rows` parameters with one multi-row statement per
     :func:`values_per_statement` rows (the columns of ``returning`` of the rows made).
 
     One statement is all or nothing: when a row breaks a constraint, SQLite undoes the
-    statement's other rows and the caller's transaction goes on, without a savepoint.
+    statement's other rows and the caller's transaction goes on, without a savepoint
+    (PostgreSQL aborts the transaction: a caller that goes on needs one). Where
+    SQLAlchemy would send a statement a row (an ``executemany`` without ``RETURNING``,
+    which psycopg pipelines), this is one.
     """
     table = cast(Table, model_table)
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     made: list[tuple[Any, ...]] = []
     step = values_per_statement(len(names))
     for start in range(0, len(params), step):
         part = params[start : start + step]
         flat = tuple(value for row in part for value in row)
-        result = conn.exec_driver_sql(_insert_sql(table, tuple(names), len(part), returning), flat)
+        sql = _insert_sql(table, tuple(names), len(part), returning, mark)
+        result = conn.exec_driver_sql(sql, flat)
         if returning:
             made.extend(result.tuples())
     return made
@@ -147,7 +152,7 @@ def insert_values(
 def values_per_statement(columns: int) -> int:
     """How many rows one :func:`insert_values` statement takes: at most :data:`CHUNK`, and
     within SQLite's 32,766 bound parameters (the limit since 3.32; ``RETURNING``, which
-    the store's fast paths use, needs 3.35)."""
+    the store's fast paths use, needs 3.35; PostgreSQL takes 65,535)."""
     return max(1, min(CHUNK, _SQLITE_PARAMETERS // columns))
 
 
@@ -156,10 +161,14 @@ _SQLITE_PARAMETERS = 32_766
 
 @lru_cache(maxsize=64)
 def _insert_sql(
-    table: Table, names: tuple[str, ...], rows: int, returning: tuple[str, ...] = ()
+    table: Table,
+    names: tuple[str, ...],
+    rows: int,
+    returning: tuple[str, ...] = (),
+    mark: str = "?",
 ) -> str:
-    """The text of an ``INSERT`` of ``rows`` rows on SQLite (few shapes, so kept)."""
-    one = f"({', '.join('?' * len(names))})"
+    """The text of an ``INSERT`` of ``rows`` rows (few shapes, so kept)."""
+    one = f"({', '.join([mark] * len(names))})"
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {', '.join([one] * rows)}"
     return f"{sql} RETURNING {', '.join(returning)}" if returning else sql
 

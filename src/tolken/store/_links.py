@@ -31,7 +31,6 @@ from tolken.store._base import (
     TenantBound,
     bind_rows,
     chunked,
-    insert_bound,
     insert_many,
     insert_values,
     values_per_statement,
@@ -328,24 +327,9 @@ class LinkRepository(TenantBound):
         pairs = [(str(item.poweroffice_id), str(item.pms_id)) for item in items]
         now = self.now()
         with self._write() as conn:
-            if conn.dialect.name == "sqlite":
-                return self._links_with_history_on_sqlite(conn, flow, items, pairs, run_id, now)
-            try:
-                with conn.begin_nested():  # all or none, the caller's transaction kept usable
-                    try:
-                        self._bump(conn, [flow])
-                        links = self._insert_links(conn, flow, pairs, "active", now)
-                    except IntegrityError as exc:
-                        raise _LinkClash from exc  # named once the savepoint is rolled back
-                    link_ids = [link.id for link in links]
-                    rows = _shadow_and_history_rows(link_ids, items, run_id, now)
-                    insert_many(conn, ShadowRow.__table__, rows[0])
-                    insert_many(conn, HistoryRow.__table__, rows[1])
-                    return links
-            except _LinkClash:
-                raise self._duplicate_error(conn, flow, pairs) from None
+            return self._links_with_history(conn, flow, items, pairs, run_id, now)
 
-    def _links_with_history_on_sqlite(
+    def _links_with_history(
         self,
         conn: Connection,
         flow: FlowId,
@@ -354,15 +338,17 @@ class LinkRepository(TenantBound):
         run_id: int | None,
         now: datetime,
     ) -> list[Link]:
-        """:meth:`create_links_with_history` on SQLite: all or none without a savepoint.
+        """:meth:`create_links_with_history` in a few multi-row statements, all or none.
 
         Every value is converted before the first write (so a value that cannot be
-        stored fails with nothing written), the links go in with one multi-row
-        ``INSERT`` a few hundred (which SQLite undoes whole on a duplicate, the
-        transaction still usable), and should a later statement fail, the links
-        already made are deleted again (their shadows and history with them). The
-        flow's version moves last: SQLite has one writer at a time, so there is no
-        lock order to keep.
+        stored fails with nothing written), then the links go in a few hundred a
+        statement, their ids fill in the shadow and history rows, and those go in
+        the same way. PostgreSQL does it inside a savepoint (a failed statement
+        aborts its transaction), the flow's version moved first (one lock order for
+        every worker). SQLite needs none: it undoes a failed statement whole and the
+        transaction goes on, and should a later statement fail, the links already
+        made are deleted again (their shadows and history with them); its version
+        moves last (one writer at a time: no lock order to keep).
         """
         link_params = bind_rows(
             conn,
@@ -382,46 +368,47 @@ class LinkRepository(TenantBound):
                 for po_id, pms_id in pairs
             ),
         )
-        # Each link id filled in below, once the links are made.
+        # Each link id filled in once the links are made.
         shadow_rows, history_rows = _shadow_and_history_rows(
             [None] * len(items), items, run_id, now
         )
         shadows = bind_rows(conn, _SHADOWS, _SHADOW_NAMES, shadow_rows)
         history = bind_rows(conn, _HISTORY, _HISTORY_NAMES, history_rows)
+        with_shadow = [
+            po_id for (po_id, _), item in zip(pairs, items, strict=True) if item.shadow is not None
+        ]
         ids: dict[str, int] = {}
-        try:
+
+        def write() -> None:
             step = values_per_statement(len(_LINK_NAMES))
             for start in range(0, len(link_params), step):
+                part = link_params[start : start + step]
                 try:
-                    made = insert_values(
-                        conn,
-                        _LINKS,
-                        _LINK_NAMES,
-                        link_params[start : start + step],
-                        ("poweroffice_id", "id"),
-                    )
+                    made = insert_values(conn, _LINKS, _LINK_NAMES, part, ("poweroffice_id", "id"))
                 except IntegrityError as exc:
-                    raise _LinkClash from exc
+                    raise _LinkClash from exc  # named once the statement is undone
                 ids.update((po_id, link_id) for po_id, link_id in made)
-            # The i-th shadow and history row belong to the i-th pair with a shadow / any pair.
-            with_shadow = [
-                po_id
-                for (po_id, _), item in zip(pairs, items, strict=True)
-                if item.shadow is not None
-            ]
             for row, po_id in zip(shadows, with_shadow, strict=True):
                 row[0] = ids[po_id]
             for row, (po_id, _) in zip(history, pairs, strict=True):
                 row[0] = ids[po_id]
-            insert_bound(conn, _SHADOWS, _SHADOW_NAMES, shadows)
-            insert_bound(conn, _HISTORY, _HISTORY_NAMES, history)
-            self._bump(conn, [flow])
+            insert_values(conn, _SHADOWS, _SHADOW_NAMES, shadows)
+            insert_values(conn, _HISTORY, _HISTORY_NAMES, history)
+
+        try:
+            if conn.dialect.name == "sqlite":
+                try:
+                    write()
+                    self._bump(conn, [flow])
+                except BaseException:
+                    self._unmake(conn, ids.values())
+                    raise
+            else:
+                with conn.begin_nested():
+                    self._bump(conn, [flow])
+                    write()
         except _LinkClash:
-            self._unmake(conn, ids.values())
             raise self._duplicate_error(conn, flow, pairs) from None
-        except BaseException:
-            self._unmake(conn, ids.values())
-            raise
         stamp = now.astimezone(UTC)  # as the store gives it back
         return [
             Link(ids[po_id], self.tenant, flow, po_id, pms_id, "active", stamp, stamp)

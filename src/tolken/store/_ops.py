@@ -26,7 +26,6 @@ from tolken._redact import shared as shared_redactor
 from tolken.store._base import (
     TenantBound,
     bind_rows,
-    insert_many,
     insert_values,
     values_per_statement,
 )
@@ -197,17 +196,17 @@ class OpsRepository(TenantBound):
         if not rows:
             return
         with self._write() as conn:
+            params = bind_rows(conn, _PENDING, _PENDING_NAMES, rows)
             try:
                 if conn.dialect.name == "sqlite" and len(rows) <= values_per_statement(
                     len(_PENDING_NAMES)
                 ):
                     # One multi-row INSERT: SQLite undoes it whole on a duplicate and the
                     # caller's transaction goes on, so no savepoint is needed.
-                    params = bind_rows(conn, _PENDING, _PENDING_NAMES, rows)
                     insert_values(conn, _PENDING, _PENDING_NAMES, params)
                     return
                 with conn.begin_nested():
-                    insert_many(conn, _PENDING, rows)
+                    insert_values(conn, _PENDING, _PENDING_NAMES, params)
             except IntegrityError:
                 raise DuplicatePendingCreate(
                     f"{flow}: one of {len(rows)} creates in {target} is already pending "
