@@ -23,6 +23,7 @@ __all__ = [
     "StoreBase",
     "TenantBound",
     "bind_rows",
+    "bind_values",
     "chunked",
     "insert_bound",
     "insert_many",
@@ -94,19 +95,27 @@ def _python_defaults(table: Table, names: Sequence[str]) -> bool:
 def bind_rows(
     conn: Connection, table: Table, names: Sequence[str], rows: Iterable[Mapping[str, Any]]
 ) -> list[list[Any]]:
-    """The driver's parameters of ``rows``: the values of ``names``, each through its column's
-    bind processor (as SQLAlchemy converts them), a value the row before had converted once.
+    """The driver's parameters of ``rows`` (each with the keys ``names``): :func:`bind_values`."""
+    if len(names) == 1:
+        return bind_values(conn, table, names, ([row[names[0]]] for row in rows))
+    return bind_values(conn, table, names, map(itemgetter(*names), rows))
+
+
+def bind_values(
+    conn: Connection, table: Table, names: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> list[list[Any]]:
+    """The driver's parameters of ``rows`` (the values of ``names`` in order), each value
+    through its column's bind processor (as SQLAlchemy converts them), a value the row
+    before had converted once.
 
     Lists, so a caller can fill in a value known only later (a new link's id). Raises
     what a processor raises (a naive time, a value JSON cannot hold) before any row is written.
     """
     converted = _processors(conn.dialect, table, tuple(names))
-    pick = itemgetter(*names)
-    single = len(names) == 1
     params: list[list[Any]] = []
     last: dict[int, tuple[Any, Any]] = {}
     for row in rows:
-        values = [row[names[0]]] if single else list(pick(row))
+        values = list(row)
         for i, process in converted:
             raw = values[i]
             seen = last.get(i)

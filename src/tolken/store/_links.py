@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tolken.store._base import (
     TenantBound,
-    bind_rows,
+    bind_values,
     chunked,
     insert_many,
     insert_values,
@@ -143,26 +143,14 @@ def _check_aware(shadow: Shadow) -> None:
             raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware time")
 
 
-def _shadow_and_history_rows(
-    link_ids: Sequence[int | None], items: Sequence[NewLink], run_id: int | None, now: datetime
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The shadow rows (of the items with a shadow) and history rows of new links."""
-    shadows = [
-        {"link_id": link_id, **item.shadow._asdict(), "updated_at": now}
-        for link_id, item in zip(link_ids, items, strict=True)
-        if item.shadow is not None
-    ]
+def _shadow_and_history_values(
+    items: Sequence[NewLink], run_id: int | None, now: datetime
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The shadow rows (of the items with a shadow) and history rows of new links, in the
+    order of ``_SHADOW_NAMES`` and ``_HISTORY_NAMES``, each link id still ``None``."""
+    shadows = [(None, *item.shadow, now) for item in items if item.shadow is not None]
     history = [
-        {
-            "link_id": link_id,
-            "direction": item.direction,
-            "action": item.action,
-            "fields": item.fields,
-            "reason": item.reason,
-            "run_id": run_id,
-            "at": now,
-        }
-        for link_id, item in zip(link_ids, items, strict=True)
+        (None, item.direction, item.action, item.fields, item.reason, run_id, now) for item in items
     ]
     return shadows, history
 
@@ -350,30 +338,19 @@ class LinkRepository(TenantBound):
         made are deleted again (their shadows and history with them); its version
         moves last (one writer at a time: no lock order to keep).
         """
-        link_params = bind_rows(
+        resource = FLOW_PMS_RESOURCE[flow]
+        link_params = bind_values(
             conn,
             _LINKS,
             _LINK_NAMES,
             (
-                {
-                    "tenant": self.tenant,
-                    "flow": flow,
-                    "pms_resource": FLOW_PMS_RESOURCE[flow],
-                    "poweroffice_id": po_id,
-                    "pms_id": pms_id,
-                    "state": "active",
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                (self.tenant, flow, resource, po_id, pms_id, "active", now, now)
                 for po_id, pms_id in pairs
             ),
         )
-        # Each link id filled in once the links are made.
-        shadow_rows, history_rows = _shadow_and_history_rows(
-            [None] * len(items), items, run_id, now
-        )
-        shadows = bind_rows(conn, _SHADOWS, _SHADOW_NAMES, shadow_rows)
-        history = bind_rows(conn, _HISTORY, _HISTORY_NAMES, history_rows)
+        shadow_values, history_values = _shadow_and_history_values(items, run_id, now)
+        shadows = bind_values(conn, _SHADOWS, _SHADOW_NAMES, shadow_values)
+        history = bind_values(conn, _HISTORY, _HISTORY_NAMES, history_values)
         with_shadow = [
             po_id for (po_id, _), item in zip(pairs, items, strict=True) if item.shadow is not None
         ]
