@@ -143,7 +143,7 @@ class FlowRun:
             staging=staging,
             listed_kind=kinds.listed,
             unchanged=lambda page: _po_unchanged(state, page),
-            keep=lambda page: staging.put(kinds.po, page),
+            keep=lambda page: staging.put_hashed(kinds.po, page),
         )
         deletes: list[Action] = []
         if self.reconcile:
@@ -197,6 +197,7 @@ class FlowRun:
         ex = self.executor
         finished = self._apply(list(group_actions(actions)))
         ex.state.po_records.clear()
+        ex.state.po_hashes.clear()
         ex.state.pms_records.clear()
         ex.state.pairs.clear()
         if ex.state.links is not None:
@@ -327,8 +328,9 @@ class FlowRun:
                 note_matches(projected, pool, book)
         for projected in staging.pages_projected(kind):
             actions = decide(svc.ctx, target, projected, pool, book)
-            for record in staging.get_many(raw_kind, [p.id for p in projected]).values():
-                ex.remember(source, record)
+            # With the listing's content hash (PowerOffice), for the new pair's shadow.
+            for record, digest in staging.get_hashed(raw_kind, [p.id for p in projected]).values():
+                ex.remember(source, record, digest)
             linked = [
                 a.pms_id if target == "pms" else a.po_id for a in actions if isinstance(a, Link)
             ]
