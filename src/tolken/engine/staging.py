@@ -456,6 +456,8 @@ class StagedCandidates:
         """The match of each record of the other side: one query per rule for the lot."""
         other: Side = "pms" if self.side == "poweroffice" else "poweroffice"
         results = [MatchResult()] * len(values)
+        if self.empty():
+            return results  # no key to look up (an initial sync's pool): none is worked out
         open_ = list(range(len(values)))
         for index, rule in enumerate(self.rules):
             if not open_:
