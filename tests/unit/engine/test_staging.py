@@ -63,8 +63,10 @@ def test_staged_candidates_find_what_the_in_memory_index_finds() -> None:
         {"kind": "company", "organization_number": None},
     ]
     index = CandidateIndex.build("pms", (p for _, p in pool), RULES)
+    empty = CandidateIndex.build("pms", [], RULES)
     with Staging() as staging:
         staged = staging.candidates("pool", "pms", RULES)
+        assert staged.find_many(queries) == [empty.find(q) for q in queries]  # nothing pooled
         staged.add(pool)
         assert staged.find_many(queries) == [index.find(q) for q in queries]
         assert staged.find_many(queries)[0].candidates == ("m1", "m2")
