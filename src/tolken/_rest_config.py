@@ -31,7 +31,10 @@ __all__ = [
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built when a model is first validated, not at import: a process validates
+    # one or two of these models (``tolken sync`` never the fleet's), and every CLI command
+    # imports them all.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 REST_CONNECTOR = "rest"

@@ -82,7 +82,10 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built when a model is first validated, not at import: a process validates
+    # one or two of these models (``tolken sync`` never the fleet's), and every CLI command
+    # imports them all.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _key_long_enough(value: SecretStr) -> SecretStr:

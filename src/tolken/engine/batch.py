@@ -312,7 +312,7 @@ def _link_created(executor: Executor, made: Sequence[Created]) -> None:
     pairs = []
     for m in made:
         pair = PairState(None, m.action.po_id, m.record.id, dict(m.action.values), True)
-        pair.see_po(st.po_records.get(m.action.po_id))
+        pair.see_po(st.po_records.get(m.action.po_id), executor.po_hash(m.action.po_id))
         pair.see_pms(m.record)
         pairs.append(pair)
     if store_created(svc, made, pairs, st.run_id):

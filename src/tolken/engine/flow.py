@@ -128,6 +128,9 @@ class FlowRun:
             settle.apply_settled_conflicts(ex)
         state = self.store.load_flow_state(svc.flow_id)
         st.links = state
+        # None of the flow's records is linked (a first sync): no link or hash is looked up.
+        # Nothing before _new_records links a record of the flow (deletes need links).
+        any_linked = len(state) > 0
         kinds = _Kinds(svc.flow_id)
         staging = self.staging
         for kind in kinds.all():
@@ -142,8 +145,8 @@ class FlowRun:
             # their stored hashes read for that page only; the changed ones are set aside.
             staging=staging,
             listed_kind=kinds.listed,
-            unchanged=lambda page: _po_unchanged(state, page),
-            keep=lambda page: staging.put(kinds.po, page),
+            unchanged=(lambda page: _po_unchanged(state, page)) if any_linked else None,
+            keep=lambda page: staging.put_hashed(kinds.po, page),
         )
         deletes: list[Action] = []
         if self.reconcile:
@@ -152,7 +155,7 @@ class FlowRun:
                 st.report.stopped = stop_reason
                 staging.drop(kinds.listed)
                 return True
-        self._stage_pms_changes(state, kinds.pms)
+        self._stage_pms_changes(state, kinds.pms, any_linked=any_linked)
         backing_off = self._add_due_failures(state, kinds)
         # A parked PowerOffice record read again (the cursor stays before it) is
         # retried only when its backoff is over (or after tolken retry): it waits.
@@ -166,7 +169,7 @@ class FlowRun:
             self.on_progress(svc.flow_id, 0, 0)
         finished = (
             self._apply(list(group_actions(deletes)))
-            and self._linked_pairs(state, kinds)
+            and self._linked_pairs(state, kinds, any_linked=any_linked)
             and self._new_records(state, kinds)
         )
         for kind in kinds.all():
@@ -197,15 +200,16 @@ class FlowRun:
         ex = self.executor
         finished = self._apply(list(group_actions(actions)))
         ex.state.po_records.clear()
+        ex.state.po_hashes.clear()
         ex.state.pms_records.clear()
         ex.state.pairs.clear()
         if ex.state.links is not None:
             ex.state.links.forget()
         return finished
 
-    def _linked_pairs(self, state: FlowState, kinds: _Kinds) -> bool:
+    def _linked_pairs(self, state: FlowState, kinds: _Kinds, *, any_linked: bool = True) -> bool:
         """Plan and apply the linked pairs that changed, a page at a time; the unlinked changed
-        records are set aside for :meth:`_new_records`."""
+        records are set aside for :meth:`_new_records` (all of them unless ``any_linked``)."""
         ex, staging = self.executor, self.staging
         svc = ex.services
         for page in staging.pages(kinds.po):
@@ -213,6 +217,9 @@ class FlowRun:
             parked = {r.id for r in page} - {p.id for p in projected}
             if parked:
                 staging.delete(kinds.po, parked)  # not planned: a PMS change plans alone
+            if not any_linked:
+                staging.put_projected(kinds.new_po, projected)
+                continue
             state.prefetch(poweroffice_ids=[p.id for p in projected])
             raw = {r.id: r for r in page}
             linked = [(p, link) for p in projected if (link := state.by_po(p.id)) is not None]
@@ -230,6 +237,11 @@ class FlowRun:
             if not self._apply_page(actions):
                 return False
         for page in staging.pages(kinds.pms):
+            if not any_linked:
+                staging.put_projected(
+                    kinds.new_pms, (p for r in page if (p := svc.project_pms(r)) is not None)
+                )
+                continue
             state.prefetch(pms_ids=[r.id for r in page])
             linked_pms = [(r, link) for r in page if (link := state.by_pms(r.id)) is not None]
             planned = staging.has(kinds.po, [link.poweroffice_id for _, link in linked_pms])
@@ -327,8 +339,9 @@ class FlowRun:
                 note_matches(projected, pool, book)
         for projected in staging.pages_projected(kind):
             actions = decide(svc.ctx, target, projected, pool, book)
-            for record in staging.get_many(raw_kind, [p.id for p in projected]).values():
-                ex.remember(source, record)
+            # With the listing's content hash (PowerOffice), for the new pair's shadow.
+            for record, digest in staging.get_hashed(raw_kind, [p.id for p in projected]).values():
+                ex.remember(source, record, digest)
             linked = [
                 a.pms_id if target == "pms" else a.po_id for a in actions if isinstance(a, Link)
             ]
@@ -390,16 +403,17 @@ class FlowRun:
 
     # -- steps ----------------------------------------------------------------
 
-    def _stage_pms_changes(self, state: FlowState, kind: str) -> None:
+    def _stage_pms_changes(self, state: FlowState, kind: str, *, any_linked: bool = True) -> None:
         """Set aside the flow's PMS changes: its records that changed (not echoes of tolken's
-        own writes) and tombstones of linked records."""
+        own writes) and tombstones of linked records (none unless ``any_linked``)."""
         svc = self.executor.services
         changes_kind = self.pms_capture.changes_kind(svc.pms_resource)
         for records in self.pms_capture.changes(svc.pms_resource):
-            state.prefetch(pms_ids=[r.id for r in records])
+            if any_linked:
+                state.prefetch(pms_ids=[r.id for r in records])
             changed = []
             for record in records:
-                link = state.by_pms(record.id)
+                link = state.by_pms(record.id) if any_linked else None
                 if record.deleted:
                     if link is not None:
                         changed.append(record)

@@ -77,10 +77,12 @@ class PairState:
     pms_changed_at: datetime | None = None
     stored: Shadow | None = None
 
-    def see_po(self, record: RemoteRecord | None) -> None:
-        """Remember the PowerOffice record's hash and time (what tolken last saw or wrote)."""
+    def see_po(self, record: RemoteRecord | None, digest: str | None = None) -> None:
+        """Remember the PowerOffice record's hash and time (what tolken last saw or wrote).
+
+        ``digest``: the record's content hash when it is known already (the listing's)."""
         if record is not None and not record.deleted:
-            self.po_hash = content_hash(record.data)
+            self.po_hash = digest if digest is not None else content_hash(record.data)
             self.po_changed_at = record.changed_at
 
     def see_pms(self, record: RemoteRecord | None) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from tolken.connectors.base import Connector, RemoteRecord
@@ -22,7 +23,7 @@ from tolken.engine.plan import FlowContext
 from tolken.engine.resolver import LinkResolver
 from tolken.errors import NotFound
 from tolken.logging import get_logger
-from tolken.mapping import Flow, project, to_pms_flat
+from tolken.mapping import Flow, POProjector, po_projector, project
 from tolken.store import Direction, DuplicateLink, HistoryEntry, LinkState, NewLink, TenantStore
 from tolken.vocabulary import FlowId, Side
 
@@ -87,10 +88,15 @@ class FlowServices:
         if record is None:
             return None
         unresolved: set[str] = set()
-        values = to_pms_flat(self.flow, record.data, self.resolver, unresolved=unresolved)
+        values = self._to_pms_flat(record.data, unresolved)
         return ProjectedRecord(
             record.id, values, changed_at=record.changed_at, unresolved=frozenset(unresolved)
         )
+
+    @cached_property
+    def _to_pms_flat(self) -> POProjector:
+        # Made once for the flow's records (its contexts hold the resolver: one per cycle).
+        return po_projector(self.flow, self.resolver)
 
     def project_pms(self, record: RemoteRecord | None) -> ProjectedRecord | None:
         """A PMS record (or tombstone) in the flat field space."""

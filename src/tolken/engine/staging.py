@@ -49,7 +49,7 @@ PAGE = 500
 _SCHEMA = """
 PRAGMA journal_mode = OFF;
 PRAGMA synchronous = OFF;
-CREATE TABLE record (kind TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL,
+CREATE TABLE record (kind TEXT NOT NULL, id TEXT NOT NULL, body BLOB NOT NULL, digest TEXT,
                      PRIMARY KEY (kind, id));
 CREATE TABLE pool_key (pool TEXT NOT NULL, rule INTEGER NOT NULL, key TEXT NOT NULL,
                        id TEXT NOT NULL, PRIMARY KEY (pool, rule, key, id)) WITHOUT ROWID;
@@ -145,16 +145,34 @@ class Staging:
         """Keep ``records`` under ``kind`` (a later copy of an id replaces the earlier one)."""
         return self._put(kind, ((r.id, r) for r in records))
 
+    def put_hashed(self, kind: str, records: Iterable[tuple[RemoteRecord, str]]) -> int:
+        """Keep ``(record, content hash)`` pairs under ``kind`` (as :meth:`put`); the hash comes
+        back with the record from :meth:`get_hashed`, not worked out again."""
+        pairs = list(records)
+        return self._put(kind, ((r.id, r) for r, _ in pairs), (d for _, d in pairs))
+
     def put_projected(self, kind: str, records: Iterable[ProjectedRecord]) -> int:
         """Keep projected records under ``kind`` (as :meth:`put`)."""
         return self._put(kind, ((p.id, p) for p in records))
 
-    def _put(self, kind: str, items: Iterable[tuple[str, RemoteRecord | ProjectedRecord]]) -> int:
+    def _put(
+        self,
+        kind: str,
+        items: Iterable[tuple[str, RemoteRecord | ProjectedRecord]],
+        digests: Iterable[str | None] | None = None,
+    ) -> int:
         # Pickled: written and read back by this process only, within the cycle.
-        rows = [(kind, i, _dump(item)) for i, item in items]
+        rows: list[tuple[str, str, bytes, str | None]]
+        if digests is None:
+            rows = [(kind, i, _dump(item), None) for i, item in items]
+        else:
+            rows = [
+                (kind, i, _dump(item), digest)
+                for (i, item), digest in zip(items, digests, strict=True)
+            ]
         if not rows:
             return 0
-        self._db.executemany("INSERT OR REPLACE INTO record VALUES (?, ?, ?)", rows)
+        self._db.executemany("INSERT OR REPLACE INTO record VALUES (?, ?, ?, ?)", rows)
         return len(rows)
 
     def copy(self, kind: str, to: str, ids: Collection[str]) -> None:
@@ -165,7 +183,7 @@ class Staging:
         for chunk in _chunks(list(ids)):
             marks = ",".join("?" * len(chunk))
             self._db.execute(
-                f"INSERT OR REPLACE INTO record SELECT ?, id, body FROM record "
+                f"INSERT OR REPLACE INTO record SELECT ?, id, body, digest FROM record "
                 f"WHERE kind = ? AND id IN ({marks})",
                 (to, kind, *chunk),
             )
@@ -202,6 +220,23 @@ class Staging:
     def get_many(self, kind: str, ids: Collection[str]) -> dict[str, RemoteRecord]:
         """The records of ``kind`` with these ids."""
         return self._get_many(kind, ids, _load_raw)
+
+    def get_hashed(
+        self, kind: str, ids: Collection[str]
+    ) -> dict[str, tuple[RemoteRecord, str | None]]:
+        """The records of ``kind`` with these ids, each with the content hash it was put with
+        (:meth:`put_hashed`; None when put without one)."""
+        out: dict[str, tuple[RemoteRecord, str | None]] = {}
+        if self._conn is None:
+            return out
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            for record_id, body, digest in self._db.execute(
+                f"SELECT id, body, digest FROM record WHERE kind = ? AND id IN ({marks})",
+                (kind, *chunk),
+            ):
+                out[record_id] = (_load_raw(body), digest)
+        return out
 
     def get_projected(self, kind: str, ids: Collection[str]) -> dict[str, ProjectedRecord]:
         """The records of ``kind`` (put with :meth:`put_projected`) with these ids."""
@@ -421,6 +456,8 @@ class StagedCandidates:
         """The match of each record of the other side: one query per rule for the lot."""
         other: Side = "pms" if self.side == "poweroffice" else "poweroffice"
         results = [MatchResult()] * len(values)
+        if self.empty():
+            return results  # no key to look up (an initial sync's pool): none is worked out
         open_ = list(range(len(values)))
         for index, rule in enumerate(self.rules):
             if not open_:

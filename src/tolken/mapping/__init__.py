@@ -4,12 +4,14 @@ Pure data and functions: nothing here does I/O except reading the mapping file.
 """
 
 from tolken.mapping.apply import (
+    POProjector,
     belongs,
     canonical,
     merge_key_flat,
     merge_keys,
     pms_changes,
     pms_fields,
+    po_projector,
     poweroffice_changes,
     project,
     to_pms,
@@ -37,6 +39,7 @@ __all__ = [
     "Mapping",
     "MappingValueError",
     "MergeRule",
+    "POProjector",
     "Property",
     "ReferenceResolver",
     "Transform",
@@ -51,6 +54,7 @@ __all__ = [
     "merge_keys",
     "pms_changes",
     "pms_fields",
+    "po_projector",
     "poweroffice_changes",
     "project",
     "register_normaliser",

@@ -18,12 +18,13 @@ case-insensitively), PMS records as the contract's snake_case dicts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping as AbcMapping
 from typing import Any
 
 from tolken.errors import RecordError
 from tolken.mapping.models import Flow, MergeRule, Property, Side
-from tolken.mapping.paths import get_path, unflatten
+from tolken.mapping.paths import get_parts, get_path, unflatten
 from tolken.mapping.transforms import (
     ApplyContext,
     ReferenceResolver,
@@ -32,12 +33,14 @@ from tolken.mapping.transforms import (
 )
 
 __all__ = [
+    "POProjector",
     "belongs",
     "canonical",
     "merge_key_flat",
     "merge_keys",
     "pms_changes",
     "pms_fields",
+    "po_projector",
     "poweroffice_changes",
     "project",
     "to_pms",
@@ -103,19 +106,68 @@ def to_pms_flat(
     :class:`~tolken.mapping.transforms.UnresolvedReference`; when an
     ``unresolved`` set is passed instead, its PMS path is added there and left
     out of the result (the record must wait). A value that cannot be converted
-    raises :class:`~tolken.mapping.transforms.MappingValueError`.
+    raises :class:`~tolken.mapping.transforms.MappingValueError`. Many records:
+    :func:`po_projector`.
     """
-    out: dict[str, Any] = {}
-    for prop in flow.properties:
-        if not prop.writes_pms:
-            continue
-        try:
-            out[prop.pms] = _po_to_pms(flow, prop, po_record, resolver)
-        except UnresolvedReference:
-            if unresolved is None:
-                raise
-            unresolved.add(prop.pms)
-    return out
+    return po_projector(flow, resolver)(po_record, unresolved)
+
+
+POProjector = Callable[[Record, set[str] | None], dict[str, Any]]
+"""``(po_record, unresolved)`` -> :func:`to_pms_flat` of the record (see :func:`po_projector`)."""
+
+
+def po_projector(flow: Flow, resolver: ReferenceResolver | None = None) -> POProjector:
+    """:func:`to_pms_flat` for many records of ``flow``: what each property needs is made once.
+
+    Its paths split, its transform, its canonical form and its
+    :class:`~tolken.mapping.transforms.ApplyContext` (making a context per property per record
+    cost a fifth of mapping a record).
+    """
+    steps = [
+        (
+            prop.pms,
+            tuple(prop.poweroffice.split(".")) if prop.poweroffice else None,
+            prop.converter.to_pms,
+            _canonical_of(prop),
+            ApplyContext(flow=flow.poweroffice, field=prop.pms, resolver=resolver),
+        )
+        for prop in flow.properties
+        if prop.writes_pms
+    ]
+
+    def to_flat(po_record: Record, unresolved: set[str] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for pms, parts, convert, canonical_form, ctx in steps:
+            raw = get_parts(po_record, parts) if parts is not None else None
+            try:
+                out[pms] = canonical_form(convert(raw, ctx))
+            except UnresolvedReference:
+                if unresolved is None:
+                    raise
+                unresolved.add(pms)
+        return out
+
+    return to_flat
+
+
+def _canonical_of(prop: Property) -> Callable[[Any], Any]:
+    """:func:`canonical` for ``prop``, with the common case (text, or a value of no special
+    type) first."""
+    if prop.type not in ("date", "integer", "string"):
+
+        def plain(value: Any) -> Any:
+            return None if value is None or value == "" else value
+
+        return plain
+    if prop.type == "string":
+
+        def text(value: Any) -> Any:
+            if type(value) is str:
+                return value or None
+            return canonical(prop, value)
+
+        return text
+    return lambda value: canonical(prop, value)
 
 
 def to_pms(
@@ -128,9 +180,9 @@ def to_pms(
 def pms_changes(flow: Flow, flat_changes: AbcMapping[str, Any]) -> dict[str, Any]:
     """The PMS writes for PMS-path changes: ``{pms_path: value}``, flat, as the PMS connector takes
     them (properties not written to the PMS dropped; an unknown path is a KeyError)."""
-    writable = set(pms_fields(flow, writable_to="pms"))
-    unknown = set(flat_changes) - {p.pms for p in flow.properties}
-    if unknown:
+    writable = flow.pms_writes
+    if not flow.pms_paths.issuperset(flat_changes):
+        unknown = set(flat_changes) - flow.pms_paths
         raise KeyError(f"not mapped in this flow: {', '.join(sorted(unknown))}")
     return {k: v for k, v in flat_changes.items() if k in writable}
 

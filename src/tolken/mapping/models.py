@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -204,6 +205,17 @@ class Flow(_Strict):
                 if path not in seen_pms:
                     raise ValueError(f"merge rule condition {path!r} is not a mapped PMS property")
         return self
+
+    # Worked out once per flow (it is frozen): asked for every record written.
+    @cached_property
+    def pms_paths(self) -> frozenset[str]:
+        """Every PMS path the flow maps."""
+        return frozenset(p.pms for p in self.properties)
+
+    @cached_property
+    def pms_writes(self) -> frozenset[str]:
+        """The PMS paths written to the PMS (constants included)."""
+        return frozenset(p.pms for p in self.properties if p.writes_pms)
 
     def property_for(self, pms_path: str) -> Property:
         """The property mapped to ``pms_path``; KeyError when there is none."""

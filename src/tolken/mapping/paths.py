@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping as AbcMapping
 from typing import Any
 
-__all__ = ["flatten", "get_path", "set_path", "unflatten"]
+__all__ = ["flatten", "get_parts", "get_path", "set_path", "unflatten"]
 
 
 def _lookup(node: AbcMapping[str, Any], key: str) -> Any:
@@ -22,8 +22,13 @@ def _lookup(node: AbcMapping[str, Any], key: str) -> Any:
 
 def get_path(record: AbcMapping[str, Any], path: str) -> Any:
     """The value at dotted ``path``, or None when any part is missing or empty."""
+    return get_parts(record, path.split("."))
+
+
+def get_parts(record: AbcMapping[str, Any], parts: Iterable[str]) -> Any:
+    """:func:`get_path` over a path already split at its dots (split once, read many)."""
     node: Any = record
-    for part in path.split("."):
+    for part in parts:
         # A dict first: the ABC check costs more than the lookup (once per field per record).
         if type(node) is not dict and not isinstance(node, AbcMapping):
             return None

@@ -6,6 +6,7 @@ PMS: feed and listing positions, their stored text, how they move, feed collapse
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -125,6 +126,14 @@ def test_a_failed_record_is_forgotten_from_the_boundary() -> None:
     assert after.position is not None
     assert after.position < at(110)
     assert not any(s.id == "1" for s in after.seen)
+
+
+def test_content_hash_is_the_stored_one() -> None:
+    """Stored shadows hold hashes of earlier versions: the formula does not change (sorted keys,
+    compact separators, ``str`` for what JSON lacks, ASCII escapes)."""
+    data = {"b": [1, 2.5, None], "a": {"ø": "å", "t": datetime(2024, 1, 2, tzinfo=UTC)}}
+    text = '{"a":{"t":"2024-01-02 00:00:00+00:00","\\u00f8":"\\u00e5"},"b":[1,2.5,null]}'
+    assert content_hash(data) == hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_content_hash_ignores_key_order() -> None:

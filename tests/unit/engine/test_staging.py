@@ -63,8 +63,10 @@ def test_staged_candidates_find_what_the_in_memory_index_finds() -> None:
         {"kind": "company", "organization_number": None},
     ]
     index = CandidateIndex.build("pms", (p for _, p in pool), RULES)
+    empty = CandidateIndex.build("pms", [], RULES)
     with Staging() as staging:
         staged = staging.candidates("pool", "pms", RULES)
+        assert staged.find_many(queries) == [empty.find(q) for q in queries]  # nothing pooled
         staged.add(pool)
         assert staged.find_many(queries) == [index.find(q) for q in queries]
         assert staged.find_many(queries)[0].candidates == ("m1", "m2")
@@ -134,6 +136,24 @@ def test_records_read_back_equal_whatever_their_time_zone() -> None:
         assert first.tzinfo is UTC
         assert second is not None
         assert second.tzname() == "CET"
+
+
+def test_a_record_put_with_its_hash_comes_back_with_it_copies_included() -> None:
+    """The hash rides with the record (copied with it); one put without one has None, and a
+    later copy put without one replaces the hash too."""
+    with Staging() as staging:
+        records = [RemoteRecord("r", f"{i}", {"n": i}) for i in range(3)]
+        staging.put_hashed("a", [(r, f"h{r.id}") for r in records])
+        staging.put("a", [RemoteRecord("r", "2", {"n": "new"})])
+        staging.copy("a", "b", ["0", "2"])
+        for kind in ("a", "b"):
+            got = staging.get_hashed(kind, ["0", "2"])
+            assert got == {
+                "0": (records[0], "h0"),
+                "2": (RemoteRecord("r", "2", {"n": "new"}), None),
+            }
+        assert staging.get_hashed("a", ["1"]) == {"1": (records[1], "h1")}
+        assert staging.get_many("a", ["1"]) == {"1": records[1]}
 
 
 def test_copy_keeps_the_same_records_under_another_kind() -> None:

@@ -19,6 +19,7 @@ from tolken.mapping import (
     merge_keys,
     pms_changes,
     pms_fields,
+    po_projector,
     poweroffice_changes,
     project,
     to_pms,
@@ -72,6 +73,20 @@ PROJECT: dict[str, Any] = {
     "ProjectStatus": "Complete",
     "IsBillable": True,
     "Progress": 40,
+}
+
+SAMPLES: dict[str, list[dict[str, Any]]] = {
+    "departments": [{"Code": 4, "Name": "", "IsActive": False}, {"Code": "D", "name": "Salg"}, {}],
+    "customers": [
+        ACME,
+        {**ACME, "Number": "10002", "Name": 77, "IsPerson": True, "IsArchived": None},
+        {"number": 3, "mailaddress": {"city": "Bergen"}, "MailAddress": None},
+    ],
+    "projects": [
+        PROJECT,
+        {**PROJECT, "CustomerId": 404, "DepartmentId": None, "EndDate": ""},
+        {"Code": 12, "CustomerId": "", "StartDate": None, "ProjectStatus": None},
+    ],
 }
 
 
@@ -164,6 +179,24 @@ def test_unresolved_can_be_collected_instead_of_raised() -> None:
     assert missing == {"department_id"}
     assert "department_id" not in values
     assert values["customer_id"] == "c_5"
+
+
+@pytest.mark.parametrize("flow_id", ["departments", "customers", "projects"])
+def test_a_projector_maps_as_to_pms_flat(flow_id: str) -> None:
+    """One projector for many records gives what to_pms_flat gives each (values, their types and
+    order, unresolved fields, errors)."""
+    flow = default_mapping().flow(flow_id)
+    projector = po_projector(flow, LINKS)
+    for record in SAMPLES[flow_id]:
+        missing: set[str] = set()
+        wanted_missing: set[str] = set()
+        got = projector(record, missing)
+        wanted = to_pms_flat(flow, record, LINKS, unresolved=wanted_missing)
+        assert list(got.items()) == list(wanted.items())
+        assert [type(v) for v in got.values()] == [type(v) for v in wanted.values()]
+        assert missing == wanted_missing
+    with pytest.raises(MappingValueError):
+        projector({**SAMPLES[flow_id][0], "Name": ["not", "text"]}, set())
 
 
 def test_empty_reference_is_not_unresolved() -> None:

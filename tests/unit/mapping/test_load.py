@@ -85,6 +85,11 @@ def test_default_mapping_is_the_design_table() -> None:
         assert [(p.poweroffice, p.pms, p.type) for p in flow.properties] == rows
 
 
+def test_the_built_in_file_reads_the_same_as_a_users_file() -> None:
+    """The built-in mapping (read by the fast parser) equals the same file loaded as a user's."""
+    assert load_mapping(None) == load_mapping(DEFAULT_MAPPING_PATH)
+
+
 def test_default_transforms_and_filters() -> None:
     """Archive is inverted, status is the DESIGN enum, references go through the right flows."""
     mapping = load_mapping(None)
