@@ -245,7 +245,6 @@ class RetryPolicy:
         ``stop`` set (before or during a wait) raises :class:`~tolken.errors.Stopped`
         instead of waiting or trying again.
         """
-        stop = stop or threading.Event()
 
         def should_retry(exc: BaseException) -> bool:
             if not isinstance(exc, Exception) or isinstance(exc, Stopped):
@@ -269,7 +268,8 @@ class RetryPolicy:
                 raise first.pop()
             return fn()
 
-        return self._retrying(should_retry, started, stop)(attempt)
+        # A stop signal of its own only for a retry: an Event per call costs more than the call.
+        return self._retrying(should_retry, started, stop or threading.Event())(attempt)
 
     def _retrying(
         self, should_retry: Callable[[BaseException], bool], started: float, stop: threading.Event

@@ -14,7 +14,9 @@ every record of a batch belongs to one flow, and the flows run in dependency
 order, so a reference's target always exists before the batch starts; the
 answers are handled in plan order on the engine's own thread, which alone
 touches the store. One :class:`Writers` pool serves every batch of a flow
-(its threads are started once, not once per batch).
+(its threads are started once, not once per batch); each of its threads takes
+the batch's next record until none is left, and the engine's thread waits once
+per batch, not once per record.
 
 :func:`create_many_in_pms` and :func:`link_many` work through the flow's
 :class:`~tolken.engine.executor.Executor` (its public methods: apply, park,
@@ -24,10 +26,10 @@ adopt); the other functions take services and values.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tolken._closing import Closeable
 from tolken.connectors.base import ConcurrentWrites, RemoteRecord
@@ -56,6 +58,9 @@ __all__ = [
 BATCH = 50
 """Groups per batch: small enough that a stop request is honoured quickly."""
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
 
 class Writers(Closeable):
     """The threads that POST a flow's batches, started on first use; a context manager.
@@ -76,6 +81,45 @@ class Writers(Closeable):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.width, "tolken-pms-create")
         return self._pool
+
+    def map(
+        self, fn: Callable[[_T], _R], items: Sequence[_T], give_up: threading.Event
+    ) -> list[_R | None]:
+        """``fn`` of every item, up to ``width`` at once; the results in the items' order.
+
+        Each thread takes the next item until none is left or ``give_up`` is
+        set (an item never taken gives None), and the caller waits once for the
+        lot: one wake-up per batch, not one per item, as a future per item would
+        cost. An exception ``fn`` raises sets ``give_up`` (no further item
+        starts) and is raised here once every thread has stopped; so is one
+        that interrupts the wait.
+        """
+        results: list[_R | None] = [None] * len(items)
+        claim = iter(range(len(items)))
+        claiming = threading.Lock()
+
+        def work() -> None:
+            try:
+                while not give_up.is_set():
+                    with claiming:
+                        i = next(claim, None)
+                    if i is None:
+                        return
+                    results[i] = fn(items[i])
+            except BaseException:
+                give_up.set()
+                raise
+
+        pool = self.pool()
+        workers = [pool.submit(work) for _ in range(min(self.width, len(items)))]
+        try:
+            wait(workers)
+        except BaseException:
+            give_up.set()  # interrupted while waiting: the threads start nothing new
+            raise
+        for worker in workers:
+            worker.result()  # re-raises a worker's exception
+        return results
 
     def close(self) -> None:
         """Wait for the threads and end them."""
@@ -287,11 +331,13 @@ def _post_all(
     bodies = [without_empty(pms_changes(svc.flow, action.values)) for action in actions]
     give_up = threading.Event()
 
-    def post(action: CreateInPMS, body: Mapping[str, Any]) -> _Answer:
+    def post(i: int) -> _Answer:
         if give_up.is_set():
             return None
         try:
-            return svc.pms.create(svc.pms_resource, body, idempotency_key=action.idempotency_key)
+            return svc.pms.create(
+                svc.pms_resource, bodies[i], idempotency_key=actions[i].idempotency_key
+            )
         except (RecordError, Retriable) as exc:
             return exc  # this record is parked; the others go on
         except TolkenError as exc:
@@ -299,9 +345,9 @@ def _post_all(
             return exc
 
     if writers.width <= 1 or len(actions) < 2:
-        answers = [post(a, b) for a, b in zip(actions, bodies, strict=True)]
+        answers = [post(i) for i in range(len(actions))]
     else:
-        answers = list(writers.pool().map(post, actions, bodies))
+        answers = writers.map(post, range(len(actions)), give_up)
     return list(zip(actions, bodies, answers, strict=True))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -118,20 +119,35 @@ def test_only_links_without_writes_are_plain() -> None:
 
 
 class _InFlight(httpx.BaseTransport):
-    """The simulator's transport, counting the most POSTs it had in flight at once."""
+    """The simulator's transport, counting the most POSTs it had in flight at once.
+
+    ``refuse`` names a record answered with ``status``; ``bug`` one whose POST raises
+    a plain exception (as a bug below the engine would). ``started`` lists the names
+    posted, in the order the POSTs arrived.
+    """
 
     def __init__(
-        self, inner: httpx.BaseTransport, refuse: str | None = None, status: int = 422
+        self,
+        inner: httpx.BaseTransport,
+        refuse: str | None = None,
+        status: int = 422,
+        bug: str | None = None,
     ) -> None:
-        self.inner, self.refuse, self.status = inner, refuse, status
+        self.inner, self.refuse, self.status, self.bug = inner, refuse, status, bug
         self.active = self.peak = 0
         self.lock = threading.Lock()
         self.threads: set[threading.Thread] = set()
+        self.started: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.method != "POST":
             return self.inner.handle_request(request)
-        if self.refuse is not None and self.refuse.encode() in request.content:
+        name = json.loads(request.content)["name"]
+        with self.lock:
+            self.started.append(name)
+        if name == self.bug:
+            raise RuntimeError(f"a bug while posting {name}")
+        if name == self.refuse:
             body = {"errors": [{"field": "name", "message": "refused"}]}
             return httpx.Response(self.status, json=body)
         with self.lock:
@@ -214,6 +230,8 @@ def test_a_fatal_answer_mid_batch_links_what_was_made_and_leaves_no_duplicate(
     actions = _creates(world, names)
     with pytest.raises(Fatal):
         batch.create_many_in_pms(ex, actions)
+    # After the refusal only the POSTs the other three writers already held went out.
+    assert len(transport.started) <= transport.started.index("Kunde 5") + 4
     store = ex.services.store
     made = {r.data["name"] for r in world.pms.list("customers")}
     assert "Kunde 5" not in made
@@ -225,3 +243,66 @@ def test_a_fatal_answer_mid_batch_links_what_was_made_and_leaves_no_duplicate(
     batch.create_many_in_pms(again, [a for a in actions if a.po_id not in linked])
     assert sorted(r.data["name"] for r in world.pms.list("customers")) == sorted(names)
     assert store.pending_creates("customers") == []
+
+
+def test_a_bug_in_a_writer_surfaces_and_leaves_no_duplicate(world: World) -> None:
+    """An unexpected exception while posting is raised to the caller (the batch does not
+    hang), no further POST starts, and the next run creates each record exactly once."""
+    transport = _InFlight(_simulator(world), bug="Kunde 5")
+    ex = world.executor(pms=_pms_through(transport, 4))
+    names = [f"Kunde {n}" for n in range(10)]
+    actions = _creates(world, names)
+    with pytest.raises(RuntimeError, match="Kunde 5"):
+        batch.create_many_in_pms(ex, actions)
+    assert len(transport.started) <= transport.started.index("Kunde 5") + 4
+    store = ex.services.store
+    assert len(store.pending_creates("customers")) == len(names)  # nothing linked, all by key
+    again = world.executor()
+    again.recover_pending_creates()
+    linked = store.link_map("customers")
+    batch.create_many_in_pms(again, [a for a in actions if a.po_id not in linked])
+    assert sorted(r.data["name"] for r in world.pms.list("customers")) == sorted(names)
+    assert store.pending_creates("customers") == []
+
+
+def _writers(world: World, width: int) -> batch.Writers:
+    writers = batch.Writers(
+        world.executor(pms=_pms_through(_InFlight(_simulator(world)), width)).services
+    )
+    assert writers.width == width
+    return writers
+
+
+def test_writers_answer_in_item_order_whatever_order_the_threads_finish(world: World) -> None:
+    """Later items finishing first still come back in the items' order."""
+
+    def slow_first(i: int) -> int:
+        time.sleep(0.01 * (6 - i))
+        return i * 10
+
+    with _writers(world, 3) as writers:
+        assert writers.map(slow_first, range(6), threading.Event()) == [0, 10, 20, 30, 40, 50]
+
+
+def test_a_writers_exception_stops_the_others_and_is_raised_once_they_are_done(
+    world: World,
+) -> None:
+    """No thread takes a new item after one raised; the caller gets the exception only
+    after the item still in hand has finished (no thread is left running behind it)."""
+    started: list[int] = []
+    finished: list[int] = []
+
+    def fn(i: int) -> int:
+        started.append(i)
+        if i == 1:
+            raise ValueError("bug in item 1")
+        time.sleep(0.05)
+        finished.append(i)
+        return i
+
+    give_up = threading.Event()
+    with _writers(world, 2) as writers, pytest.raises(ValueError, match="item 1"):
+        writers.map(fn, range(6), give_up)
+    assert sorted(started) == [0, 1]
+    assert finished == [0]
+    assert give_up.is_set()

@@ -18,6 +18,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +51,13 @@ __all__ = ["PMSClient"]
 MERGE_PATCH = "application/merge-patch+json"
 
 
+class _NoCookies(CookieJar):
+    """A cookie jar that keeps nothing a response sets (so it never sends a cookie)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:  # noqa: ARG002 - the jar's signature
+        return None
+
+
 def _overloaded(error: Retriable) -> bool:
     """A 429, or a 503 (the server says it is overloaded): fewer requests at once for a while."""
     return isinstance(error, RateLimited) or error.status == 503
@@ -76,10 +84,11 @@ class PMSClient(Closeable):
 
     ``http`` lets tests hand in a client with an in-process transport (for
     example a ``starlette.testclient.TestClient``); without it the client makes
-    and owns its own ``httpx.Client`` with ``settings.timeout_seconds`` (a client
-    handed in keeps its own timeout). ``stop`` (a :class:`threading.Event`) ends
-    retry waits and listings with :class:`~tolken.errors.Stopped` once set;
-    every listing is bounded by ``limits`` (see :mod:`tolken.connectors._listing`).
+    and owns its own ``httpx.Client`` with ``settings.timeout_seconds``, which keeps
+    no cookies (a client handed in keeps its own timeout and cookie policy).
+    ``stop`` (a :class:`threading.Event`) ends retry waits and listings with
+    :class:`~tolken.errors.Stopped` once set; every listing is bounded by
+    ``limits`` (see :mod:`tolken.connectors._listing`).
     """
 
     system = "pms"
@@ -97,7 +106,12 @@ class PMSClient(Closeable):
         self._limits = limits
         self._base = settings.base_url.rstrip("/")
         self._owns_http = http is None
-        self._http = http or httpx.Client(timeout=settings.timeout_seconds)
+        # The client made here keeps no cookies: the PMS authenticates every request by
+        # its bearer key, so nothing a response sets may travel with the next request
+        # (and reading each answer's Set-Cookie cost CPU on every create). A client
+        # handed in keeps its own cookie policy.
+        self._http = http or httpx.Client(timeout=settings.timeout_seconds, cookies=_NoCookies())
+        self._authorization = f"Bearer {settings.api_key_value()}"
         self._retry = RetryPolicy()
         self._retry_unsent = UnsentOnlyPolicy()
         self._gate = AdaptiveConcurrency(settings.max_concurrency, stop=stop)
@@ -140,7 +154,7 @@ class PMSClient(Closeable):
         idempotent: bool = True,
     ) -> httpx.Response:
         """One logical request: auth, classification and bounded retries; raises TolkenError."""
-        all_headers = {"Authorization": f"Bearer {self.settings.api_key_value()}"}
+        all_headers = {"Authorization": self._authorization}
         content: bytes | None = None
         if body is not None:
             content = json.dumps(body).encode("utf-8")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopback import serve
 from tolken.config import PMSSettings
@@ -136,3 +137,36 @@ def test_ensure_webhook_replaces_an_earlier_registration(url: str) -> None:
         verify_webhook("new-secret", delivery.headers, delivery.body)
         time.sleep(0.3)  # a duplicate delivery would arrive right behind the first
         assert sum(record.id.encode() in d.body for d in receiver.deliveries) == 1
+
+
+class _SetsCookies:
+    """The reference PMS behind a layer that sets a cookie on every answer and notes the
+    ``Cookie`` header of every request it receives."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cookies: list[str | None] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            cookie = dict(scope["headers"]).get(b"cookie")
+            self.cookies.append(cookie.decode() if cookie is not None else None)
+
+        async def with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                cookie = (b"set-cookie", b"session=abc; Path=/")
+                message = {**message, "headers": [*message.get("headers", []), cookie]}
+            await send(message)
+
+        await self.app(scope, receive, with_cookie)
+
+
+def test_the_client_the_connector_makes_sends_no_cookie_back() -> None:
+    """The PMS authenticates by bearer key: a cookie it sets never travels with a later request."""
+    app = _SetsCookies(create_app())
+    with serve(app) as url, _client(url) as pms:
+        made = pms.create(
+            "customers", {"kind": "company", "name": "Nordlys AS"}, idempotency_key="c"
+        )
+        assert pms.get("customers", made.id).data["name"] == "Nordlys AS"
+    assert app.cookies == [None, None]

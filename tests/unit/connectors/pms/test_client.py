@@ -371,3 +371,17 @@ def test_a_feed_page_with_more_but_nothing_newer_is_a_clear_error() -> None:
     )
     with pytest.raises(Fatal, match="GET /api/v1/changes after seq 5 with has_more"):
         client.changes(5, limit=10)
+
+
+def test_a_client_handed_in_keeps_its_own_cookie_policy() -> None:
+    """The connector leaves a caller's client as it is: a cookie the PMS set goes back with
+    the next request (only the client the connector makes itself keeps none)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = {} if "cookie" in request.headers else {"Set-Cookie": "session=abc; Path=/"}
+        return httpx.Response(200, json=_customer("c1"), headers=headers)
+
+    client, seen = _client(answer)
+    client.get("customers", "c1")
+    client.get("customers", "c1")
+    assert [r.headers.get("cookie") for r in seen] == [None, "session=abc"]
