@@ -130,7 +130,7 @@ class FlowRun:
         st.links = state
         # None of the flow's records is linked (a first sync): no link or hash is looked up.
         # Nothing before _new_records links a record of the flow (deletes need links).
-        any_linked = len(state) > 0
+        any_linked = state.has_links()  # one row looked at: an idle cycle counts nothing
         kinds = _Kinds(svc.flow_id)
         staging = self.staging
         for kind in kinds.all():

@@ -64,6 +64,9 @@ class FlowRows(Protocol):
     def count(self) -> int:
         """How many links the flow has."""
 
+    def exists(self) -> bool:
+        """Whether the flow has a link at all (one row looked at, not all counted)."""
+
     def pairs(self) -> Iterator[tuple[str, str, str]]:
         """``(poweroffice_id, pms_id, state)`` of every link, streamed."""
 
@@ -81,6 +84,9 @@ class _InMemory:
 
     def count(self) -> int:
         return len(self._rows)
+
+    def exists(self) -> bool:
+        return bool(self._rows)
 
     def pairs(self) -> Iterator[tuple[str, str, str]]:
         for row in self._rows:
@@ -165,6 +171,10 @@ class FlowState:
 
     def __len__(self) -> int:
         return self._source.count()
+
+    def has_links(self) -> bool:
+        """Whether the flow has any link (a first sync has none); cheaper than ``len``."""
+        return self._source.exists()
 
     def pairs(self) -> Iterator[tuple[str, str, LinkState]]:
         """``(poweroffice_id, pms_id, state)`` of every link, streamed from the store."""

@@ -199,6 +199,11 @@ class _StoreRows:
             stmt = select(func.count()).select_from(LinkRow).where(*self._scope())
             return int(conn.execute(stmt).scalar_one())
 
+    def exists(self) -> bool:
+        with self._conn() as conn:
+            stmt = select(LinkRow.id).where(*self._scope()).limit(1)
+            return conn.execute(stmt).first() is not None
+
     def pairs(self) -> Iterator[tuple[str, str, str]]:
         # Paged by link id, so no page of rows outlives its turn (and no cursor
         # stays open while the caller works).

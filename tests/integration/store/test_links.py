@@ -223,6 +223,17 @@ def test_tenants_are_isolated(db: Store) -> None:
     assert db.for_tenant("alpha") is alpha
 
 
+def test_flow_state_says_whether_the_flow_has_links(db: Store) -> None:
+    """has_links is about this tenant's flow only: other flows and tenants do not count."""
+    alpha, beta = db.for_tenant("alpha"), db.for_tenant("beta")
+    beta.create_link("customers", "10001", "c-1")
+    alpha.create_link("departments", "d1", "dep-1")
+    assert not alpha.load_flow_state("customers").has_links()
+    assert alpha.load_flow_state("departments").has_links()
+    alpha.create_link("customers", "10001", "c-1")
+    assert alpha.load_flow_state("customers").has_links()
+
+
 def test_shadow_round_trips_json_values(store: TenantStore) -> None:
     """A shadow comes back with the same values, versions, hashes and aware timestamps."""
     link = store.create_link("customers", "1", "a")

@@ -54,6 +54,8 @@ def test_flow_state_finds_links_by_either_id() -> None:
     assert state.get(99) is None
     assert 1 in state
     assert len(state) == 2
+    assert state.has_links()
+    assert not FlowState("acme", "customers", []).has_links()
     assert set(state.poweroffice_ids()) == {"10001", "10002"}
     assert set(state.pms_ids()) == {"c-1", "c-2"}
     assert state.pms_id_for("10001") == "c-1"
@@ -125,6 +127,9 @@ def test_flow_state_reads_only_the_ids_asked_for() -> None:
 
         def count(self) -> int:
             return len(rows)
+
+        def exists(self) -> bool:
+            return bool(rows)
 
         def pairs(self) -> Iterator[tuple[str, str, str]]:
             return memory._source.pairs()  # noqa: SLF001 - the rows under test
