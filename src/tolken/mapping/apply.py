@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping as AbcMapping
+from functools import partial
 from typing import Any
 
 from tolken.errors import RecordError
@@ -119,7 +120,7 @@ POProjector = Callable[[Record, set[str] | None], dict[str, Any]]
 def po_projector(flow: Flow, resolver: ReferenceResolver | None = None) -> POProjector:
     """:func:`to_pms_flat` for many records of ``flow``: what each property needs is made once.
 
-    Its paths split, its transform, its canonical form and its
+    Its paths split, its transform, its :func:`canonical` and its
     :class:`~tolken.mapping.transforms.ApplyContext` (making a context per property per record
     cost a fifth of mapping a record).
     """
@@ -128,7 +129,7 @@ def po_projector(flow: Flow, resolver: ReferenceResolver | None = None) -> POPro
             prop.pms,
             tuple(prop.poweroffice.split(".")) if prop.poweroffice else None,
             prop.converter.to_pms,
-            _canonical_of(prop),
+            partial(canonical, prop),
             ApplyContext(flow=flow.poweroffice, field=prop.pms, resolver=resolver),
         )
         for prop in flow.properties
@@ -148,26 +149,6 @@ def po_projector(flow: Flow, resolver: ReferenceResolver | None = None) -> POPro
         return out
 
     return to_flat
-
-
-def _canonical_of(prop: Property) -> Callable[[Any], Any]:
-    """:func:`canonical` for ``prop``, with the common case (text, or a value of no special
-    type) first."""
-    if prop.type not in ("date", "integer", "string"):
-
-        def plain(value: Any) -> Any:
-            return None if value is None or value == "" else value
-
-        return plain
-    if prop.type == "string":
-
-        def text(value: Any) -> Any:
-            if type(value) is str:
-                return value or None
-            return canonical(prop, value)
-
-        return text
-    return lambda value: canonical(prop, value)
 
 
 def to_pms(
