@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
+from tolken.connectors._http import TokenClient
 from tolken.connectors.base import Connector, load_connector_class
 from tolken.connectors.ratelimit import RateLimiter, StopSignal, shared_limiter
 from tolken.engine import SyncEngine
@@ -64,31 +65,6 @@ class RequestCounter:
         """The counts so far."""
         with self._lock:
             return dict(self._counts)
-
-
-class _TokenClient(httpx.Client):
-    """An httpx client that keeps no cookies.
-
-    Both systems authenticate every request by token; reading each answer's
-    ``Set-Cookie`` (httpx builds a urllib request and response for it) was a
-    tenth of a PMS create's CPU in the initial sync.
-    """
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, _cookies: Any) -> None:
-        pass  # httpx sets an empty jar while it starts: none is kept
-
-
-class _NoCookies(httpx.Cookies):
-    def extract_cookies(self, response: httpx.Response) -> None:  # noqa: ARG002 - httpx's signature
-        return None
-
-
-_NO_COOKIES = _NoCookies()
 
 
 def poweroffice_limiter(
@@ -139,7 +115,7 @@ def open_engine(
         def connect(
             system: Side, name: str, settings: PowerOfficeSettings | PMSSettings, **extra: Any
         ) -> Connector:
-            http = _TokenClient(
+            http = TokenClient(
                 timeout=settings.timeout_seconds,
                 event_hooks={"request": [counter.hook(system)]},
                 transport=given.get(system),

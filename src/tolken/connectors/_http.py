@@ -17,6 +17,8 @@ request and paused after a 429, is :mod:`tolken.connectors.ratelimit`):
   :class:`~tolken.errors.Retriable` errors, no retry for anything else.
   :meth:`RetryPolicy.call` runs a function under it with tenacity, every wait
   an ``Event.wait`` so a stop request ends it at once (:class:`~tolken.errors.Stopped`).
+* :class:`TokenClient` is an ``httpx.Client`` that keeps no cookies, for a
+  system that authenticates every request by token.
 * :func:`set_testing` removes every wait (retry backoffs, rate-limit waits)
   while keeping the attempt counts, so tests can assert how often a request was
   retried without sleeping; :func:`waits_removed` tells the rate limiters.
@@ -58,6 +60,7 @@ from tolken.errors import RateLimited, Retriable, Stopped
 
 __all__ = [
     "RetryPolicy",
+    "TokenClient",
     "UnsentOnlyPolicy",
     "json_or_none",
     "parse_retry_after",
@@ -69,6 +72,32 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class TokenClient(httpx.Client):
+    """An httpx client that keeps no cookies: nothing a response sets travels with the next
+    request.
+
+    For a system that authenticates every request by token (PowerOffice, the PMS).
+    Reading each answer's ``Set-Cookie`` (httpx builds a urllib request and response
+    for it) was a tenth of a PMS create's CPU in the initial sync.
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, _cookies: Any) -> None:
+        pass  # httpx sets an empty jar while it starts: none is kept
+
+
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:  # noqa: ARG002 - httpx's signature
+        return None
+
+
+_NO_COOKIES = _NoCookies()
 
 _no_waits = False
 

@@ -1,4 +1,4 @@
-"""Shared HTTP helpers: Retry-After parsing and the retry policy."""
+"""Shared HTTP helpers: Retry-After parsing, the retry policy and the cookie-less client."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tolken.connectors import _http
-from tolken.connectors._http import RetryPolicy, UnsentOnlyPolicy, parse_retry_after
+from tolken.connectors._http import RetryPolicy, TokenClient, UnsentOnlyPolicy, parse_retry_after
 from tolken.errors import NotFound, RateLimited, ServerError, Stopped, ValidationFailed
 
 
@@ -181,3 +181,32 @@ def test_a_secret_cut_by_the_text_limit_is_still_redacted() -> None:
         "GET", "https://remote.example/x", headers={"X-Api-Key": "half-shown-key-42"}
     )
     assert _http.plain_text(_echo(request, "key: half-shown-key-42"), 12) == "key: [redact"
+
+
+def test_a_token_client_sends_no_cookie_a_response_set() -> None:
+    """Each answer sets a cookie; no later request carries one, and the client holds none."""
+    sent: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"})
+
+    with TokenClient(transport=httpx.MockTransport(answer)) as client:
+        for _ in range(3):
+            client.get("http://pms.test/api/v1/customers")
+        assert not client.cookies
+    assert sent == [None, None, None]
+
+
+def test_a_plain_client_would_send_the_cookie_back() -> None:
+    """The check above can fail: httpx's own client returns the cookie it was set."""
+    sent: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"})
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        client.get("http://pms.test/api/v1/customers")
+        client.get("http://pms.test/api/v1/customers")
+    assert sent == [None, "session=abc"]

@@ -18,7 +18,6 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +26,7 @@ import httpx
 from tolken._closing import Closeable
 from tolken.config import PMSSettings
 from tolken.connectors._concurrency import AdaptiveConcurrency
-from tolken.connectors._http import RetryPolicy, UnsentOnlyPolicy
+from tolken.connectors._http import RetryPolicy, TokenClient, UnsentOnlyPolicy
 from tolken.connectors._listing import ListingGuard, ListingLimits
 from tolken.connectors.base import FeedPage, RemoteRecord, StampedRecord
 from tolken.connectors.fields import nest
@@ -49,13 +48,6 @@ from tolken.errors import (
 __all__ = ["PMSClient"]
 
 MERGE_PATCH = "application/merge-patch+json"
-
-
-class _NoCookies(CookieJar):
-    """A cookie jar that keeps nothing a response sets (so it never sends a cookie)."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:  # noqa: ARG002 - the jar's signature
-        return None
 
 
 def _overloaded(error: Retriable) -> bool:
@@ -107,10 +99,8 @@ class PMSClient(Closeable):
         self._base = settings.base_url.rstrip("/")
         self._owns_http = http is None
         # The client made here keeps no cookies: the PMS authenticates every request by
-        # its bearer key, so nothing a response sets may travel with the next request
-        # (and reading each answer's Set-Cookie cost CPU on every create). A client
-        # handed in keeps its own cookie policy.
-        self._http = http or httpx.Client(timeout=settings.timeout_seconds, cookies=_NoCookies())
+        # its bearer key. A client handed in keeps its own cookie policy.
+        self._http = http or TokenClient(timeout=settings.timeout_seconds)
         self._authorization = f"Bearer {settings.api_key_value()}"
         self._retry = RetryPolicy()
         self._retry_unsent = UnsentOnlyPolicy()
