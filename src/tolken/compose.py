@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from tolken.config import PMSSettings, PowerOfficeSettings, TolkenConfig
-from tolken.connectors._http import TokenClient
+from tolken.connectors import TokenClient
 from tolken.connectors.base import Connector, load_connector_class
 from tolken.connectors.ratelimit import RateLimiter, StopSignal, shared_limiter
 from tolken.engine import SyncEngine
