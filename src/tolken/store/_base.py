@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from tolken.errors import Retriable, TolkenError, Unreachable
 from tolken.store._db import READ_ONLY
-from tolken.store._models import UTCDateTime
+from tolken.store._models import UTCDateTime, aware_utc
 
 __all__ = [
     "Clock",
@@ -214,9 +214,7 @@ def _sqlite_utc_text(value: datetime | None) -> str | None:
     """What :class:`UTCDateTime` and SQLAlchemy's SQLite ``DATETIME`` store for ``value``."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return aware_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 _json_text = json.JSONEncoder().encode  # what ``json.dumps(value)`` uses

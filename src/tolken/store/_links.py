@@ -43,6 +43,7 @@ from tolken.store._models import (
     HistoryRow,
     LinkRow,
     ShadowRow,
+    aware_utc,
 )
 from tolken.store._records import (
     FLOW_PMS_RESOURCE,
@@ -139,8 +140,8 @@ class _LinkClash(Exception):
 
 def _check_aware(shadow: Shadow) -> None:
     for moment in (shadow.poweroffice_changed_at, shadow.pms_changed_at):
-        if moment is not None and moment.tzinfo is None:
-            raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware time")
+        if moment is not None:
+            aware_utc(moment)
 
 
 def _shadow_and_history_values(

@@ -49,6 +49,7 @@ __all__ = [
     "TenantRow",
     "UTCDateTime",
     "WebhookDeliveryRow",
+    "aware_utc",
 ]
 
 # Stable constraint names, so migrations can refer to them on every backend.
@@ -62,6 +63,14 @@ NAMING_CONVENTION = {
 
 TENANT = 100  # length of tenant ids
 RECORD_ID = 200  # length of remote record ids (PowerOffice ids are integers, PMS ids strings)
+
+
+def aware_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive time is refused (ValueError): it is ambiguous, and a sync
+    engine comparing modification times cannot guess."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time")
+    return value.astimezone(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -78,9 +87,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time")
-        value = value.astimezone(UTC)
+        value = aware_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
