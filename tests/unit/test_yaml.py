@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tolken._yaml import MAX_FILE_BYTES
+from tolken._yaml import MAX_FILE_BYTES, load_packaged_yaml, load_yaml
 from tolken.config import load_config
 from tolken.errors import ConfigError
 from tolken.mapping import load_mapping
+from tolken.mapping.load import DEFAULT_MAPPING_PATH
 
 # Nine lists, each of nine aliases to the one before: 9**9 (387 million) strings
 # once expanded, from 350 bytes of YAML ("billion laughs").
@@ -115,3 +116,10 @@ def test_a_mapping_as_a_key_is_a_config_error(tmp_path: Path) -> None:
     error = refused_quickly(load_mapping, path)
     assert "a key must be a plain value" in error.message
     assert error.location == f"{path}:2"
+
+
+def test_a_packaged_file_reads_as_plain_data_equal_to_the_checked_read() -> None:
+    """tolken's own mapping file, read by the fast parser, is the same data as load_yaml's."""
+    fast = load_packaged_yaml(DEFAULT_MAPPING_PATH)
+    assert type(fast) is dict
+    assert fast == load_yaml(DEFAULT_MAPPING_PATH)

@@ -16,9 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
-from tolken._yaml import expand_env, line_of, load_yaml, validate_model
+from tolken._yaml import expand_env, line_of, load_packaged_yaml, load_yaml, validate_model
 from tolken.errors import ConfigError
 from tolken.mapping.known_fields import PMS_CONTRACT_FIELDS, POWEROFFICE_FIELDS
 from tolken.mapping.models import Mapping
@@ -57,10 +55,8 @@ def default_mapping() -> Mapping:
 
 
 def _load(path: Path, *, pms_contract: bool = True, builtin: bool = False) -> Mapping:
-    # The built-in file is tolken's own (its test loads it both ways): read by the C parser,
-    # without the line numbers a user's file keeps for its errors (a tenth of the time, at
-    # every start of a process).
-    data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) if builtin else load_yaml(path)
+    # The built-in file is tolken's own (its test loads it both ways): no line numbers needed.
+    data = load_packaged_yaml(path) if builtin else load_yaml(path)
     if data is None:
         raise ConfigError("the mapping file is empty", location=str(path))
     mapping = validate_model(Mapping, data, path)
