@@ -207,7 +207,7 @@ class FlowRun:
             ex.state.links.forget()
         return finished
 
-    def _linked_pairs(self, state: FlowState, kinds: _Kinds, *, any_linked: bool = True) -> bool:
+    def _linked_pairs(self, state: FlowState, kinds: _Kinds, *, any_linked: bool) -> bool:
         """Plan and apply the linked pairs that changed, a page at a time; the unlinked changed
         records are set aside for :meth:`_new_records` (all of them unless ``any_linked``)."""
         ex, staging = self.executor, self.staging
@@ -403,7 +403,7 @@ class FlowRun:
 
     # -- steps ----------------------------------------------------------------
 
-    def _stage_pms_changes(self, state: FlowState, kind: str, *, any_linked: bool = True) -> None:
+    def _stage_pms_changes(self, state: FlowState, kind: str, *, any_linked: bool) -> None:
         """Set aside the flow's PMS changes: its records that changed (not echoes of tolken's
         own writes) and tombstones of linked records (none unless ``any_linked``)."""
         svc = self.executor.services
