@@ -139,6 +139,9 @@ class _NoAliasComposer(Composer):
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader)
         self._depth = 0
+        # An anchor named twice is harmless where no alias may use it (found by tests/fuzz:
+        # ruamel's warning was a stray message on stderr, and an error under the tests).
+        self.warn_double_anchors = False
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.parser.peek_event()

@@ -6,7 +6,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fuzz.conftest import FUZZ
@@ -90,6 +90,7 @@ def test_any_config_text_loads_or_is_a_config_error(tmp_path: Path, text: str) -
 
 @FUZZ
 @given(text=_texts(DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")))
+@example(text="&0 : &0")  # an anchor named twice: found by this test
 def test_any_mapping_text_loads_or_is_a_config_error(tmp_path: Path, text: str) -> None:
     """A random or mutated mapping file loads or raises ConfigError, within two seconds."""
     path = _write(tmp_path, text, "mapping.yaml")

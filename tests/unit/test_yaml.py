@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,15 @@ def test_a_packaged_file_reads_as_plain_data_equal_to_the_checked_read() -> None
     fast = load_packaged_yaml(DEFAULT_MAPPING_PATH)
     assert type(fast) is dict
     assert fast == load_yaml(DEFAULT_MAPPING_PATH)
+
+
+@pytest.mark.parametrize("load", [load_config, load_mapping], ids=["config", "mapping"])
+def test_an_anchor_named_twice_is_read_without_a_warning(tmp_path: Path, load: object) -> None:
+    """No alias may use an anchor, so naming one twice is harmless: no warning, and the file
+    is judged on its content (here: not a valid file, a ConfigError)."""
+    path = tmp_path / "anchors.yaml"
+    path.write_text("&0 : &0\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ConfigError):
+            load(path)  # type: ignore[operator]
